@@ -1,0 +1,181 @@
+"""Typed settings, read from the environment once per process.
+
+Every name matches DESIGN.md and the deploy manifests. A missing or malformed
+value raises `SettingsError` naming the variable; entry points turn it into a
+one-line message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from masar.contract import SECTOR_TASK_QUEUES, ServiceName
+
+DEFAULT_PORTS: dict[ServiceName, int] = {
+    "intake": 50051,
+    "shelter": 50052,
+    "legal": 50053,
+    "employment": 50054,
+}
+# Prometheus scrape ports, one per process.
+DEFAULT_METRICS_PORTS: dict[str, int] = {
+    "intake": 9461,
+    "shelter": 9462,
+    "legal": 9463,
+    "employment": 9464,
+    "journey": 9465,
+}
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class Env:
+    """Typed access to an environment mapping; every error names the variable."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+
+    def str(self, name: str, default: str | None = None) -> str:
+        value = self._environ.get(name)
+        if value is None or value.strip() == "":
+            if default is None:
+                raise SettingsError(f"{name} is required but not set")
+            return default
+        return value.strip()
+
+    def optional(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        return value.strip() if value and value.strip() else None
+
+    def int(self, name: str, default: int, *, minimum: int = 0, maximum: int = 2**31) -> int:
+        raw = self._environ.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer, got a malformed value") from None
+        if not minimum <= value <= maximum:
+            raise SettingsError(f"{name} must be between {minimum} and {maximum}")
+        return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self._environ.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise SettingsError(f"{name} must be true or false")
+
+    def address(self, name: str, default: str) -> str:
+        value = self.str(name, default)
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(f"{name} must be host:port, got a malformed value")
+        return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class TemporalSettings:
+    address: str
+    namespace: str
+
+    @classmethod
+    def from_env(cls, env: Env) -> TemporalSettings:
+        return cls(
+            address=env.address("MASAR_TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+            namespace=env.str("MASAR_TEMPORAL_NAMESPACE", "default"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommonSettings:
+    data_dir: Path
+    temporal: TemporalSettings
+    service_addrs: dict[ServiceName, str]
+    log_level: str
+    log_format: Literal["json", "text"]
+
+    @classmethod
+    def from_env(cls, env: Env) -> CommonSettings:
+        data_dir = Path(env.str("MASAR_DATA_DIR", "./var")).expanduser()
+        log_format = env.str("MASAR_LOG_FORMAT", "json")
+        if log_format not in ("json", "text"):
+            raise SettingsError("MASAR_LOG_FORMAT must be json or text")
+        return cls(
+            data_dir=data_dir,
+            temporal=TemporalSettings.from_env(env),
+            service_addrs={
+                name: env.address(f"MASAR_{name.upper()}_ADDR", f"127.0.0.1:{port}")
+                for name, port in DEFAULT_PORTS.items()
+            },
+            log_level=env.str("MASAR_LOG_LEVEL", "INFO").upper(),
+            log_format=log_format,  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSettings:
+    """Settings of one sector service process."""
+
+    name: ServiceName
+    common: CommonSettings
+    addr: str
+    database_url: str
+    task_queue: str
+    metrics_port: int
+
+    @classmethod
+    def from_env(cls, name: ServiceName, environ: Mapping[str, str] | None = None) -> ServiceSettings:
+        env = Env(environ)
+        common = CommonSettings.from_env(env)
+        url = env.optional(f"MASAR_{name.upper()}_DATABASE_URL")
+        if url is None:
+            url = f"sqlite:///{(common.data_dir / f'{name}.db').resolve()}"
+        elif not url.startswith(("sqlite:", "postgresql")):
+            raise SettingsError(
+                f"MASAR_{name.upper()}_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL"
+            )
+        return cls(
+            name=name,
+            common=common,
+            addr=common.service_addrs[name],
+            database_url=url,
+            task_queue=SECTOR_TASK_QUEUES[name],
+            metrics_port=env.int(
+                f"MASAR_{name.upper()}_METRICS_PORT", DEFAULT_METRICS_PORTS[name], maximum=65535
+            ),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerSettings:
+    """Settings of the journey worker process."""
+
+    common: CommonSettings
+    policy_file: Path | None
+    metrics_port: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerSettings:
+        env = Env(environ)
+        policy = env.optional("MASAR_POLICY_FILE")
+        policy_file = Path(policy).expanduser() if policy else None
+        if policy_file is not None and not policy_file.is_file():
+            raise SettingsError("MASAR_POLICY_FILE does not name a readable file")
+        return cls(
+            common=CommonSettings.from_env(env),
+            policy_file=policy_file,
+            metrics_port=env.int(
+                "MASAR_JOURNEY_METRICS_PORT", DEFAULT_METRICS_PORTS["journey"], maximum=65535
+            ),
+        )

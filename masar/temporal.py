@@ -1,0 +1,84 @@
+"""The one place Temporal clients are made.
+
+Every process (services, journey worker, CLI, tests) gets its client here, so
+the payload codec and the tracing interceptor are configured once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from temporalio.client import Client, Interceptor
+from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.converter import DataConverter
+
+from masar.settings import TemporalSettings
+
+log = logging.getLogger(__name__)
+
+
+def data_converter() -> DataConverter:
+    """The data converter every client and worker uses."""
+    return dataclasses.replace(DataConverter.default)
+
+
+def client_interceptors() -> list[Interceptor]:
+    """Tracing on every client (and so on every worker built from it)."""
+    return [TracingInterceptor()]
+
+
+def client_options() -> dict[str, Any]:
+    """Keyword arguments for `Client.connect` (or a test environment)."""
+    return {"data_converter": data_converter(), "interceptors": client_interceptors()}
+
+
+async def connect_temporal(
+    settings: TemporalSettings, *, extra_interceptors: Sequence[Interceptor] = ()
+) -> Client:
+    options = client_options()
+    options["interceptors"] = [*options["interceptors"], *extra_interceptors]
+    return await Client.connect(settings.address, namespace=settings.namespace, **options)
+
+
+class TemporalConnector:
+    """Connects lazily and keeps retrying, so a service starts (and stores
+    decisions in its outbox) even while Temporal is unreachable."""
+
+    def __init__(self, settings: TemporalSettings) -> None:
+        self._settings = settings
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def client(self) -> Client | None:
+        return self._client
+
+    async def get(self) -> Client:
+        if self._client is not None:
+            return self._client
+        async with self._lock:
+            if self._client is None:
+                self._client = await connect_temporal(self._settings)
+        return self._client
+
+    async def wait(self, stop: asyncio.Event, *, max_backoff: float = 5.0) -> Client | None:
+        """Connect, retrying with backoff until connected or `stop` is set."""
+        delay = 0.2
+        while not stop.is_set():
+            try:
+                return await self.get()
+            except Exception as exc:  # connection refused, DNS, TLS...
+                log.warning(
+                    "temporal unreachable, retrying",
+                    extra={"address": self._settings.address, "error": type(exc).__name__},
+                )
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                except TimeoutError:
+                    pass
+                delay = min(delay * 2, max_backoff)
+        return None

