@@ -49,10 +49,16 @@ def main() -> None:
     parser.add_argument("--check", action="store_true", help="fail if masar/v1 is stale")
     args = parser.parse_args()
     if not args.check:
+        # Generate aside, then swap files in: importers never see a half-empty package.
         target = ROOT / OUT_PACKAGE
-        for old in target.glob("*_pb2*.py*"):
-            old.unlink()
-        generate(ROOT)
+        with tempfile.TemporaryDirectory() as tmp:
+            generate(Path(tmp))
+            fresh = Path(tmp) / OUT_PACKAGE
+            for old in target.glob("*_pb2*.py*"):
+                if not (fresh / old.name).exists():
+                    old.unlink()
+            for new in fresh.iterdir():
+                os.replace(new, target / new.name) if new.is_file() else None
         print(f"generated {OUT_PACKAGE}")
         return
     with tempfile.TemporaryDirectory() as tmp:

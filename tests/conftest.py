@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,3 +105,37 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+class DevServer:
+    """A real Temporal dev server process (in memory), search attributes registered."""
+
+    def __init__(self, port: int) -> None:
+        from masar.devserver import dev_server_args, wait_for_port
+
+        self.port = port
+        self.address = f"127.0.0.1:{port}"
+        self.namespace = "default"
+        self.proc = subprocess.Popen(
+            dev_server_args(port=port),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port("127.0.0.1", port, timeout=60, proc=self.proc)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def temporal_dev_server() -> Iterator[DevServer]:
+    """One dev server for the session: tests use random case ids, so they
+    never share a workflow."""
+    server = DevServer(free_port())
+    yield server
+    server.stop()
