@@ -51,14 +51,15 @@ def main() -> None:
     if not args.check:
         # Generate aside, then swap files in: importers never see a half-empty package.
         target = ROOT / OUT_PACKAGE
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir=ROOT, prefix=".protos-") as tmp:
             generate(Path(tmp))
             fresh = Path(tmp) / OUT_PACKAGE
             for old in target.glob("*_pb2*.py*"):
                 if not (fresh / old.name).exists():
                     old.unlink()
             for new in fresh.iterdir():
-                os.replace(new, target / new.name) if new.is_file() else None
+                if new.is_file():
+                    os.replace(new, target / new.name)
         print(f"generated {OUT_PACKAGE}")
         return
     with tempfile.TemporaryDirectory() as tmp:
