@@ -22,7 +22,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy masar services workflows tests bench
+	$(BIN)/mypy masar services workflows tests bench scripts
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -113,9 +113,11 @@ class Outbox:
     async def deliver(self, event_id: str) -> tuple[DeliveryOutcome, RejectedUpdate | None]:
         """Try to deliver one entry now."""
         row = await self._db.run(
-            lambda s: s.execute(select(self._table).where(self._table.c.event_id == event_id))
-            .mappings()
-            .one_or_none()
+            lambda s: (
+                s.execute(select(self._table).where(self._table.c.event_id == event_id))
+                .mappings()
+                .one_or_none()
+            )
         )
         if row is None:
             raise KeyError(event_id)
@@ -145,8 +147,12 @@ class Outbox:
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 await self._mark(event_id, DeliveryOutcome.REJECTED, "JourneyNotRunning")
-                return DeliveryOutcome.REJECTED, RejectedUpdate("JourneyNotRunning", "journey not running")
-            await self._mark(event_id, DeliveryOutcome.QUEUED, exc.status.name if exc.status else "RPCError")
+                return DeliveryOutcome.REJECTED, RejectedUpdate(
+                    "JourneyNotRunning", "journey not running"
+                )
+            await self._mark(
+                event_id, DeliveryOutcome.QUEUED, exc.status.name if exc.status else "RPCError"
+            )
             self._wake.set()
             return DeliveryOutcome.QUEUED, None
         except Exception as exc:

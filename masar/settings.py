@@ -41,7 +41,7 @@ class Env:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
 
-    def str(self, name: str, default: str | None = None) -> str:
+    def text(self, name: str, default: str | None = None) -> str:
         value = self._environ.get(name)
         if value is None or value.strip() == "":
             if default is None:
@@ -53,7 +53,7 @@ class Env:
         value = self._environ.get(name)
         return value.strip() if value and value.strip() else None
 
-    def int(self, name: str, default: int, *, minimum: int = 0, maximum: int = 2**31) -> int:
+    def integer(self, name: str, default: int, *, minimum: int = 0, maximum: int = 2**31) -> int:
         raw = self._environ.get(name)
         if raw is None or raw.strip() == "":
             return default
@@ -65,7 +65,7 @@ class Env:
             raise SettingsError(f"{name} must be between {minimum} and {maximum}")
         return value
 
-    def bool(self, name: str, default: bool) -> bool:
+    def boolean(self, name: str, default: bool) -> bool:
         raw = self._environ.get(name)
         if raw is None or raw.strip() == "":
             return default
@@ -77,7 +77,7 @@ class Env:
         raise SettingsError(f"{name} must be true or false")
 
     def address(self, name: str, default: str) -> str:
-        value = self.str(name, default)
+        value = self.text(name, default)
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise SettingsError(f"{name} must be host:port, got a malformed value")
@@ -93,7 +93,7 @@ class TemporalSettings:
     def from_env(cls, env: Env) -> TemporalSettings:
         return cls(
             address=env.address("MASAR_TEMPORAL_ADDRESS", "127.0.0.1:7233"),
-            namespace=env.str("MASAR_TEMPORAL_NAMESPACE", "default"),
+            namespace=env.text("MASAR_TEMPORAL_NAMESPACE", "default"),
         )
 
 
@@ -107,8 +107,8 @@ class CommonSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> CommonSettings:
-        data_dir = Path(env.str("MASAR_DATA_DIR", "./var")).expanduser()
-        log_format = env.str("MASAR_LOG_FORMAT", "json")
+        data_dir = Path(env.text("MASAR_DATA_DIR", "./var")).expanduser()
+        log_format = env.text("MASAR_LOG_FORMAT", "json")
         if log_format not in ("json", "text"):
             raise SettingsError("MASAR_LOG_FORMAT must be json or text")
         return cls(
@@ -118,7 +118,7 @@ class CommonSettings:
                 name: env.address(f"MASAR_{name.upper()}_ADDR", f"127.0.0.1:{port}")
                 for name, port in DEFAULT_PORTS.items()
             },
-            log_level=env.str("MASAR_LOG_LEVEL", "INFO").upper(),
+            log_level=env.text("MASAR_LOG_LEVEL", "INFO").upper(),
             log_format=log_format,  # type: ignore[arg-type]
         )
 
@@ -135,7 +135,9 @@ class ServiceSettings:
     metrics_port: int
 
     @classmethod
-    def from_env(cls, name: ServiceName, environ: Mapping[str, str] | None = None) -> ServiceSettings:
+    def from_env(
+        cls, name: ServiceName, environ: Mapping[str, str] | None = None
+    ) -> ServiceSettings:
         env = Env(environ)
         common = CommonSettings.from_env(env)
         url = env.optional(f"MASAR_{name.upper()}_DATABASE_URL")
@@ -143,7 +145,8 @@ class ServiceSettings:
             url = f"sqlite:///{(common.data_dir / f'{name}.db').resolve()}"
         elif not url.startswith(("sqlite:", "postgresql")):
             raise SettingsError(
-                f"MASAR_{name.upper()}_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL"
+                f"MASAR_{name.upper()}_DATABASE_URL must be a sqlite:/// "
+                "or postgresql+psycopg:// URL"
             )
         return cls(
             name=name,
@@ -151,7 +154,7 @@ class ServiceSettings:
             addr=common.service_addrs[name],
             database_url=url,
             task_queue=SECTOR_TASK_QUEUES[name],
-            metrics_port=env.int(
+            metrics_port=env.integer(
                 f"MASAR_{name.upper()}_METRICS_PORT", DEFAULT_METRICS_PORTS[name], maximum=65535
             ),
         )
@@ -175,7 +178,7 @@ class WorkerSettings:
         return cls(
             common=CommonSettings.from_env(env),
             policy_file=policy_file,
-            metrics_port=env.int(
+            metrics_port=env.integer(
                 "MASAR_JOURNEY_METRICS_PORT", DEFAULT_METRICS_PORTS["journey"], maximum=65535
             ),
         )

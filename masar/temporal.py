@@ -7,6 +7,7 @@ the payload codec and the tracing interceptor are configured once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Sequence
@@ -76,9 +77,7 @@ class TemporalConnector:
                     "temporal unreachable, retrying",
                     extra={"address": self._settings.address, "error": type(exc).__name__},
                 )
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
-                except TimeoutError:
-                    pass
                 delay = min(delay * 2, max_backoff)
         return None

@@ -21,7 +21,9 @@ OUT_PACKAGE = Path("masar") / "v1"
 
 
 def generate(out_root: Path) -> None:
-    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / OUT_PACKAGE).glob("*.proto"))
+    protos = sorted(
+        str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / OUT_PACKAGE).glob("*.proto")
+    )
     if not protos:
         sys.exit("no .proto files under protos/masar/v1")
     include = Path(protoc.__file__).parent / "_proto"
@@ -41,7 +43,9 @@ def generate(out_root: Path) -> None:
     ]
     if protoc.main(args) != 0:
         sys.exit("protoc failed")
-    (out_root / OUT_PACKAGE / "__init__.py").write_text('"""Generated code; never edit by hand (scripts/gen_protos.py)."""\n')
+    (out_root / OUT_PACKAGE / "__init__.py").write_text(
+        '"""Generated code; never edit by hand (scripts/gen_protos.py)."""\n'
+    )
 
 
 def main() -> None:
@@ -69,7 +73,8 @@ def main() -> None:
             p.name for p in committed.iterdir() if p.suffix in {".py", ".pyi"}
         }
         stale = sorted(
-            n for n in names
+            n
+            for n in names
             if not (fresh / n).exists()
             or not (committed / n).exists()
             or not filecmp.cmp(fresh / n, committed / n, shallow=False)

@@ -54,7 +54,9 @@ def test_column_is_ciphertext_at_rest(keyring, database_url) -> None:
 
 def test_keyring_sources(tmp_path) -> None:
     ring = Keyring.generate("a")
-    spec = ",".join(f"{k}:{__import__('base64').b64encode(v).decode()}" for k, v in ring.keys.items())
+    spec = ",".join(
+        f"{k}:{__import__('base64').b64encode(v).decode()}" for k, v in ring.keys.items()
+    )
     assert Keyring.from_env({"MASAR_KEYRING": spec}).active_id == "a"
     created = Keyring.from_env({"MASAR_DATA_DIR": str(tmp_path)})
     assert Keyring.from_env({"MASAR_DATA_DIR": str(tmp_path)}) == created

@@ -38,7 +38,9 @@ def test_unit_of_work_rolls_back_everything_on_error(database) -> None:
 
     with pytest.raises(ValueError):
         database.call(half_written)
-    assert database.call(lambda s: s.execute(select(func.count()).select_from(counters)).scalar()) == 0
+    assert (
+        database.call(lambda s: s.execute(select(func.count()).select_from(counters)).scalar()) == 0
+    )
 
 
 async def test_check_then_write_never_interleaves(database) -> None:
@@ -51,16 +53,19 @@ async def test_check_then_write_never_interleaves(database) -> None:
         ).scalar_one()
         if free <= 0:
             return False
-        session.execute(
-            counters.update().where(counters.c.name == "free").values(value=free - 1)
-        )
+        session.execute(counters.update().where(counters.c.name == "free").values(value=free - 1))
         return True
 
     results = await asyncio.gather(*(database.run(reserve) for _ in range(40)))
     assert sum(results) == 3
-    assert database.call(
-        lambda s: s.execute(select(counters.c.value).where(counters.c.name == "free")).scalar_one()
-    ) == 0
+    assert (
+        database.call(
+            lambda s: s.execute(
+                select(counters.c.value).where(counters.c.name == "free")
+            ).scalar_one()
+        )
+        == 0
+    )
 
 
 def test_sqlite_pragmas(sqlite_url) -> None:
