@@ -101,6 +101,20 @@ class ReferralStatus(StrEnum):
     WITHDRAWN = "WITHDRAWN"
 
 
+class DeclineReason(StrEnum):
+    """Why a provider declines a referral (masar.v1.DeclineReason without its
+    prefix); no free text travels with a decline."""
+
+    NO_CAPACITY = "NO_CAPACITY"
+    NOT_ELIGIBLE = "NOT_ELIGIBLE"
+    OUT_OF_AREA = "OUT_OF_AREA"
+    LANGUAGE = "LANGUAGE"
+    CONFLICT_OF_INTEREST = "CONFLICT_OF_INTEREST"
+    SAFETY_CONCERN = "SAFETY_CONCERN"
+    ACCESSIBILITY = "ACCESSIBILITY"
+    OTHER = "OTHER"
+
+
 class Stage(StrEnum):
     TRIAGE = "TRIAGE"
     SAFETY = "SAFETY"
@@ -194,6 +208,39 @@ ERR_NO_CONSENT = "NoConsent"
 ERR_UNKNOWN_CASE = "UnknownCase"
 ERR_UNKNOWN_REFERRAL = "UnknownReferral"
 ERR_INVALID = "InvalidRequest"
+# ApplicationError types with which the journey's update validators reject an
+# update (nothing is written): the caller gets a synchronous answer.
+ERR_STALE_REFERRAL = "StaleReferral"  # known referral, but not in a state for this
+ERR_JOURNEY_CLOSED = "JourneyClosed"
+ERR_NOT_CLOSED = "NotClosed"  # reopen on a journey that is not closed
+ERR_NO_CLOSURE_PENDING = "NoClosurePending"
+ERR_CLOSURE_PENDING = "ClosurePending"  # a closure request is already waiting
+ERR_UNKNOWN_WAIT = "UnknownWait"  # extension target that names no wait
+ERR_NO_OPEN_WAIT = "NoOpenWait"  # extension target with no running deadline
+ERR_REFERRAL_BUSY = "ReferralBusy"  # a request for that sector is already under way
+ERR_SECTOR_UNAVAILABLE = "SectorUnavailable"  # a reassignment could not reach the sector
+
+
+# Vocabularies the needs below use (intake records them, sectors match on them).
+ACCESSIBILITY_FEATURES: tuple[str, ...] = (
+    "wheelchair",  # step-free access and an accessible bathroom
+    "ground_floor",
+    "sign_language",
+    "visual_support",
+    "nursing_care",
+)
+PROGRAMME_KINDS: tuple[str, ...] = (
+    "confectionery",
+    "goldsmithing",
+    "cookery",
+    "sewing",
+    "embroidery",
+    "hairdressing",
+    "carpet_weaving",
+    "literacy",
+    "digital_skills",
+    "entrepreneurship",
+)
 
 
 @dataclass
@@ -300,6 +347,9 @@ class JourneyInput:
     employment: EmploymentNeeds | None = None
     # Carried across continue-as-new; opaque to everyone but the workflow.
     carried_state: str | None = None
+    # Continue-as-new once the run's history reaches this many events (besides
+    # whenever Temporal suggests it); tests set it low. None: Temporal decides.
+    max_history_events: int | None = None
 
 
 # --- updates ------------------------------------------------------------------
@@ -467,6 +517,7 @@ class TimelineEvent:
     referral_id: str | None = None
     level: int | None = None
     detail: str | None = None  # structured codes only
+    actor: str | None = None  # the coordinator's opaque id, for coordinator actions
 
 
 @dataclass

@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import MetaData, create_engine, event
+import sqlalchemy
+from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -52,6 +53,9 @@ def is_sqlite(url: str) -> bool:
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
+    # `sqlalchemy.create_engine` looked up at call time: the OpenTelemetry
+    # instrumentation (masar.telemetry) replaces it after this module is imported.
+    create_engine = sqlalchemy.create_engine
     if is_sqlite(url):
         path = url.split("sqlite:///", 1)[-1]
         if path and path != ":memory:":

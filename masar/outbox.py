@@ -14,6 +14,7 @@ and creates it in its own migrations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import enum
 import json
@@ -84,7 +85,6 @@ class Outbox:
         self._db = database
         self._table = table
         self._connector = connector
-        self._wake = asyncio.Event()
         self.update_timeout = 10.0
 
     def enqueue(self, session: Session, *, case_id: str, update_name: str, event: Any) -> str:
@@ -129,7 +129,6 @@ class Outbox:
                 client = await asyncio.wait_for(self._connector.get(), timeout=3.0)
             except Exception:
                 await self._mark(event_id, DeliveryOutcome.QUEUED, "TemporalUnreachable")
-                self._wake.set()
                 return DeliveryOutcome.QUEUED, None
         handle = client.get_workflow_handle(journey_workflow_id(row["case_id"]))
         try:
@@ -153,11 +152,9 @@ class Outbox:
             await self._mark(
                 event_id, DeliveryOutcome.QUEUED, exc.status.name if exc.status else "RPCError"
             )
-            self._wake.set()
             return DeliveryOutcome.QUEUED, None
         except Exception as exc:
             await self._mark(event_id, DeliveryOutcome.QUEUED, type(exc).__name__)
-            self._wake.set()
             return DeliveryOutcome.QUEUED, None
         await self._mark(event_id, DeliveryOutcome.DELIVERED, None)
         return DeliveryOutcome.DELIVERED, None
@@ -200,11 +197,5 @@ class Outbox:
                         break  # Temporal still unreachable; wait before the next round
             except Exception:
                 log.exception("outbox round failed")
-            self._wake.clear()
-            waiter = asyncio.ensure_future(stop.wait())
-            try:
-                await asyncio.wait_for(asyncio.shield(waiter), timeout=interval)
-            except TimeoutError:
-                pass
-            finally:
-                waiter.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)

@@ -23,6 +23,7 @@ from masar.contract import ServiceName
 from masar.db import Database, migrate
 from masar.grpc_server import GrpcService, RunningServer, install_shutdown_signals, start_server
 from masar.logs import setup_logging
+from masar.metrics import server_interceptors
 from masar.outbox import Outbox
 from masar.settings import ServiceSettings, SettingsError
 from masar.temporal import TemporalConnector
@@ -114,7 +115,9 @@ async def start_sector(
     await asyncio.to_thread(migrate, database, migrations_dir)
     connector = TemporalConnector(settings.common.temporal)
     components = factory(settings, database, connector)
-    server = await start_server(components.grpc_services, address or settings.addr)
+    server = await start_server(
+        components.grpc_services, address or settings.addr, interceptors=server_interceptors()
+    )
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
     if run_worker:

@@ -15,16 +15,25 @@ from typing import Any
 
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 
+from masar.codec import EncryptionCodec
+from masar.crypto import Keyring, process_keyring
 from masar.settings import TemporalSettings
 
 log = logging.getLogger(__name__)
 
 
-def data_converter() -> DataConverter:
-    """The data converter every client and worker uses."""
-    return dataclasses.replace(DataConverter.default)
+def data_converter(*, keyring: Keyring | None = None) -> DataConverter:
+    """The data converter every client and worker uses (workers inherit their
+    client's): payloads encrypted with the key ring (the process's own unless
+    one is given), failure messages and stack traces moved into the encoded
+    attributes so that they are encrypted too."""
+    return dataclasses.replace(
+        DataConverter.default,
+        payload_codec=EncryptionCodec(keyring or process_keyring()),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def client_interceptors() -> list[Interceptor]:
@@ -32,15 +41,21 @@ def client_interceptors() -> list[Interceptor]:
     return [TracingInterceptor()]
 
 
-def client_options() -> dict[str, Any]:
+def client_options(*, keyring: Keyring | None = None) -> dict[str, Any]:
     """Keyword arguments for `Client.connect` (or a test environment)."""
-    return {"data_converter": data_converter(), "interceptors": client_interceptors()}
+    return {
+        "data_converter": data_converter(keyring=keyring),
+        "interceptors": client_interceptors(),
+    }
 
 
 async def connect_temporal(
-    settings: TemporalSettings, *, extra_interceptors: Sequence[Interceptor] = ()
+    settings: TemporalSettings,
+    *,
+    extra_interceptors: Sequence[Interceptor] = (),
+    keyring: Keyring | None = None,
 ) -> Client:
-    options = client_options()
+    options = client_options(keyring=keyring)
     options["interceptors"] = [*options["interceptors"], *extra_interceptors]
     return await Client.connect(settings.address, namespace=settings.namespace, **options)
 

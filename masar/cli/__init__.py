@@ -1,0 +1,66 @@
+"""The `masar` command line.
+
+Every command takes `--json` and then prints exactly one JSON document on
+stdout. User errors (unknown case, bad flag value, stack not running) print one
+line on stderr and exit non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from masar.cli.output import CliError, Output
+from masar.settings import SettingsError
+
+Handler = Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int | None]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from masar.cli import admin, cases, demo, staff
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document"
+    )
+    parser = argparse.ArgumentParser(
+        prog="masar",
+        description="Masar: referral-and-care journeys for survivors of gender-based violence.",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    admin.register(sub, common)
+    cases.register(sub, common)
+    staff.register(sub, common)
+    demo.register(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = Output(json_mode=bool(getattr(args, "json", False)))
+    handler: Handler | None = getattr(args, "handler", None)
+    sync_handler: Callable[[argparse.Namespace, Output], int] | None = getattr(
+        args, "sync_handler", None
+    )
+    try:
+        if sync_handler is not None:
+            return sync_handler(args, out)
+        assert handler is not None
+        return asyncio.run(handler(args, out)) or 0
+    except CliError as exc:
+        print(f"masar: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except SettingsError as exc:
+        print(f"masar: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1414 @@
+"""The sector side of the referral handshake, written once for every sector.
+
+Shelter, legal aid and employment all receive referrals from the journey and
+answer them the same way (DESIGN.md, "Referral handshake"): a PENDING referral
+to a chosen provider, then the provider's decision (ACCEPTED, or DECLINED with
+a structured reason), then the sector's milestones (STARTED, COMPLETED); the
+journey may close a referral (REROUTED, EXPIRED, WITHDRAWN), remind its
+provider, or purge a case whose consent was withdrawn. This module holds all of
+that; a sector supplies only its own data and rules.
+
+How a sector uses it
+--------------------
+1. ``models.py`` — the referral table and the handshake's own tables::
+
+       class Base(DeclarativeBase):
+           metadata = new_metadata()
+
+       TABLES = handshake_tables(Base.metadata)  # outbox + idempotency_keys
+
+       class ShelterReferral(ReferralColumns, Base):
+           __tablename__ = "referrals"
+           # only what the sector needs, nullable so a purge can erase it
+           household_size: Mapped[int | None] = mapped_column(Integer)
+
+   The sector's ``migrations/versions/0001_initial.py`` creates ``referrals``,
+   ``outbox`` and ``idempotency_keys`` (and its own tables).
+
+2. ``domain.py`` / ``repository.py`` — a ``SectorHooks`` subclass: choose a
+   provider (``choose_provider``), vet a provider a coordinator named
+   (``check_provider``), store the needs on a new referral (``store_needs``),
+   hold and release capacity when a referral changes status
+   (``on_transition``: e.g. PENDING -> ACCEPTED reserves beds, ACCEPTED ->
+   IN_SERVICE turns them into occupied beds, anything -> WITHDRAWN frees
+   them), and erase what a purge must erase (``purge_needs``). Every hook runs
+   inside the caller's unit of work; a hook that raises rolls everything back.
+   On PostgreSQL a capacity hook locks the provider row (``with_for_update()``);
+   on SQLite every unit of work is already ``BEGIN IMMEDIATE``.
+
+3. ``app.py`` — wire it::
+
+       outbox = Outbox(database, TABLES.outbox, connector)
+       handshake = ReferralHandshake(
+           sector=Sector.SHELTER, model=ShelterReferral, database=database,
+           outbox=outbox, ledger=IdempotencyLedger(TABLES.idempotency),
+           hooks=ShelterHooks(),
+       )
+       SectorComponents(..., outbox=outbox)
+
+4. ``servicer.py`` — inherit ``ReferralRpcs`` first, so DecideReferral,
+   GetReferral, ListReferrals, RemindProvider, CloseReferral and PurgeCase (the
+   shapes in common.proto) are implemented once; build the sector's request
+   RPC with ``parse_draft(...)`` + ``handshake.create(draft)``, and its
+   milestone RPCs with ``handshake.record_milestone(...)``; convert with
+   ``referral_to_pb`` and ``delivery_to_pb``.
+
+5. ``activities.py`` — subclass ``ReferralActivities`` (set ``sector``,
+   implement ``submit_request``) and give ``definitions()`` to the worker: the
+   four contract activities "<sector>.request_referral", ".remind_provider",
+   ".close_referral" and ".purge_case" call the sector's own gRPC API.
+
+Idempotency
+-----------
+Every create and every staff action carries an idempotency key. The ledger
+(``idempotency_keys``) remembers (scope, key) with a fingerprint of the
+request: a retry returns the first result and writes nothing; the same key
+with a different request is INVALID_ARGUMENT on ``idempotency_key``. Referral
+rows also keep their creating key under a unique constraint. Concurrent
+first attempts with one key on PostgreSQL meet a unique violation; the unit of
+work is then retried and finds the first result.
+
+Staff actions reach the journey synchronously
+---------------------------------------------
+A decision or a milestone is written together with its outbox entry (a
+``ReferralDecision`` / ``ReferralMilestone`` whose ``event_id`` is derived from
+the referral id and the idempotency key) in ONE unit of work; then
+``Outbox.deliver`` is tried at once. The answer is DELIVERED, or QUEUED when
+Temporal is unreachable (the outbox dispatcher delivers it later; the journey
+deduplicates by event id). If the journey REJECTS the update (its validator
+says the referral is unknown or stale), the local change is reverted in a
+second unit of work (status, the row's columns and the capacity it held) and
+``FailedPrecondition`` is raised, so staff get a synchronous "no". A retry
+with the same key then gets the same answer. A QUEUED entry that the journey
+rejects later, when the dispatcher delivers it, is only marked REJECTED in the
+outbox; it is not reverted.
+
+Nothing here logs, raises or returns personal data: errors name the field.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import binascii
+import dataclasses
+import enum
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, and_, or_, select
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from masar import contract
+from masar.contract import (
+    CasePurge,
+    DeclineReason,
+    Milestone,
+    ProviderReminder,
+    PurgeResult,
+    ReferralClosure,
+    ReferralCreated,
+    ReferralDecision,
+    ReferralMilestone,
+    ReferralRequest,
+    ReferralStatus,
+    Risk,
+    Sector,
+)
+from masar.db import Database
+from masar.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from masar.outbox import DeliveryOutcome, Outbox, outbox_table
+from masar.v1 import common_pb2
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+N = TypeVar("N")  # the sector's needs (contract.ShelterNeeds, LegalNeeds, ...)
+
+OPEN_STATUSES = frozenset(
+    {ReferralStatus.PENDING, ReferralStatus.ACCEPTED, ReferralStatus.IN_SERVICE}
+)
+CLOSING_STATUSES = frozenset(
+    {ReferralStatus.REROUTED, ReferralStatus.EXPIRED, ReferralStatus.WITHDRAWN}
+)
+# Which status a milestone leaves, by default, and which it enters.
+MILESTONE_FROM: dict[Milestone, frozenset[ReferralStatus]] = {
+    Milestone.STARTED: frozenset({ReferralStatus.ACCEPTED}),
+    Milestone.COMPLETED: frozenset({ReferralStatus.IN_SERVICE}),
+}
+MILESTONE_TO: dict[Milestone, ReferralStatus] = {
+    Milestone.STARTED: ReferralStatus.IN_SERVICE,
+    Milestone.COMPLETED: ReferralStatus.COMPLETED,
+}
+
+MAX_KEY_LENGTH = 200
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
+class NoEligibleProvider(ResourceExhausted):
+    """No provider can take this referral (none eligible, none with capacity)."""
+
+    def __init__(self, message: str = "no eligible provider with free capacity") -> None:
+        super().__init__(message)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; everything stored is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# --- tables ----------------------------------------------------------------------
+
+
+class ReferralColumns:
+    """Columns every sector's referral table has. Mix into the sector's model::
+
+    class ShelterReferral(ReferralColumns, Base):
+        __tablename__ = "referrals"
+    """
+
+    referral_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(64), index=True)
+    provider_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    risk: Mapped[str] = mapped_column(String(16))
+    region: Mapped[str] = mapped_column(String(64), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decline_reason: Mapped[str | None] = mapped_column(String(32))
+    reminders: Mapped[int] = mapped_column(Integer, default=0)
+    # Set when a purge erased what the sector received for the case.
+    needs_purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+M = TypeVar("M", bound=ReferralColumns)
+
+
+def idempotency_table(metadata: MetaData) -> Table:
+    return Table(
+        "idempotency_keys",
+        metadata,
+        Column("scope", String(48), primary_key=True),
+        Column("key", String(MAX_KEY_LENGTH), primary_key=True),
+        Column("fingerprint", String(64), nullable=False),
+        Column("subject_id", String(64), nullable=False),
+        # JSON of ids and counts only, never personal data.
+        Column("result", Text, nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+@dataclass(frozen=True)
+class HandshakeTables:
+    outbox: Table
+    idempotency: Table
+
+
+def handshake_tables(metadata: MetaData) -> HandshakeTables:
+    """Add the outbox and the idempotency ledger to a sector's metadata."""
+    return HandshakeTables(outbox=outbox_table(metadata), idempotency=idempotency_table(metadata))
+
+
+# --- idempotency ---------------------------------------------------------------------
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable digest of a request (dataclasses, enums, lists, protobuf messages)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, Message):
+            digest.update(part.SerializeToString(deterministic=True))
+        else:
+            digest.update(json.dumps(_jsonable(part), sort_keys=True).encode())
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def request_fingerprint(message: Message, *, key_field: str = "idempotency_key") -> str:
+    """Fingerprint of a protobuf request without its idempotency key."""
+    copy = type(message)()
+    copy.CopyFrom(message)
+    if key_field in copy.DESCRIPTOR.fields_by_name:
+        copy.ClearField(key_field)
+    return fingerprint(copy)
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, frozenset | set):
+        return sorted(_jsonable(v) for v in value)
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    subject_id: str
+    result: dict[str, Any] | None
+
+
+class IdempotencyLedger:
+    """Remembers which (scope, key) produced which result, in the caller's unit of work."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def lookup(
+        self, session: Session, *, scope: str, key: str, fingerprint: str
+    ) -> LedgerEntry | None:
+        row = (
+            session.execute(
+                select(self.table).where(self.table.c.scope == scope, self.table.c.key == key)
+            )
+            .mappings()
+            .one_or_none()
+        )
+        if row is None:
+            return None
+        if row["fingerprint"] != fingerprint:
+            raise InvalidArgument("idempotency_key", "was already used for a different request")
+        result = json.loads(row["result"]) if row["result"] else None
+        return LedgerEntry(subject_id=row["subject_id"], result=result)
+
+    def record(
+        self,
+        session: Session,
+        *,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        subject_id: str,
+        result: dict[str, Any] | None = None,
+    ) -> None:
+        session.execute(
+            self.table.insert().values(
+                scope=scope,
+                key=key,
+                fingerprint=fingerprint,
+                subject_id=subject_id,
+                result=json.dumps(result) if result is not None else None,
+                created_at=utcnow(),
+            )
+        )
+
+    def once(
+        self,
+        session: Session,
+        *,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        create: Callable[[], str],
+    ) -> tuple[str, bool]:
+        """Run `create` (which returns the new record's id) unless this key
+        already did: returns (id, created_now)."""
+        entry = self.lookup(session, scope=scope, key=key, fingerprint=fingerprint)
+        if entry is not None:
+            return entry.subject_id, False
+        subject_id = create()
+        self.record(session, scope=scope, key=key, fingerprint=fingerprint, subject_id=subject_id)
+        return subject_id, True
+
+
+async def run_retrying_conflicts(database: Database, fn: Callable[[Session], T]) -> T:
+    """One unit of work, retried when a concurrent first attempt with the same
+    idempotency key won the race (a unique violation on PostgreSQL)."""
+    attempts = 3
+    for attempt in range(attempts):
+        try:
+            return await database.run(fn)
+        except IntegrityError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+# --- domain values -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReferralRecord:
+    """A referral as the sector sees it: ids, status and codes, nothing personal."""
+
+    referral_id: str
+    case_id: str
+    sector: Sector
+    provider_id: str
+    status: ReferralStatus
+    risk: Risk
+    region: str
+    created_at: datetime
+    updated_at: datetime
+    decided_at: datetime | None = None
+    decline_reason: DeclineReason | None = None
+    reminders: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReferralDraft(Generic[N]):
+    """A validated request for a new referral."""
+
+    case_id: str
+    region: str
+    risk: Risk
+    idempotency_key: str
+    needs: N
+    exclude_provider_ids: frozenset[str] = frozenset()
+    # Set when a coordinator reassigns the referral to a named provider.
+    provider_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReferralFilter:
+    provider_id: str | None = None
+    status: ReferralStatus | None = None
+    case_id: str | None = None
+    region: str | None = None
+    page_size: int = DEFAULT_PAGE_SIZE
+    page_token: str | None = None
+
+
+@dataclass(frozen=True)
+class ReferralPage:
+    referrals: list[ReferralRecord]
+    next_page_token: str | None
+
+
+@dataclass(frozen=True)
+class StaffActionResult:
+    """A decision or milestone recorded, and whether the journey has it yet."""
+
+    referral: ReferralRecord
+    delivery: DeliveryOutcome  # DELIVERED or QUEUED
+
+
+def stable_event_id(referral_id: str, kind: str, idempotency_key: str) -> str:
+    """The journey deduplicates on this: same referral, action and key -> same id."""
+    digest = hashlib.sha256(f"{kind}\x00{idempotency_key}".encode()).hexdigest()[:32]
+    return f"{referral_id}-{kind[:1]}{digest}"
+
+
+# --- sector hooks --------------------------------------------------------------------------
+
+
+class SectorHooks(Generic[M, N]):
+    """What a sector plugs into the handshake. Every method runs inside the
+    caller's unit of work; raising a MasarError rolls the whole unit back."""
+
+    def choose_provider(self, session: Session, draft: ReferralDraft[N]) -> str:
+        """An eligible provider with free capacity, not in
+        `draft.exclude_provider_ids` (same region first). Raise
+        NoEligibleProvider when there is none."""
+        raise NoEligibleProvider()
+
+    def check_provider(self, session: Session, draft: ReferralDraft[N], provider_id: str) -> None:
+        """A coordinator named `provider_id`: raise NoEligibleProvider if it
+        does not exist or cannot take the referral."""
+
+    def store_needs(self, session: Session, referral: M, draft: ReferralDraft[N]) -> None:
+        """Copy what the sector needs from `draft.needs` onto the new referral."""
+
+    def on_transition(
+        self, session: Session, referral: M, old: ReferralStatus, new: ReferralStatus
+    ) -> None:
+        """Move the capacity the referral holds from what `old` holds to what
+        `new` holds (lock the provider row first); raise ResourceExhausted
+        when it does not fit. Called before `referral.status` changes."""
+
+    def purge_needs(self, session: Session, referral: M) -> int:
+        """Erase the personal details and needs stored for this referral (and
+        sector records hanging off it); return how many records were erased."""
+        return 0
+
+
+# --- repository level ------------------------------------------------------------------------
+
+
+class ReferralRepository(Generic[M, N]):
+    """Every referral query and change, inside a caller's unit of work; never commits."""
+
+    def __init__(self, *, sector: Sector, model: type[M], hooks: SectorHooks[M, N]) -> None:
+        self.sector = sector
+        self.model = model
+        self.hooks = hooks
+
+    def find(self, session: Session, referral_id: str, *, for_update: bool = False) -> M | None:
+        query = select(self.model).where(self.model.referral_id == referral_id)
+        if for_update:
+            query = query.with_for_update()
+        return session.execute(query).scalar_one_or_none()
+
+    def load(self, session: Session, referral_id: str, *, for_update: bool = False) -> M:
+        referral = self.find(session, referral_id, for_update=for_update)
+        if referral is None:
+            raise NotFound("referral not found")
+        return referral
+
+    def find_by_key(self, session: Session, idempotency_key: str) -> M | None:
+        return session.execute(
+            select(self.model).where(self.model.idempotency_key == idempotency_key)
+        ).scalar_one_or_none()
+
+    def of_case(self, session: Session, case_id: str, *, for_update: bool = False) -> list[M]:
+        query = (
+            select(self.model).where(self.model.case_id == case_id).order_by(self.model.referral_id)
+        )
+        if for_update:
+            query = query.with_for_update()
+        return list(session.execute(query).scalars())
+
+    def insert(self, session: Session, draft: ReferralDraft[N]) -> M:
+        if draft.provider_id:
+            self.hooks.check_provider(session, draft, draft.provider_id)
+            provider_id = draft.provider_id
+        else:
+            provider_id = self.hooks.choose_provider(session, draft)
+        now = utcnow()
+        referral = self.model()
+        referral.referral_id = contract.new_referral_id(self.sector)
+        referral.case_id = draft.case_id
+        referral.provider_id = provider_id
+        referral.status = ReferralStatus.PENDING.value
+        referral.risk = draft.risk.value
+        referral.region = draft.region
+        referral.idempotency_key = draft.idempotency_key
+        referral.created_at = now
+        referral.updated_at = now
+        referral.decided_at = None
+        referral.decline_reason = None
+        referral.reminders = 0
+        referral.needs_purged_at = None
+        self.hooks.store_needs(session, referral, draft)
+        session.add(referral)
+        session.flush()
+        return referral
+
+    def transition(self, session: Session, referral: M, new: ReferralStatus) -> None:
+        """Change status, moving held capacity through the sector's hook."""
+        old = ReferralStatus(referral.status)
+        self.hooks.on_transition(session, referral, old, new)
+        referral.status = new.value
+        referral.updated_at = utcnow()
+        session.flush()
+
+    def query(self, session: Session, filters: ReferralFilter) -> ReferralPage:
+        model = self.model
+        query = select(model)
+        if filters.provider_id:
+            query = query.where(model.provider_id == filters.provider_id)
+        if filters.status is not None:
+            query = query.where(model.status == filters.status.value)
+        if filters.case_id:
+            query = query.where(model.case_id == filters.case_id)
+        if filters.region:
+            query = query.where(model.region == filters.region)
+        if filters.page_token:
+            after_at, after_id = decode_page_token(filters.page_token)
+            query = query.where(
+                or_(
+                    model.created_at < after_at,
+                    and_(model.created_at == after_at, model.referral_id < after_id),
+                )
+            )
+        size = filters.page_size
+        rows = list(
+            session.execute(
+                query.order_by(model.created_at.desc(), model.referral_id.desc()).limit(size + 1)
+            ).scalars()
+        )
+        token = None
+        if len(rows) > size:
+            rows = rows[:size]
+            last = rows[-1]
+            token = encode_page_token(as_utc(last.created_at), last.referral_id)
+        return ReferralPage([self.to_record(r) for r in rows], token)
+
+    def to_record(self, referral: M) -> ReferralRecord:
+        return ReferralRecord(
+            referral_id=referral.referral_id,
+            case_id=referral.case_id,
+            sector=self.sector,
+            provider_id=referral.provider_id,
+            status=ReferralStatus(referral.status),
+            risk=Risk(referral.risk),
+            region=referral.region,
+            created_at=as_utc(referral.created_at),
+            updated_at=as_utc(referral.updated_at),
+            decided_at=as_utc(referral.decided_at) if referral.decided_at else None,
+            decline_reason=DeclineReason(referral.decline_reason)
+            if referral.decline_reason
+            else None,
+            reminders=referral.reminders or 0,
+        )
+
+    def snapshot(self, referral: M) -> dict[str, Any]:
+        mapper = sa_inspect(self.model)
+        assert mapper is not None
+        return {attr.key: getattr(referral, attr.key) for attr in mapper.column_attrs}
+
+
+def encode_page_token(created_at: datetime, referral_id: str) -> str:
+    raw = f"{created_at.isoformat()}|{referral_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> tuple[datetime, str]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        at, referral_id = base64.urlsafe_b64decode(padded).decode().split("|", 1)
+        return as_utc(datetime.fromisoformat(at)), referral_id
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise InvalidArgument("page_token", "is malformed") from None
+
+
+# --- unit-of-work level (what servicers call) ------------------------------------------------
+
+
+class ReferralHandshake(Generic[M, N]):
+    """The handshake operations, each one unit of work (plus journey delivery
+    for staff actions). See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        sector: Sector,
+        model: type[M],
+        database: Database,
+        outbox: Outbox,
+        ledger: IdempotencyLedger,
+        hooks: SectorHooks[M, N],
+    ) -> None:
+        self.sector = sector
+        self.database = database
+        self.outbox = outbox
+        self.ledger = ledger
+        self.hooks = hooks
+        self.repository: ReferralRepository[M, N] = ReferralRepository(
+            sector=sector, model=model, hooks=hooks
+        )
+        self._id_pattern = re.compile(
+            rf"^{re.escape(contract.REFERRAL_ID_PREFIX[sector])}-[0-9a-f]{{16}}$"
+        )
+
+    # -- validation --
+
+    def check_referral_id(self, value: str, field: str = "referral_id") -> str:
+        if not value:
+            raise InvalidArgument(field, "is required")
+        if not self._id_pattern.match(value):
+            raise InvalidArgument(field, f"is not a {self.sector.value} referral id")
+        return value
+
+    # -- reads --
+
+    async def get(self, referral_id: str) -> ReferralRecord:
+        repo = self.repository
+        return await self.database.run(lambda s: repo.to_record(repo.load(s, referral_id)))
+
+    async def list(self, filters: ReferralFilter) -> ReferralPage:
+        return await self.database.run(lambda s: self.repository.query(s, filters))
+
+    # -- create --
+
+    async def create(self, draft: ReferralDraft[N]) -> ReferralRecord:
+        """A PENDING referral to a chosen (or the named) provider; a retry with
+        the same key returns the first referral."""
+        repo = self.repository
+        scope = f"{self.sector.value}.referral.create"
+        print_ = fingerprint(
+            draft.case_id,
+            draft.region,
+            draft.risk,
+            draft.needs,
+            draft.exclude_provider_ids,
+            draft.provider_id,
+        )
+
+        def work(session: Session) -> ReferralRecord:
+            referral_id, _ = self.ledger.once(
+                session,
+                scope=scope,
+                key=draft.idempotency_key,
+                fingerprint=print_,
+                create=lambda: repo.insert(session, draft).referral_id,
+            )
+            return repo.to_record(repo.load(session, referral_id))
+
+        return await run_retrying_conflicts(self.database, work)
+
+    # -- staff actions, delivered to the journey --
+
+    async def decide(
+        self,
+        referral_id: str,
+        *,
+        accept: bool,
+        decline_reason: DeclineReason | None,
+        idempotency_key: str,
+    ) -> StaffActionResult:
+        """Accept (the sector's hook reserves capacity) or decline a PENDING
+        referral, and deliver the decision to the journey."""
+        if not accept and decline_reason is None:
+            raise InvalidArgument("decline_reason", "is required to decline")
+        new_status = ReferralStatus.ACCEPTED if accept else ReferralStatus.DECLINED
+        reason = None if accept else decline_reason
+        kind = "decision"
+        event_id = stable_event_id(referral_id, kind, idempotency_key)
+
+        def apply(session: Session, referral: M) -> Any:
+            now = utcnow()
+            referral.decided_at = now
+            referral.decline_reason = reason.value if reason else None
+            return ReferralDecision(
+                event_id=event_id,
+                referral_id=referral_id,
+                sector=self.sector,
+                accepted=accept,
+                decided_at=now,
+                decline_reason=reason.value if reason else None,
+            )
+
+        return await self._staff_action(
+            referral_id,
+            kind=kind,
+            idempotency_key=idempotency_key,
+            request_print=fingerprint(referral_id, accept, reason),
+            allowed=frozenset({ReferralStatus.PENDING}),
+            new_status=new_status,
+            update_name=contract.UPDATE_REFERRAL_DECISION,
+            apply=apply,
+            wrong_state="referral is not pending",
+        )
+
+    async def record_milestone(
+        self,
+        referral_id: str,
+        *,
+        milestone: Milestone,
+        idempotency_key: str,
+        detail: str | None = None,
+        apply: Callable[[Session, M], None] | None = None,
+        from_statuses: Collection[ReferralStatus] | None = None,
+        request_print: str = "",
+    ) -> StaffActionResult:
+        """STARTED (ACCEPTED -> IN_SERVICE) or COMPLETED (IN_SERVICE ->
+        COMPLETED), delivered to the journey. `apply` writes the sector's own
+        columns on the referral row (they are restored if the journey rejects
+        the milestone); `detail` is a structured code, never free text;
+        `request_print` fingerprints the sector's extra request fields."""
+        kind = f"milestone:{milestone.value}"
+        event_id = stable_event_id(referral_id, kind, idempotency_key)
+        allowed = frozenset(from_statuses or MILESTONE_FROM[milestone])
+
+        def write(session: Session, referral: M) -> Any:
+            if apply is not None:
+                apply(session, referral)
+            return ReferralMilestone(
+                event_id=event_id,
+                referral_id=referral_id,
+                sector=self.sector,
+                milestone=milestone,
+                at=utcnow(),
+                detail=detail,
+            )
+
+        return await self._staff_action(
+            referral_id,
+            kind=kind,
+            idempotency_key=idempotency_key,
+            request_print=fingerprint(referral_id, milestone, detail, request_print),
+            allowed=allowed,
+            new_status=MILESTONE_TO[milestone],
+            update_name=contract.UPDATE_REFERRAL_MILESTONE,
+            apply=write,
+            wrong_state="referral is not in a state for this step",
+        )
+
+    async def _staff_action(
+        self,
+        referral_id: str,
+        *,
+        kind: str,
+        idempotency_key: str,
+        request_print: str,
+        allowed: frozenset[ReferralStatus],
+        new_status: ReferralStatus,
+        update_name: str,
+        apply: Callable[[Session, M], Any],
+        wrong_state: str,
+    ) -> StaffActionResult:
+        repo = self.repository
+        scope = f"{self.sector.value}.{kind}"
+        event_id = stable_event_id(referral_id, kind, idempotency_key)
+
+        @dataclass
+        class Done:
+            record: ReferralRecord
+            snapshot: dict[str, Any] | None  # None: a replay, nothing written now
+
+        def work(session: Session) -> Done:
+            referral = repo.load(session, referral_id, for_update=True)
+            entry = self.ledger.lookup(
+                session, scope=scope, key=idempotency_key, fingerprint=request_print
+            )
+            if entry is not None:
+                return Done(repo.to_record(referral), None)
+            old = ReferralStatus(referral.status)
+            if old not in allowed:
+                raise FailedPrecondition(wrong_state)
+            snapshot = repo.snapshot(referral)
+            repo.transition(session, referral, new_status)
+            event = apply(session, referral)
+            session.flush()
+            self.outbox.enqueue(
+                session, case_id=referral.case_id, update_name=update_name, event=event
+            )
+            self.ledger.record(
+                session,
+                scope=scope,
+                key=idempotency_key,
+                fingerprint=request_print,
+                subject_id=referral_id,
+                result={"event_id": event_id},
+            )
+            return Done(repo.to_record(referral), snapshot)
+
+        done = await run_retrying_conflicts(self.database, work)
+        outcome, rejected = await self.outbox.deliver(event_id)
+        if outcome is DeliveryOutcome.REJECTED:
+            if done.snapshot is not None:
+                await self._revert(referral_id, new_status, done.snapshot)
+            error_type = rejected.error_type if rejected and rejected.error_type else "Rejected"
+            raise FailedPrecondition(f"the journey refused this update ({error_type})")
+        if done.snapshot is None:
+            done = Done(await self.get(referral_id), None)
+        return StaffActionResult(done.record, outcome)
+
+    async def _revert(
+        self, referral_id: str, applied: ReferralStatus, snapshot: dict[str, Any]
+    ) -> None:
+        repo = self.repository
+
+        def work(session: Session) -> None:
+            referral = repo.load(session, referral_id, for_update=True)
+            if ReferralStatus(referral.status) is not applied:
+                return  # changed again since: leave it
+            repo.transition(session, referral, ReferralStatus(snapshot["status"]))
+            for key, value in snapshot.items():
+                if key != "updated_at":
+                    setattr(referral, key, value)
+
+        try:
+            await self.database.run(work)
+        except Exception as exc:
+            log.warning(
+                "could not revert a rejected staff action",
+                extra={"referral_id": referral_id, "error": type(exc).__name__},
+            )
+
+    # -- sector-local steps (no journey update) --
+
+    async def update_local(
+        self,
+        referral_id: str,
+        *,
+        step: str,
+        idempotency_key: str,
+        allowed: Collection[ReferralStatus],
+        apply: Callable[[Session, M], None],
+        request_print: str = "",
+        wrong_state: str = "referral is not in a state for this step",
+    ) -> ReferralRecord:
+        """A sector step the journey does not need (e.g. training certified):
+        writes once per key, in one unit of work."""
+        repo = self.repository
+        scope = f"{self.sector.value}.{step}"
+        print_ = fingerprint(referral_id, step, request_print)
+
+        def work(session: Session) -> ReferralRecord:
+            referral = repo.load(session, referral_id, for_update=True)
+            if self.ledger.lookup(session, scope=scope, key=idempotency_key, fingerprint=print_):
+                return repo.to_record(referral)
+            if ReferralStatus(referral.status) not in allowed:
+                raise FailedPrecondition(wrong_state)
+            apply(session, referral)
+            referral.updated_at = utcnow()
+            self.ledger.record(
+                session,
+                scope=scope,
+                key=idempotency_key,
+                fingerprint=print_,
+                subject_id=referral_id,
+            )
+            return repo.to_record(referral)
+
+        return await run_retrying_conflicts(self.database, work)
+
+    # -- the journey's requests --
+
+    async def remind(self, referral_id: str, *, idempotency_key: str) -> ReferralRecord:
+        """Count a reminder for an open referral (once per key); a closed
+        referral is returned unchanged."""
+        repo = self.repository
+        scope = f"{self.sector.value}.remind"
+        print_ = fingerprint(referral_id)
+
+        def work(session: Session) -> ReferralRecord:
+            referral = repo.load(session, referral_id, for_update=True)
+            if self.ledger.lookup(session, scope=scope, key=idempotency_key, fingerprint=print_):
+                return repo.to_record(referral)
+            if ReferralStatus(referral.status) in OPEN_STATUSES:
+                referral.reminders = (referral.reminders or 0) + 1
+                referral.updated_at = utcnow()
+            self.ledger.record(
+                session,
+                scope=scope,
+                key=idempotency_key,
+                fingerprint=print_,
+                subject_id=referral_id,
+            )
+            return repo.to_record(referral)
+
+        return await run_retrying_conflicts(self.database, work)
+
+    async def close(
+        self, referral_id: str, *, status: ReferralStatus, idempotency_key: str
+    ) -> ReferralRecord:
+        """REROUTED, EXPIRED or WITHDRAWN: an open referral closes and releases
+        what it held; one already closed is returned unchanged (the journey
+        reads its status)."""
+        if status not in CLOSING_STATUSES:
+            raise InvalidArgument("status", "must be REROUTED, EXPIRED or WITHDRAWN")
+        repo = self.repository
+        scope = f"{self.sector.value}.close"
+        print_ = fingerprint(referral_id, status)
+
+        def work(session: Session) -> ReferralRecord:
+            referral = repo.load(session, referral_id, for_update=True)
+            if self.ledger.lookup(session, scope=scope, key=idempotency_key, fingerprint=print_):
+                return repo.to_record(referral)
+            if ReferralStatus(referral.status) in OPEN_STATUSES:
+                repo.transition(session, referral, status)
+            self.ledger.record(
+                session,
+                scope=scope,
+                key=idempotency_key,
+                fingerprint=print_,
+                subject_id=referral_id,
+            )
+            return repo.to_record(referral)
+
+        return await run_retrying_conflicts(self.database, work)
+
+    async def purge_case(self, case_id: str, *, idempotency_key: str) -> PurgeResult:
+        """Consent withdrawn: open referrals of the case become WITHDRAWN
+        (releasing capacity) and the sector erases what it received. Referral
+        ids and statuses stay. A retry returns the first counts."""
+        repo = self.repository
+        scope = f"{self.sector.value}.purge"
+        print_ = fingerprint(case_id)
+
+        def work(session: Session) -> PurgeResult:
+            entry = self.ledger.lookup(
+                session, scope=scope, key=idempotency_key, fingerprint=print_
+            )
+            if entry is not None and entry.result is not None:
+                return PurgeResult(
+                    referrals_withdrawn=int(entry.result["referrals_withdrawn"]),
+                    records_purged=int(entry.result["records_purged"]),
+                )
+            withdrawn = purged = 0
+            now = utcnow()
+            for referral in repo.of_case(session, case_id, for_update=True):
+                if ReferralStatus(referral.status) in OPEN_STATUSES:
+                    repo.transition(session, referral, ReferralStatus.WITHDRAWN)
+                    withdrawn += 1
+                purged += self.hooks.purge_needs(session, referral)
+                if referral.needs_purged_at is None:
+                    referral.needs_purged_at = now
+                    referral.updated_at = now
+            result = PurgeResult(referrals_withdrawn=withdrawn, records_purged=purged)
+            self.ledger.record(
+                session,
+                scope=scope,
+                key=idempotency_key,
+                fingerprint=print_,
+                subject_id=case_id,
+                result=dataclasses.asdict(result),
+            )
+            return result
+
+        return await run_retrying_conflicts(self.database, work)
+
+
+# --- validation helpers (servicers) -----------------------------------------------------------
+
+_CASE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_PROVIDER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def require_idempotency_key(value: str, field: str = "idempotency_key") -> str:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if len(value) > MAX_KEY_LENGTH or not value.isprintable():
+        raise InvalidArgument(field, f"must be at most {MAX_KEY_LENGTH} printable characters")
+    return value
+
+
+def require_case_id(value: str, field: str = "case_id") -> str:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if not _CASE_ID.match(value):
+        raise InvalidArgument(field, "is not a case id")
+    return value
+
+
+def check_provider_id(value: str, field: str = "provider_id") -> str:
+    if not _PROVIDER_ID.match(value):
+        raise InvalidArgument(field, "is not a provider id")
+    return value
+
+
+def require_region(value: str, field: str = "region") -> str:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if value not in contract.REGIONS:
+        raise InvalidArgument(field, "is not a region slug of Morocco (2015 division)")
+    return value
+
+
+def require_text(value: str, field: str, *, max_length: int = 200) -> str:
+    if not value or not value.strip():
+        raise InvalidArgument(field, "is required")
+    if len(value) > max_length:
+        raise InvalidArgument(field, f"must be at most {max_length} characters")
+    return value.strip()
+
+
+def parse_draft(
+    *,
+    case_id: str,
+    region: str,
+    risk: int,
+    idempotency_key: str,
+    needs: N,
+    exclude_provider_ids: Iterable[str] = (),
+    provider_id: str = "",
+    prefix: str = "",
+) -> ReferralDraft[N]:
+    """Validate the fields every sector's request RPC carries; `prefix` is put
+    before field names in errors (e.g. "request.")."""
+    excluded = frozenset(exclude_provider_ids)
+    for value in excluded:
+        check_provider_id(value, f"{prefix}exclude_provider_ids")
+    return ReferralDraft(
+        case_id=require_case_id(case_id, f"{prefix}case_id"),
+        region=require_region(region, f"{prefix}region"),
+        risk=risk_from_pb(risk, f"{prefix}risk"),
+        idempotency_key=require_idempotency_key(idempotency_key, f"{prefix}idempotency_key"),
+        needs=needs,
+        exclude_provider_ids=excluded,
+        provider_id=check_provider_id(provider_id, f"{prefix}provider_id") if provider_id else None,
+    )
+
+
+# --- protobuf conversions ------------------------------------------------------------------
+
+
+def timestamp_pb(value: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(as_utc(value))
+    return ts
+
+
+def from_timestamp_pb(value: Timestamp) -> datetime:
+    return value.ToDatetime(tzinfo=UTC)
+
+
+def sector_to_pb(sector: Sector) -> common_pb2.Sector.ValueType:
+    return common_pb2.Sector.Value(f"SECTOR_{sector.name}")
+
+
+def status_to_pb(status: ReferralStatus) -> common_pb2.ReferralStatus.ValueType:
+    return common_pb2.ReferralStatus.Value(f"REFERRAL_STATUS_{status.name}")
+
+
+def status_from_pb(value: int, field: str = "status") -> ReferralStatus | None:
+    """None for UNSPECIFIED; INVALID_ARGUMENT for a number this build does not know."""
+    if value == 0:
+        return None
+    try:
+        name = common_pb2.ReferralStatus.Name(common_pb2.ReferralStatus.ValueType(value))
+    except ValueError:
+        raise InvalidArgument(field, "is not a known referral status") from None
+    return ReferralStatus(name.removeprefix("REFERRAL_STATUS_"))
+
+
+def risk_to_pb(risk: Risk) -> common_pb2.RiskLevel.ValueType:
+    return common_pb2.RiskLevel.Value(f"RISK_LEVEL_{risk.name}")
+
+
+def risk_from_pb(value: int, field: str = "risk") -> Risk:
+    if value == 0:
+        raise InvalidArgument(field, "is required")
+    try:
+        name = common_pb2.RiskLevel.Name(common_pb2.RiskLevel.ValueType(value))
+    except ValueError:
+        raise InvalidArgument(field, "is not a known risk level") from None
+    return Risk(name.removeprefix("RISK_LEVEL_").lower())
+
+
+def decline_reason_to_pb(reason: DeclineReason | None) -> common_pb2.DeclineReason.ValueType:
+    if reason is None:
+        return common_pb2.DECLINE_REASON_UNSPECIFIED
+    return common_pb2.DeclineReason.Value(f"DECLINE_REASON_{reason.name}")
+
+
+def decline_reason_from_pb(value: int, field: str = "decline_reason") -> DeclineReason | None:
+    if value == 0:
+        return None
+    try:
+        name = common_pb2.DeclineReason.Name(common_pb2.DeclineReason.ValueType(value))
+    except ValueError:
+        raise InvalidArgument(field, "is not a known decline reason") from None
+    return DeclineReason(name.removeprefix("DECLINE_REASON_"))
+
+
+def delivery_to_pb(outcome: DeliveryOutcome) -> common_pb2.DeliveryState.ValueType:
+    if outcome is DeliveryOutcome.DELIVERED:
+        return common_pb2.DELIVERY_STATE_DELIVERED
+    if outcome is DeliveryOutcome.QUEUED:
+        return common_pb2.DELIVERY_STATE_QUEUED
+    return common_pb2.DELIVERY_STATE_UNSPECIFIED
+
+
+def referral_to_pb(record: ReferralRecord) -> common_pb2.Referral:
+    """A ReferralRecord as masar.v1.Referral."""
+    message = common_pb2.Referral(
+        referral_id=record.referral_id,
+        case_id=record.case_id,
+        sector=sector_to_pb(record.sector),
+        provider_id=record.provider_id,
+        status=status_to_pb(record.status),
+        risk=risk_to_pb(record.risk),
+        region=record.region,
+        decline_reason=decline_reason_to_pb(record.decline_reason),
+        reminders=record.reminders,
+        created_at=timestamp_pb(record.created_at),
+        updated_at=timestamp_pb(record.updated_at),
+    )
+    if record.decided_at is not None:
+        message.decided_at.CopyFrom(timestamp_pb(record.decided_at))
+    return message
+
+
+def referral_from_pb(message: Any) -> ReferralRecord:
+    """masar.v1.Referral as a ReferralRecord (clients and activities)."""
+    sector_name = common_pb2.Sector.Name(message.sector).removeprefix("SECTOR_")
+    return ReferralRecord(
+        referral_id=message.referral_id,
+        case_id=message.case_id,
+        sector=Sector(sector_name.lower()),
+        provider_id=message.provider_id,
+        status=status_from_pb(message.status) or ReferralStatus.PENDING,
+        risk=risk_from_pb(message.risk),
+        region=message.region,
+        created_at=from_timestamp_pb(message.created_at),
+        updated_at=from_timestamp_pb(message.updated_at),
+        decided_at=from_timestamp_pb(message.decided_at)
+        if message.HasField("decided_at")
+        else None,
+        decline_reason=decline_reason_from_pb(message.decline_reason),
+        reminders=message.reminders,
+    )
+
+
+# --- servicer mixin: the common RPCs ---------------------------------------------------------
+
+
+class ReferralRpcs:
+    """DecideReferral, GetReferral, ListReferrals, RemindProvider,
+    CloseReferral and PurgeCase for any sector servicer that sets
+    `self.handshake`. Put it first among the servicer's bases."""
+
+    handshake: ReferralHandshake[Any, Any]
+
+    async def DecideReferral(self, request: Any, context: Any) -> Any:
+        hs = self.handshake
+        referral_id = hs.check_referral_id(request.referral_id)
+        key = require_idempotency_key(request.idempotency_key)
+        if request.decision == common_pb2.DECISION_ACCEPT:
+            if request.decline_reason:
+                raise InvalidArgument("decline_reason", "must be unset to accept")
+            result = await hs.decide(
+                referral_id, accept=True, decline_reason=None, idempotency_key=key
+            )
+        elif request.decision == common_pb2.DECISION_DECLINE:
+            reason = decline_reason_from_pb(request.decline_reason)
+            if reason is None:
+                raise InvalidArgument("decline_reason", "is required to decline")
+            result = await hs.decide(
+                referral_id, accept=False, decline_reason=reason, idempotency_key=key
+            )
+        else:
+            raise InvalidArgument("decision", "must be DECISION_ACCEPT or DECISION_DECLINE")
+        return common_pb2.DecideReferralResponse(
+            referral=referral_to_pb(result.referral), delivery=delivery_to_pb(result.delivery)
+        )
+
+    async def GetReferral(self, request: Any, context: Any) -> Any:
+        referral_id = self.handshake.check_referral_id(request.referral_id)
+        record = await self.handshake.get(referral_id)
+        return common_pb2.GetReferralResponse(referral=referral_to_pb(record))
+
+    async def ListReferrals(self, request: Any, context: Any) -> Any:
+        if request.page_size < 0 or request.page_size > MAX_PAGE_SIZE:
+            raise InvalidArgument("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+        filters = ReferralFilter(
+            provider_id=check_provider_id(request.provider_id) if request.provider_id else None,
+            status=status_from_pb(request.status),
+            case_id=require_case_id(request.case_id) if request.case_id else None,
+            region=require_region(request.region) if request.region else None,
+            page_size=request.page_size or DEFAULT_PAGE_SIZE,
+            page_token=request.page_token or None,
+        )
+        if filters.page_token:
+            decode_page_token(filters.page_token)
+        page = await self.handshake.list(filters)
+        return common_pb2.ListReferralsResponse(
+            referrals=[referral_to_pb(r) for r in page.referrals],
+            next_page_token=page.next_page_token or "",
+        )
+
+    async def RemindProvider(self, request: Any, context: Any) -> Any:
+        referral_id = self.handshake.check_referral_id(request.referral_id)
+        key = require_idempotency_key(request.idempotency_key)
+        record = await self.handshake.remind(referral_id, idempotency_key=key)
+        return common_pb2.RemindProviderResponse(referral=referral_to_pb(record))
+
+    async def CloseReferral(self, request: Any, context: Any) -> Any:
+        referral_id = self.handshake.check_referral_id(request.referral_id)
+        status = status_from_pb(request.status)
+        if status is None or status not in CLOSING_STATUSES:
+            raise InvalidArgument("status", "must be REROUTED, EXPIRED or WITHDRAWN")
+        key = require_idempotency_key(request.idempotency_key)
+        record = await self.handshake.close(referral_id, status=status, idempotency_key=key)
+        return common_pb2.CloseReferralResponse(referral=referral_to_pb(record))
+
+    async def PurgeCase(self, request: Any, context: Any) -> Any:
+        case_id = require_case_id(request.case_id)
+        key = require_idempotency_key(request.idempotency_key)
+        result = await self.handshake.purge_case(case_id, idempotency_key=key)
+        return common_pb2.PurgeCaseResponse(
+            referrals_withdrawn=result.referrals_withdrawn, records_purged=result.records_purged
+        )
+
+
+# --- activities ----------------------------------------------------------------------------
+
+
+def dial_address(listen_address: str) -> str:
+    """Where a process reaches its own gRPC server: a wildcard listen host
+    ("0.0.0.0", "[::]") becomes the loopback address."""
+    host, _, port = listen_address.rpartition(":")
+    if host in ("0.0.0.0", "[::]", "::", ""):
+        return f"127.0.0.1:{port}"
+    return listen_address
+
+
+# gRPC refusals that retrying cannot fix, as the contract's ApplicationError types.
+_REFUSALS: dict[grpc.StatusCode, str] = {
+    grpc.StatusCode.INVALID_ARGUMENT: contract.ERR_INVALID,
+    grpc.StatusCode.FAILED_PRECONDITION: contract.ERR_INVALID,
+    grpc.StatusCode.OUT_OF_RANGE: contract.ERR_INVALID,
+    grpc.StatusCode.ALREADY_EXISTS: contract.ERR_INVALID,
+    grpc.StatusCode.NOT_FOUND: contract.ERR_UNKNOWN_REFERRAL,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: contract.ERR_NO_PROVIDER,
+    grpc.StatusCode.PERMISSION_DENIED: "PermissionDenied",
+    grpc.StatusCode.UNAUTHENTICATED: "Unauthenticated",
+    grpc.StatusCode.UNIMPLEMENTED: "Unimplemented",
+}
+
+
+def activity_error(rpc: str, error: grpc.aio.AioRpcError) -> ApplicationError:
+    """A sector RPC failure as an activity failure: business refusals are
+    non-retryable with a contract type; anything else (UNAVAILABLE,
+    DEADLINE_EXCEEDED, INTERNAL, ...) is retried by the caller's policy. The
+    message carries the RPC and the code only."""
+    code = error.code()
+    refusal = _REFUSALS.get(code)
+    name = code.name if code is not None else "UNKNOWN"
+    if refusal is not None:
+        # The server's detail names a field or a state, never a value.
+        return ApplicationError(
+            f"{rpc}: {name}: {error.details() or ''}", type=refusal, non_retryable=True
+        )
+    return ApplicationError(f"{rpc}: {name}", type=name, non_retryable=False)
+
+
+class ReferralActivities(abc.ABC):
+    """The four contract activities of a sector, calling its own gRPC API.
+
+    Subclasses set `sector` and implement `submit_request` (the sector's own
+    request RPC, e.g. RequestPlacement). The stub must also have the common
+    RemindProvider, CloseReferral and PurgeCase RPCs. Register
+    `definitions()` with the sector's worker.
+    """
+
+    sector: ClassVar[Sector]
+    rpc_timeout: ClassVar[float] = 10.0
+
+    def __init__(self, stub: Any) -> None:
+        self.stub = stub
+
+    @abc.abstractmethod
+    async def submit_request(self, request: ReferralRequest, *, rpc_timeout: float) -> Any:
+        """Call the sector's request RPC; return the masar.v1.Referral it created."""
+
+    async def _call(self, rpc: str, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except grpc.aio.AioRpcError as exc:
+            raise activity_error(rpc, exc) from None
+
+    async def request_referral(self, request: ReferralRequest) -> ReferralCreated:
+        referral = await self._call(
+            "request_referral", self.submit_request(request, rpc_timeout=self.rpc_timeout)
+        )
+        return ReferralCreated(
+            referral_id=referral.referral_id,
+            provider_id=referral.provider_id,
+            region=referral.region,
+        )
+
+    async def remind_provider(self, reminder: ProviderReminder) -> None:
+        await self._call(
+            "remind_provider",
+            self.stub.RemindProvider(
+                common_pb2.RemindProviderRequest(
+                    referral_id=reminder.referral_id, idempotency_key=reminder.idempotency_key
+                ),
+                timeout=self.rpc_timeout,
+            ),
+        )
+
+    async def close_referral(self, closure: ReferralClosure) -> None:
+        await self._call(
+            "close_referral",
+            self.stub.CloseReferral(
+                common_pb2.CloseReferralRequest(
+                    referral_id=closure.referral_id,
+                    status=status_to_pb(ReferralStatus(closure.status)),
+                    idempotency_key=closure.idempotency_key,
+                ),
+                timeout=self.rpc_timeout,
+            ),
+        )
+
+    async def purge_case(self, purge: CasePurge) -> PurgeResult:
+        reply = await self._call(
+            "purge_case",
+            self.stub.PurgeCase(
+                common_pb2.PurgeCaseRequest(
+                    case_id=purge.case_id, idempotency_key=purge.idempotency_key
+                ),
+                timeout=self.rpc_timeout,
+            ),
+        )
+        return PurgeResult(
+            referrals_withdrawn=reply.referrals_withdrawn, records_purged=reply.records_purged
+        )
+
+    def definitions(self) -> list[Callable[..., Awaitable[Any]]]:
+        """The activity functions, named "<sector>.<verb>" as the contract says."""
+        sector = self.sector
+
+        async def request_referral(request: ReferralRequest) -> ReferralCreated:
+            return await self.request_referral(request)
+
+        async def remind_provider(reminder: ProviderReminder) -> None:
+            await self.remind_provider(reminder)
+
+        async def close_referral(closure: ReferralClosure) -> None:
+            await self.close_referral(closure)
+
+        async def purge_case(purge: CasePurge) -> PurgeResult:
+            return await self.purge_case(purge)
+
+        named: Sequence[tuple[str, Callable[..., Awaitable[Any]]]] = (
+            (contract.ACT_REQUEST_REFERRAL, request_referral),
+            (contract.ACT_REMIND_PROVIDER, remind_provider),
+            (contract.ACT_CLOSE_REFERRAL, close_referral),
+            (contract.ACT_PURGE_CASE, purge_case),
+        )
+        return [activity.defn(name=contract.activity_name(sector, verb))(fn) for verb, fn in named]
+
+
+__all__ = [
+    "CLOSING_STATUSES",
+    "OPEN_STATUSES",
+    "HandshakeTables",
+    "IdempotencyLedger",
+    "NoEligibleProvider",
+    "ReferralActivities",
+    "ReferralColumns",
+    "ReferralDraft",
+    "ReferralFilter",
+    "ReferralHandshake",
+    "ReferralPage",
+    "ReferralRecord",
+    "ReferralRepository",
+    "ReferralRpcs",
+    "SectorHooks",
+    "StaffActionResult",
+    "activity_error",
+    "decline_reason_from_pb",
+    "decline_reason_to_pb",
+    "delivery_to_pb",
+    "dial_address",
+    "fingerprint",
+    "handshake_tables",
+    "parse_draft",
+    "referral_from_pb",
+    "referral_to_pb",
+    "request_fingerprint",
+    "require_case_id",
+    "require_idempotency_key",
+    "require_region",
+    "require_text",
+    "risk_from_pb",
+    "risk_to_pb",
+    "run_retrying_conflicts",
+    "stable_event_id",
+    "status_from_pb",
+    "status_to_pb",
+    "timestamp_pb",
+]

@@ -1,0 +1,1 @@
+"""Masar's sector services, one package each (same shape)."""

@@ -1,0 +1,173 @@
+"""Every shelter query, inside a caller's unit of work; never commits.
+
+`ShelterHooks` plugs the shelter's rules into the shared referral handshake
+(masar.referrals): choosing a shelter, and moving beds between free, reserved
+and occupied as a referral changes status. Beds change only with the shelter
+row locked (SELECT ... FOR UPDATE on PostgreSQL; SQLite units of work are
+BEGIN IMMEDIATE), so concurrent accepts never over-allocate.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from masar.contract import ReferralStatus, ShelterNeeds
+from masar.errors import NotFound, ResourceExhausted
+from masar.referrals import (
+    NoEligibleProvider,
+    ReferralDraft,
+    ReferralRepository,
+    SectorHooks,
+    as_utc,
+)
+from services.shelter.domain import (
+    ExitReason,
+    Placement,
+    Shelter,
+    ShelterSpec,
+    beds_held,
+    rank_shelters,
+)
+from services.shelter.models import PlacementRow, ShelterRow
+
+
+def new_shelter_id() -> str:
+    return f"shl-{secrets.token_hex(6)}"
+
+
+def _codes(value: str | None) -> frozenset[str]:
+    return frozenset(c for c in (value or "").split(",") if c)
+
+
+def _join(codes: frozenset[str] | list[str]) -> str:
+    return ",".join(sorted(codes))
+
+
+def to_shelter(row: ShelterRow) -> Shelter:
+    return Shelter(
+        shelter_id=row.shelter_id,
+        name=row.name,
+        region=row.region,
+        capacity=row.capacity,
+        accepts_children=row.accepts_children,
+        accessibility=_codes(row.accessibility),
+        reserved_beds=row.reserved_beds,
+        occupied_beds=row.occupied_beds,
+        created_at=as_utc(row.created_at),
+    )
+
+
+class ShelterRepository:
+    def insert(self, session: Session, spec: ShelterSpec) -> str:
+        row = ShelterRow(
+            shelter_id=new_shelter_id(),
+            name=spec.name,
+            region=spec.region,
+            capacity=spec.capacity,
+            accepts_children=spec.accepts_children,
+            accessibility=_join(spec.accessibility),
+            address=spec.address,
+            reserved_beds=0,
+            occupied_beds=0,
+            created_at=datetime.now(UTC),
+        )
+        session.add(row)
+        session.flush()
+        return row.shelter_id
+
+    def get(self, session: Session, shelter_id: str) -> Shelter:
+        row = session.get(ShelterRow, shelter_id)
+        if row is None:
+            raise NotFound("shelter not found")
+        return to_shelter(row)
+
+    def lock(self, session: Session, shelter_id: str) -> ShelterRow:
+        row = session.execute(
+            select(ShelterRow).where(ShelterRow.shelter_id == shelter_id).with_for_update()
+        ).scalar_one_or_none()
+        if row is None:
+            raise NotFound("shelter not found")
+        return row
+
+    def list(self, session: Session, *, region: str | None = None) -> list[Shelter]:
+        query = select(ShelterRow).order_by(ShelterRow.region, ShelterRow.shelter_id)
+        if region:
+            query = query.where(ShelterRow.region == region)
+        return [to_shelter(r) for r in session.execute(query).scalars()]
+
+
+class ShelterHooks(SectorHooks[PlacementRow, ShelterNeeds]):
+    def __init__(self, shelters: ShelterRepository) -> None:
+        self.shelters = shelters
+
+    def choose_provider(self, session: Session, draft: ReferralDraft[ShelterNeeds]) -> str:
+        ranked = rank_shelters(
+            self.shelters.list(session),
+            draft.needs,
+            region=draft.region,
+            exclude=draft.exclude_provider_ids,
+        )
+        if not ranked:
+            raise NoEligibleProvider("no shelter with free beds can host this household")
+        return ranked[0].shelter_id
+
+    def check_provider(
+        self, session: Session, draft: ReferralDraft[ShelterNeeds], provider_id: str
+    ) -> None:
+        if session.get(ShelterRow, provider_id) is None:
+            raise NoEligibleProvider("the named shelter does not exist")
+
+    def store_needs(
+        self, session: Session, referral: PlacementRow, draft: ReferralDraft[ShelterNeeds]
+    ) -> None:
+        referral.household_size = draft.needs.household_size
+        referral.children = draft.needs.children
+        referral.accessibility_needs = _join(list(draft.needs.accessibility_needs))
+
+    def on_transition(
+        self,
+        session: Session,
+        referral: PlacementRow,
+        old: ReferralStatus,
+        new: ReferralStatus,
+    ) -> None:
+        household = referral.household_size or 0
+        old_reserved, old_occupied = beds_held(old, household)
+        new_reserved, new_occupied = beds_held(new, household)
+        if (old_reserved, old_occupied) == (new_reserved, new_occupied):
+            return
+        shelter = self.shelters.lock(session, referral.provider_id)
+        reserved = shelter.reserved_beds - old_reserved + new_reserved
+        occupied = shelter.occupied_beds - old_occupied + new_occupied
+        if reserved + occupied > shelter.capacity:
+            raise ResourceExhausted("not enough free beds at this shelter")
+        shelter.reserved_beds = max(reserved, 0)
+        shelter.occupied_beds = max(occupied, 0)
+
+    def purge_needs(self, session: Session, referral: PlacementRow) -> int:
+        if (
+            referral.household_size is None
+            and referral.children is None
+            and referral.accessibility_needs is None
+        ):
+            return 0
+        referral.household_size = None
+        referral.children = None
+        referral.accessibility_needs = None
+        return 1
+
+
+def to_placement(
+    repo: ReferralRepository[PlacementRow, ShelterNeeds], row: PlacementRow
+) -> Placement:
+    return Placement(
+        referral=repo.to_record(row),
+        beds=row.household_size or 0,
+        checked_in_at=as_utc(row.checked_in_at) if row.checked_in_at else None,
+        checked_out_at=as_utc(row.checked_out_at) if row.checked_out_at else None,
+        exit_reason=ExitReason(row.exit_reason) if row.exit_reason else None,
+    )

@@ -1,0 +1,77 @@
+"""Test support: a sector service running in-process on a free port, with a
+real gRPC client, a real database and its own key ring."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.aio
+from sqlalchemy import func, select, text
+
+from masar.contract import ServiceName
+from masar.grpc_server import FIELD_METADATA_KEY
+from masar.service import ComponentsFactory, SectorProcess, start_sector
+from masar.settings import ServiceSettings
+from tests.conftest import free_port
+
+
+@dataclasses.dataclass
+class RunningSector:
+    process: SectorProcess
+    channel: grpc.aio.Channel
+    address: str
+
+    def count(self, table: str) -> int:
+        with self.process.database.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(text(table))).scalar_one())
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        with self.process.database.engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar()
+
+
+def sector_settings(
+    name: ServiceName,
+    tmp_path: Path,
+    database_url: str,
+    *,
+    temporal_address: str | None = None,
+    task_queue: str | None = None,
+) -> ServiceSettings:
+    env = {
+        "MASAR_DATA_DIR": str(tmp_path),
+        f"MASAR_{name.upper()}_DATABASE_URL": database_url,
+        f"MASAR_{name.upper()}_ADDR": f"127.0.0.1:{free_port()}",
+        # Nothing listens there unless a test says otherwise: Temporal is "down".
+        "MASAR_TEMPORAL_ADDRESS": temporal_address or f"127.0.0.1:{free_port()}",
+    }
+    settings = ServiceSettings.from_env(name, env)
+    if task_queue is not None:
+        settings = dataclasses.replace(settings, task_queue=task_queue)
+    return settings
+
+
+@asynccontextmanager
+async def running_sector(
+    settings: ServiceSettings,
+    factory: ComponentsFactory,
+    migrations_dir: Path,
+    *,
+    run_worker: bool = False,
+) -> AsyncIterator[RunningSector]:
+    process = await start_sector(settings, factory, migrations_dir, run_worker=run_worker)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{process.port}")
+    try:
+        yield RunningSector(process=process, channel=channel, address=settings.addr)
+    finally:
+        await channel.close()
+        await process.stop()
+
+
+def error_field(error: grpc.aio.AioRpcError) -> str | None:
+    return dict(error.trailing_metadata() or ()).get(FIELD_METADATA_KEY)

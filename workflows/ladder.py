@@ -1,0 +1,81 @@
+"""The escalation ladder: when each rung of a wait is due.
+
+A wait starts at T0 with a deadline D taken from the SLA policy (by risk). Its
+rungs are due at T0 + reminder·D (level 1), T0 + escalate·D (level 2) and
+T0 + expire·D (level 3); a coordinator's extension adds to D. A clinical
+window is an absolute wait: D is chosen so that the last rung lands on the
+window's closing time (reminder and coordinator escalation come before it),
+and extensions never move that closing time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from masar.contract import LEVEL_COORDINATOR, LEVEL_REGIONAL, LEVEL_REMINDER
+from workflows.policy import SlaPolicy
+from workflows.state import LadderWait
+
+RUNGS = (LEVEL_REMINDER, LEVEL_COORDINATOR, LEVEL_REGIONAL)
+
+
+@dataclass(frozen=True)
+class EscalationLadder:
+    reminder: float
+    escalate: float
+    expire: float
+
+    @classmethod
+    def from_policy(cls, policy: SlaPolicy) -> EscalationLadder:
+        return cls(reminder=policy.reminder, escalate=policy.escalate, expire=policy.expire)
+
+    def fraction(self, level: int) -> float:
+        return {
+            LEVEL_REMINDER: self.reminder,
+            LEVEL_COORDINATOR: self.escalate,
+            LEVEL_REGIONAL: self.expire,
+        }[level]
+
+    def wait(self, name: str, started_at: datetime, deadline: timedelta) -> LadderWait:
+        return LadderWait(
+            name=name, started_at=started_at, deadline_seconds=deadline.total_seconds()
+        )
+
+    def absolute_wait(self, name: str, started_at: datetime, closes_at: datetime) -> LadderWait:
+        """A wait whose last rung falls on `closes_at`."""
+        span = max((closes_at - started_at).total_seconds(), 0.0)
+        return LadderWait(
+            name=name,
+            started_at=started_at,
+            deadline_seconds=span / self.expire,
+            absolute_deadline=closes_at,
+        )
+
+    def rung_at(self, wait: LadderWait, level: int) -> datetime:
+        if wait.absolute_deadline is not None and level == LEVEL_REGIONAL:
+            return wait.absolute_deadline
+        seconds = self.fraction(level) * (wait.deadline_seconds + wait.extension_seconds)
+        due = wait.started_at + timedelta(seconds=seconds)
+        if wait.absolute_deadline is not None:
+            return min(due, wait.absolute_deadline)
+        return due
+
+    def deadline(self, wait: LadderWait) -> datetime:
+        """The wait's deadline as coordinators see it: the escalation rung, or
+        the closing time of an absolute wait."""
+        if wait.absolute_deadline is not None:
+            return wait.absolute_deadline
+        return self.rung_at(wait, LEVEL_COORDINATOR)
+
+    def next_rung(self, wait: LadderWait) -> tuple[int, datetime] | None:
+        if wait.level >= LEVEL_REGIONAL:
+            return None
+        level = wait.level + 1
+        return level, self.rung_at(wait, level)
+
+    def due_rungs(self, wait: LadderWait, now: datetime) -> list[int]:
+        """Rungs not yet climbed whose time has come, lowest first."""
+        return [
+            level for level in RUNGS if level > wait.level and self.rung_at(wait, level) <= now
+        ]

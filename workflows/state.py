@@ -1,0 +1,220 @@
+"""The journey's state: plain dataclasses, carried whole across continue-as-new.
+
+Everything a journey knows lives here, so that a new run resumes exactly where
+the last one stopped: open waits (with their start, deadline, extensions and
+rung reached), referrals, owed side effects (actions not yet performed), the
+timeline and the answers already given to update events (for deduplication).
+Standard library and the contract only: imported inside the workflow sandbox.
+No field holds a name, a narrative or a contact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from masar.contract import (
+    ClinicalItem,
+    EmploymentNeeds,
+    LegalNeeds,
+    Need,
+    ReferralStatus,
+    Risk,
+    Sector,
+    ShelterNeeds,
+    Stage,
+    TimelineEvent,
+    UpdateResult,
+    ViolenceType,
+)
+from workflows.policy import SlaPolicy
+
+# Bounds on what the state keeps, so a years-long journey's carried state stays small.
+MAX_TIMELINE = 500
+MAX_ANSWERS = 1000
+
+# The waits of the referral handshake, per sector: the provider's decision, then
+# the milestone that starts the service (check-in, first meeting, enrolment).
+ACCEPT_WAIT: dict[Sector, str] = {
+    Sector.SHELTER: "shelter_accept",
+    Sector.LEGAL: "legal_accept",
+    Sector.EMPLOYMENT: "employment_accept",
+}
+MILESTONE_WAIT: dict[Sector, str] = {
+    Sector.SHELTER: "shelter_checkin",
+    Sector.LEGAL: "legal_meeting",
+    Sector.EMPLOYMENT: "employment_start",
+}
+FOLLOW_UP_WAIT = "follow_up"
+CLINICAL_PREFIX = "clinical:"
+
+# Referral statuses in which the sector is still working on the referral.
+LIVE_STATUSES = (ReferralStatus.PENDING, ReferralStatus.ACCEPTED, ReferralStatus.IN_SERVICE)
+
+
+def clinical_wait_name(item: ClinicalItem) -> str:
+    return f"{CLINICAL_PREFIX}{item.value}"
+
+
+@dataclass
+class LadderWait:
+    """One wait under the escalation ladder.
+
+    Rungs are at `started_at + fraction * (deadline_seconds + extension_seconds)`;
+    an absolute wait (a clinical window) has its last rung on
+    `absolute_deadline`, whatever the extensions.
+    """
+
+    name: str
+    started_at: datetime
+    deadline_seconds: float
+    extension_seconds: float = 0.0
+    level: int = 0  # highest rung already climbed
+    last_rung_at: datetime | None = None
+    absolute_deadline: datetime | None = None
+
+
+@dataclass
+class ReferralState:
+    sector: Sector
+    referral_id: str
+    provider_id: str
+    status: ReferralStatus
+    requested_at: datetime
+    attempt: int
+    wait: LadderWait | None = None
+    decline_reason: str | None = None
+    # The ladder level reached when the referral ended EXPIRED.
+    final_level: int = 0
+
+
+@dataclass
+class SectorTrack:
+    """The journey's dealings with one sector in the current cycle."""
+
+    sector: Sector
+    tried_provider_ids: list[str] = field(default_factory=list)
+    current: str | None = None  # referral id of the live attempt
+    exhausted_level: int = 0  # > 0: no provider left; escalated at this level
+    exhausted_at: datetime | None = None
+    exhausted_reason: str | None = None  # an error type code
+    served: bool = False  # the service started (for shelter: she is placed, so safe)
+    done: bool = False  # the service completed
+    contacted: bool = False  # the sector holds something about the case (purge on withdrawal)
+    attempts: int = 0
+
+
+class ActionKind:
+    REQUEST = "request"
+    REMIND = "remind"
+    CLOSE = "close"
+    PURGE = "purge"
+    ESCALATE = "escalate"
+
+
+class RequestPurpose:
+    NEW = "new"
+    REROUTE = "reroute"
+    REASSIGN = "reassign"
+
+
+INTAKE_LANE = "intake"
+LANES: tuple[str, ...] = (
+    Sector.SHELTER.value,
+    Sector.LEGAL.value,
+    Sector.EMPLOYMENT.value,
+    INTAKE_LANE,
+)
+
+
+@dataclass
+class Action:
+    """A side effect the journey owes a collaborator (one activity call).
+
+    Actions wait in their lane (one per sector, one for intake) and are
+    performed in order; their idempotency key is fixed when they are owed, so
+    a retry after a failure cannot create a second referral.
+    """
+
+    lane: str
+    kind: str
+    key: str
+    referral_id: str | None = None  # remind/close target; for a request, the one it replaces
+    status: ReferralStatus | None = None  # close: REROUTED, EXPIRED or WITHDRAWN
+    purpose: str = ""  # request: RequestPurpose
+    provider_id: str | None = None  # request: a coordinator's named provider
+    expire_if_none: bool = False  # request: no provider left -> the replaced one EXPIRES
+    level: int = 0  # escalate
+    wait: str = ""  # escalate: which wait is late
+    due_at: datetime | None = None  # escalate
+    sector: Sector | None = None  # escalate: the sector concerned, if any
+    failures: int = 0
+    awaited_by: str | None = None  # event id of an update waiting for the outcome
+
+
+@dataclass
+class ClinicalWindow:
+    item: ClinicalItem
+    deadline: datetime
+    status: str  # OPEN, MET, MISSED, CANCELLED
+    wait: LadderWait | None = None
+    level: int = 0
+    # A missed window stays among the open escalations until care is confirmed.
+    escalation_open: bool = False
+    closed_at: datetime | None = None
+
+
+class WindowStatus:
+    OPEN = "OPEN"
+    MET = "MET"
+    MISSED = "MISSED"
+    CANCELLED = "CANCELLED"
+
+
+@dataclass
+class JourneyState:
+    case_id: str
+    workflow_id: str
+    region: str
+    risk: Risk
+    needs: list[Need]
+    consents: list[Sector]
+    opened_at: datetime
+    policy: SlaPolicy | None = None
+    incident_at: datetime | None = None
+    violence_type: ViolenceType | None = None
+    shelter: ShelterNeeds | None = None
+    legal: LegalNeeds | None = None
+    employment: EmploymentNeeds | None = None
+    stage: Stage = Stage.TRIAGE
+    started: bool = False  # the first plan ran (TRIAGE is over)
+    closure_requested: bool = False
+    closed_at: datetime | None = None
+    tracks: dict[str, SectorTrack] = field(default_factory=dict)
+    referrals: list[ReferralState] = field(default_factory=list)
+    follow_up: LadderWait | None = None
+    clinical: list[ClinicalWindow] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+    timeline: list[TimelineEvent] = field(default_factory=list)
+    answers: list[UpdateResult] = field(default_factory=list)
+    seq: int = 0
+    runs: int = 1
+    max_history_events: int | None = None
+
+
+def encode_state(state: JourneyState, payload_converter: Any) -> str:
+    """The state as a JSON document (for JourneyInput.carried_state)."""
+    payload = payload_converter.to_payloads([state])[0]
+    return str(payload.data.decode("utf-8"))
+
+
+def decode_state(text: str, payload_converter: Any) -> JourneyState:
+    from temporalio.api.common.v1 import Payload
+
+    payload = Payload(metadata={"encoding": b"json/plain"}, data=text.encode("utf-8"))
+    state = payload_converter.from_payloads([payload], [JourneyState])[0]
+    if not isinstance(state, JourneyState):  # pragma: no cover - converter contract
+        raise TypeError("carried state did not decode to a JourneyState")
+    return state
+
