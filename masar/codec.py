@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
-from masar.crypto import DecryptionError, Keyring
+from masar.crypto import DecryptionError, Keyring, process_keyring
 
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
@@ -61,10 +61,17 @@ def decrypt_payload(keyring: Keyring, payload: Payload) -> Payload:
 
 
 class EncryptionCodec(PayloadCodec):
-    """AES-256-GCM payload codec over a Masar key ring."""
+    """AES-256-GCM payload codec over a Masar key ring: the given one, or else
+    the process's (`masar.crypto.process_keyring()`, looked up at each use, as
+    the encrypted columns do — so every client and worker of a process always
+    share one ring)."""
 
-    def __init__(self, keyring: Keyring) -> None:
-        self.keyring = keyring
+    def __init__(self, keyring: Keyring | None = None) -> None:
+        self._keyring = keyring
+
+    @property
+    def keyring(self) -> Keyring:
+        return self._keyring or process_keyring()
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return [encrypt_payload(self.keyring, p) for p in payloads]

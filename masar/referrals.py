@@ -319,6 +319,13 @@ class IdempotencyLedger:
             )
         )
 
+    def set_result(self, session: Session, *, scope: str, key: str, result: dict[str, Any]) -> None:
+        session.execute(
+            self.table.update()
+            .where(self.table.c.scope == scope, self.table.c.key == key)
+            .values(result=json.dumps(result))
+        )
+
     def once(
         self,
         session: Session,
@@ -773,6 +780,7 @@ class ReferralHandshake(Generic[M, N]):
         class Done:
             record: ReferralRecord
             snapshot: dict[str, Any] | None  # None: a replay, nothing written now
+            refused: str | None = None  # a replay of an update the journey refused
 
         def work(session: Session) -> Done:
             referral = repo.load(session, referral_id, for_update=True)
@@ -780,7 +788,8 @@ class ReferralHandshake(Generic[M, N]):
                 session, scope=scope, key=idempotency_key, fingerprint=request_print
             )
             if entry is not None:
-                return Done(repo.to_record(referral), None)
+                refused = (entry.result or {}).get("refused")
+                return Done(repo.to_record(referral), None, refused)
             old = ReferralStatus(referral.status)
             if old not in allowed:
                 raise FailedPrecondition(wrong_state)
@@ -802,22 +811,42 @@ class ReferralHandshake(Generic[M, N]):
             return Done(repo.to_record(referral), snapshot)
 
         done = await run_retrying_conflicts(self.database, work)
+        if done.refused is not None:
+            raise FailedPrecondition(f"the journey refused this update ({done.refused})")
         outcome, rejected = await self.outbox.deliver(event_id)
         if outcome is DeliveryOutcome.REJECTED:
-            if done.snapshot is not None:
-                await self._revert(referral_id, new_status, done.snapshot)
+            # An error type from the journey's validator: a code, never data.
             error_type = rejected.error_type if rejected and rejected.error_type else "Rejected"
+            if done.snapshot is not None:
+                await self._revert(
+                    referral_id,
+                    new_status,
+                    done.snapshot,
+                    scope=scope,
+                    idempotency_key=idempotency_key,
+                    ledger_result={"event_id": event_id, "refused": error_type},
+                )
             raise FailedPrecondition(f"the journey refused this update ({error_type})")
         if done.snapshot is None:
             done = Done(await self.get(referral_id), None)
         return StaffActionResult(done.record, outcome)
 
     async def _revert(
-        self, referral_id: str, applied: ReferralStatus, snapshot: dict[str, Any]
+        self,
+        referral_id: str,
+        applied: ReferralStatus,
+        snapshot: dict[str, Any],
+        *,
+        scope: str,
+        idempotency_key: str,
+        ledger_result: dict[str, Any],
     ) -> None:
+        """Undo a staff action the journey refused, and remember the refusal
+        so a retry with the same key gets the same answer."""
         repo = self.repository
 
         def work(session: Session) -> None:
+            self.ledger.set_result(session, scope=scope, key=idempotency_key, result=ledger_result)
             referral = repo.load(session, referral_id, for_update=True)
             if ReferralStatus(referral.status) is not applied:
                 return  # changed again since: leave it

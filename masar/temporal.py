@@ -29,9 +29,11 @@ def data_converter(*, keyring: Keyring | None = None) -> DataConverter:
     client's): payloads encrypted with the key ring (the process's own unless
     one is given), failure messages and stack traces moved into the encoded
     attributes so that they are encrypted too."""
+    if keyring is None:
+        process_keyring()  # fail fast on a malformed key ring setting
     return dataclasses.replace(
         DataConverter.default,
-        payload_codec=EncryptionCodec(keyring or process_keyring()),
+        payload_codec=EncryptionCodec(keyring),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
 

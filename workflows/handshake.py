@@ -256,7 +256,7 @@ class ReferralHandshake:
     def climb(self, ref: ReferralState, level: int, now: datetime) -> None:
         """Rung `level` of the referral's open wait is due."""
         wait = ref.wait
-        if wait is None:
+        if wait is None or level <= wait.level:
             return
         wait.level = level
         wait.last_rung_at = now

@@ -76,6 +76,4 @@ class EscalationLadder:
 
     def due_rungs(self, wait: LadderWait, now: datetime) -> list[int]:
         """Rungs not yet climbed whose time has come, lowest first."""
-        return [
-            level for level in RUNGS if level > wait.level and self.rung_at(wait, level) <= now
-        ]
+        return [level for level in RUNGS if level > wait.level and self.rung_at(wait, level) <= now]

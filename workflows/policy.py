@@ -25,6 +25,8 @@ from masar.contract import Risk
 from masar.settings import SettingsError
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("policy.toml")
+# The local activity through which a journey receives its worker's policy.
+LOAD_POLICY_ACTIVITY = "journey.load_policy"
 
 # Waits every policy defines, and waits a policy may leave out (the journey then
 # waits for that milestone without a deadline).

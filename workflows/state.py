@@ -217,4 +217,3 @@ def decode_state(text: str, payload_converter: Any) -> JourneyState:
     if not isinstance(state, JourneyState):  # pragma: no cover - converter contract
         raise TypeError("carried state did not decode to a JourneyState")
     return state
-

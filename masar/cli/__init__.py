@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from masar.cli import admin, cases, demo, staff
 from masar.cli.output import CliError, Output
 from masar.settings import SettingsError
 
@@ -20,8 +21,6 @@ Handler = Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int | None]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from masar.cli import admin, cases, demo, staff
-
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document"

@@ -14,7 +14,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import SearchAttributeKey
 
 from masar import contract as c
-from masar.cli import connect
+from masar.cli import connect, intake
 from masar.cli.output import CliError, Output, parse_duration, when
 
 STAGE_KEY = SearchAttributeKey.for_keyword(c.SA_STAGE)
@@ -68,8 +68,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     decision.add_argument("--refuse", action="store_true")
     closure.add_argument("--reason", required=True)
     closure.set_defaults(handler=decide_closure)
-
-    from masar.cli import intake
 
     intake.register(case_sub, common)
 

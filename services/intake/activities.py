@@ -6,6 +6,8 @@ service boundary (and is traced and audited like any other call).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio import activity
@@ -20,7 +22,9 @@ from masar.contract import (
 )
 from masar.grpc_server import FIELD_METADATA_KEY
 from masar.v1 import intake_pb2
-from masar.v1.intake_pb2_grpc import IntakeServiceAsyncStub
+
+if TYPE_CHECKING:  # the async stub type exists in the generated stubs only
+    from masar.v1.intake_pb2_grpc import IntakeServiceAsyncStub
 
 RPC_TIMEOUT = 10.0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import grpc
 
@@ -17,6 +18,9 @@ from services.intake.activities import IntakeActivities
 from services.intake.cases import CaseDesk
 from services.intake.journey import IntakeOutbox, JourneyStarter
 from services.intake.servicer import SERVICE_NAME, IntakeServicer
+
+if TYPE_CHECKING:
+    from masar.v1.intake_pb2_grpc import IntakeServiceAsyncStub
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -35,7 +39,8 @@ def build_components(
     desk = CaseDesk(database, outbox, starter)
     # The activities call this very service through its gRPC API.
     channel = grpc.aio.insecure_channel(settings.addr)
-    activities = IntakeActivities(IntakeServiceStub(channel))
+    stub = cast("IntakeServiceAsyncStub", IntakeServiceStub(channel))
+    activities = IntakeActivities(stub)
     return SectorComponents(
         grpc_services=[
             GrpcService(SERVICE_NAME, IntakeServicer(desk), add_IntakeServiceServicer_to_server)

@@ -40,7 +40,6 @@ from masar.contract import (
 )
 from masar.db import Database
 from masar.errors import FailedPrecondition, InvalidArgument, NotFound
-from masar.outbox import DeliveryOutcome
 from services.intake import domain as d
 from services.intake import repository as repo
 from services.intake.journey import IntakeOutbox, JourneyStarter, encode_input

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from sqlalchemy.orm import Session
 from temporalio.client import Client
 from temporalio.common import (
     SearchAttributeKey,
@@ -177,7 +178,7 @@ class JourneyStarter:
         the same workflow id, carrying the case's current facts."""
         now = self._clock()
 
-        def facts(s: repo.Session) -> JourneyInput:
+        def facts(s: Session) -> JourneyInput:
             case = repo.get_case(s, case_id)
             assert case is not None
             return d.journey_input(repo.case_facts(s, case), opened_at=now)
@@ -191,7 +192,7 @@ class JourneyStarter:
             return False
         payload = encode_input(journey)
 
-        def record(s: repo.Session) -> None:
+        def record(s: Session) -> None:
             repo.record_journey_started(s, case_id, run_id=run_id, now=now, payload=payload)
             repo.mark_new_run(s, change_id)
 

@@ -184,6 +184,11 @@ def _ts(value: datetime | None) -> Timestamp | None:
     return ts
 
 
+def _num(table: Mapping[E, Any], member: E | None) -> Any:
+    """The protobuf number of an optional member (0, UNSPECIFIED, for none)."""
+    return 0 if member is None else table[member]
+
+
 def summary_pb(s: d.CaseSummary) -> intake_pb2.CaseSummary:
     return intake_pb2.CaseSummary(
         case_id=s.case_id,
@@ -227,13 +232,13 @@ def change_pb(c: d.ChangeView) -> intake_pb2.CaseChange:
         recorded_at=_ts(c.recorded_at),
         delivery=DELIVERY.get(c.delivery, common_pb2.DELIVERY_STATE_UNSPECIFIED),
         rejected=c.rejected,
-        scope=SCOPE[c.scope] if c.scope else None,
+        scope=_num(SCOPE, c.scope),
         at=_ts(c.at),
-        clinical_item=CLINICAL[c.clinical_item] if c.clinical_item else None,
-        closure_reason=CLOSURE[c.closure_reason] if c.closure_reason else None,
-        follow_up_channel=CHANNEL[c.channel] if c.channel else None,
+        clinical_item=_num(CLINICAL, c.clinical_item),
+        closure_reason=_num(CLOSURE, c.closure_reason),
+        follow_up_channel=_num(CHANNEL, c.channel),
         notes=c.notes or "",
-        risk=RISK[c.risk] if c.risk else None,
+        risk=_num(RISK, c.risk),
     )
 
 
@@ -245,7 +250,7 @@ def case_pb(v: d.CaseView) -> intake_pb2.Case:
             alias=s.alias or "",
             birth_year=s.birth_year or 0,
             nationality=s.nationality or "",
-            migrant_status=MIGRANT[s.migrant_status] if s.migrant_status else None,
+            migrant_status=_num(MIGRANT, s.migrant_status),
             languages=s.languages,
             region=s.region,
             contact=intake_pb2.ContactDetails(

@@ -223,7 +223,7 @@ def close_matter(
     """Close one open matter; returns it and whether no open matter remains."""
     record = next((m for m in matters if m.matter is matter), None)
     if record is None:
-        raise FailedPrecondition("the referral does not cover this matter")
+        raise InvalidArgument("matter", "is not one of the referral's matters")
     if record.status is MatterStatus.CLOSED:
         raise FailedPrecondition("the matter is already closed")
     if closed_at < record.opened_at:

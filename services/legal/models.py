@@ -82,9 +82,7 @@ class ProtectionOrderRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    effective_until: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True
-    )
+    effective_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     breached_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     breaches: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -75,6 +75,10 @@ def test_data_converter_uses_the_process_keyring() -> None:
         assert isinstance(converter.payload_codec, EncryptionCodec)
         assert converter.payload_codec.keyring is ring
         assert client_options()["data_converter"].payload_codec.keyring is ring
+        # Every client of the process follows the process's ring.
+        replaced = Keyring.generate("proc2")
+        install_keyring(replaced)
+        assert converter.payload_codec.keyring is replaced
     finally:
         install_keyring(None)
 

@@ -227,7 +227,11 @@ async def test_bad_input_names_the_field_and_writes_nothing(shelter) -> None:
             shelter_pb2.CheckOutRequest(referral_id=pending.referral_id, idempotency_key="k"),
             "exit_reason",
         ),
-        (stub.CheckIn, shelter_pb2.CheckInRequest(referral_id=pending.referral_id), "idempotency_key"),
+        (
+            stub.CheckIn,
+            shelter_pb2.CheckInRequest(referral_id=pending.referral_id),
+            "idempotency_key",
+        ),
         (
             stub.CloseReferral,
             common_pb2.CloseReferralRequest(
@@ -345,7 +349,9 @@ async def test_placement_is_requested_decided_and_lived(shelter) -> None:
     assert await beds(stub, rabat.shelter_id) == (0, 0, 6)
 
     # Reads: one referral, and filtered, paged lists.
-    fetched = await stub.GetReferral(common_pb2.GetReferralRequest(referral_id=referral.referral_id))
+    fetched = await stub.GetReferral(
+        common_pb2.GetReferralRequest(referral_id=referral.referral_id)
+    )
     assert fetched.referral.status == common_pb2.REFERRAL_STATUS_COMPLETED
     by_case = await stub.ListReferrals(common_pb2.ListReferralsRequest(case_id=case))
     assert [r.referral_id for r in by_case.referrals] == [referral.referral_id]
@@ -375,7 +381,7 @@ async def test_placement_is_requested_decided_and_lived(shelter) -> None:
 
 async def test_journey_steps_remind_close_and_purge(shelter) -> None:
     stub = stub_of(shelter)
-    home = await create_shelter(stub, capacity=5)
+    home = await create_shelter(stub, capacity=5, access=[WHEELCHAIR])
     case = case_id()
     first = (await stub.RequestPlacement(placement(case=case, household=2, children=1))).referral
     second = (await stub.RequestPlacement(placement(case=case, access=[WHEELCHAIR]))).referral
@@ -481,7 +487,7 @@ async def test_concurrent_accepts_never_exceed_capacity(shelter) -> None:
     assert shelter.count("outbox") == 3
 
     # Concurrent retries of one request create one referral.
-    request = placement()
+    request = placement(provider_id=home.shelter_id)
     replies = await asyncio.gather(*(stub.RequestPlacement(request) for _ in range(10)))
     assert len({r.referral.referral_id for r in replies}) == 1
     assert shelter.count("referrals") == 41

@@ -1,0 +1,240 @@
+"""Intake officers' commands: a quick registration and the changes a survivor asks for.
+
+The full registration form is the intake API; `case open` is the quick path an
+officer uses at a listening centre. Risk given with --risk is recorded as the
+officer's professional judgement (an override with a reason), which may only
+raise the computed level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from masar import contract as c
+from masar.cli import connect
+from masar.cli.output import CliError, Output
+from masar.v1 import common_pb2, intake_pb2, intake_pb2_grpc
+
+SECTORS = {
+    "shelter": common_pb2.SECTOR_SHELTER,
+    "legal": common_pb2.SECTOR_LEGAL,
+    "employment": common_pb2.SECTOR_EMPLOYMENT,
+    "medical": common_pb2.SECTOR_MEDICAL,
+}
+CONSENTS = {
+    "shelter": intake_pb2.CONSENT_SCOPE_SHELTER,
+    "legal": intake_pb2.CONSENT_SCOPE_LEGAL,
+    "employment": intake_pb2.CONSENT_SCOPE_EMPLOYMENT,
+    "reporting": intake_pb2.CONSENT_SCOPE_DEIDENTIFIED_REPORTING,
+}
+RISKS = {r.value: common_pb2.RiskLevel.Value(f"RISK_LEVEL_{r.name}") for r in c.Risk}
+VIOLENCE = {
+    v.value: intake_pb2.ViolenceType.Value(f"VIOLENCE_TYPE_{v.name}") for v in c.ViolenceType
+}
+CLOSURE_REASONS = {
+    name.removeprefix("CLOSURE_REASON_").lower(): value
+    for name, value in intake_pb2.ClosureReason.items()
+    if value
+}
+CLINICAL = {
+    name.removeprefix("CLINICAL_ITEM_").lower(): value
+    for name, value in intake_pb2.ClinicalItem.items()
+    if value
+}
+
+
+def register(case_sub: Any, common: argparse.ArgumentParser) -> None:
+    open_ = case_sub.add_parser(
+        "open", help="register a case (quick registration)", parents=[common]
+    )
+    open_.add_argument("--region", required=True, choices=list(c.REGIONS))
+    open_.add_argument("--risk", required=True, choices=list(RISKS))
+    open_.add_argument("--needs", required=True, help="comma list of " + ",".join(SECTORS))
+    open_.add_argument("--consent", default="", help="comma list of " + ",".join(CONSENTS))
+    open_.add_argument("--incident-at", help="ISO 8601, to the hour, e.g. 2026-11-20T22:00:00Z")
+    open_.add_argument("--violence", choices=list(VIOLENCE), default="physical_assault")
+    open_.add_argument("--alias", default="", help="how she wishes to be called (encrypted)")
+    open_.add_argument("--contact", default="", help="a safe phone number (encrypted)")
+    open_.add_argument("--children", type=int, default=0, help="accompanying children")
+    open_.set_defaults(handler=open_case)
+
+    follow = case_sub.add_parser("follow-up", help="record a follow-up contact", parents=[common])
+    follow.add_argument("case_id", metavar="CASE_ID")
+    follow.set_defaults(handler=record_follow_up)
+
+    withdraw = case_sub.add_parser(
+        "withdraw-consent", help="the survivor withdraws consent for a sector", parents=[common]
+    )
+    withdraw.add_argument("case_id", metavar="CASE_ID")
+    withdraw.add_argument("sector", choices=["shelter", "legal", "employment"])
+    withdraw.set_defaults(handler=withdraw_consent)
+
+    medical = case_sub.add_parser(
+        "medical",
+        help="confirm medical care reached (PEP, emergency contraception, ...)",
+        parents=[common],
+    )
+    medical.add_argument("case_id", metavar="CASE_ID")
+    medical.add_argument("item", choices=list(CLINICAL))
+    medical.set_defaults(handler=confirm_medical)
+
+    close = case_sub.add_parser(
+        "close", help="ask to close the case (a coordinator approves)", parents=[common]
+    )
+    close.add_argument("case_id", metavar="CASE_ID")
+    close.add_argument("--reason", choices=list(CLOSURE_REASONS), default="survivor_request")
+    close.set_defaults(handler=request_closure)
+
+    reopen = case_sub.add_parser("reopen", help="reopen a closed case", parents=[common])
+    reopen.add_argument("case_id", metavar="CASE_ID")
+    reopen.set_defaults(handler=reopen_case)
+
+
+def _key() -> str:
+    return f"cli-{secrets.token_hex(8)}"
+
+
+def _split(value: str, allowed: dict[str, Any], flag: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    for item in items:
+        if item not in allowed:
+            raise CliError(f"{flag}: unknown value (choose from {', '.join(allowed)})", exit_code=2)
+    return items
+
+
+def _incident_time(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(
+            "--incident-at must be ISO 8601, e.g. 2026-11-20T22:00:00Z", exit_code=2
+        ) from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at
+
+
+def _delivery(value: Any) -> str:
+    return common_pb2.DeliveryState.Name(value).removeprefix("DELIVERY_STATE_")
+
+
+async def _call(method: str, request: Any) -> Any:
+    async with connect.channel("intake") as chan:
+        stub = intake_pb2_grpc.IntakeServiceStub(chan)
+        return await connect.rpc("intake", lambda: getattr(stub, method)(request))
+
+
+async def open_case(args: argparse.Namespace, out: Output) -> int:
+    needs = _split(args.needs, SECTORS, "--needs")
+    consents = _split(args.consent, CONSENTS, "--consent")
+    if not needs:
+        raise CliError("--needs: give at least one need", exit_code=2)
+    risk = intake_pb2.RiskAssessmentInput(checklist=intake_pb2.RiskChecklist())
+    if args.risk != "low":
+        risk.override.level = RISKS[args.risk]
+        risk.override.reason = "intake officer's assessment (quick registration)"
+    request = intake_pb2.RegisterCaseRequest(
+        idempotency_key=_key(),
+        survivor=intake_pb2.SurvivorProfile(
+            alias=args.alias,
+            region=args.region,
+            accompanying_children=args.children,
+            contact=intake_pb2.ContactDetails(phone=args.contact),
+        ),
+        incident=intake_pb2.Incident(violence_type=VIOLENCE[args.violence]),
+        risk=risk,
+        needs=[SECTORS[n] for n in needs],
+        consents=[CONSENTS[n] for n in consents],
+    )
+    request.incident.occurred_at.FromDatetime(_incident_time(args.incident_at))
+    reply = await _call("RegisterCase", request)
+    summary = reply.case.summary
+    doc = {
+        "case_id": summary.case_id,
+        "workflow_id": summary.workflow_id or c.journey_workflow_id(summary.case_id),
+        "risk": common_pb2.RiskLevel.Name(reply.risk_assessment.level)
+        .removeprefix("RISK_LEVEL_")
+        .lower(),
+        "journey_start": _delivery(reply.journey_start),
+        "needs_without_consent": [
+            common_pb2.Sector.Name(s).removeprefix("SECTOR_").lower()
+            for s in reply.needs_without_consent
+        ],
+    }
+    if out.json_mode:
+        out.document(doc)
+        return 0
+    out.line(f"case {doc['case_id']} registered (risk {doc['risk']}); journey {doc['workflow_id']}")
+    if doc["journey_start"] == "QUEUED":
+        out.line("  the journey will start as soon as Temporal is reachable")
+    if doc["needs_without_consent"]:
+        out.line(f"  no referral without consent for: {', '.join(doc['needs_without_consent'])}")
+    out.line(f"  follow it with: masar case show {doc['case_id']}")
+    return 0
+
+
+def _change_report(out: Output, case_id: str, what: str, reply: Any) -> int:
+    doc = {"case_id": case_id, "change_id": reply.change_id, "delivery": _delivery(reply.delivery)}
+    if out.json_mode:
+        out.document(doc)
+    else:
+        out.line(f"{what} for case {case_id} ({doc['delivery'].lower()})")
+    return 0
+
+
+async def record_follow_up(args: argparse.Namespace, out: Output) -> int:
+    request = intake_pb2.RecordFollowUpRequest(
+        case_id=connect.check_case_id(args.case_id),
+        channel=intake_pb2.FOLLOW_UP_CHANNEL_PHONE,
+        idempotency_key=_key(),
+    )
+    request.contacted_at.GetCurrentTime()
+    return _change_report(
+        out, args.case_id, "follow-up recorded", await _call("RecordFollowUp", request)
+    )
+
+
+async def withdraw_consent(args: argparse.Namespace, out: Output) -> int:
+    request = intake_pb2.WithdrawConsentRequest(
+        case_id=connect.check_case_id(args.case_id),
+        scope=CONSENTS[args.sector],
+        idempotency_key=_key(),
+    )
+    return _change_report(
+        out, args.case_id, "consent withdrawn", await _call("WithdrawConsent", request)
+    )
+
+
+async def confirm_medical(args: argparse.Namespace, out: Output) -> int:
+    request = intake_pb2.ConfirmMedicalCareRequest(
+        case_id=connect.check_case_id(args.case_id),
+        item=CLINICAL[args.item],
+        idempotency_key=_key(),
+    )
+    request.given_at.GetCurrentTime()
+    return _change_report(
+        out, args.case_id, "medical care confirmed", await _call("ConfirmMedicalCare", request)
+    )
+
+
+async def request_closure(args: argparse.Namespace, out: Output) -> int:
+    request = intake_pb2.RequestClosureRequest(
+        case_id=connect.check_case_id(args.case_id),
+        reason=CLOSURE_REASONS[args.reason],
+        idempotency_key=_key(),
+    )
+    return _change_report(
+        out, args.case_id, "closure requested", await _call("RequestClosure", request)
+    )
+
+
+async def reopen_case(args: argparse.Namespace, out: Output) -> int:
+    request = intake_pb2.ReopenCaseRequest(
+        case_id=connect.check_case_id(args.case_id), idempotency_key=_key()
+    )
+    return _change_report(out, args.case_id, "case reopened", await _call("ReopenCase", request))

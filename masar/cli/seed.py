@@ -1,0 +1,130 @@
+"""Sample reference data for the local stack: shelters, legal aid providers and
+training programmes in several regions. Every create carries a fixed
+idempotency key, so seeding twice changes nothing. Names are illustrative."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from masar.cli import connect
+from masar.v1 import (
+    employment_pb2,
+    employment_pb2_grpc,
+    legal_pb2,
+    legal_pb2_grpc,
+    shelter_pb2,
+    shelter_pb2_grpc,
+)
+
+REGIONS = ["fes-meknes", "casablanca-settat", "rabat-sale-kenitra", "marrakech-safi", "oriental"]
+
+# (name, capacity, accepts children, accessibility)
+SHELTERS: dict[str, list[tuple[str, int, bool, list[Any]]]] = {
+    "fes-meknes": [
+        ("Dar Al Amane — Fès", 12, True, [shelter_pb2.ACCESSIBILITY_FEATURE_GROUND_FLOOR]),
+        ("Maison Nour — Meknès", 8, True, []),
+        ("Foyer Tilila — Fès", 6, False, [shelter_pb2.ACCESSIBILITY_FEATURE_WHEELCHAIR]),
+    ],
+    "casablanca-settat": [
+        ("Dar Touria — Casablanca", 20, True, [shelter_pb2.ACCESSIBILITY_FEATURE_WHEELCHAIR]),
+        ("Centre Amal — Settat", 10, True, []),
+    ],
+    "rabat-sale-kenitra": [("Dar Assafa — Salé", 14, True, [])],
+    "marrakech-safi": [("Dar Lalla — Marrakech", 10, True, [])],
+    "oriental": [("Maison Annour — Oujda", 8, True, [])],
+}
+
+LEGAL: dict[str, list[tuple[str, Any, list[str], list[Any]]]] = {
+    region: [
+        (
+            f"Cellule de prise en charge — tribunal de première instance ({region})",
+            legal_pb2.LEGAL_PROVIDER_KIND_COURT_CARE_CELL,
+            ["ar", "ary", "fr"],
+            [legal_pb2.LEGAL_MATTER_PROTECTION_ORDER, legal_pb2.LEGAL_MATTER_CRIMINAL_COMPLAINT],
+        ),
+        (
+            f"Association d'aide juridique ({region})",
+            legal_pb2.LEGAL_PROVIDER_KIND_LEGAL_AID_ASSOCIATION,
+            ["ar", "ary", "zgh", "fr"],
+            [
+                legal_pb2.LEGAL_MATTER_PROTECTION_ORDER,
+                legal_pb2.LEGAL_MATTER_CRIMINAL_COMPLAINT,
+                legal_pb2.LEGAL_MATTER_FAMILY_LAW,
+                legal_pb2.LEGAL_MATTER_RESIDENCY,
+                legal_pb2.LEGAL_MATTER_TRAFFICKING,
+            ],
+        ),
+        (
+            f"Cabinet d'avocate partenaire ({region})",
+            legal_pb2.LEGAL_PROVIDER_KIND_LAWYER,
+            ["ar", "fr", "en"],
+            [legal_pb2.LEGAL_MATTER_FAMILY_LAW, legal_pb2.LEGAL_MATTER_CRIMINAL_COMPLAINT],
+        ),
+    ]
+    for region in REGIONS
+}
+
+PROGRAMMES: list[tuple[str, Any, int]] = [
+    ("Pâtisserie et confiserie", employment_pb2.PROGRAMME_KIND_CONFECTIONERY, 12),
+    ("Couture", employment_pb2.PROGRAMME_KIND_SEWING, 15),
+    ("Cuisine", employment_pb2.PROGRAMME_KIND_COOKERY, 10),
+    ("Alphabétisation", employment_pb2.PROGRAMME_KIND_LITERACY, 20),
+    ("Compétences numériques", employment_pb2.PROGRAMME_KIND_DIGITAL_SKILLS, 12),
+]
+
+
+async def seed() -> dict[str, int]:
+    counts = {"shelters": 0, "legal_providers": 0, "programmes": 0}
+    start = (datetime.now(UTC) + timedelta(days=14)).replace(
+        hour=9, minute=0, second=0, microsecond=0
+    )
+    async with connect.channel("shelter") as chan:
+        shelter = shelter_pb2_grpc.ShelterServiceStub(chan)
+        for region, shelters in SHELTERS.items():
+            for i, (name, capacity, children, access) in enumerate(shelters):
+                request = shelter_pb2.CreateShelterRequest(
+                    name=name,
+                    region=region,
+                    capacity=capacity,
+                    accepts_children=children,
+                    accessibility=access,
+                    address=f"adresse confidentielle {i + 1}, {region}",
+                    idempotency_key=f"seed-shelter-{region}-{i}",
+                )
+                await connect.rpc("shelter", _bind(shelter.CreateShelter, request))
+                counts["shelters"] += 1
+    async with connect.channel("legal") as chan:
+        legal = legal_pb2_grpc.LegalAidServiceStub(chan)
+        for region, providers in LEGAL.items():
+            for i, (name, kind, languages, matters) in enumerate(providers):
+                legal_request = legal_pb2.CreateLegalProviderRequest(
+                    kind=kind,
+                    name=name,
+                    region=region,
+                    languages=languages,
+                    matters=matters,
+                    idempotency_key=f"seed-legal-{region}-{i}",
+                )
+                await connect.rpc("legal", _bind(legal.CreateProvider, legal_request))
+                counts["legal_providers"] += 1
+    async with connect.channel("employment") as chan:
+        employment = employment_pb2_grpc.EmploymentServiceStub(chan)
+        for region in REGIONS:
+            for i, (name, kind, seats) in enumerate(PROGRAMMES):
+                programme = employment_pb2.CreateProgrammeRequest(
+                    name=f"{name} ({region})",
+                    kind=kind,
+                    region=region,
+                    seats=seats,
+                    languages=["ar", "ary", "fr"],
+                    idempotency_key=f"seed-programme-{region}-{i}",
+                )
+                programme.start_date.FromDatetime(start)
+                await connect.rpc("employment", _bind(employment.CreateProgramme, programme))
+                counts["programmes"] += 1
+    return counts
+
+
+def _bind(method: Any, request: Any) -> Any:
+    return lambda: method(request)

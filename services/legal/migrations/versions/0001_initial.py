@@ -1,0 +1,193 @@
+"""initial: providers, referrals with their matters, protection orders, hearings
+
+Revision ID: 0001
+Revises:
+
+"""
+
+from typing import Sequence, Union
+
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision: str = "0001"
+down_revision: Union[str, Sequence[str], None] = None
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+
+def upgrade() -> None:
+    """Upgrade schema."""
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("scope", sa.String(length=48), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("fingerprint", sa.String(length=64), nullable=False),
+        sa.Column("subject_id", sa.String(length=64), nullable=False),
+        sa.Column("result", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("scope", "key", name=op.f("pk_idempotency_keys")),
+    )
+    op.create_table(
+        "outbox",
+        sa.Column("event_id", sa.String(length=64), nullable=False),
+        sa.Column("case_id", sa.String(length=64), nullable=False),
+        sa.Column("update_name", sa.String(length=64), nullable=False),
+        sa.Column("payload", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.String(length=128), nullable=True),
+        sa.PrimaryKeyConstraint("event_id", name=op.f("pk_outbox")),
+    )
+    op.create_index(op.f("ix_outbox_case_id"), "outbox", ["case_id"], unique=False)
+    op.create_index(op.f("ix_outbox_status"), "outbox", ["status"], unique=False)
+
+    op.create_table(
+        "providers",
+        sa.Column("provider_id", sa.String(length=64), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("region", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("provider_id", name=op.f("pk_providers")),
+    )
+    op.create_index(op.f("ix_providers_region"), "providers", ["region"], unique=False)
+
+    op.create_table(
+        "referrals",
+        sa.Column("matters", sa.Text(), nullable=True),
+        sa.Column("languages", sa.Text(), nullable=True),
+        sa.Column("first_meeting_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("referral_id", sa.String(length=32), nullable=False),
+        sa.Column("case_id", sa.String(length=64), nullable=False),
+        sa.Column("provider_id", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("risk", sa.String(length=16), nullable=False),
+        sa.Column("region", sa.String(length=64), nullable=False),
+        sa.Column("idempotency_key", sa.String(length=200), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("decline_reason", sa.String(length=32), nullable=True),
+        sa.Column("reminders", sa.Integer(), nullable=False),
+        sa.Column("needs_purged_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("referral_id", name=op.f("pk_referrals")),
+        sa.UniqueConstraint("idempotency_key", name=op.f("uq_referrals_idempotency_key")),
+    )
+    op.create_index(op.f("ix_referrals_case_id"), "referrals", ["case_id"], unique=False)
+    op.create_index(op.f("ix_referrals_created_at"), "referrals", ["created_at"], unique=False)
+    op.create_index(op.f("ix_referrals_provider_id"), "referrals", ["provider_id"], unique=False)
+    op.create_index(op.f("ix_referrals_region"), "referrals", ["region"], unique=False)
+    op.create_index(op.f("ix_referrals_status"), "referrals", ["status"], unique=False)
+
+    op.create_table(
+        "hearings",
+        sa.Column("hearing_id", sa.String(length=64), nullable=False),
+        sa.Column("referral_id", sa.String(length=32), nullable=False),
+        sa.Column("matter", sa.Text(), nullable=False),
+        sa.Column("court", sa.String(length=32), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("scheduled_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("note", sa.Text(), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["referral_id"],
+            ["referrals.referral_id"],
+            name=op.f("fk_hearings_referral_id_referrals"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("hearing_id", name=op.f("pk_hearings")),
+    )
+    op.create_index(op.f("ix_hearings_referral_id"), "hearings", ["referral_id"], unique=False)
+
+    op.create_table(
+        "protection_orders",
+        sa.Column("order_id", sa.String(length=64), nullable=False),
+        sa.Column("referral_id", sa.String(length=32), nullable=False),
+        sa.Column("measure", sa.String(length=32), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("effective_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("breached_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("breaches", sa.Integer(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["referral_id"],
+            ["referrals.referral_id"],
+            name=op.f("fk_protection_orders_referral_id_referrals"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("order_id", name=op.f("pk_protection_orders")),
+    )
+    op.create_index(
+        op.f("ix_protection_orders_referral_id"), "protection_orders", ["referral_id"], unique=False
+    )
+
+    op.create_table(
+        "provider_languages",
+        sa.Column("provider_id", sa.String(length=64), nullable=False),
+        sa.Column("language", sa.String(length=32), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["provider_id"],
+            ["providers.provider_id"],
+            name=op.f("fk_provider_languages_provider_id_providers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("provider_id", "language", name=op.f("pk_provider_languages")),
+    )
+    op.create_index(
+        op.f("ix_provider_languages_language"), "provider_languages", ["language"], unique=False
+    )
+
+    op.create_table(
+        "provider_matters",
+        sa.Column("provider_id", sa.String(length=64), nullable=False),
+        sa.Column("matter", sa.String(length=32), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["provider_id"],
+            ["providers.provider_id"],
+            name=op.f("fk_provider_matters_provider_id_providers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("provider_id", "matter", name=op.f("pk_provider_matters")),
+    )
+    op.create_index(
+        op.f("ix_provider_matters_matter"), "provider_matters", ["matter"], unique=False
+    )
+
+
+def downgrade() -> None:
+    """Downgrade schema."""
+    op.drop_index(op.f("ix_provider_matters_matter"), table_name="provider_matters")
+
+    op.drop_table("provider_matters")
+    op.drop_index(op.f("ix_provider_languages_language"), table_name="provider_languages")
+
+    op.drop_table("provider_languages")
+    op.drop_index(op.f("ix_protection_orders_referral_id"), table_name="protection_orders")
+
+    op.drop_table("protection_orders")
+    op.drop_index(op.f("ix_hearings_referral_id"), table_name="hearings")
+
+    op.drop_table("hearings")
+    op.drop_index(op.f("ix_referrals_status"), table_name="referrals")
+    op.drop_index(op.f("ix_referrals_region"), table_name="referrals")
+    op.drop_index(op.f("ix_referrals_provider_id"), table_name="referrals")
+    op.drop_index(op.f("ix_referrals_created_at"), table_name="referrals")
+    op.drop_index(op.f("ix_referrals_case_id"), table_name="referrals")
+
+    op.drop_table("referrals")
+    op.drop_index(op.f("ix_providers_region"), table_name="providers")
+
+    op.drop_table("providers")
+    op.drop_index(op.f("ix_outbox_status"), table_name="outbox")
+    op.drop_index(op.f("ix_outbox_case_id"), table_name="outbox")
+
+    op.drop_table("outbox")
+    op.drop_table("idempotency_keys")

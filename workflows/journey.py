@@ -1,0 +1,536 @@
+"""SurvivorJourney: one durable workflow per case (`journey-<case_id>`).
+
+The rules live in `CaseFile` (workflows.casefile) and `ReferralHandshake`
+(workflows.handshake); this module is the Temporal side of them:
+
+- updates (validated before anything is written, deduplicated by event id) and
+  the `status` query;
+- the main loop, which sleeps until the next rung of the escalation ladder (or
+  an update), climbs what is due and publishes the search attributes;
+- one lane per collaborator (shelter, legal, employment, intake) performing the
+  owed actions in order, each an activity with a bounded retry policy and an
+  idempotency key fixed when the action was owed;
+- continue-as-new, once the handlers have finished and no activity is under
+  way, carrying the whole state.
+
+The SLA policy reaches the journey through the local activity
+`journey.load_policy` at the start of every run: the worker read and checked
+the policy file when it started, the result is recorded in the history, so the
+workflow stays deterministic and intake need not know the policy. Waits keep
+the deadline computed when they opened; a new policy applies to new waits
+from the next run on.
+
+Determinism: no I/O, `workflow.now()` only; any later change of logic that
+could alter a running history goes behind `workflow.patched(...)` and the
+replay fixtures in tests/workflows/histories must keep passing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from masar.contract import (
+        ACT_CLOSE_REFERRAL,
+        ACT_PURGE_CASE,
+        ACT_RECORD_ESCALATION,
+        ACT_REMIND_PROVIDER,
+        ACT_REQUEST_REFERRAL,
+        ERR_INVALID,
+        ERR_NO_CONSENT,
+        ERR_NO_PROVIDER,
+        ERR_SECTOR_UNAVAILABLE,
+        ERR_STALE_REFERRAL,
+        ERR_UNKNOWN_CASE,
+        ERR_UNKNOWN_REFERRAL,
+        JOURNEY_WORKFLOW,
+        QUERY_STATUS,
+        SA_ESCALATION_LEVEL,
+        SA_NEXT_DEADLINE,
+        SA_PENDING_SECTORS,
+        SA_REGION,
+        SA_RISK,
+        SA_STAGE,
+        SECTOR_TASK_QUEUES,
+        UPDATE_CLOSURE_DECISION,
+        UPDATE_CLOSURE_REQUEST,
+        UPDATE_CONSENT,
+        UPDATE_EXTEND,
+        UPDATE_FOLLOW_UP,
+        UPDATE_MEDICAL_CARE,
+        UPDATE_REASSIGN,
+        UPDATE_REFERRAL_DECISION,
+        UPDATE_REFERRAL_MILESTONE,
+        UPDATE_REOPEN,
+        UPDATE_RISK,
+        CasePurge,
+        ClosureDecision,
+        ClosureRequest,
+        ConsentChange,
+        DeadlineExtension,
+        EscalationNotice,
+        FollowUpContact,
+        JourneyInput,
+        JourneyStatus,
+        MedicalCareConfirmed,
+        ProviderReminder,
+        PurgeResult,
+        Reassignment,
+        ReferralClosure,
+        ReferralCreated,
+        ReferralDecision,
+        ReferralMilestone,
+        ReferralRequest,
+        ReopenRequest,
+        RiskChange,
+        Sector,
+        ServiceName,
+        UpdateResult,
+        activity_name,
+    )
+    from workflows.casefile import CaseFile
+    from workflows.policy import LOAD_POLICY_ACTIVITY, SlaPolicy
+    from workflows.state import (
+        INTAKE_LANE,
+        LANES,
+        Action,
+        ActionKind,
+        decode_state,
+        encode_state,
+    )
+
+# Every activity: bounded in time and in attempts. Business failures are
+# non-retryable ApplicationErrors with these types.
+BUSINESS_ERRORS = [ERR_NO_PROVIDER, ERR_NO_CONSENT, ERR_UNKNOWN_CASE, ERR_UNKNOWN_REFERRAL]
+ACTIVITY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+    non_retryable_error_types=[*BUSINESS_ERRORS, ERR_INVALID],
+)
+START_TO_CLOSE = timedelta(seconds=30)
+# Also bounds the time an activity waits for its sector's worker.
+SCHEDULE_TO_CLOSE = timedelta(minutes=5)
+POLICY_RETRY = RetryPolicy(maximum_attempts=5)
+# After an activity has used up its retries (sector down), its lane waits this
+# long before trying the same action again, with the same idempotency key:
+# an owed referral is never dropped.
+LANE_BACKOFF = (
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=15),
+    timedelta(hours=1),
+)
+MIN_SLEEP = 1.0  # seconds
+
+SA_KEYS: dict[str, SearchAttributeKey[Any]] = {
+    SA_STAGE: SearchAttributeKey.for_keyword(SA_STAGE),
+    SA_RISK: SearchAttributeKey.for_keyword(SA_RISK),
+    SA_REGION: SearchAttributeKey.for_keyword(SA_REGION),
+    SA_ESCALATION_LEVEL: SearchAttributeKey.for_int(SA_ESCALATION_LEVEL),
+    SA_PENDING_SECTORS: SearchAttributeKey.for_keyword_list(SA_PENDING_SECTORS),
+    SA_NEXT_DEADLINE: SearchAttributeKey.for_datetime(SA_NEXT_DEADLINE),
+}
+
+
+def _business_error(err: ActivityError) -> str | None:
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and (
+        cause.type in BUSINESS_ERRORS or cause.type == ERR_INVALID or cause.non_retryable
+    ):
+        return cause.type or "ApplicationError"
+    return None
+
+
+@workflow.defn(name=JOURNEY_WORKFLOW)
+class SurvivorJourney:
+    @workflow.init
+    def __init__(self, inp: JourneyInput) -> None:
+        if inp.carried_state:
+            self._case = CaseFile(decode_state(inp.carried_state, workflow.payload_converter()))
+            self._fresh = False
+        else:
+            self._case = CaseFile.open(inp, workflow.info().workflow_id)
+            self._fresh = True
+        self._ready = False
+        self._wake = False
+        self._draining = False
+        self._in_flight = 0
+        # Outcome of actions an update handler waits for: key -> error type ("" = done).
+        self._outcomes: dict[str, str] = {}
+        self._published: dict[str, object] = {}
+
+    # --- the main loop ------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: JourneyInput) -> JourneyStatus:
+        policy = await workflow.execute_local_activity(
+            LOAD_POLICY_ACTIVITY,
+            result_type=SlaPolicy,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=POLICY_RETRY,
+        )
+        self._case.state.policy = policy
+        if self._fresh:
+            self._case.start(workflow.now())
+        self._ready = True
+        lanes = [asyncio.create_task(self._lane(lane)) for lane in LANES]
+        while True:
+            now = workflow.now()
+            self._case.tick(now)
+            self._publish()
+            if self._case.finished(now):
+                break
+            if self._should_continue_as_new():
+                await self._continue_as_new(inp)
+            wake_at = self._case.next_wakeup()
+            timeout = None
+            if wake_at is not None:
+                timeout = max((wake_at - now).total_seconds(), MIN_SLEEP)
+            self._wake = False
+            try:
+                await workflow.wait_condition(lambda: self._wake, timeout=timeout)
+            except TimeoutError:
+                pass
+        # Closed for the whole retention period: finish what is owed, then complete.
+        try:
+            await workflow.wait_condition(
+                lambda: (
+                    not self._case.state.actions
+                    and self._in_flight == 0
+                    and workflow.all_handlers_finished()
+                ),
+                timeout=timedelta(days=1),
+            )
+        except TimeoutError:
+            pass
+        for task in lanes:
+            task.cancel()
+        return self._case.status()
+
+    def _publish(self) -> None:
+        """Upsert the search attributes that changed."""
+        values = self._case.search_attributes()
+        updates: list[SearchAttributeUpdate[Any]] = []
+        for name, value in values.items():
+            if name in self._published and self._published[name] == value:
+                continue
+            key = SA_KEYS[name]
+            if value is None or value == []:
+                updates.append(key.value_unset())
+            else:
+                updates.append(key.value_set(value))
+        if updates:
+            workflow.upsert_search_attributes(updates)
+        self._published = values
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return True
+        limit = self._case.state.max_history_events
+        return limit is not None and info.get_current_history_length() >= limit
+
+    async def _continue_as_new(self, inp: JourneyInput) -> None:
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        self._draining = True
+        await workflow.wait_condition(
+            lambda: self._in_flight == 0 and workflow.all_handlers_finished()
+        )
+        state = self._case.state
+        state.runs += 1
+        carried = encode_state(state, workflow.payload_converter())
+        workflow.continue_as_new(dataclasses.replace(inp, carried_state=carried))
+
+    # --- lanes: the owed side effects, one activity at a time per collaborator -------
+
+    async def _lane(self, lane: str) -> None:
+        while True:
+            await workflow.wait_condition(
+                lambda: self._case.next_action(lane, draining=self._draining) is not None
+            )
+            action = self._case.next_action(lane, draining=self._draining)
+            if action is None:  # pragma: no cover - the condition above says otherwise
+                continue
+            self._in_flight += 1
+            try:
+                retry = await self._perform(action)
+            finally:
+                self._in_flight -= 1
+                self._wake = True
+            if retry:
+                pause = LANE_BACKOFF[min(action.failures, len(LANE_BACKOFF)) - 1]
+                await workflow.sleep(pause)
+
+    async def _perform(self, action: Action) -> bool:
+        """Perform one owed action; True when it must be tried again later."""
+        case = self._case
+        if case.is_stale(action):
+            case.done_with(action)
+            self._settle(action, ERR_STALE_REFERRAL)
+            return False
+        try:
+            await self._call(action)
+        except ActivityError as err:
+            error_type = _business_error(err)
+            now = workflow.now()
+            if error_type is None:
+                # Retries used up (sector or intake unreachable).
+                action.failures += 1
+                if action.failures == 1 or action.awaited_by:
+                    case.note(
+                        now,
+                        "collaborator_unavailable",
+                        sector=None if action.lane == INTAKE_LANE else Sector(action.lane),
+                        referral_id=action.referral_id,
+                        detail=action.kind,
+                    )
+                if action.awaited_by:
+                    # The coordinator gets the answer now and may try again.
+                    case.done_with(action)
+                    self._settle(action, ERR_SECTOR_UNAVAILABLE)
+                    return False
+                return True
+            if action.kind == ActionKind.REQUEST:
+                case.handshake.request_failed(action, error_type, now)
+            else:
+                case.note(
+                    now,
+                    "action_failed",
+                    sector=None if action.lane == INTAKE_LANE else Sector(action.lane),
+                    referral_id=action.referral_id,
+                    detail=f"{action.kind}:{error_type}",
+                )
+            case.done_with(action)
+            self._settle(action, error_type)
+            return False
+        case.done_with(action)
+        self._settle(action, "")
+        return False
+
+    def _settle(self, action: Action, error_type: str) -> None:
+        if action.awaited_by:
+            self._outcomes[action.key] = error_type
+
+    async def _call(self, action: Action) -> None:
+        case = self._case
+        state = case.state
+        if action.kind == ActionKind.ESCALATE:
+            assert action.due_at is not None
+            notice = EscalationNotice(
+                case_id=state.case_id,
+                region=state.region,
+                level=action.level,
+                wait=action.wait,
+                due_at=action.due_at,
+                idempotency_key=action.key,
+                referral_id=action.referral_id,
+            )
+            await self._activity("intake", ACT_RECORD_ESCALATION, notice)
+            return
+        sector = Sector(action.lane)
+        if action.kind == ActionKind.REQUEST:
+            request = ReferralRequest(
+                case_id=state.case_id,
+                sector=sector,
+                region=state.region,
+                risk=state.risk,
+                idempotency_key=action.key,
+                exclude_provider_ids=case.handshake.exclusions(action),
+                provider_id=action.provider_id,
+                shelter=state.shelter if sector is Sector.SHELTER else None,
+                legal=state.legal if sector is Sector.LEGAL else None,
+                employment=state.employment if sector is Sector.EMPLOYMENT else None,
+            )
+            created = await self._activity(
+                sector.value, ACT_REQUEST_REFERRAL, request, ReferralCreated
+            )
+            case.handshake.request_succeeded(action, created, workflow.now())
+        elif action.kind == ActionKind.REMIND:
+            assert action.referral_id is not None
+            reminder = ProviderReminder(referral_id=action.referral_id, idempotency_key=action.key)
+            await self._activity(sector.value, ACT_REMIND_PROVIDER, reminder)
+        elif action.kind == ActionKind.CLOSE:
+            assert action.referral_id is not None and action.status is not None
+            closure = ReferralClosure(
+                referral_id=action.referral_id, status=action.status, idempotency_key=action.key
+            )
+            await self._activity(sector.value, ACT_CLOSE_REFERRAL, closure)
+        elif action.kind == ActionKind.PURGE:
+            purge = CasePurge(case_id=state.case_id, sector=sector, idempotency_key=action.key)
+            result = await self._activity(sector.value, ACT_PURGE_CASE, purge, PurgeResult)
+            case.note(
+                workflow.now(),
+                "case_purged",
+                sector=sector,
+                detail=f"referrals={result.referrals_withdrawn},records={result.records_purged}",
+            )
+
+    async def _activity(
+        self, service: ServiceName, verb: str, arg: Any, result_type: type | None = None
+    ) -> Any:
+        return await workflow.execute_activity(
+            activity_name(service, verb),
+            arg,
+            task_queue=SECTOR_TASK_QUEUES[service],
+            result_type=result_type,
+            start_to_close_timeout=START_TO_CLOSE,
+            schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
+            retry_policy=ACTIVITY_RETRY,
+        )
+
+    # --- updates ----------------------------------------------------------------------
+
+    async def _apply(
+        self, event_id: str, validate: Callable[[], None], apply: Callable[[Any], None]
+    ) -> UpdateResult:
+        await workflow.wait_condition(lambda: self._ready)
+        previous = self._case.answered(event_id)
+        if previous is not None:
+            return previous
+        # Validated again: the journey may have moved while this update waited.
+        validate()
+        apply(workflow.now())
+        self._wake = True
+        return self._case.answer(event_id)
+
+    @workflow.update(name=UPDATE_REFERRAL_DECISION)
+    async def referral_decision(self, event: ReferralDecision) -> UpdateResult:
+        return await self._apply(
+            event.event_id,
+            lambda: self._case.validate_decision(event),
+            lambda now: self._case.apply_decision(event, now),
+        )
+
+    @referral_decision.validator
+    def _check_referral_decision(self, event: ReferralDecision) -> None:
+        self._case.validate_decision(event)
+
+    @workflow.update(name=UPDATE_REFERRAL_MILESTONE)
+    async def referral_milestone(self, event: ReferralMilestone) -> UpdateResult:
+        return await self._apply(
+            event.event_id,
+            lambda: self._case.validate_milestone(event),
+            lambda now: self._case.apply_milestone(event, now),
+        )
+
+    @referral_milestone.validator
+    def _check_referral_milestone(self, event: ReferralMilestone) -> None:
+        self._case.validate_milestone(event)
+
+    @workflow.update(name=UPDATE_CONSENT)
+    async def consent_changed(self, event: ConsentChange) -> UpdateResult:
+        return await self._apply(
+            event.event_id, lambda: None, lambda now: self._case.apply_consent(event, now)
+        )
+
+    @workflow.update(name=UPDATE_RISK)
+    async def risk_reassessed(self, event: RiskChange) -> UpdateResult:
+        return await self._apply(
+            event.event_id, lambda: None, lambda now: self._case.apply_risk(event, now)
+        )
+
+    @workflow.update(name=UPDATE_FOLLOW_UP)
+    async def follow_up_recorded(self, event: FollowUpContact) -> UpdateResult:
+        return await self._apply(
+            event.event_id,
+            lambda: self._case.validate_follow_up(event),
+            lambda now: self._case.apply_follow_up(event, now),
+        )
+
+    @follow_up_recorded.validator
+    def _check_follow_up(self, event: FollowUpContact) -> None:
+        self._case.validate_follow_up(event)
+
+    @workflow.update(name=UPDATE_MEDICAL_CARE)
+    async def medical_care_confirmed(self, event: MedicalCareConfirmed) -> UpdateResult:
+        return await self._apply(
+            event.event_id, lambda: None, lambda now: self._case.apply_medical_care(event, now)
+        )
+
+    @workflow.update(name=UPDATE_CLOSURE_REQUEST)
+    async def closure_requested(self, event: ClosureRequest) -> UpdateResult:
+        return await self._apply(
+            event.event_id,
+            lambda: self._case.validate_closure_request(event),
+            lambda now: self._case.apply_closure_request(event, now),
+        )
+
+    @closure_requested.validator
+    def _check_closure_request(self, event: ClosureRequest) -> None:
+        self._case.validate_closure_request(event)
+
+    @workflow.update(name=UPDATE_REOPEN)
+    async def reopen(self, event: ReopenRequest) -> UpdateResult:
+        return await self._apply(
+            event.event_id,
+            lambda: self._case.validate_reopen(event),
+            lambda now: self._case.apply_reopen(event, now),
+        )
+
+    @reopen.validator
+    def _check_reopen(self, event: ReopenRequest) -> None:
+        self._case.validate_reopen(event)
+
+    @workflow.update(name=UPDATE_EXTEND)
+    async def extend_deadline(self, event: DeadlineExtension) -> UpdateResult:
+        return await self._apply(
+            event.event_id,
+            lambda: self._case.validate_extension(event),
+            lambda now: self._case.apply_extension(event, now),
+        )
+
+    @extend_deadline.validator
+    def _check_extension(self, event: DeadlineExtension) -> None:
+        self._case.validate_extension(event)
+
+    @workflow.update(name=UPDATE_CLOSURE_DECISION)
+    async def decide_closure(self, event: ClosureDecision) -> UpdateResult:
+        return await self._apply(
+            event.event_id,
+            lambda: self._case.validate_closure_decision(event),
+            lambda now: self._case.apply_closure_decision(event, now),
+        )
+
+    @decide_closure.validator
+    def _check_closure_decision(self, event: ClosureDecision) -> None:
+        self._case.validate_closure_decision(event)
+
+    @workflow.update(name=UPDATE_REASSIGN)
+    async def reassign_referral(self, event: Reassignment) -> UpdateResult:
+        """Answers once the named provider has the referral (or refused it)."""
+        await workflow.wait_condition(lambda: self._ready)
+        previous = self._case.answered(event.event_id)
+        if previous is not None:
+            return previous
+        self._case.validate_reassign(event)
+        action = self._case.apply_reassign(event, workflow.now())
+        self._wake = True
+        await workflow.wait_condition(lambda: action.key in self._outcomes)
+        error_type = self._outcomes.pop(action.key)
+        if error_type:
+            raise ApplicationError(
+                "provider_id: the sector did not take the referral",
+                type=error_type,
+                non_retryable=True,
+            )
+        return self._case.answer(event.event_id)
+
+    @reassign_referral.validator
+    def _check_reassign(self, event: Reassignment) -> None:
+        self._case.validate_reassign(event)
+
+    # --- query ------------------------------------------------------------------------
+
+    @workflow.query(name=QUERY_STATUS)
+    def status(self) -> JourneyStatus:
+        return self._case.status()

@@ -1,0 +1,101 @@
+"""The journey worker: runs SurvivorJourney on `masar-journey`.
+
+`python -m workflows` reads WorkerSettings from the environment, loads and
+checks the SLA policy (the shipped default, or MASAR_POLICY_FILE), connects to
+Temporal (retrying while it is unreachable) and runs until SIGTERM or SIGINT,
+then shuts down gracefully. A malformed setting or policy stops it at start
+with a one-line message naming the key, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from masar.contract import JOURNEY_TASK_QUEUE
+from masar.grpc_server import install_shutdown_signals
+from masar.logs import setup_logging
+from masar.settings import SettingsError, WorkerSettings
+from masar.temporal import TemporalConnector
+from workflows.activities import PolicyActivities
+from workflows.journey import SurvivorJourney
+from workflows.policy import SlaPolicy, load_policy
+
+log = logging.getLogger(__name__)
+
+
+def build_worker(
+    client: Client,
+    policy: SlaPolicy,
+    *,
+    task_queue: str = JOURNEY_TASK_QUEUE,
+    extra_activities: Sequence[Any] = (),
+    **options: Any,
+) -> Worker:
+    """The journey worker: the workflow and the policy's local activity."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[SurvivorJourney],
+        activities=[PolicyActivities(policy).load_policy, *extra_activities],
+        **options,
+    )
+
+
+async def run_worker(
+    settings: WorkerSettings, policy: SlaPolicy, *, stop: asyncio.Event | None = None
+) -> int:
+    """Run until `stop` is set (SIGTERM/SIGINT when not given); the exit status."""
+    if stop is None:
+        stop = asyncio.Event()
+        install_shutdown_signals(stop)
+    client = await TemporalConnector(settings.common.temporal).wait(stop)
+    if client is None:
+        return 0
+    worker = build_worker(client, policy)
+    run = asyncio.create_task(worker.run())
+    stopper = asyncio.create_task(stop.wait())
+    log.info(
+        "journey worker started",
+        extra={"task_queue": JOURNEY_TASK_QUEUE, "address": settings.common.temporal.address},
+    )
+    done, _ = await asyncio.wait({run, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if run in done:
+        stopper.cancel()
+        exc = run.exception()
+        log.error("journey worker failed", extra={"error": type(exc).__name__ if exc else None})
+        return 1
+    log.info("journey worker stopping")
+    await worker.shutdown()
+    await asyncio.gather(run, return_exceptions=True)
+    log.info("journey worker stopped")
+    return 0
+
+
+def main() -> None:
+    try:
+        settings = WorkerSettings.from_env()
+    except SettingsError as exc:
+        print(f"masar journey: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
+        policy = load_policy(settings.policy_file)
+    except SettingsError as exc:
+        source = "MASAR_POLICY_FILE" if settings.policy_file else "the shipped policy"
+        print(f"masar journey: invalid SLA policy in {source}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    setup_logging("journey", level=settings.common.log_level, fmt=settings.common.log_format)
+    from masar.telemetry import setup_telemetry
+
+    telemetry = setup_telemetry("journey", metrics_port=settings.metrics_port)
+    try:
+        status = asyncio.run(run_worker(settings, policy))
+    finally:
+        telemetry.shutdown()
+    raise SystemExit(status)
