@@ -1082,6 +1082,25 @@ def from_timestamp_pb(value: Timestamp) -> datetime:
     return value.ToDatetime(tzinfo=UTC)
 
 
+def code_from_pb(enum_type: Any, value: int, *, prefix: str, field: str) -> str:
+    """A sector enum value (e.g. EXIT_REASON_TRANSFERRED) as its lowercase code
+    ("transferred"); UNSPECIFIED or unknown numbers are INVALID_ARGUMENT."""
+    if value == 0:
+        raise InvalidArgument(field, "is required")
+    try:
+        name: str = enum_type.Name(value)
+    except ValueError:
+        raise InvalidArgument(field, "is not a known value") from None
+    return name.removeprefix(prefix).lower()
+
+
+def code_to_pb(enum_type: Any, code: str | None, *, prefix: str) -> Any:
+    """The inverse of `code_from_pb`; None is the UNSPECIFIED value (0)."""
+    if code is None:
+        return 0
+    return enum_type.Value(f"{prefix}{code.upper()}")
+
+
 def sector_to_pb(sector: Sector) -> common_pb2.Sector.ValueType:
     return common_pb2.Sector.Value(f"SECTOR_{sector.name}")
 
@@ -1419,6 +1438,8 @@ __all__ = [
     "SectorHooks",
     "StaffActionResult",
     "activity_error",
+    "code_from_pb",
+    "code_to_pb",
     "decline_reason_from_pb",
     "decline_reason_to_pb",
     "delivery_to_pb",

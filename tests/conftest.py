@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -139,3 +140,19 @@ def temporal_dev_server() -> Iterator[DevServer]:
     server = DevServer(free_port())
     yield server
     server.stop()
+
+
+_TEST_KEYRING: Any = None
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_keyring() -> Iterator[None]:
+    """One key ring for the whole run, installed before every test, so no
+    test writes ./var/keyring.json (a test may install its own)."""
+    global _TEST_KEYRING
+    from masar.crypto import Keyring, install_keyring
+
+    if _TEST_KEYRING is None:
+        _TEST_KEYRING = Keyring.generate("test")
+    install_keyring(_TEST_KEYRING)
+    yield

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from temporalio.exceptions import ApplicationError
 
@@ -384,7 +385,7 @@ class CaseFile:
                         (
                             level,
                             ladder.rung_at(ref.wait, level),
-                            lambda lvl, r=ref: self.handshake.climb(r, lvl, now),
+                            partial(self.handshake.climb, ref, now=now),
                         )
                     )
         if self.state.follow_up is not None:
@@ -393,7 +394,7 @@ class CaseFile:
                     (
                         level,
                         ladder.rung_at(self.state.follow_up, level),
-                        lambda lvl: self._climb_follow_up(lvl, now),
+                        partial(self._climb_follow_up, now=now),
                     )
                 )
         for window in self.state.clinical:
@@ -403,7 +404,7 @@ class CaseFile:
                         (
                             level,
                             ladder.rung_at(window.wait, level),
-                            lambda lvl, w=window: self._climb_clinical(w, lvl, now),
+                            partial(self._climb_clinical, window, now=now),
                         )
                     )
         return due

@@ -28,6 +28,7 @@ replay fixtures in tests/workflows/histories must keep passing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
@@ -197,12 +198,10 @@ class SurvivorJourney:
             if wake_at is not None:
                 timeout = max((wake_at - now).total_seconds(), MIN_SLEEP)
             self._wake = False
-            try:
+            with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: self._wake, timeout=timeout)
-            except TimeoutError:
-                pass
         # Closed for the whole retention period: finish what is owed, then complete.
-        try:
+        with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
                 lambda: (
                     not self._case.state.actions
@@ -211,8 +210,6 @@ class SurvivorJourney:
                 ),
                 timeout=timedelta(days=1),
             )
-        except TimeoutError:
-            pass
         for task in lanes:
             task.cancel()
         return self._case.status()

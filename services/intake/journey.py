@@ -193,7 +193,7 @@ class JourneyStarter:
         payload = encode_input(journey)
 
         def record(s: Session) -> None:
-            repo.record_journey_started(s, case_id, run_id=run_id, now=now, payload=payload)
+            repo.record_new_run(s, case_id, run_id=run_id, now=now, payload=payload)
             repo.mark_new_run(s, change_id)
 
         await self._db.run(record)

@@ -513,23 +513,32 @@ def pending_journey_starts(session: Session, limit: int) -> list[str]:
 
 
 def record_journey_started(
-    session: Session,
-    case_id: str,
-    *,
-    run_id: str | None,
-    now: datetime,
-    payload: str | None = None,
+    session: Session, case_id: str, *, run_id: str | None, now: datetime
 ) -> None:
+    """The first start is done (by us, or by a concurrent attempt: idempotent)."""
     row = session.get(JourneyStartRow, case_id, with_for_update=True)
     assert row is not None
+    if row.status == START_DONE:
+        return
     row.status = START_DONE
     row.attempts += 1
     row.last_error = None
     row.started_at = now
     row.run_id = run_id
+    row.runs = 1
+
+
+def record_new_run(
+    session: Session, case_id: str, *, run_id: str | None, now: datetime, payload: str
+) -> None:
+    """A reopened case whose journey had ended got a new run."""
+    row = session.get(JourneyStartRow, case_id, with_for_update=True)
+    assert row is not None
+    row.status = START_DONE
+    row.started_at = now
+    row.run_id = run_id
     row.runs += 1
-    if payload is not None:
-        row.payload = payload
+    row.payload = payload
 
 
 def record_journey_start_failed(session: Session, case_id: str, error: str) -> None:

@@ -96,15 +96,20 @@ class HearingStatus(StrEnum):
 # --- value checks ---------------------------------------------------------------
 
 
+def check_language(value: str, field_name: str) -> str:
+    tag = value.strip().lower()
+    if not _LANGUAGE_TAG.match(tag):
+        raise InvalidArgument(field_name, "must be a language tag such as 'ary'")
+    return tag
+
+
 def check_languages(
     values: Iterable[str], field_name: str = "languages", *, required: bool = False
 ) -> list[str]:
     """Lowercase, deduplicated language tags, in the order given."""
     tags: list[str] = []
     for index, raw in enumerate(values):
-        tag = raw.strip().lower()
-        if not _LANGUAGE_TAG.match(tag):
-            raise InvalidArgument(f"{field_name}[{index}]", "must be a language tag such as 'ary'")
+        tag = check_language(raw, f"{field_name}[{index}]")
         if tag not in tags:
             tags.append(tag)
     if required and not tags:
@@ -226,7 +231,7 @@ def close_matter(
         raise InvalidArgument("matter", "is not one of the referral's matters")
     if record.status is MatterStatus.CLOSED:
         raise FailedPrecondition("the matter is already closed")
-    if closed_at < record.opened_at:
+    if closed_at < record.opened_at - CLOCK_SKEW:
         raise InvalidArgument("closed_at", "must not be before the matter was opened")
     record.status = MatterStatus.CLOSED
     record.outcome = outcome

@@ -258,7 +258,7 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer):
         matter = enum_from_pb(
             legal_pb2.LegalMatter, "LEGAL_MATTER_", d.LegalMatter, request.matter, "matter"
         )
-        languages = d.check_languages([request.language], "language") if request.language else []
+        language = d.check_language(request.language, "language") if request.language else None
         kind = enum_from_pb(
             legal_pb2.LegalProviderKind,
             "LEGAL_PROVIDER_KIND_",
@@ -276,7 +276,7 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer):
                 session,
                 region=region,
                 matters=[matter] if matter else [],
-                language=languages[0] if languages else None,
+                language=language,
                 kind=kind,
                 after=after,
                 limit=size + 1,

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from masar import audit
 from masar.auth import Caller, Role
 from masar.crypto import Keyring
-from masar.db import Database, new_metadata
+from masar.db import Database, migrate, new_metadata
 from masar.settings import ServiceSettings
 
 NOW = datetime(2026, 3, 8, 9, 0, tzinfo=UTC)
@@ -213,4 +213,40 @@ def test_audit_verify_command(tmp_path, ring, capsys) -> None:
     assert audit.audit_verify_main(["--service", "intake"], environ=env) == 1
     out = capsys.readouterr().out
     assert "intake: tampered" in out and "entry 2: altered" in out
+    db.dispose()
+
+
+MIGRATION = """
+from alembic import op
+
+from masar.audit import create_audit_tables, drop_audit_tables
+
+revision = "0001"
+down_revision = None
+
+
+def upgrade() -> None:
+    create_audit_tables(op)
+
+
+def downgrade() -> None:
+    drop_audit_tables(op)
+"""
+
+
+def test_alembic_helper_creates_tables_and_guard(database_url, ring, tmp_path) -> None:
+    migrations = tmp_path / "migrations"
+    (migrations / "versions").mkdir(parents=True)
+    (migrations / "env.py").write_text(
+        "from masar.db import new_metadata, run_alembic_env\n\nrun_alembic_env(new_metadata())\n"
+    )
+    (migrations / "script.py.mako").write_text("")
+    (migrations / "versions" / "0001_audit.py").write_text(MIGRATION)
+    db = Database(database_url)
+    migrate(db, migrations)
+    assert audit.has_audit_log(db.engine)
+    _fill(db, ring, 2)
+    with pytest.raises(DBAPIError, match="append-only"):
+        _raw(db, "DELETE FROM audit_log WHERE seq = 1")
+    assert audit.verify(db.engine, keyring=ring).ok
     db.dispose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Column, Integer, Table, select, text
 
-from masar.crypto import DecryptionError, EncryptedText, Keyring, install_keyring
+from masar.crypto import DecryptionError, EncryptedText, Keyring, install_keyring, process_keyring
 from masar.db import Database, new_metadata
 from masar.settings import SettingsError
 
@@ -20,10 +20,11 @@ people = Table(
 
 @pytest.fixture
 def keyring():
+    previous = process_keyring()
     ring = Keyring.generate("k1")
     install_keyring(ring)
     yield ring
-    install_keyring(None)
+    install_keyring(previous)
 
 
 def test_rotation_keeps_old_ciphertext_readable(keyring) -> None:

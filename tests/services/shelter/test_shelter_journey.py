@@ -56,8 +56,8 @@ async def client_for(address: str) -> Client:
     return await connect_temporal(TemporalSettings(address=address, namespace="default"))
 
 
-async def wait_for_events(handle, count: int, timeout: float = 20.0) -> list[SeenEvent]:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for_events(handle, count: int, within: float = 20.0) -> list[SeenEvent]:
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         events = await seen_events(handle)
         if len(events) >= count or asyncio.get_running_loop().time() > deadline:
@@ -103,7 +103,7 @@ async def test_decision_made_while_temporal_is_down_reaches_the_journey_once(
             assert again.delivery == common_pb2.DELIVERY_STATE_DELIVERED
             running.process.database.call(
                 lambda s: s.execute(
-                    outbox._table.update()  # noqa: SLF001 - simulate a crash before marking
+                    outbox._table.update()  # a crash before the delivery was marked
                     .where(outbox._table.c.event_id == event_id)
                     .values(status="QUEUED")
                 )
@@ -190,7 +190,7 @@ async def test_shelter_activities_run_against_the_real_service(
     client = await client_for(temporal_dev_server.address)
     async with (
         running_sector(settings, build_components, MIGRATIONS_DIR, run_worker=True) as running,
-        Worker(client, task_queue=caller_queue, workflows=[CallSectorActivity]),
+        Worker(client, task_queue=caller_queue, workflows=[CallSectorActivity, StubJourney]),
     ):
         stub = shelter_pb2_grpc.ShelterServiceStub(running.channel)
         home = await create_shelter(stub, capacity=2)
@@ -222,6 +222,7 @@ async def test_shelter_activities_run_against_the_real_service(
         assert created["region"] == FES
         assert await call(contract.ACT_REQUEST_REFERRAL, request) == created  # retried: same one
         referral_id = created["referral_id"]
+        journey = await start_stub_journey(client, case, caller_queue)
 
         await call(
             contract.ACT_REMIND_PROVIDER,
@@ -261,6 +262,7 @@ async def test_shelter_activities_run_against_the_real_service(
         )
         assert purged == {"referrals_withdrawn": 1, "records_purged": 2}
         assert isinstance(second, dict)
+        await journey.signal(StubJourney.finish)
 
         # Business refusals fail at once, with the contract's error types.
         refusals = [

@@ -1,0 +1,144 @@
+"""Employment rules: programmes, seats, who fits where, how an enrolment ends.
+
+No protobuf and no SQL here. A referral holds one seat of its programme while
+it is ACCEPTED or IN_SERVICE (enrolled), none otherwise; for every programme,
+seats_taken never exceeds seats.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from masar.contract import PROGRAMME_KINDS, EmploymentNeeds, ReferralStatus
+from masar.errors import InvalidArgument
+from masar.referrals import ReferralRecord
+
+MAX_SEATS = 1000
+_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+
+# Milestone details sent to the journey (structured codes).
+DETAIL_DROPPED_OUT = "training_dropped_out"
+DETAIL_JOB_PLACED = "job_placed"
+
+
+class TrainingOutcome(StrEnum):
+    CERTIFIED = "certified"
+    DROPPED_OUT = "dropped_out"
+
+
+class EmployerType(StrEnum):
+    PRIVATE_COMPANY = "private_company"
+    COOPERATIVE = "cooperative"
+    PUBLIC_SECTOR = "public_sector"
+    ASSOCIATION = "association"
+    SELF_EMPLOYED = "self_employed"
+
+
+class ContractType(StrEnum):
+    PERMANENT = "permanent"
+    FIXED_TERM = "fixed_term"
+    APPRENTICESHIP = "apprenticeship"
+    SEASONAL = "seasonal"
+    SELF_EMPLOYMENT = "self_employment"
+    INFORMAL = "informal"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgrammeSpec:
+    name: str
+    kind: str
+    region: str
+    seats: int
+    start_date: datetime
+    languages: frozenset[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Programme:
+    programme_id: str
+    name: str
+    kind: str
+    region: str
+    seats: int
+    seats_taken: int
+    start_date: datetime
+    languages: frozenset[str]
+    created_at: datetime
+
+    @property
+    def seats_free(self) -> int:
+        return self.seats - self.seats_taken
+
+    def fits(self, needs: EmploymentNeeds) -> bool:
+        """A free seat, one of her interests (any when she named none), and a
+        language she speaks (any when either side named none)."""
+        if self.seats_free < 1:
+            return False
+        if needs.interests and self.kind not in needs.interests:
+            return False
+        return not (needs.languages and self.languages) or bool(
+            self.languages & set(needs.languages)
+        )
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """A referral with the programme's own details of the enrolment."""
+
+    referral: ReferralRecord
+    started_at: datetime | None
+    training_outcome: TrainingOutcome | None
+    training_completed_at: datetime | None
+    employer_type: EmployerType | None
+    contract_type: ContractType | None
+    placed_at: datetime | None
+
+
+def seats_held(status: ReferralStatus) -> int:
+    return 1 if status in (ReferralStatus.ACCEPTED, ReferralStatus.IN_SERVICE) else 0
+
+
+def rank_programmes(
+    programmes: Iterable[Programme], needs: EmploymentNeeds, *, region: str, exclude: Iterable[str]
+) -> list[Programme]:
+    """Programmes that fit, same region first, then her most wanted kind,
+    then the earliest start, then by id (deterministic)."""
+    excluded = set(exclude)
+    wanted = {kind: rank for rank, kind in enumerate(needs.interests)}
+    fitting = [p for p in programmes if p.programme_id not in excluded and p.fits(needs)]
+    return sorted(
+        fitting,
+        key=lambda p: (p.region != region, wanted.get(p.kind, 0), p.start_date, p.programme_id),
+    )
+
+
+def check_languages(tags: Iterable[str], field: str) -> frozenset[str]:
+    result = frozenset(tags)
+    for tag in result:
+        if not _LANGUAGE.match(tag):
+            raise InvalidArgument(field, "must be lowercase language tags such as ary, ar, fr")
+    return result
+
+
+def check_kind(kind: str, field: str) -> str:
+    if kind not in PROGRAMME_KINDS:
+        raise InvalidArgument(field, "is not a known programme kind")
+    return kind
+
+
+def check_needs(needs: EmploymentNeeds, prefix: str = "needs.") -> EmploymentNeeds:
+    for kind in needs.interests:
+        check_kind(kind, f"{prefix}interests")
+    check_languages(needs.languages, f"{prefix}languages")
+    return needs
+
+
+def check_spec(spec: ProgrammeSpec) -> ProgrammeSpec:
+    if not 1 <= spec.seats <= MAX_SEATS:
+        raise InvalidArgument("seats", f"must be between 1 and {MAX_SEATS}")
+    check_kind(spec.kind, "kind")
+    return spec

@@ -1,0 +1,172 @@
+"""Every employment query, inside a caller's unit of work; never commits.
+
+`EmploymentHooks` plugs the programme rules into the shared referral handshake
+(masar.referrals): choosing a programme, and taking or giving back a seat as a
+referral changes status. Seats change only with the programme row locked
+(SELECT ... FOR UPDATE on PostgreSQL; SQLite units of work are BEGIN
+IMMEDIATE), so concurrent accepts never over-allocate.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from masar.contract import EmploymentNeeds, ReferralStatus
+from masar.errors import NotFound, ResourceExhausted
+from masar.referrals import (
+    NoEligibleProvider,
+    ReferralDraft,
+    ReferralRepository,
+    SectorHooks,
+    as_utc,
+)
+from services.employment.domain import (
+    ContractType,
+    EmployerType,
+    Enrolment,
+    Programme,
+    ProgrammeSpec,
+    TrainingOutcome,
+    rank_programmes,
+    seats_held,
+)
+from services.employment.models import EnrolmentRow, ProgrammeRow
+
+
+def new_programme_id() -> str:
+    return f"prg-{secrets.token_hex(6)}"
+
+
+def _codes(value: str | None) -> list[str]:
+    return [c for c in (value or "").split(",") if c]
+
+
+def to_programme(row: ProgrammeRow) -> Programme:
+    return Programme(
+        programme_id=row.programme_id,
+        name=row.name,
+        kind=row.kind,
+        region=row.region,
+        seats=row.seats,
+        seats_taken=row.seats_taken,
+        start_date=as_utc(row.start_date),
+        languages=frozenset(_codes(row.languages)),
+        created_at=as_utc(row.created_at),
+    )
+
+
+class ProgrammeRepository:
+    def insert(self, session: Session, spec: ProgrammeSpec) -> str:
+        row = ProgrammeRow(
+            programme_id=new_programme_id(),
+            name=spec.name,
+            kind=spec.kind,
+            region=spec.region,
+            seats=spec.seats,
+            seats_taken=0,
+            start_date=spec.start_date,
+            languages=",".join(sorted(spec.languages)),
+            created_at=datetime.now(UTC),
+        )
+        session.add(row)
+        session.flush()
+        return row.programme_id
+
+    def get(self, session: Session, programme_id: str) -> Programme:
+        row = session.get(ProgrammeRow, programme_id)
+        if row is None:
+            raise NotFound("programme not found")
+        return to_programme(row)
+
+    def lock(self, session: Session, programme_id: str) -> ProgrammeRow:
+        row = session.execute(
+            select(ProgrammeRow).where(ProgrammeRow.programme_id == programme_id).with_for_update()
+        ).scalar_one_or_none()
+        if row is None:
+            raise NotFound("programme not found")
+        return row
+
+    def list(
+        self, session: Session, *, region: str | None = None, kind: str | None = None
+    ) -> list[Programme]:
+        query = select(ProgrammeRow).order_by(
+            ProgrammeRow.region, ProgrammeRow.start_date, ProgrammeRow.programme_id
+        )
+        if region:
+            query = query.where(ProgrammeRow.region == region)
+        if kind:
+            query = query.where(ProgrammeRow.kind == kind)
+        return [to_programme(r) for r in session.execute(query).scalars()]
+
+
+class EmploymentHooks(SectorHooks[EnrolmentRow, EmploymentNeeds]):
+    def __init__(self, programmes: ProgrammeRepository) -> None:
+        self.programmes = programmes
+
+    def choose_provider(self, session: Session, draft: ReferralDraft[EmploymentNeeds]) -> str:
+        ranked = rank_programmes(
+            self.programmes.list(session),
+            draft.needs,
+            region=draft.region,
+            exclude=draft.exclude_provider_ids,
+        )
+        if not ranked:
+            raise NoEligibleProvider("no programme with a free seat fits this request")
+        return ranked[0].programme_id
+
+    def check_provider(
+        self, session: Session, draft: ReferralDraft[EmploymentNeeds], provider_id: str
+    ) -> None:
+        if session.get(ProgrammeRow, provider_id) is None:
+            raise NoEligibleProvider("the named programme does not exist")
+
+    def store_needs(
+        self, session: Session, referral: EnrolmentRow, draft: ReferralDraft[EmploymentNeeds]
+    ) -> None:
+        referral.interests = ",".join(draft.needs.interests)
+        referral.languages = ",".join(draft.needs.languages)
+
+    def on_transition(
+        self,
+        session: Session,
+        referral: EnrolmentRow,
+        old: ReferralStatus,
+        new: ReferralStatus,
+    ) -> None:
+        change = seats_held(new) - seats_held(old)
+        if change == 0:
+            return
+        programme = self.programmes.lock(session, referral.provider_id)
+        taken = programme.seats_taken + change
+        if taken > programme.seats:
+            raise ResourceExhausted("no free seat in this programme")
+        programme.seats_taken = max(taken, 0)
+
+    def purge_needs(self, session: Session, referral: EnrolmentRow) -> int:
+        if referral.interests is None and referral.languages is None:
+            return 0
+        referral.interests = None
+        referral.languages = None
+        return 1
+
+
+def _at(value: datetime | None) -> datetime | None:
+    return as_utc(value) if value else None
+
+
+def to_enrolment(
+    repo: ReferralRepository[EnrolmentRow, EmploymentNeeds], row: EnrolmentRow
+) -> Enrolment:
+    return Enrolment(
+        referral=repo.to_record(row),
+        started_at=_at(row.started_at),
+        training_outcome=TrainingOutcome(row.training_outcome) if row.training_outcome else None,
+        training_completed_at=_at(row.training_completed_at),
+        employer_type=EmployerType(row.employer_type) if row.employer_type else None,
+        contract_type=ContractType(row.contract_type) if row.contract_type else None,
+        placed_at=_at(row.placed_at),
+    )

@@ -1,0 +1,393 @@
+"""Shared by the workflow tests and by record_histories.py.
+
+Fakes of the journey's collaborators (the sector services' activities and
+intake's escalation inbox) registered under the contract's names on the
+contract's task queues, a time-skipping environment with Masar's search
+attributes registered, and helpers to start and drive journeys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import activity
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from masar import contract as c
+from masar.crypto import Keyring
+from masar.temporal import client_options, data_converter
+from workflows.policy import SlaPolicy, load_policy, parse_policy
+from workflows.worker import build_worker
+
+# A fixed key, so recorded histories can be decoded by the replay test.
+TEST_KEYRING = Keyring(
+    active_id="test", keys={"test": hashlib.sha256(b"masar workflow tests").digest()}
+)
+JOURNEY_QUEUE = "test-journey"
+INDEXED = {
+    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    "KeywordList": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
+    "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+}
+
+
+def test_data_converter() -> Any:
+    return data_converter(keyring=TEST_KEYRING)
+
+
+async def register_search_attributes(client: Client) -> None:
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={name: INDEXED[kind] for name, kind in c.SEARCH_ATTRIBUTES.items()},
+        )
+    )
+
+
+def case_of_key(idempotency_key: str) -> str:
+    """Idempotency keys start with the workflow id: journey-<case_id>/..."""
+    workflow_id = idempotency_key.split("/", 1)[0]
+    return workflow_id.removeprefix("journey-")
+
+
+@dataclass
+class Call:
+    activity: str
+    arg: Any
+
+
+@dataclass
+class CaseScript:
+    """How the fake sectors treat one case."""
+
+    providers: dict[str, list[str]] = field(
+        default_factory=lambda: {
+            "shelter": ["shelter-a", "shelter-b", "shelter-c"],
+            "legal": ["legal-a", "legal-b"],
+            "employment": ["programme-a", "programme-b"],
+        }
+    )
+    # activity name -> number of calls that fail as if the service were down
+    outages: dict[str, int] = field(default_factory=dict)
+
+
+class FakeCollaborators:
+    """Sector activities and intake's inbox: record every call, return ids."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, list[Call]] = defaultdict(list)
+        self.scripts: dict[str, CaseScript] = {}
+        self._referrals: dict[str, c.ReferralCreated] = {}  # idempotency key -> result
+        self._case_of_referral: dict[str, str] = {}
+
+    def script(self, case_id: str) -> CaseScript:
+        return self.scripts.setdefault(case_id, CaseScript())
+
+    def of(self, case_id: str, name: str | None = None) -> list[Call]:
+        calls = self.calls[case_id]
+        return [call for call in calls if name is None or call.activity == name]
+
+    def _record(self, case_id: str, name: str, arg: Any) -> None:
+        self.calls[case_id].append(Call(name, arg))
+        outages = self.script(case_id).outages
+        if outages.get(name, 0) > 0:
+            outages[name] -= 1
+            raise RuntimeError("service unavailable")
+
+    def activities(self) -> dict[str, list[Callable[..., Any]]]:
+        """Activity callables per task queue."""
+        by_queue: dict[str, list[Callable[..., Any]]] = {}
+        for sector in c.Sector:
+            by_queue[c.SECTOR_TASK_QUEUES[sector.value]] = self._sector_activities(sector)
+        by_queue[c.SECTOR_TASK_QUEUES["intake"]] = [self._escalation_activity()]
+        return by_queue
+
+    def _sector_activities(self, sector: c.Sector) -> list[Callable[..., Any]]:
+        fakes = self
+
+        @activity.defn(name=c.activity_name(sector, c.ACT_REQUEST_REFERRAL))
+        async def request_referral(req: c.ReferralRequest) -> c.ReferralCreated:
+            name = c.activity_name(sector, c.ACT_REQUEST_REFERRAL)
+            fakes._record(req.case_id, name, req)
+            if req.idempotency_key in fakes._referrals:
+                return fakes._referrals[req.idempotency_key]
+            pool = fakes.script(req.case_id).providers.get(sector.value, [])
+            if req.provider_id is not None:
+                eligible = [req.provider_id] if req.provider_id in pool else []
+            else:
+                eligible = [p for p in pool if p not in req.exclude_provider_ids]
+            if not eligible:
+                raise ApplicationError(
+                    "no eligible provider", type=c.ERR_NO_PROVIDER, non_retryable=True
+                )
+            created = c.ReferralCreated(
+                referral_id=c.new_referral_id(sector), provider_id=eligible[0], region=req.region
+            )
+            fakes._referrals[req.idempotency_key] = created
+            fakes._case_of_referral[created.referral_id] = req.case_id
+            return created
+
+        @activity.defn(name=c.activity_name(sector, c.ACT_REMIND_PROVIDER))
+        async def remind_provider(reminder: c.ProviderReminder) -> None:
+            fakes._record(
+                case_of_key(reminder.idempotency_key),
+                c.activity_name(sector, c.ACT_REMIND_PROVIDER),
+                reminder,
+            )
+
+        @activity.defn(name=c.activity_name(sector, c.ACT_CLOSE_REFERRAL))
+        async def close_referral(closure: c.ReferralClosure) -> None:
+            fakes._record(
+                case_of_key(closure.idempotency_key),
+                c.activity_name(sector, c.ACT_CLOSE_REFERRAL),
+                closure,
+            )
+
+        @activity.defn(name=c.activity_name(sector, c.ACT_PURGE_CASE))
+        async def purge_case(purge: c.CasePurge) -> c.PurgeResult:
+            fakes._record(purge.case_id, c.activity_name(sector, c.ACT_PURGE_CASE), purge)
+            return c.PurgeResult(referrals_withdrawn=1, records_purged=2)
+
+        return [request_referral, remind_provider, close_referral, purge_case]
+
+    def _escalation_activity(self) -> Callable[..., Any]:
+        fakes = self
+
+        @activity.defn(name=c.activity_name("intake", c.ACT_RECORD_ESCALATION))
+        async def record_escalation(notice: c.EscalationNotice) -> None:
+            fakes._record(
+                notice.case_id, c.activity_name("intake", c.ACT_RECORD_ESCALATION), notice
+            )
+
+        return record_escalation
+
+
+# Activity names, for assertions.
+def act(sector: c.Sector | str, verb: str) -> str:
+    return c.activity_name(sector, verb)  # type: ignore[arg-type]
+
+
+ESCALATION = act("intake", c.ACT_RECORD_ESCALATION)
+
+
+@dataclass
+class JourneyTestbed:
+    env: WorkflowEnvironment
+    fakes: FakeCollaborators
+    task_queue: str = JOURNEY_QUEUE
+    started: list[Journey] = field(default_factory=list)
+
+    @property
+    def client(self) -> Client:
+        return self.env.client
+
+    async def now(self) -> datetime:
+        return await self.env.get_current_time()
+
+    async def start(
+        self,
+        *,
+        risk: c.Risk = c.Risk.HIGH,
+        needs: Sequence[c.Need] = (c.Need.SHELTER,),
+        consents: Sequence[c.Sector] | None = None,
+        task_queue: str | None = None,
+        script: CaseScript | None = None,
+        **fields: Any,
+    ) -> Journey:
+        case_id = c.new_case_id()
+        if script is not None:
+            self.fakes.scripts[case_id] = script
+        if consents is None:
+            consents = [c.Sector(n.value) for n in needs if n.value in set(c.Sector)]
+        inp = c.JourneyInput(
+            case_id=case_id,
+            region="fes-meknes",
+            risk=risk,
+            needs=list(needs),
+            consents=list(consents),
+            opened_at=fields.pop("opened_at", None) or await self.now(),
+            shelter=c.ShelterNeeds(household_size=2, children=1),
+            **fields,
+        )
+        started = await self.client.start_workflow(
+            c.JOURNEY_WORKFLOW,
+            inp,
+            id=c.journey_workflow_id(case_id),
+            task_queue=task_queue or self.task_queue,
+        )
+        # Like intake and the outbox: by workflow id only, so that updates and
+        # queries follow the journey across continue-as-new.
+        handle = self.client.get_workflow_handle(started.id, result_type=c.JourneyStatus)
+        journey = Journey(self, handle, case_id)
+        journey.first_run_id = started.first_execution_run_id or started.run_id
+        self.started.append(journey)
+        return journey
+
+    async def skip(self, duration: timedelta) -> None:
+        await self.env.sleep(duration)
+
+
+class Journey:
+    """One journey under test: updates, status polling, calls made for it."""
+
+    def __init__(self, bed: JourneyTestbed, handle: WorkflowHandle[Any, Any], case_id: str):
+        self.bed = bed
+        self.handle = handle
+        self.case_id = case_id
+        self.first_run_id: str | None = None
+
+    async def status(self) -> c.JourneyStatus:
+        return await self.handle.query(c.QUERY_STATUS, result_type=c.JourneyStatus)
+
+    async def until(
+        self, predicate: Callable[[c.JourneyStatus], bool], *, timeout: float = 15.0
+    ) -> c.JourneyStatus:
+        """Poll the status query (real time, short steps) until `predicate` holds."""
+        deadline = time.monotonic() + timeout
+        status = None
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                status = await self.status()
+                if predicate(status):
+                    return status
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"condition not reached; last status: {status}")
+
+    async def until_calls(self, name: str, count: int, *, timeout: float = 15.0) -> list[Call]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            calls = self.calls(name)
+            if len(calls) >= count:
+                return calls
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{name}: {len(self.calls(name))} calls, expected {count}")
+
+    def calls(self, name: str | None = None) -> list[Call]:
+        return self.bed.fakes.of(self.case_id, name)
+
+    async def update(self, name: str, event: Any) -> c.UpdateResult:
+        result: c.UpdateResult = await self.handle.execute_update(
+            name, event, result_type=c.UpdateResult
+        )
+        return result
+
+    async def referral(self, sector: c.Sector, *, attempt: int = -1) -> c.ReferralView:
+        status = await self.until(lambda s: any(r.sector is sector for r in s.referrals))
+        return [r for r in status.referrals if r.sector is sector][attempt]
+
+    async def pending_referral(self, sector: c.Sector) -> c.ReferralView:
+        status = await self.until(
+            lambda s: any(
+                r.sector is sector and r.status is c.ReferralStatus.PENDING for r in s.referrals
+            )
+        )
+        return next(
+            r
+            for r in status.referrals
+            if r.sector is sector and r.status is c.ReferralStatus.PENDING
+        )
+
+    async def decide(
+        self, ref: c.ReferralView, *, accepted: bool = True, reason: str | None = None
+    ) -> c.UpdateResult:
+        return await self.update(
+            c.UPDATE_REFERRAL_DECISION,
+            c.ReferralDecision(
+                event_id=new_event_id(),
+                referral_id=ref.referral_id,
+                sector=ref.sector,
+                accepted=accepted,
+                decided_at=await self.bed.now(),
+                decline_reason=reason,
+            ),
+        )
+
+    async def milestone(self, ref: c.ReferralView, milestone: c.Milestone) -> c.UpdateResult:
+        return await self.update(
+            c.UPDATE_REFERRAL_MILESTONE,
+            c.ReferralMilestone(
+                event_id=new_event_id(),
+                referral_id=ref.referral_id,
+                sector=ref.sector,
+                milestone=milestone,
+                at=await self.bed.now(),
+            ),
+        )
+
+    async def terminate(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.handle.terminate("test over")
+
+
+def new_event_id() -> str:
+    return f"evt-{secrets.token_hex(6)}"
+
+
+def events(status: c.JourneyStatus, name: str) -> list[c.TimelineEvent]:
+    return [event for event in status.timeline if event.event == name]
+
+
+def seconds_policy() -> SlaPolicy:
+    """A seconds-scale policy for tests that do not need the shipped one."""
+    text = """
+[ladder]
+reminder = 0.5
+escalate = 1.0
+expire = 2.0
+"""
+    for wait, value in (
+        ("shelter_accept", "100s"),
+        ("shelter_checkin", "200s"),
+        ("legal_accept", "300s"),
+        ("employment_accept", "400s"),
+        ("follow_up", "7d"),
+    ):
+        text += f'[deadlines.{wait}]\ncritical = "{value}"\nhigh = "{value}"\n'
+        text += f'medium = "{value}"\nlow = "{value}"\n'
+    return parse_policy(text)
+
+
+@contextlib.asynccontextmanager
+async def journey_testbed(
+    test_server_path: str,
+    *,
+    policies: dict[str, SlaPolicy] | None = None,
+) -> AsyncIterator[JourneyTestbed]:
+    """A time-skipping server, its search attributes, a journey worker per
+    policy (task queue -> policy; the shipped policy on JOURNEY_QUEUE) and the
+    fake collaborators."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=test_server_path, **client_options(keyring=TEST_KEYRING)
+    )
+    try:
+        await register_search_attributes(env.client)
+        fakes = FakeCollaborators()
+        queues = {JOURNEY_QUEUE: load_policy(), **(policies or {})}
+        workers: list[Worker] = [
+            build_worker(env.client, policy, task_queue=queue) for queue, policy in queues.items()
+        ]
+        for queue, activities in fakes.activities().items():
+            workers.append(Worker(env.client, task_queue=queue, activities=activities))
+        async with contextlib.AsyncExitStack() as stack:
+            for worker in workers:
+                await stack.enter_async_context(worker)
+            yield JourneyTestbed(env=env, fakes=fakes)
+    finally:
+        await env.shutdown()
+
+
