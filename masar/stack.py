@@ -664,7 +664,10 @@ class Supervisor:
         await self._wait_ready(self.apps, deadline)
 
     async def _launch(self, part: Part) -> None:
-        await part.start(self.plan.child_env)
+        try:
+            await part.start(self.plan.child_env)
+        except OSError as exc:
+            raise StackError(f"cannot start {part.title}: {exc.strerror or exc}") from None
         self._watchers.append(asyncio.create_task(self._watch(part), name=f"watch-{part.name}"))
 
     async def _wait_ready(self, parts: list[Part], deadline: float) -> None:
@@ -722,7 +725,13 @@ class Supervisor:
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop_requested.wait(), backoff)
-            if self.stop_requested.is_set() or not await part.start(self.plan.child_env):
+            if self.stop_requested.is_set():
+                return
+            try:
+                if not await part.start(self.plan.child_env):
+                    return
+            except OSError as exc:
+                self.say(f"{part.title} cannot be restarted: {exc.strerror or exc}")
                 return
             backoff = min(backoff * 2, MAX_BACKOFF)
             if part.ever_ready:
@@ -828,7 +837,12 @@ async def run_stack(
         print(f"masar up: cannot use the data dir {plan.data_dir}: {exc.strerror}", file=err)
         return 1
 
-    supervisor = Supervisor(plan, out=human, ready_timeout=ready_timeout)
+    try:
+        supervisor = Supervisor(plan, out=human, ready_timeout=ready_timeout)
+    except FileNotFoundError as exc:  # the `temporal` binary
+        lock.close()
+        print(f"masar up: {exc}", file=err)
+        return 1
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

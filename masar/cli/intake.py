@@ -16,7 +16,7 @@ from typing import Any
 from masar import contract as c
 from masar.cli import connect
 from masar.cli.output import CliError, Output
-from masar.v1 import common_pb2, intake_pb2, intake_pb2_grpc
+from masar.v1 import common_pb2, intake_pb2, intake_pb2_grpc, legal_pb2
 
 SECTORS = {
     "shelter": common_pb2.SECTOR_SHELTER,
@@ -97,6 +97,15 @@ def _key() -> str:
     return f"cli-{secrets.token_hex(8)}"
 
 
+def unknown_checklist() -> intake_pb2.RiskChecklist:
+    """Every indicator answered "not asked": the quick path records the
+    officer's judgement as an override instead of a partial checklist."""
+    checklist = intake_pb2.RiskChecklist()
+    for field in checklist.DESCRIPTOR.fields:
+        setattr(checklist, field.name, intake_pb2.RISK_ANSWER_UNKNOWN)
+    return checklist
+
+
 def _split(value: str, allowed: dict[str, Any], flag: str) -> list[str]:
     items = [v.strip() for v in value.split(",") if v.strip()]
     for item in items:
@@ -134,7 +143,7 @@ async def open_case(args: argparse.Namespace, out: Output) -> int:
     consents = _split(args.consent, CONSENTS, "--consent")
     if not needs:
         raise CliError("--needs: give at least one need", exit_code=2)
-    risk = intake_pb2.RiskAssessmentInput(checklist=intake_pb2.RiskChecklist())
+    risk = intake_pb2.RiskAssessmentInput(checklist=unknown_checklist())
     if args.risk != "low":
         risk.override.level = RISKS[args.risk]
         risk.override.reason = "intake officer's assessment (quick registration)"
@@ -150,6 +159,8 @@ async def open_case(args: argparse.Namespace, out: Output) -> int:
         risk=risk,
         needs=[SECTORS[n] for n in needs],
         consents=[CONSENTS[n] for n in consents],
+        # The quick path: the lawyer refines the matters at the first meeting.
+        legal_matters=[legal_pb2.LEGAL_MATTER_PROTECTION_ORDER] if "legal" in needs else [],
     )
     request.incident.occurred_at.FromDatetime(_incident_time(args.incident_at))
     reply = await _call("RegisterCase", request)

@@ -629,7 +629,10 @@ class HouseholdNeeds(_message.Message):
     ACCESSIBILITY_NEEDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def accessibility_needs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Lowercase codes, e.g. "wheelchair", "reduced_mobility", "visual", "hearing"."""
+        """Codes from the journey contract's ACCESSIBILITY_FEATURES (what shelters
+        match on): "wheelchair", "ground_floor", "sign_language", "visual_support",
+        "nursing_care".
+        """
 
     def __init__(
         self,
@@ -817,7 +820,9 @@ class Case(_message.Message):
     def legal_matters(self) -> _containers.RepeatedScalarFieldContainer[_legal_pb2.LegalMatter.ValueType]: ...
     @_builtins.property
     def employment_interests(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Training programme kinds, e.g. "sewing", "cookery", "digital_skills"."""
+        """Training programme kinds (the contract's PROGRAMME_KINDS), e.g. "sewing",
+        "cookery", "digital_skills".
+        """
 
     @_builtins.property
     def consents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Consent]: ...
@@ -879,11 +884,13 @@ class RegisterCaseRequest(_message.Message):
     def household(self) -> Global___HouseholdNeeds: ...
     @_builtins.property
     def legal_matters(self) -> _containers.RepeatedScalarFieldContainer[_legal_pb2.LegalMatter.ValueType]:
-        """Required (at least one) when legal aid is needed; only then."""
+        """At least one is required when legal aid is needed. Matters and interests
+        are recorded whatever the needs, but reach the journey only with their need.
+        """
 
     @_builtins.property
     def employment_interests(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Only when employment is needed; lowercase codes."""
+        """Codes from the contract's PROGRAMME_KINDS."""
 
     @_builtins.property
     def consents(self) -> _containers.RepeatedScalarFieldContainer[Global___ConsentScope.ValueType]:

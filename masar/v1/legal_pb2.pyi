@@ -790,7 +790,9 @@ class RecordHearingRequest(_message.Message):
     status: Global___HearingStatus.ValueType
     """SCHEDULED for a new hearing (the default); HELD, ADJOURNED or CANCELLED."""
     note: _builtins.str
-    """Optional; at most 2000 characters."""
+    """Optional, at most 2000 characters; stored encrypted. Empty keeps the
+    hearing's current note.
+    """
     idempotency_key: _builtins.str
     @_builtins.property
     def scheduled_at(self) -> _timestamp_pb2.Timestamp:

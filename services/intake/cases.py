@@ -8,7 +8,6 @@ Each change carries an idempotency key: a retry returns the first answer.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +34,6 @@ from masar.contract import (
     RiskChange,
     Sector,
     ViolenceType,
-    journey_workflow_id,
     new_case_id,
 )
 from masar.db import Database
@@ -44,8 +42,6 @@ from services.intake import domain as d
 from services.intake import repository as repo
 from services.intake.journey import IntakeOutbox, JourneyStarter, encode_input
 from services.intake.models import CaseRow
-
-log = logging.getLogger(__name__)
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
@@ -579,7 +575,3 @@ class CaseDesk:
                 s, region=region, case_id=case_id, min_level=min_level, page=page
             )
         )
-
-    @staticmethod
-    def workflow_id(case_id: str) -> str:
-        return journey_workflow_id(case_id)

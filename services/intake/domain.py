@@ -464,11 +464,7 @@ def validate_registration(reg: Registration, *, now: datetime) -> Registration:
     _no_repeats(reg.legal_matters, "legal_matters")
     if Need.LEGAL in needs and not reg.legal_matters:
         raise InvalidArgument("legal_matters", "at least one is required when legal aid is needed")
-    if reg.legal_matters and Need.LEGAL not in needs:
-        raise InvalidArgument("legal_matters", "given but legal aid is not among the needs")
     interests = _codes(reg.employment_interests, "employment_interests", PROGRAMME_KINDS)
-    if interests and Need.EMPLOYMENT not in needs:
-        raise InvalidArgument("employment_interests", "given but employment is not among the needs")
     _no_repeats(reg.consents, "consents")
 
     return Registration(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from masar.contract import ReferralStatus
 from masar.errors import FailedPrecondition, InvalidArgument
 from masar.referrals import ReferralRecord, utcnow
 
@@ -23,6 +24,13 @@ MAX_NOTE_LENGTH = 2000
 MAX_LANGUAGES = 10
 # A lowercase BCP 47-style tag: "ary" (Darija), "zgh" (Tamazight), "ar", "fr", "en-gb".
 _LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})*$")
+
+# Where legal aid adds to a file: once the provider has accepted, until the
+# referral is completed or closed.
+WORKING = frozenset({ReferralStatus.ACCEPTED, ReferralStatus.IN_SERVICE})
+# A ban pronounced with a conviction (art. 88-1) outlives the closed matter:
+# the breaches of an existing order are still recorded on a completed referral.
+ORDER_FOLLOW_UP = WORKING | {ReferralStatus.COMPLETED}
 
 
 class ProviderKind(StrEnum):

@@ -239,10 +239,12 @@ class LegalHooks(SectorHooks[LegalReferralRow, d.AidNeeds]):
     def check_provider(
         self, session: Session, draft: ReferralDraft[d.AidNeeds], provider_id: str
     ) -> None:
-        # A coordinator's choice: she may know better than the rules, so only
-        # the provider's existence is checked.
+        # A coordinator's choice may override region, language and earlier
+        # attempts (she knows the network), but not what the provider takes.
         if not self.providers.exists(session, provider_id):
             raise NoEligibleProvider("the named provider does not exist")
+        if not self.providers.get(session, provider_id).takes(draft.needs.matters):
+            raise NoEligibleProvider("the named provider does not take these matters")
 
     def store_needs(
         self, session: Session, referral: LegalReferralRow, draft: ReferralDraft[d.AidNeeds]

@@ -11,7 +11,6 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, TypeVar
@@ -56,12 +55,6 @@ ORDER_ID_PREFIX = "po"
 HEARING_ID_PREFIX = "hr"
 _ORDER_ID = re.compile(rf"^{ORDER_ID_PREFIX}-[0-9a-f]{{16}}$")
 _HEARING_ID = re.compile(rf"^{HEARING_ID_PREFIX}-[0-9a-f]{{16}}$")
-# Where legal aid may add to a file: once the provider has accepted, until the
-# referral is completed or closed.
-WORKING = frozenset({ReferralStatus.ACCEPTED, ReferralStatus.IN_SERVICE})
-# A ban pronounced with a conviction (art. 88-1) outlives the closed matter:
-# its breaches are still recorded on a completed referral.
-ORDER_FOLLOW_UP = WORKING | {ReferralStatus.COMPLETED}
 CLOSE_MATTER_SCOPE = "legal.close_matter"
 
 E = TypeVar("E", bound=Enum)
@@ -193,14 +186,6 @@ def decode_provider_token(token: str) -> str:
 
 
 # --- servicer ------------------------------------------------------------------------
-
-
-@dataclass
-class _ClosePlan:
-    """What the first unit of work of CloseMatter found."""
-
-    replay: bool  # this key already closed the matter locally
-    completes: bool  # closing it leaves no open matter: a COMPLETED milestone
 
 
 class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer):
@@ -397,7 +382,7 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer):
             referral_id,
             step="protection_order",
             idempotency_key=key,
-            allowed=WORKING if existing is None else ORDER_FOLLOW_UP,
+            allowed=d.WORKING if existing is None else d.ORDER_FOLLOW_UP,
             apply=apply,
             request_print=request_fingerprint(request),
             wrong_state="the referral is not accepted or in service",
@@ -482,7 +467,7 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer):
             referral_id,
             step="hearing",
             idempotency_key=key,
-            allowed=WORKING,
+            allowed=d.WORKING,
             apply=apply,
             request_print=request_fingerprint(request),
             wrong_state="the referral is not accepted or in service",
@@ -512,19 +497,19 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer):
             set_matters(row, matters)
             return last
 
-        def local(session: Session) -> _ClosePlan:
-            """Close the matter here unless it is the last open one (then the
-            referral completes, which the journey must hear about)."""
+        def local(session: Session) -> bool:
+            """Close the matter here unless it is the last open one: then the
+            referral completes, which the journey must hear about (True)."""
             row = handshake.repository.load(session, referral_id, for_update=True)
             if ledger.lookup(session, scope=CLOSE_MATTER_SCOPE, key=key, fingerprint=print_):
-                return _ClosePlan(replay=True, completes=False)
+                return False  # this key closed it here already
             if ReferralStatus(row.status) is not ReferralStatus.IN_SERVICE:
                 # Not ours to judge: the milestone step replays or refuses.
-                return _ClosePlan(replay=False, completes=True)
+                return True
             matters = matters_of(row)
             _, last = d.close_matter(matters, matter, outcome=outcome, closed_at=closed_at)
             if last:
-                return _ClosePlan(replay=False, completes=True)
+                return True
             set_matters(row, matters)
             row.updated_at = utcnow()
             ledger.record(
@@ -534,11 +519,11 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer):
                 fingerprint=print_,
                 subject_id=referral_id,
             )
-            return _ClosePlan(replay=False, completes=False)
+            return False
 
-        plan = await run_retrying_conflicts(self.database, local)
+        completes = await run_retrying_conflicts(self.database, local)
         delivery = common_pb2.DELIVERY_STATE_UNSPECIFIED
-        if plan.completes:
+        if completes:
 
             def complete(session: Session, row: LegalReferralRow) -> None:
                 if not close(row):

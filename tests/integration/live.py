@@ -20,6 +20,7 @@ from temporalio.client import Client
 from masar import contract as c
 from masar.service import SectorProcess, start_sector
 from masar.settings import ServiceSettings
+from masar.cli.intake import unknown_checklist
 from masar.temporal import connect_temporal
 from masar.v1 import (
     common_pb2,
@@ -104,14 +105,18 @@ def referral_in(sector: c.Sector, *statuses: c.ReferralStatus) -> Callable[[c.Jo
 
 
 @contextlib.asynccontextmanager
-async def live_stack(data_dir: Path, *, policy_file: Path | None = None) -> AsyncIterator[LiveStack]:
+async def live_stack(
+    data_dir: Path, *, policy_file: Path | None = None
+) -> AsyncIterator[LiveStack]:
     temporal = DevServer(free_port())
     sectors: dict[c.ServiceName, SectorProcess] = {}
     channels: dict[c.ServiceName, grpc.aio.Channel] = {}
     worker_task: asyncio.Task[None] | None = None
     try:
         client = await connect_temporal(
-            ServiceSettings.from_env("intake", {"MASAR_TEMPORAL_ADDRESS": temporal.address}).common.temporal
+            ServiceSettings.from_env(
+                "intake", {"MASAR_TEMPORAL_ADDRESS": temporal.address}
+            ).common.temporal
         )
         addresses = {n: f"127.0.0.1:{free_port()}" for n in APPS}
         env_addrs = {f"MASAR_{n.upper()}_ADDR": a for n, a in addresses.items()}
@@ -164,7 +169,10 @@ async def seed_region(stack: LiveStack, region: str, *, shelters: int = 2) -> di
                 name=f"Association {i}",
                 region=region,
                 languages=["ar", "ary", "fr"],
-                matters=[legal_pb2.LEGAL_MATTER_PROTECTION_ORDER, legal_pb2.LEGAL_MATTER_CRIMINAL_COMPLAINT],
+                matters=[
+                    legal_pb2.LEGAL_MATTER_PROTECTION_ORDER,
+                    legal_pb2.LEGAL_MATTER_CRIMINAL_COMPLAINT,
+                ],
                 idempotency_key=f"seed-legal-{region}-{i}",
             )
         )
@@ -228,7 +236,7 @@ def register_request(
             contexts=[intake_pb2.INCIDENT_CONTEXT_INTIMATE_PARTNER],
             narrative=narrative,
         ),
-        risk=intake_pb2.RiskAssessmentInput(checklist=intake_pb2.RiskChecklist()),
+        risk=intake_pb2.RiskAssessmentInput(checklist=unknown_checklist()),
         needs=[sectors[n] for n in needs],
         consents=[scopes[n] for n in consents],
         legal_matters=[legal_pb2.LEGAL_MATTER_PROTECTION_ORDER],

@@ -66,7 +66,9 @@ async def test_whole_journey_through_every_sector(tmp_path: Path, temporal_dev_s
         job = await stack.wait_status(case_id, referral_in(c.Sector.EMPLOYMENT, Status.PENDING))
         await stack.employment.DecideReferral(accept(job.referral_id, "k-emp"))
         await stack.employment.StartEnrolment(
-            employment_pb2.StartEnrolmentRequest(referral_id=job.referral_id, idempotency_key="k-start")
+            employment_pb2.StartEnrolmentRequest(
+                referral_id=job.referral_id, idempotency_key="k-start"
+            )
         )
         await stack.wait_status(case_id, referral_in(c.Sector.EMPLOYMENT, Status.IN_SERVICE))
 
@@ -144,7 +146,8 @@ low = "30d"
             new = [
                 r
                 for r in status.referrals
-                if r.sector == c.Sector.SHELTER and r.status == Status.PENDING
+                if r.sector == c.Sector.SHELTER
+                and r.status == Status.PENDING
                 and r.referral_id != first.referral_id
             ]
             if old and old[0].status == Status.REROUTED and new:

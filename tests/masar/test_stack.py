@@ -90,11 +90,14 @@ class Up:
             self._lines.put(line)
 
     def endpoints(self, timeout: float) -> dict[str, Any]:
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            pytest.fail(f"masar up not ready after {timeout:.0f}s:\n{self.stderr()}")
-        return dict(json.loads(line))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                return dict(json.loads(self._lines.get(timeout=0.5)))
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    pytest.fail(f"masar up exited ({self.proc.returncode}):\n{self.stderr()}")
+        pytest.fail(f"masar up not ready after {timeout:.0f}s:\n{self.stderr()}")
 
     def stderr(self) -> str:
         return self.err_path.read_text(errors="replace")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import secrets
 import time
 from collections import defaultdict
@@ -20,8 +21,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import activity
-from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import IndexedValueType, WorkflowExecutionStatus
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -277,6 +280,48 @@ class Journey:
             await asyncio.sleep(0.05)
         raise AssertionError(f"{name}: {len(self.calls(name))} calls, expected {count}")
 
+    async def execution(self) -> Any:
+        """The latest run's WorkflowExecutionInfo (raw: see search_attributes)."""
+        request = DescribeWorkflowExecutionRequest(
+            namespace=self.bed.client.namespace,
+            execution=WorkflowExecution(workflow_id=self.handle.id),
+        )
+        response = await self.bed.client.workflow_service.describe_workflow_execution(request)
+        return response.workflow_execution_info
+
+    async def running(self) -> bool:
+        info = await self.execution()
+        return bool(info.status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING)
+
+    async def run_id(self) -> str:
+        return str((await self.execution()).execution.run_id)
+
+    async def search_attributes(self) -> dict[str, Any]:
+        """Masar's search attributes that are set (decoded here: the test
+        server keeps unset ones as null payloads, which describe() rejects)."""
+        fields = (await self.execution()).search_attributes.indexed_fields
+        values: dict[str, Any] = {}
+        for name, payload in fields.items():
+            if name not in c.SEARCH_ATTRIBUTES or payload.metadata.get("encoding") == b"binary/null":
+                continue
+            value = json.loads(payload.data)
+            if c.SEARCH_ATTRIBUTES[name] == "Datetime":
+                value = datetime.fromisoformat(value)
+            values[name] = value
+        return values
+
+    async def until_search_attributes(
+        self, predicate: Callable[[dict[str, Any]], bool], *, timeout: float = 15.0
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        values: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            values = await self.search_attributes()
+            if predicate(values):
+                return values
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"search attributes not reached; last: {values}")
+
     def calls(self, name: str | None = None) -> list[Call]:
         return self.bed.fakes.of(self.case_id, name)
 
@@ -391,3 +436,10 @@ async def journey_testbed(
         await env.shutdown()
 
 
+
+
+def near(actual: datetime | timedelta | None, expected: datetime | timedelta) -> bool:
+    """Equal within a few seconds (real time passes between workflow tasks)."""
+    if actual is None:
+        return False
+    return abs(actual - expected) <= timedelta(seconds=5)  # type: ignore[operator]

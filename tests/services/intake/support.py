@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.client import Client, WorkflowHandle
@@ -101,7 +101,7 @@ def registration(**changes: Any) -> intake_pb2.RegisterCaseRequest:
         ],
     )
     for name, value in changes.items():
-        request.ClearField(name)
+        request.ClearField(cast(Any, name))
         field = getattr(request, name)
         if isinstance(value, list):
             field.extend(value)
@@ -122,7 +122,9 @@ class Intake:
         assert self.client is not None
         return self.client.get_workflow_handle(journey_workflow_id(case_id))
 
-    async def journey_input(self, case_id: str, run_id: str | None = None) -> tuple[JourneyInput, bytes]:
+    async def journey_input(
+        self, case_id: str, run_id: str | None = None
+    ) -> tuple[JourneyInput, bytes]:
         """The decoded start argument of the case's journey, and its raw payload."""
         assert self.client is not None
         handle = self.client.get_workflow_handle(journey_workflow_id(case_id), run_id=run_id)
@@ -166,9 +168,9 @@ async def running_intake(
         yield Intake(running, intake_pb2_grpc.IntakeServiceStub(running.channel), client)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 30.0) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 30.0) -> None:
     """Poll `check` with short sleeps until it holds (no long fixed waits)."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while not await check():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")

@@ -177,7 +177,7 @@ def test_a_valid_registration_is_normalised() -> None:
             "incident.occurred_at",
         ),
         ({"legal_matters": []}, "legal_matters"),
-        ({"employment_interests": ["sewing"]}, "employment_interests"),
+        ({"employment_interests": ["knitting"]}, "employment_interests[0]"),
         ({"needs": [Need.SHELTER, Need.SHELTER]}, "needs[1]"),
         ({"accessibility_needs": ["jetpack"]}, "household.accessibility_needs[0]"),
         ({"consents": [d.ConsentScope.LEGAL, d.ConsentScope.LEGAL]}, "consents[1]"),

@@ -51,7 +51,7 @@ from tests.services.intake.support import (
 )
 
 DELIVERED = common_pb2.DELIVERY_STATE_DELIVERED
-QUEUED = common_pb2.DELIVERY_STATE_QUEUED
+SHELTER = intake_pb2.CONSENT_SCOPE_SHELTER
 
 
 async def test_health_and_reflection(tmp_path, sqlite_url) -> None:
@@ -115,12 +115,8 @@ async def test_registration_starts_the_journey_without_personal_data(intake: Int
         stored = intake.running.scalar(f"SELECT {column} FROM cases")
         assert stored.startswith("enc1:") and secret not in stored
     # Reading personal data is audited.
-    actions = [
-        row
-        for row in intake.running.process.database.engine.connect().exec_driver_sql(
-            "SELECT action FROM audit_log ORDER BY seq"
-        )
-    ]
+    with intake.running.process.database.engine.connect() as conn:
+        actions = conn.exec_driver_sql("SELECT action FROM audit_log ORDER BY seq").all()
     assert [a for (a,) in actions] == ["case.register", "case.read"]
 
 
@@ -141,7 +137,7 @@ async def test_registration_is_idempotent(intake: Intake) -> None:
         runs = [w async for w in intake.client.list_workflows(query)]
         return len(runs) == 1
 
-    await eventually(one_run, timeout=10)
+    await eventually(one_run, within=10)
 
 
 def _with_survivor(**fields):
@@ -393,21 +389,29 @@ async def test_change_requests_are_validated(intake: Intake) -> None:
     cases = [
         (
             stub.WithdrawConsent(
-                intake_pb2.WithdrawConsentRequest(case_id="nope", scope=1, idempotency_key=key())
+                intake_pb2.WithdrawConsentRequest(
+                    case_id="nope", scope=SHELTER, idempotency_key=key()
+                )
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
             "case_id",
         ),
         (
             stub.WithdrawConsent(
-                intake_pb2.WithdrawConsentRequest(case_id=case_id, scope=0, idempotency_key=key())
+                intake_pb2.WithdrawConsentRequest(
+                    case_id=case_id,
+                    scope=intake_pb2.CONSENT_SCOPE_UNSPECIFIED,
+                    idempotency_key=key(),
+                )
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
             "scope",
         ),
         (
             stub.WithdrawConsent(
-                intake_pb2.WithdrawConsentRequest(case_id=case_id, scope=1, idempotency_key="")
+                intake_pb2.WithdrawConsentRequest(
+                    case_id=case_id, scope=SHELTER, idempotency_key=""
+                )
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
             "idempotency_key",
@@ -415,7 +419,7 @@ async def test_change_requests_are_validated(intake: Intake) -> None:
         (
             stub.RecordConsent(
                 intake_pb2.RecordConsentRequest(
-                    case_id="0123456789abcdef", scope=1, idempotency_key=key()
+                    case_id="0123456789abcdef", scope=SHELTER, idempotency_key=key()
                 )
             ),
             grpc.StatusCode.NOT_FOUND,

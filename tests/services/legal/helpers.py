@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -37,6 +38,11 @@ def case_id() -> str:
     return secrets.token_hex(8)
 
 
+def raw(value: int) -> Any:
+    """An enum number as the wire carries it, known to this build or not."""
+    return value
+
+
 def ts(value: datetime) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(value)
@@ -55,8 +61,8 @@ def provider_request(
     *,
     region: str = FES,
     languages: Sequence[str] = ("ary", "fr"),
-    matters: Sequence[int] = (PROTECTION, COMPLAINT, FAMILY),
-    kind: int = ASSOCIATION,
+    matters: Sequence[Any] = (PROTECTION, COMPLAINT, FAMILY),
+    kind: Any = ASSOCIATION,
     name: str = "Association Amane",
     idem: str | None = None,
 ) -> legal_pb2.CreateLegalProviderRequest:
@@ -78,13 +84,13 @@ async def create_provider(stub, **kwargs) -> legal_pb2.LegalProvider:
 def aid_request(
     *,
     region: str = FES,
-    matters: Sequence[int] = (PROTECTION,),
+    matters: Sequence[Any] = (PROTECTION,),
     languages: Sequence[str] = ("ary",),
     exclude: Sequence[str] = (),
     provider_id: str = "",
     idem: str | None = None,
     case: str | None = None,
-    risk: int = common_pb2.RISK_LEVEL_HIGH,
+    risk: Any = common_pb2.RISK_LEVEL_HIGH,
 ) -> legal_pb2.RequestLegalAidRequest:
     return legal_pb2.RequestLegalAidRequest(
         case_id=case or case_id(),
@@ -97,7 +103,7 @@ def aid_request(
     )
 
 
-async def decide(stub, referral_id: str, *, accept: bool = True, reason: int = 0, idem=None):
+async def decide(stub, referral_id: str, *, accept: bool = True, reason: Any = 0, idem=None):
     return await stub.DecideReferral(
         common_pb2.DecideReferralRequest(
             referral_id=referral_id,

@@ -14,7 +14,6 @@ from masar.v1 import common_pb2, legal_pb2
 from services.legal.app import MIGRATIONS_DIR, build_components
 from tests.services.harness import error_field, running_sector, sector_settings
 from tests.services.legal.helpers import (
-    ASSOCIATION,
     CARE_CELL,
     COMPLAINT,
     FAMILY,
@@ -25,15 +24,16 @@ from tests.services.legal.helpers import (
     RABAT,
     RESIDENCY,
     TRAFFICKING,
-    aid_request,
     ago,
     ahead,
+    aid_request,
     case_id,
     create_provider,
     decide,
     first_meeting,
     key,
     provider_request,
+    raw,
     stub_of,
 )
 
@@ -54,7 +54,9 @@ async def test_health_and_reflection_are_reachable(tmp_path, sqlite_url) -> None
     settings = sector_settings("legal", tmp_path, sqlite_url)
     async with running_sector(settings, build_components, MIGRATIONS_DIR) as running:
         health = health_pb2_grpc.HealthStub(running.channel)
-        reply = await health.Check(health_pb2.HealthCheckRequest(service="masar.v1.LegalAidService"))
+        reply = await health.Check(
+            health_pb2.HealthCheckRequest(service="masar.v1.LegalAidService")
+        )
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         reflection = reflection_pb2_grpc.ServerReflectionStub(running.channel)
         names: list[str] = []
@@ -96,7 +98,9 @@ async def test_providers_are_created_once_and_listed(legal) -> None:
     lawyer = await create_provider(
         stub, region=RABAT, kind=LAWYER, languages=["fr"], matters=[FAMILY, RESIDENCY]
     )
-    tamazight = await create_provider(stub, region=ORIENTAL, languages=["zgh"], matters=[TRAFFICKING])
+    tamazight = await create_provider(
+        stub, region=ORIENTAL, languages=["zgh"], matters=[TRAFFICKING]
+    )
 
     async def ids(**filters) -> set[str]:
         reply = await stub.ListProviders(legal_pb2.ListLegalProvidersRequest(**filters))
@@ -196,7 +200,7 @@ async def test_bad_input_names_the_field_and_writes_nothing(legal) -> None:
         (stub.CreateProvider, with_(provider_request(), idempotency_key=""), "idempotency_key"),
         (stub.ListProviders, legal_pb2.ListLegalProvidersRequest(region="atlantis"), "region"),
         (stub.ListProviders, legal_pb2.ListLegalProvidersRequest(language=secret), "language"),
-        (stub.ListProviders, legal_pb2.ListLegalProvidersRequest(matter=99), "matter"),
+        (stub.ListProviders, legal_pb2.ListLegalProvidersRequest(matter=raw(99)), "matter"),
         (stub.ListProviders, legal_pb2.ListLegalProvidersRequest(page_size=501), "page_size"),
         (stub.ListProviders, legal_pb2.ListLegalProvidersRequest(page_token="%%"), "page_token"),
         (stub.RequestLegalAid, aid_request(case=secret), "case_id"),
@@ -213,21 +217,21 @@ async def test_bad_input_names_the_field_and_writes_nothing(legal) -> None:
         (
             stub.RequestLegalAid,
             legal_pb2.RequestLegalAidRequest(
-                case_id=case_id(), region=FES, risk=1, idempotency_key=key()
+                case_id=case_id(), region=FES, risk=raw(1), idempotency_key=key()
             ),
             "needs",
         ),
         (
             stub.DecideReferral,
             common_pb2.DecideReferralRequest(
-                referral_id=pending.referral_id, decision=2, idempotency_key=key()
+                referral_id=pending.referral_id, decision=raw(2), idempotency_key=key()
             ),
             "decline_reason",
         ),
         (
             stub.DecideReferral,
             common_pb2.DecideReferralRequest(
-                referral_id="shr-0123456789abcdef", decision=1, idempotency_key="k"
+                referral_id="shr-0123456789abcdef", decision=raw(1), idempotency_key="k"
             ),
             "referral_id",
         ),
@@ -293,7 +297,11 @@ async def test_bad_input_names_the_field_and_writes_nothing(legal) -> None:
             ),
             "status",
         ),
-        (stub.PurgeCase, common_pb2.PurgeCaseRequest(case_id=secret, idempotency_key="k"), "case_id"),
+        (
+            stub.PurgeCase,
+            common_pb2.PurgeCaseRequest(case_id=secret, idempotency_key="k"),
+            "case_id",
+        ),
     ]
     for rpc, request, field in bad:
         try:
@@ -336,8 +344,12 @@ async def test_provider_is_chosen_by_region_language_and_matter(legal) -> None:
     assert await chosen(exclude=[fes_ary.provider_id]) == rabat_ary.provider_id
     # Every requested matter must be taken.
     assert await chosen(matters=[TRAFFICKING, RESIDENCY]) == fes_traffic.provider_id
-    # A coordinator may name a provider.
+    # A coordinator may name a provider, even in another region or one tried before ...
     assert await chosen(provider_id=fes_fr.provider_id) == fes_fr.provider_id
+    assert (
+        await chosen(provider_id=rabat_ary.provider_id, exclude=[rabat_ary.provider_id])
+        == rabat_ary.provider_id
+    )
 
     err = await rpc_error(stub.RequestLegalAid(aid_request(languages=["en"])))
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -345,7 +357,10 @@ async def test_provider_is_chosen_by_region_language_and_matter(legal) -> None:
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     err = await rpc_error(stub.RequestLegalAid(aid_request(provider_id="lgp-000000000000")))
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert legal.count("referrals") == 5
+    # ... but not one who does not take her matters.
+    err = await rpc_error(stub.RequestLegalAid(aid_request(provider_id=fes_traffic.provider_id)))
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert legal.count("referrals") == 6
 
     listed = await stub.ListProviders(legal_pb2.ListLegalProvidersRequest(region=FES))
     counts = {p.provider_id: p.open_referrals for p in listed.providers}
@@ -423,8 +438,12 @@ async def test_legal_aid_is_requested_decided_and_lived(legal) -> None:
     def step(status, at, **extra):
         return stub.RecordProtectionOrder(
             legal_pb2.RecordProtectionOrderRequest(
-                referral_id=rid, order_id=order.order_id, status=status, at=at,
-                idempotency_key=key(), **extra,
+                referral_id=rid,
+                order_id=order.order_id,
+                status=status,
+                at=at,
+                idempotency_key=key(),
+                **extra,
             )
         )
 
@@ -433,7 +452,9 @@ async def test_legal_aid_is_requested_decided_and_lived(legal) -> None:
     err = await rpc_error(step(ORDER.PROTECTION_ORDER_STATUS_GRANTED, ago(hours=3)))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and error_field(err) == "at"
     granted = (
-        await step(ORDER.PROTECTION_ORDER_STATUS_GRANTED, ago(hours=1), effective_until=ahead(days=90))
+        await step(
+            ORDER.PROTECTION_ORDER_STATUS_GRANTED, ago(hours=1), effective_until=ahead(days=90)
+        )
     ).order
     assert granted.status == ORDER.PROTECTION_ORDER_STATUS_GRANTED
     assert granted.HasField("decided_at") and granted.HasField("effective_until")
@@ -454,7 +475,9 @@ async def test_legal_aid_is_requested_decided_and_lived(legal) -> None:
         idempotency_key=key(),
     )
     hearing = (await stub.RecordHearing(hearing_request)).hearing
-    assert hearing.status == HEARING.HEARING_STATUS_SCHEDULED and hearing.hearing_id.startswith("hr-")
+    assert hearing.status == HEARING.HEARING_STATUS_SCHEDULED and hearing.hearing_id.startswith(
+        "hr-"
+    )
     assert (await stub.RecordHearing(hearing_request)).hearing.hearing_id == hearing.hearing_id
     adjourned = (
         await stub.RecordHearing(
@@ -493,8 +516,8 @@ async def test_legal_aid_is_requested_decided_and_lived(legal) -> None:
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert legal.count("hearings") == 1
     # The note is ciphertext at rest.
-    raw = legal.scalar("SELECT note FROM hearings")
-    assert raw.startswith("enc1:") and "certificate" not in raw
+    stored = legal.scalar("SELECT note FROM hearings")
+    assert stored.startswith("enc1:") and "certificate" not in stored
     assert "ary" not in legal.scalar("SELECT languages FROM referrals")
 
     # Closing one matter leaves the referral in service; closing the last completes it.
@@ -558,7 +581,9 @@ async def test_legal_aid_is_requested_decided_and_lived(legal) -> None:
 
     # A decline carries its structured reason.
     other = (await stub.RequestLegalAid(aid_request(case=case))).referral
-    declined = await decide(stub, other.referral_id, accept=False, reason=common_pb2.DECLINE_REASON_CONFLICT_OF_INTEREST)
+    declined = await decide(
+        stub, other.referral_id, accept=False, reason=common_pb2.DECLINE_REASON_CONFLICT_OF_INTEREST
+    )
     assert declined.referral.status == common_pb2.REFERRAL_STATUS_DECLINED
     assert declined.referral.decline_reason == common_pb2.DECLINE_REASON_CONFLICT_OF_INTEREST
 
@@ -608,11 +633,15 @@ async def test_journey_steps_remind_close_and_purge(legal) -> None:
 
     remind_key = key()
     reminded = await stub.RemindProvider(
-        common_pb2.RemindProviderRequest(referral_id=pending.referral_id, idempotency_key=remind_key)
+        common_pb2.RemindProviderRequest(
+            referral_id=pending.referral_id, idempotency_key=remind_key
+        )
     )
     assert reminded.referral.reminders == 1
     again = await stub.RemindProvider(
-        common_pb2.RemindProviderRequest(referral_id=pending.referral_id, idempotency_key=remind_key)
+        common_pb2.RemindProviderRequest(
+            referral_id=pending.referral_id, idempotency_key=remind_key
+        )
     )
     assert again.referral.reminders == 1
 
@@ -626,11 +655,15 @@ async def test_journey_steps_remind_close_and_purge(legal) -> None:
     assert closed.referral.status == common_pb2.REFERRAL_STATUS_REROUTED
 
     purge_key = key()
-    purged = await stub.PurgeCase(common_pb2.PurgeCaseRequest(case_id=case, idempotency_key=purge_key))
+    purged = await stub.PurgeCase(
+        common_pb2.PurgeCaseRequest(case_id=case, idempotency_key=purge_key)
+    )
     assert purged.referrals_withdrawn == 2
     # Three referrals' matters and languages, one order, one hearing.
     assert purged.records_purged == 5
-    repeat = await stub.PurgeCase(common_pb2.PurgeCaseRequest(case_id=case, idempotency_key=purge_key))
+    repeat = await stub.PurgeCase(
+        common_pb2.PurgeCaseRequest(case_id=case, idempotency_key=purge_key)
+    )
     assert (repeat.referrals_withdrawn, repeat.records_purged) == (2, 5)
     assert legal.count("protection_orders") == 0 and legal.count("hearings") == 0
     assert legal.scalar("SELECT count(*) FROM referrals WHERE matters IS NOT NULL") == 0

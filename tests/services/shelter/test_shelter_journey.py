@@ -42,7 +42,7 @@ from tests.services.journey_stub import (
     seen_events,
     start_stub_journey,
 )
-from tests.services.shelter.test_shelter_service import (
+from tests.services.shelter.helpers import (
     FES,
     beds,
     create_shelter,

@@ -5,7 +5,6 @@ otherwise, so staff decisions come back QUEUED."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
 
 import grpc
@@ -14,13 +13,21 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from masar.v1 import common_pb2, shelter_pb2, shelter_pb2_grpc
+from masar.v1 import common_pb2, shelter_pb2
 from services.shelter.app import MIGRATIONS_DIR, build_components
 from tests.services.harness import RunningSector, error_field, running_sector, sector_settings
-
-FES = "fes-meknes"
-RABAT = "rabat-sale-kenitra"
-WHEELCHAIR = shelter_pb2.ACCESSIBILITY_FEATURE_WHEELCHAIR
+from tests.services.shelter.helpers import (
+    FES,
+    RABAT,
+    WHEELCHAIR,
+    beds,
+    case_id,
+    create_shelter,
+    decide,
+    key,
+    placement,
+    stub_of,
+)
 
 
 @pytest.fixture
@@ -28,74 +35,6 @@ async def shelter(tmp_path, database_url) -> AsyncIterator[RunningSector]:
     settings = sector_settings("shelter", tmp_path, database_url)
     async with running_sector(settings, build_components, MIGRATIONS_DIR) as running:
         yield running
-
-
-def stub_of(running: RunningSector) -> shelter_pb2_grpc.ShelterServiceStub:
-    return shelter_pb2_grpc.ShelterServiceStub(running.channel)
-
-
-def key() -> str:
-    return secrets.token_hex(8)
-
-
-def case_id() -> str:
-    return secrets.token_hex(8)
-
-
-async def create_shelter(stub, *, region=FES, capacity=3, children=True, access=(), name="Dar"):
-    reply = await stub.CreateShelter(
-        shelter_pb2.CreateShelterRequest(
-            name=name,
-            region=region,
-            capacity=capacity,
-            accepts_children=children,
-            accessibility=list(access),
-            address="12 derb secret, medina",
-            idempotency_key=key(),
-        )
-    )
-    return reply.shelter
-
-
-def placement(
-    *,
-    region=FES,
-    household=1,
-    children=0,
-    access=(),
-    exclude=(),
-    provider_id="",
-    idem=None,
-    case=None,
-):
-    return shelter_pb2.RequestPlacementRequest(
-        case_id=case or case_id(),
-        risk=common_pb2.RISK_LEVEL_HIGH,
-        region=region,
-        needs=shelter_pb2.ShelterNeeds(
-            household_size=household, children=children, accessibility_needs=list(access)
-        ),
-        exclude_provider_ids=list(exclude),
-        provider_id=provider_id,
-        idempotency_key=idem or key(),
-    )
-
-
-async def decide(stub, referral_id, *, accept=True, reason=0, idem=None):
-    return await stub.DecideReferral(
-        common_pb2.DecideReferralRequest(
-            referral_id=referral_id,
-            decision=common_pb2.DECISION_ACCEPT if accept else common_pb2.DECISION_DECLINE,
-            decline_reason=reason,
-            idempotency_key=idem or key(),
-        )
-    )
-
-
-async def beds(stub, shelter_id) -> tuple[int, int, int]:
-    reply = await stub.ListShelters(shelter_pb2.ListSheltersRequest())
-    (found,) = [s for s in reply.shelters if s.shelter_id == shelter_id]
-    return found.reserved_beds, found.occupied_beds, found.free_beds
 
 
 async def test_health_and_reflection_are_reachable(tmp_path, sqlite_url) -> None:
@@ -197,7 +136,7 @@ async def test_bad_input_names_the_field_and_writes_nothing(shelter) -> None:
         (
             stub.RequestPlacement,
             shelter_pb2.RequestPlacementRequest(
-                case_id=case_id(), risk=1, region=FES, idempotency_key=key()
+                case_id=case_id(), risk=common_pb2.RISK_LEVEL_LOW, region=FES, idempotency_key=key()
             ),
             "needs",
         ),
@@ -218,7 +157,9 @@ async def test_bad_input_names_the_field_and_writes_nothing(shelter) -> None:
         (
             stub.DecideReferral,
             common_pb2.DecideReferralRequest(
-                referral_id="emp-0123456789abcdef", decision=1, idempotency_key="k"
+                referral_id="emp-0123456789abcdef",
+                decision=common_pb2.DECISION_ACCEPT,
+                idempotency_key="k",
             ),
             "referral_id",
         ),
