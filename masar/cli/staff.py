@@ -85,6 +85,10 @@ def sector_of(referral_id: str) -> c.Sector:
     return sector
 
 
+def _bind(method: Any, request: Any) -> Any:
+    return lambda: method(request)
+
+
 def _key() -> str:
     return f"cli-{secrets.token_hex(8)}"
 
@@ -173,17 +177,21 @@ async def complete_service(args: argparse.Namespace, out: Output) -> int:
                     legal_pb2.GetLegalFileRequest(referral_id=args.referral_id)
                 ),
             )
-            matter = (
-                file.matters[0].matter if file.matters else legal_pb2.LEGAL_MATTER_PROTECTION_ORDER
-            )
-            legal_req = legal_pb2.CloseMatterRequest(
-                referral_id=args.referral_id,
-                matter=matter,
-                outcome=legal_pb2.MATTER_OUTCOME_RELIEF_GRANTED,
-                idempotency_key=_key(),
-            )
-            legal_req.closed_at.GetCurrentTime()
-            reply = await connect.rpc(SERVICE[sector], lambda: stub.CloseMatter(legal_req))
+            open_matters = [
+                m.matter for m in file.matters if m.status == legal_pb2.MATTER_STATUS_OPEN
+            ]
+            if not open_matters:
+                raise CliError("every matter of this referral is already closed")
+            # Closing the last open matter completes the referral.
+            for matter in open_matters:
+                legal_req = legal_pb2.CloseMatterRequest(
+                    referral_id=args.referral_id,
+                    matter=matter,
+                    outcome=legal_pb2.MATTER_OUTCOME_RELIEF_GRANTED,
+                    idempotency_key=_key(),
+                )
+                legal_req.closed_at.GetCurrentTime()
+                reply = await connect.rpc(SERVICE[sector], _bind(stub.CloseMatter, legal_req))
         else:
             emp_req = employment_pb2.CompleteTrainingRequest(
                 referral_id=args.referral_id,

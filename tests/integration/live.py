@@ -18,9 +18,9 @@ import grpc
 from temporalio.client import Client
 
 from masar import contract as c
+from masar.cli.intake import unknown_checklist
 from masar.service import SectorProcess, start_sector
 from masar.settings import ServiceSettings
-from masar.cli.intake import unknown_checklist
 from masar.temporal import connect_temporal
 from masar.v1 import (
     common_pb2,
@@ -79,10 +79,14 @@ class LiveStack:
         return await handle.query(c.QUERY_STATUS, result_type=c.JourneyStatus)
 
     async def wait_status(
-        self, case_id: str, ready: Callable[[c.JourneyStatus], T | None], *, timeout: float = 30
+        self,
+        case_id: str,
+        ready: Callable[[c.JourneyStatus], T | None],
+        *,
+        wait_seconds: float = 30,
     ) -> T:
         """Poll the journey's status until `ready` returns something."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wait_seconds
         last: c.JourneyStatus | None = None
         while time.monotonic() < deadline:
             with contextlib.suppress(Exception):
@@ -250,8 +254,8 @@ def register_request(
     return request
 
 
-async def eventually(call: Callable[[], Awaitable[T]], *, timeout: float = 20) -> T:
-    deadline = time.monotonic() + timeout
+async def eventually(call: Callable[[], Awaitable[T]], *, wait_seconds: float = 20) -> T:
+    deadline = time.monotonic() + wait_seconds
     while True:
         try:
             return await call()

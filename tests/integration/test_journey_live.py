@@ -154,7 +154,7 @@ low = "30d"
                 return status, new[0]
             return None
 
-        status, second = await stack.wait_status(case_id, rerouted, timeout=30)
+        status, second = await stack.wait_status(case_id, rerouted, wait_seconds=30)
         assert second.provider_id != first.provider_id
         assert {first.provider_id, second.provider_id} == set(ids["shelter"])
         events = [(e.event, e.level) for e in status.timeline]
