@@ -195,12 +195,10 @@ async def seed_region(stack: LiveStack, region: str, *, shelters: int = 2) -> di
 
 
 def _id_of(reply: Any) -> str:
-    for field in ("shelter", "provider", "programme"):
-        if reply.HasField(field):
-            inner = getattr(reply, field)
-            for name in ("shelter_id", "provider_id", "programme_id"):
-                if hasattr(inner, name):
-                    return str(getattr(inner, name))
+    for _, inner in reply.ListFields():
+        for name in ("shelter_id", "provider_id", "programme_id"):
+            if hasattr(inner, name):
+                return str(getattr(inner, name))
     raise AssertionError(f"no id in {type(reply).__name__}")
 
 
