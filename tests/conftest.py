@@ -156,3 +156,12 @@ def _hermetic_keyring() -> Iterator[None]:
         _TEST_KEYRING = Keyring.generate("test")
     install_keyring(_TEST_KEYRING)
     yield
+
+
+@pytest.fixture
+def up_runner() -> Iterator[list[Any]]:
+    """`masar up` processes started by a test, stopped after it."""
+    started: list[Any] = []
+    yield started
+    for up in started:
+        up.close()

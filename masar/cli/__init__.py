@@ -38,6 +38,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _traced(args: argparse.Namespace, run: Callable[[], int]) -> int:
+    """One trace per command: its root span starts here, in the CLI, and the
+    Temporal and gRPC instrumentation carry it through the stack."""
+    from opentelemetry import trace
+
+    from masar.telemetry import setup_telemetry
+
+    telemetry = setup_telemetry("cli")
+    words = [
+        args.command,
+        *(getattr(args, k) for k in ("case_command", "referral_command") if getattr(args, k, None)),
+    ]
+    try:
+        with trace.get_tracer("masar.cli").start_as_current_span("masar " + " ".join(words)):
+            return run()
+    finally:
+        telemetry.shutdown()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -50,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sync_handler is not None:
             return sync_handler(args, out)
         assert handler is not None
-        return asyncio.run(handler(args, out)) or 0
+        return _traced(args, lambda: asyncio.run(handler(args, out)) or 0)
     except CliError as exc:
         print(f"masar: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -85,6 +85,15 @@ def sector_of(referral_id: str) -> c.Sector:
     return sector
 
 
+def _referral_of(reply: Any) -> common_pb2.Referral:
+    """Milestone replies carry the referral directly or inside the sector's record."""
+    for name in ("referral", "placement", "enrolment"):
+        if name in reply.DESCRIPTOR.fields_by_name:
+            inner = getattr(reply, name)
+            return inner if name == "referral" else inner.referral
+    raise CliError("unexpected reply from the service")
+
+
 def _bind(method: Any, request: Any) -> Any:
     return lambda: method(request)
 
@@ -156,7 +165,7 @@ async def start_service(args: argparse.Namespace, out: Output) -> int:
                 referral_id=args.referral_id, idempotency_key=_key()
             )
             reply = await connect.rpc(SERVICE[sector], lambda: stub.StartEnrolment(emp_req))
-    return _report(out, reply.referral, getattr(reply, "delivery", None), "started")
+    return _report(out, _referral_of(reply), getattr(reply, "delivery", None), "started")
 
 
 async def complete_service(args: argparse.Namespace, out: Output) -> int:
@@ -199,7 +208,7 @@ async def complete_service(args: argparse.Namespace, out: Output) -> int:
                 idempotency_key=_key(),
             )
             reply = await connect.rpc(SERVICE[sector], lambda: stub.CompleteTraining(emp_req))
-    return _report(out, reply.referral, getattr(reply, "delivery", None), "completed")
+    return _report(out, _referral_of(reply), getattr(reply, "delivery", None), "completed")
 
 
 async def show_referral(args: argparse.Namespace, out: Output) -> int:

@@ -6,15 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import queue
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,110 +23,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from masar.contract import JOURNEY_TASK_QUEUE
 from masar.settings import SettingsError
 from masar.stack import SERVICES, endpoints, plan_stack, port_problems
-from tests.conftest import free_port
+from tests.processes import Up, stack_env
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def port_pair() -> int:
-    """A free Temporal port whose web UI port (+1000) is free too."""
-    for _ in range(50):
-        port = free_port()
-        if port > 64535:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
-
-
-def stack_env(data_dir: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("MASAR_", "OTEL_")) or k == "MASAR_TEST_POSTGRES_URL"
-    }
-    env.update(
-        {
-            "MASAR_DATA_DIR": str(data_dir),
-            "MASAR_TEMPORAL_ADDRESS": f"127.0.0.1:{port_pair()}",
-            "MASAR_TEMPORAL_METRICS_PORT": str(free_port()),
-            "MASAR_JOURNEY_METRICS_PORT": str(free_port()),
-            "MASAR_LOG_LEVEL": "WARNING",
-        }
-    )
-    for name in SERVICES:
-        env[f"MASAR_{name.upper()}_ADDR"] = f"127.0.0.1:{free_port()}"
-        env[f"MASAR_{name.upper()}_METRICS_PORT"] = str(free_port())
-    return env
-
-
-class Up:
-    """`python -m masar.stack --json` (what `masar up --json` runs)."""
-
-    def __init__(self, env: dict[str, str], err_path: Path) -> None:
-        self.err_path = err_path
-        self._err = open(err_path, "ab")  # noqa: SIM115 - closed in close()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "masar.stack", "--json"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=self._err,
-            text=True,
-        )
-        self._lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line)
-
-    def endpoints(self, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                return dict(json.loads(self._lines.get(timeout=0.5)))
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    pytest.fail(f"masar up exited ({self.proc.returncode}):\n{self.stderr()}")
-        pytest.fail(f"masar up not ready after {timeout:.0f}s:\n{self.stderr()}")
-
-    def stderr(self) -> str:
-        return self.err_path.read_text(errors="replace")
-
-    def wait_stderr(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.stderr():
-            if time.monotonic() > deadline:
-                pytest.fail(f"{text!r} not said within {timeout:.0f}s:\n{self.stderr()}")
-            time.sleep(0.1)
-
-    def stop(self, timeout: float = 60) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._err.close()
-
-
-@pytest.fixture
-def up_runner(tmp_path: Path) -> Iterator[list[Up]]:
-    started: list[Up] = []
-    yield started
-    for up in started:
-        up.close()
 
 
 def alive(pid: int) -> bool:

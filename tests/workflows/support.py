@@ -49,7 +49,7 @@ INDEXED = {
 }
 
 
-def test_data_converter() -> Any:
+def recorded_data_converter() -> Any:
     return data_converter(keyring=TEST_KEYRING)
 
 
@@ -258,10 +258,10 @@ class Journey:
         return await self.handle.query(c.QUERY_STATUS, result_type=c.JourneyStatus)
 
     async def until(
-        self, predicate: Callable[[c.JourneyStatus], bool], *, timeout: float = 15.0
+        self, predicate: Callable[[c.JourneyStatus], bool], *, within: float = 15.0
     ) -> c.JourneyStatus:
         """Poll the status query (real time, short steps) until `predicate` holds."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         status = None
         while time.monotonic() < deadline:
             with contextlib.suppress(Exception):
@@ -271,8 +271,8 @@ class Journey:
             await asyncio.sleep(0.05)
         raise AssertionError(f"condition not reached; last status: {status}")
 
-    async def until_calls(self, name: str, count: int, *, timeout: float = 15.0) -> list[Call]:
-        deadline = time.monotonic() + timeout
+    async def until_calls(self, name: str, count: int, *, within: float = 15.0) -> list[Call]:
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             calls = self.calls(name)
             if len(calls) >= count:
@@ -302,7 +302,10 @@ class Journey:
         fields = (await self.execution()).search_attributes.indexed_fields
         values: dict[str, Any] = {}
         for name, payload in fields.items():
-            if name not in c.SEARCH_ATTRIBUTES or payload.metadata.get("encoding") == b"binary/null":
+            if (
+                name not in c.SEARCH_ATTRIBUTES
+                or payload.metadata.get("encoding") == b"binary/null"
+            ):
                 continue
             value = json.loads(payload.data)
             if c.SEARCH_ATTRIBUTES[name] == "Datetime":
@@ -311,9 +314,9 @@ class Journey:
         return values
 
     async def until_search_attributes(
-        self, predicate: Callable[[dict[str, Any]], bool], *, timeout: float = 15.0
+        self, predicate: Callable[[dict[str, Any]], bool], *, within: float = 15.0
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         values: dict[str, Any] = {}
         while time.monotonic() < deadline:
             values = await self.search_attributes()
@@ -436,10 +439,10 @@ async def journey_testbed(
         await env.shutdown()
 
 
-
-
-def near(actual: datetime | timedelta | None, expected: datetime | timedelta) -> bool:
+def near(actual: Any, expected: Any) -> bool:
     """Equal within a few seconds (real time passes between workflow tasks)."""
     if actual is None:
         return False
-    return abs(actual - expected) <= timedelta(seconds=5)  # type: ignore[operator]
+    delta = actual - expected
+    assert isinstance(delta, timedelta)
+    return abs(delta) <= timedelta(seconds=5)

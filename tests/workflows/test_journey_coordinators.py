@@ -104,9 +104,7 @@ async def test_validators_reject_bad_coordinator_updates(bed: JourneyTestbed) ->
     # Accepted and checked in: no longer waiting for a provider, no open wait.
     await journey.decide(ref, accepted=True)
     await journey.milestone(ref, c.Milestone.STARTED)
-    assert await rejected(journey, c.UPDATE_REASSIGN, reassignment(rid)) == (
-        c.ERR_STALE_REFERRAL
-    )
+    assert await rejected(journey, c.UPDATE_REASSIGN, reassignment(rid)) == (c.ERR_STALE_REFERRAL)
     assert await rejected(journey, c.UPDATE_EXTEND, extension(rid)) == c.ERR_NO_OPEN_WAIT
 
 
@@ -146,9 +144,7 @@ async def test_sector_updates_for_unknown_or_stale_referrals_are_rejected(
     no_reason = decision(accepted=False)
     assert await rejected(journey, c.UPDATE_REFERRAL_DECISION, no_reason) == c.ERR_INVALID
     too_early = milestone(c.Milestone.COMPLETED)
-    assert await rejected(journey, c.UPDATE_REFERRAL_MILESTONE, too_early) == (
-        c.ERR_STALE_REFERRAL
-    )
+    assert await rejected(journey, c.UPDATE_REFERRAL_MILESTONE, too_early) == (c.ERR_STALE_REFERRAL)
 
     await journey.decide(ref, accepted=False, reason="NO_CAPACITY")
     await journey.until(lambda s: len(s.referrals) == 2)

@@ -32,9 +32,7 @@ async def test_consent_withdrawn_while_a_referral_waits(bed: JourneyTestbed) -> 
     assert [r.sector for r in (await journey.status()).referrals] == [SHELTER]
     result = await journey.update(
         c.UPDATE_CONSENT,
-        c.ConsentChange(
-            event_id=new_event_id(), sector=SHELTER, granted=False, at=await bed.now()
-        ),
+        c.ConsentChange(event_id=new_event_id(), sector=SHELTER, granted=False, at=await bed.now()),
     )
     assert result.stage is c.Stage.RECOVERY
     closes = await journey.until_calls(act(SHELTER, c.ACT_CLOSE_REFERRAL), 1)
@@ -144,7 +142,9 @@ async def test_clinical_windows_met_and_missed(bed: JourneyTestbed) -> None:
     # Care reached late: recorded, and the open escalation is cleared.
     await journey.update(
         c.UPDATE_MEDICAL_CARE,
-        c.MedicalCareConfirmed(event_id=new_event_id(), item=c.ClinicalItem.PEP, at=await bed.now()),
+        c.MedicalCareConfirmed(
+            event_id=new_event_id(), item=c.ClinicalItem.PEP, at=await bed.now()
+        ),
     )
     status = await journey.until(lambda s: s.escalation_level == 0)
     assert status.clinical_windows[0].status == "MISSED"
@@ -338,7 +338,8 @@ async def test_continue_as_new_keeps_the_whole_state(bed: JourneyTestbed) -> Non
     await journey.milestone(shelter, c.Milestone.STARTED)
     await journey.until(lambda s: any(r.sector is EMPLOYMENT for r in s.referrals))
     await journey.update(
-        c.UPDATE_RISK, c.RiskChange(event_id=new_event_id(), risk=c.Risk.CRITICAL, at=await bed.now())
+        c.UPDATE_RISK,
+        c.RiskChange(event_id=new_event_id(), risk=c.Risk.CRITICAL, at=await bed.now()),
     )
     # Legal's reminder (12 h) climbs; keep going until a new run has started.
     for _ in range(10):

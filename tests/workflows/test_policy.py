@@ -31,7 +31,9 @@ def test_shipped_policy_has_the_design_values() -> None:
         "follow_up": ("14d", "14d", "30d", "30d"),
     }
     for wait, values in expected.items():
-        for risk, value in zip((Risk.CRITICAL, Risk.HIGH, Risk.MEDIUM, Risk.LOW), values, strict=True):
+        for risk, value in zip(
+            (Risk.CRITICAL, Risk.HIGH, Risk.MEDIUM, Risk.LOW), values, strict=True
+        ):
             assert policy.deadline(wait, risk) == timedelta(
                 seconds=parse_duration(value, key="x")
             ), (wait, risk)

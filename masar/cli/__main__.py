@@ -1,0 +1,3 @@
+from masar.cli import main
+
+raise SystemExit(main())
