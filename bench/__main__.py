@@ -6,9 +6,9 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from bench import throughput
+from bench import capacity, scale, throughput
 
-BENCHMARKS = {"throughput": throughput}
+BENCHMARKS = {"throughput": throughput, "scale": scale, "capacity": capacity}
 
 
 def parser() -> argparse.ArgumentParser:

@@ -307,6 +307,21 @@ async def wait_status(
         raise TimeoutError(f"{exc}; last status: {last[0] if last else None}") from None
 
 
+async def wait_known(
+    client: Client, case_id: str, referral_id: str, *, timeout: float = 60.0
+) -> c.ReferralView:
+    """Wait until the journey has recorded a referral its activity created.
+
+    The sector lists a referral as soon as it is committed, a moment before
+    the journey has recorded the result of the activity that created it; a
+    decision sent in that window is refused (UnknownReferral). Staff clients
+    that decide within milliseconds of a referral appearing wait for this.
+    """
+    return await wait_status(
+        client, case_id, lambda jn: referral_view(jn, referral_id), timeout=timeout, interval=0.05
+    )
+
+
 async def wait_visible(
     client: Client, case_id: str, referral_id: str, wanted: c.ReferralStatus, *, timeout: float
 ) -> float:

@@ -64,6 +64,8 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(memory / 2**30, 1),
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
+        # Other work on the machine skews every figure: this says how busy it was.
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 

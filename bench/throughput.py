@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 from temporalio.client import Client
 
 from bench import journeys as j
@@ -81,7 +82,7 @@ async def run_many(
             try:
                 await one(run)
             except Exception as exc:
-                run.failures.append(type(exc).__name__)
+                run.failures.append(describe_failure(exc))
                 return
             run.journey_seconds.append(time.perf_counter() - start)
             run.done += 1
@@ -90,6 +91,14 @@ async def run_many(
     await asyncio.gather(*(guarded_one() for _ in range(count)))
     run.finished = time.perf_counter()
     return run
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The kind of a failure: a status code and the server's detail (which
+    names a field or a state, never a value), or an exception type."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {(exc.details() or '')[:120]}"
+    return f"{type(exc).__name__}: {str(exc)[:120]}"
 
 
 # --- Masar ------------------------------------------------------------------------------
@@ -102,6 +111,7 @@ async def masar_journey(stubs: j.Stubs, client: Client, run: Run, *, timeout: fl
     legal = await j.wait_referral(stubs, "legal", case_id, timeout=timeout)
 
     async def accept(sector: str, referral_id: str) -> None:
+        await j.wait_known(client, case_id, referral_id, timeout=timeout)
         await j.decide(stubs, sector, referral_id)
         run.visible_seconds.append(
             await j.wait_visible(client, case_id, referral_id, accepted, timeout=timeout)
@@ -117,7 +127,7 @@ async def masar_journey(stubs: j.Stubs, client: Client, run: Run, *, timeout: fl
 async def run_masar(stack: ProcessStack, journeys: int, concurrency: int) -> Run:
     stubs = j.Stubs.of(stack.channel)
     client = await stack.client()
-    await j.seed_region(stubs, cases=journeys)
+    await j.seed_region(stubs, cases=journeys + 1)
     # One journey first, so that the figures exclude the processes' first-call costs.
     await masar_journey(stubs, client, Run(), timeout=120)
     return await run_many(

@@ -65,6 +65,7 @@ CLOCK_LEEWAY = timedelta(seconds=30)
 DEFAULT_TTL = timedelta(hours=8)
 MAX_TTL = timedelta(days=30)
 ISSUER_FILE = "token-issuer.json"
+TOKEN_TYPE = "JWT"
 
 # An id, never free text: no spaces, no '@' (so never an e-mail address).
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9:._-]{0,127}")
@@ -222,7 +223,7 @@ class TokenIssuer:
         if not timedelta(0) < ttl <= MAX_TTL:
             raise ValueError(f"ttl must be positive and at most {MAX_TTL.days} days")
         issued = (now or datetime.now(UTC)).replace(microsecond=0)
-        header = {"alg": "EdDSA", "typ": "JWT", "kid": self.key_id}
+        header = {"alg": "EdDSA", "typ": TOKEN_TYPE, "kid": self.key_id}
         claims = {
             "iss": ISSUER,
             "sub": subject,
@@ -233,11 +234,41 @@ class TokenIssuer:
             "exp": int((issued + ttl).timestamp()),
             "jti": secrets.token_hex(8),
         }
+        return self._sign(header, claims)
+
+    def _sign(self, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
         signing_input = ".".join(
             _b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
         )
         signature = self._key.sign(signing_input.encode("ascii"))
         return f"{signing_input}.{_b64url(signature)}"
+
+    def sign_document(
+        self,
+        typ: str,
+        claims: Mapping[str, Any],
+        *,
+        ttl: timedelta,
+        now: datetime | None = None,
+    ) -> str:
+        """A signed statement that is not a bearer token: its header names
+        `typ` (never "JWT"), so `TokenVerifier.verify` refuses it as a token
+        and `verify_document(..., typ)` accepts nothing else. `iss`, `iat`,
+        `exp` and `jti` are added to `claims` (ids and codes only)."""
+        if typ == TOKEN_TYPE or not _ID_PATTERN.fullmatch(typ):
+            raise ValueError("a document type is an id other than JWT")
+        if not timedelta(0) < ttl <= MAX_TTL:
+            raise ValueError(f"ttl must be positive and at most {MAX_TTL.days} days")
+        issued = (now or datetime.now(UTC)).replace(microsecond=0)
+        header = {"alg": "EdDSA", "typ": typ, "kid": self.key_id}
+        body = {
+            **claims,
+            "iss": ISSUER,
+            "iat": int(issued.timestamp()),
+            "exp": int((issued + ttl).timestamp()),
+            "jti": secrets.token_hex(8),
+        }
+        return self._sign(header, body)
 
     # --- sources ---------------------------------------------------------------
 
@@ -310,9 +341,9 @@ class TokenVerifier:
             keys.append(TokenIssuer.from_env(env).public_key)
         return cls(keys)
 
-    def verify(self, token: str, *, now: datetime | None = None) -> Caller:
-        """The caller a token names; `Unauthenticated` if it is malformed,
-        forged or expired. Messages never repeat the token."""
+    def _signed_claims(self, token: str, typ: str) -> Any:
+        """The claims of a well-formed token of type `typ` signed by one of
+        our keys (not yet checked for expiry); `Unauthenticated` otherwise."""
         if not token or len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:
             raise Unauthenticated("malformed token")
         header_b64, claims_b64, signature_b64 = token.split(".")
@@ -323,6 +354,9 @@ class TokenVerifier:
             raise Unauthenticated("malformed token") from None
         if not isinstance(header, dict) or header.get("alg") != "EdDSA":
             raise Unauthenticated("malformed token: unsupported algorithm")
+        # A signed document of another type (a consent proof) is never a token.
+        if header.get("typ", TOKEN_TYPE) != typ:
+            raise Unauthenticated("malformed token: wrong type")
         key = self._keys.get(str(header.get("kid", "")))
         if key is None:
             raise Unauthenticated("token signed by an unknown key")
@@ -331,7 +365,36 @@ class TokenVerifier:
         except InvalidSignature:
             raise Unauthenticated("token signature is invalid") from None
         try:
-            claims = json.loads(_b64url_decode(claims_b64))
+            return json.loads(_b64url_decode(claims_b64))
+        except ValueError:
+            raise Unauthenticated("malformed token claims") from None
+
+    def verify_document(
+        self, document: str, typ: str, *, now: datetime | None = None
+    ) -> dict[str, Any]:
+        """The claims of a document signed with `TokenIssuer.sign_document(typ,
+        ...)`: `Unauthenticated` if it is malformed, forged, of another type
+        or expired."""
+        claims = self._signed_claims(document, typ)
+        try:
+            if not isinstance(claims, dict) or claims.get("iss") != ISSUER:
+                raise ValueError("iss")
+            issued = _claim_int(claims, "iat")
+            expires = _claim_int(claims, "exp")
+        except ValueError:
+            raise Unauthenticated("malformed token claims") from None
+        moment = (now or datetime.now(UTC)).timestamp()
+        if expires <= moment:
+            raise Unauthenticated("token expired")
+        if issued > moment + CLOCK_LEEWAY.total_seconds():
+            raise Unauthenticated("token issued in the future")
+        return claims
+
+    def verify(self, token: str, *, now: datetime | None = None) -> Caller:
+        """The caller a token names; `Unauthenticated` if it is malformed,
+        forged or expired. Messages never repeat the token."""
+        claims = self._signed_claims(token, TOKEN_TYPE)
+        try:
             caller = Caller(
                 subject=_claim_str(claims, "sub"),
                 role=Role(_claim_str(claims, "role")),

@@ -83,6 +83,26 @@ with the same key then gets the same answer. A QUEUED entry that the journey
 rejects later, when the dispatcher delivers it, is only marked REJECTED in the
 outbox; it is not reverted.
 
+Who may call what
+-----------------
+``class ShelterServicer(ReferralRpcs, ..., sector=Sector.SHELTER)`` declares
+the common RPCs' roles for that sector (see ``common_rpc_roles``): the
+sector's staff decide on and read the referrals addressed to their own
+organisation (token ``org`` == the referral's ``provider_id``); a coordinator
+reads the referrals of her own region; the sector's service identity (its
+activities, on behalf of the journey) reminds, closes and purges. Sector RPCs
+check the same scope with ``ReferralHandshake.authorise`` before acting.
+
+A referral request must carry intake's consent proof (``masar.consent``):
+``ReferralHandshake.require_consent`` refuses it otherwise.
+
+Audit
+-----
+With ``audited=True`` (the sector's database has ``masar.audit`` tables) every
+referral created, every staff decision, milestone and local step, every
+closure, every purge and every read of a sector's case file is an audit entry
+in the same unit of work as the change it records.
+
 Nothing here logs, raises or returns personal data: errors name the field.
 """
 
@@ -112,7 +132,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from masar import contract
+from masar import audit, contract
+from masar.auth import Caller, Role, caller_or_none, current_caller, requires, service_role
+from masar.consent import ConsentVerifier
 from masar.contract import (
     CasePurge,
     DeclineReason,
@@ -129,7 +151,13 @@ from masar.contract import (
     Sector,
 )
 from masar.db import Database
-from masar.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from masar.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
 from masar.outbox import DeliveryOutcome, Outbox, outbox_table
 from masar.v1 import common_pb2
 

@@ -4,6 +4,11 @@
 its gRPC API (with health and reflection), runs its sector's Temporal activity
 worker on `masar-<sector>` and its outbox dispatcher, and stops cleanly on
 SIGTERM/SIGINT. A service only provides a `SectorComponents` factory.
+
+Every RPC but health and reflection needs a signed bearer token of a role the
+servicer method declares (`masar.auth.requires`): `start_sector` installs the
+`AuthInterceptor` with the policy taken from the servicers, so a method
+without a declaration is closed to everyone (deny by default).
 """
 
 from __future__ import annotations
@@ -11,14 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from temporalio.worker import Worker
 
+from masar.auth import AccessPolicy, AuthInterceptor, TokenVerifier
 from masar.contract import ServiceName
 from masar.db import Database, migrate
 from masar.grpc_server import GrpcService, RunningServer, install_shutdown_signals, start_server
@@ -41,6 +49,13 @@ class SectorComponents:
 
 
 ComponentsFactory = Callable[[ServiceSettings, Database, TemporalConnector], SectorComponents]
+
+
+def identity_environ(settings: ServiceSettings) -> dict[str, str]:
+    """Where a service reads its token keys from (`masar.auth`): the process
+    environment, with the data dir its settings name (so the local issuer file
+    is the one of the stack it belongs to, also when tests run several)."""
+    return {**os.environ, "MASAR_DATA_DIR": str(settings.common.data_dir)}
 
 
 @dataclass
@@ -110,13 +125,25 @@ async def start_sector(
     *,
     address: str | None = None,
     run_worker: bool = True,
+    verifier: TokenVerifier | None = None,
+    auth_clock: Callable[[], datetime] | None = None,
 ) -> SectorProcess:
+    """`verifier` defaults to the keys of `identity_environ(settings)`;
+    `auth_clock` (tests) is the clock tokens are checked against."""
     database = Database(settings.database_url)
     await asyncio.to_thread(migrate, database, migrations_dir)
     connector = TemporalConnector(settings.common.temporal)
     components = factory(settings, database, connector)
+    auth = AuthInterceptor(
+        verifier or TokenVerifier.from_env(identity_environ(settings)),
+        AccessPolicy.from_services(components.grpc_services),
+        clock=auth_clock,
+    )
     server = await start_server(
-        components.grpc_services, address or settings.addr, interceptors=server_interceptors()
+        components.grpc_services,
+        address or settings.addr,
+        # Metrics first (refusals are counted), then identity, then error mapping.
+        interceptors=[*server_interceptors(), auth],
     )
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
@@ -156,6 +183,9 @@ def run_sector_main(name: ServiceName, factory: ComponentsFactory, migrations_di
         install_shutdown_signals(stop)
         try:
             process = await start_sector(settings, factory, migrations_dir)
+        except SettingsError as exc:
+            print(f"masar {name}: configuration error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         except OSError as exc:
             print(f"masar {name}: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
@@ -164,7 +194,17 @@ def run_sector_main(name: ServiceName, factory: ComponentsFactory, migrations_di
         log.info("stopping", extra={"service": name})
         await process.stop()
 
+    status = 0
     try:
         asyncio.run(main())
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 1
     finally:
         telemetry.shutdown()
+    # Everything is stopped and flushed. Leave without finalizing the
+    # interpreter: the Temporal core's native threads may still touch Python
+    # while it finalizes, which aborts the process ("PyGILState_Release").
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -10,6 +10,7 @@ are owed as `Action`s that the workflow's lanes perform. Time comes in as
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,7 @@ from masar.contract import (
     ClosureRequest,
     ConsentChange,
     DeadlineExtension,
+    DeclineReason,
     EscalationView,
     FollowUpContact,
     JourneyInput,
@@ -93,6 +95,7 @@ CLINICAL_WINDOWS: tuple[tuple[ClinicalItem, timedelta], ...] = (
 CLINICAL_ELIGIBLE_AGE = timedelta(hours=120)
 SEXUAL_VIOLENCE = (ViolenceType.RAPE, ViolenceType.SEXUAL_ASSAULT)
 MAX_EXTENSION = timedelta(days=365)
+DECLINE_REASONS = frozenset(reason.value for reason in DeclineReason)
 
 
 def utc(value: datetime) -> datetime:
@@ -103,6 +106,16 @@ def utc(value: datetime) -> datetime:
 def reject(error_type: str, message: str) -> ApplicationError:
     """An update rejection: the message names the field, never a value."""
     return ApplicationError(message, type=error_type, non_retryable=True)
+
+
+_CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def as_code(text: str) -> str:
+    """What the timeline keeps of a reason: a structured code as given, never
+    free text (which might name someone or tell her story)."""
+    text = text.strip()
+    return text if _CODE.match(text) else "free_text"
 
 
 def _blank(value: str | None) -> bool:
@@ -250,12 +263,20 @@ class CaseFile:
         )
 
     def next_action(self, lane: str, *, draining: bool) -> Action | None:
-        """The next action of a lane; while draining for continue-as-new, only
-        those an update handler is waiting for."""
+        """The next action of a lane, in order — except that one an update
+        handler waits for (a coordinator's reassignment) goes first. While
+        draining for continue-as-new, only those."""
+        first = None
         for action in self.state.actions:
-            if action.lane == lane and (not draining or action.awaited_by):
+            if action.lane != lane:
+                continue
+            if action.awaited_by:
                 return action
-        return None
+            first = first or action
+        return None if draining else first
+
+    def awaited_in(self, lane: str) -> bool:
+        return any(a.lane == lane and a.awaited_by for a in self.state.actions)
 
     def done_with(self, action: Action) -> None:
         if action in self.state.actions:
@@ -496,8 +517,11 @@ class CaseFile:
             or self.track(ref.sector).current != ref.referral_id
         ):
             raise reject(ERR_STALE_REFERRAL, f"referral_id: no decision pending ({ref.status})")
-        if not event.accepted and _blank(event.decline_reason):
-            raise reject(ERR_INVALID, "decline_reason: required when declining")
+        if not event.accepted:
+            if _blank(event.decline_reason):
+                raise reject(ERR_INVALID, "decline_reason: required when declining")
+            if event.decline_reason not in DECLINE_REASONS:
+                raise reject(ERR_INVALID, "decline_reason: not a DeclineReason")
 
     def validate_milestone(self, event: ReferralMilestone) -> None:
         if event.event_id in self._answers:
@@ -591,14 +615,15 @@ class CaseFile:
     def apply_decision(self, event: ReferralDecision, now: datetime) -> None:
         ref = self.referral(event.referral_id)
         assert ref is not None
-        reason = event.decline_reason.strip() if event.decline_reason else None
+        reason = event.decline_reason if not event.accepted else None
         self.handshake.decide(ref, accepted=event.accepted, reason=reason, now=now)
         self.tick(now)
 
     def apply_milestone(self, event: ReferralMilestone, now: datetime) -> None:
         ref = self.referral(event.referral_id)
         assert ref is not None
-        self.handshake.milestone(ref, event.milestone, event.detail, now)
+        detail = as_code(event.detail) if event.detail else None
+        self.handshake.milestone(ref, event.milestone, detail, now)
         self.tick(now)
 
     def apply_consent(self, event: ConsentChange, now: datetime) -> None:
@@ -657,14 +682,14 @@ class CaseFile:
 
     def apply_closure_request(self, event: ClosureRequest, now: datetime) -> None:
         self.state.closure_requested = True
-        self.note(now, "closure_requested", detail=event.reason.strip())
+        self.note(now, "closure_requested", detail=as_code(event.reason))
         self.tick(now)
 
     def apply_closure_decision(self, event: ClosureDecision, now: datetime) -> None:
         self.state.closure_requested = False
         if not event.approve:
             self.note(
-                now, "closure_refused", detail=event.reason.strip(), actor=event.coordinator_id
+                now, "closure_refused", detail=as_code(event.reason), actor=event.coordinator_id
             )
             self.tick(now)
             return
@@ -676,7 +701,7 @@ class CaseFile:
                 window.wait = None
                 window.closed_at = now
         self.state.closed_at = now
-        self.note(now, "closure_approved", detail=event.reason.strip(), actor=event.coordinator_id)
+        self.note(now, "closure_approved", detail=as_code(event.reason), actor=event.coordinator_id)
         self.tick(now)
 
     def apply_reopen(self, event: ReopenRequest, now: datetime) -> None:
@@ -714,7 +739,7 @@ class CaseFile:
             "reassign_requested",
             sector=ref.sector,
             referral_id=ref.referral_id,
-            detail=event.reason.strip(),
+            detail=as_code(event.reason),
             actor=event.coordinator_id,
         )
         return self.handshake.reassign(ref, event.provider_id, event_id=event.event_id)
@@ -729,7 +754,7 @@ class CaseFile:
             "deadline_extended",
             sector=ref.sector if ref else None,
             referral_id=ref.referral_id if ref else None,
-            detail=f"{wait.name}:+{event.extend_by_seconds}s:{event.reason.strip()}",
+            detail=f"{wait.name}:+{event.extend_by_seconds}s:{as_code(event.reason)}",
             actor=event.coordinator_id,
         )
         self.tick(now)

@@ -266,7 +266,11 @@ class SurvivorJourney:
                 self._wake = True
             if retry:
                 pause = LANE_BACKOFF[min(action.failures, len(LANE_BACKOFF)) - 1]
-                await workflow.sleep(pause)
+                # A coordinator waiting for an answer does not wait for the backoff.
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(
+                        lambda: self._case.awaited_in(lane), timeout=pause
+                    )
 
     async def _perform(self, action: Action) -> bool:
         """Perform one owed action; True when it must be tried again later."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -98,4 +99,10 @@ def main() -> None:
         status = asyncio.run(run_worker(settings, policy))
     finally:
         telemetry.shutdown()
-    raise SystemExit(status)
+    # Everything is stopped and flushed. Leave without finalizing the
+    # interpreter: the Temporal core's native threads may still touch Python
+    # while it finalizes, which aborts the process ("PyGILState_Release").
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

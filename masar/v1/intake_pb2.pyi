@@ -355,6 +355,34 @@ CASE_CHANGE_KIND_CLOSURE_REQUESTED: CaseChangeKind.ValueType  # 7
 CASE_CHANGE_KIND_REOPENED: CaseChangeKind.ValueType  # 8
 Global___CaseChangeKind: _TypeAlias = CaseChangeKind  # noqa: Y015
 
+class _EmergencyReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EmergencyReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EmergencyReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EMERGENCY_REASON_UNSPECIFIED: _EmergencyReason.ValueType  # 0
+    EMERGENCY_REASON_IMMINENT_DANGER: _EmergencyReason.ValueType  # 1
+    EMERGENCY_REASON_SURVIVOR_RELOCATED: _EmergencyReason.ValueType  # 2
+    """She fled to, or was moved to, the coordinator's region."""
+    EMERGENCY_REASON_COVERING_ABSENCE: _EmergencyReason.ValueType  # 3
+    """The case's own coordinator is unavailable."""
+    EMERGENCY_REASON_COURT_REQUEST: _EmergencyReason.ValueType  # 4
+    EMERGENCY_REASON_SURVIVOR_REQUEST: _EmergencyReason.ValueType  # 5
+
+class EmergencyReason(_EmergencyReason, metaclass=_EmergencyReasonEnumTypeWrapper):
+    """Why a coordinator opens a case outside her region."""
+
+EMERGENCY_REASON_UNSPECIFIED: EmergencyReason.ValueType  # 0
+EMERGENCY_REASON_IMMINENT_DANGER: EmergencyReason.ValueType  # 1
+EMERGENCY_REASON_SURVIVOR_RELOCATED: EmergencyReason.ValueType  # 2
+"""She fled to, or was moved to, the coordinator's region."""
+EMERGENCY_REASON_COVERING_ABSENCE: EmergencyReason.ValueType  # 3
+"""The case's own coordinator is unavailable."""
+EMERGENCY_REASON_COURT_REQUEST: EmergencyReason.ValueType  # 4
+EMERGENCY_REASON_SURVIVOR_REQUEST: EmergencyReason.ValueType  # 5
+Global___EmergencyReason: _TypeAlias = EmergencyReason  # noqa: Y015
+
 @_typing.final
 class ContactDetails(_message.Message):
     """--- case ---------------------------------------------------------------------
@@ -1681,3 +1709,175 @@ class RecordEscalationResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecordEscalationResponse: _TypeAlias = RecordEscalationResponse  # noqa: Y015
+
+@_typing.final
+class IssueConsentProofRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    SECTOR_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.str
+    sector: _common_pb2.Sector.ValueType
+    """Shelter, legal or employment: the caller's own sector."""
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.str = ...,
+        sector: _common_pb2.Sector.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "sector", b"sector"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueConsentProofRequest: _TypeAlias = IssueConsentProofRequest  # noqa: Y015
+
+@_typing.final
+class IssueConsentProofResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROOF_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    proof: _builtins.str
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        proof: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "proof", b"proof"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueConsentProofResponse: _TypeAlias = IssueConsentProofResponse  # noqa: Y015
+
+@_typing.final
+class EmergencyGrant(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANT_ID_FIELD_NUMBER: _builtins.int
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    GRANTED_AT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    REVOKED_AT_FIELD_NUMBER: _builtins.int
+    grant_id: _builtins.str
+    case_id: _builtins.str
+    reason: Global___EmergencyReason.ValueType
+    @_builtins.property
+    def granted_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def revoked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        grant_id: _builtins.str = ...,
+        case_id: _builtins.str = ...,
+        reason: Global___EmergencyReason.ValueType = ...,
+        granted_at: _timestamp_pb2.Timestamp | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        revoked_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "granted_at", b"granted_at", "revoked_at", b"revoked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "expires_at", b"expires_at", "grant_id", b"grant_id", "granted_at", b"granted_at", "reason", b"reason", "revoked_at", b"revoked_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmergencyGrant: _TypeAlias = EmergencyGrant  # noqa: Y015
+
+@_typing.final
+class OpenEmergencyGrantRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.str
+    reason: Global___EmergencyReason.ValueType
+    note: _builtins.str
+    """Optional, at most 2000 characters; stored encrypted, never in the audit log."""
+    ttl_seconds: _builtins.int
+    """0 = 3 hours; at most 12 hours."""
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.str = ...,
+        reason: Global___EmergencyReason.ValueType = ...,
+        note: _builtins.str = ...,
+        ttl_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "note", b"note", "reason", b"reason", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OpenEmergencyGrantRequest: _TypeAlias = OpenEmergencyGrantRequest  # noqa: Y015
+
+@_typing.final
+class OpenEmergencyGrantResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def grant(self) -> Global___EmergencyGrant: ...
+    def __init__(
+        self,
+        *,
+        grant: Global___EmergencyGrant | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OpenEmergencyGrantResponse: _TypeAlias = OpenEmergencyGrantResponse  # noqa: Y015
+
+@_typing.final
+class RevokeEmergencyGrantRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANT_ID_FIELD_NUMBER: _builtins.int
+    grant_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        grant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant_id", b"grant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeEmergencyGrantRequest: _TypeAlias = RevokeEmergencyGrantRequest  # noqa: Y015
+
+@_typing.final
+class RevokeEmergencyGrantResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def grant(self) -> Global___EmergencyGrant: ...
+    def __init__(
+        self,
+        *,
+        grant: Global___EmergencyGrant | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeEmergencyGrantResponse: _TypeAlias = RevokeEmergencyGrantResponse  # noqa: Y015

@@ -99,6 +99,21 @@ class IntakeServiceStub:
                 request_serializer=masar_dot_v1_dot_intake__pb2.RecordEscalationRequest.SerializeToString,
                 response_deserializer=masar_dot_v1_dot_intake__pb2.RecordEscalationResponse.FromString,
                 _registered_method=True)
+        self.IssueConsentProof = channel.unary_unary(
+                '/masar.v1.IntakeService/IssueConsentProof',
+                request_serializer=masar_dot_v1_dot_intake__pb2.IssueConsentProofRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_intake__pb2.IssueConsentProofResponse.FromString,
+                _registered_method=True)
+        self.OpenEmergencyGrant = channel.unary_unary(
+                '/masar.v1.IntakeService/OpenEmergencyGrant',
+                request_serializer=masar_dot_v1_dot_intake__pb2.OpenEmergencyGrantRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_intake__pb2.OpenEmergencyGrantResponse.FromString,
+                _registered_method=True)
+        self.RevokeEmergencyGrant = channel.unary_unary(
+                '/masar.v1.IntakeService/RevokeEmergencyGrant',
+                request_serializer=masar_dot_v1_dot_intake__pb2.RevokeEmergencyGrantRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_intake__pb2.RevokeEmergencyGrantResponse.FromString,
+                _registered_method=True)
 
 
 class IntakeServiceServicer:
@@ -206,6 +221,33 @@ class IntakeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueConsentProof(self, request, context):
+        """Internal: a sector's activity asks, as the sector's service identity,
+        for proof that the survivor consents to be referred to that sector. The
+        proof is signed, names the case and the sector, and lives minutes; the
+        sector refuses a referral request without one. FAILED_PRECONDITION when
+        there is no consent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OpenEmergencyGrant(self, request, context):
+        """Emergency access: a coordinator opens a case outside her region only by
+        stating a reason. The grant is for that one case and that coordinator,
+        expires by itself (3 h by default, 12 h at most) and is audited, as is
+        every read made under it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeEmergencyGrant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IntakeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -273,6 +315,21 @@ def add_IntakeServiceServicer_to_server(servicer, server):
                     servicer.RecordEscalation,
                     request_deserializer=masar_dot_v1_dot_intake__pb2.RecordEscalationRequest.FromString,
                     response_serializer=masar_dot_v1_dot_intake__pb2.RecordEscalationResponse.SerializeToString,
+            ),
+            'IssueConsentProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueConsentProof,
+                    request_deserializer=masar_dot_v1_dot_intake__pb2.IssueConsentProofRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_intake__pb2.IssueConsentProofResponse.SerializeToString,
+            ),
+            'OpenEmergencyGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenEmergencyGrant,
+                    request_deserializer=masar_dot_v1_dot_intake__pb2.OpenEmergencyGrantRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_intake__pb2.OpenEmergencyGrantResponse.SerializeToString,
+            ),
+            'RevokeEmergencyGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeEmergencyGrant,
+                    request_deserializer=masar_dot_v1_dot_intake__pb2.RevokeEmergencyGrantRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_intake__pb2.RevokeEmergencyGrantResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -626,6 +683,87 @@ class IntakeService:
             '/masar.v1.IntakeService/RecordEscalation',
             masar_dot_v1_dot_intake__pb2.RecordEscalationRequest.SerializeToString,
             masar_dot_v1_dot_intake__pb2.RecordEscalationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueConsentProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.IntakeService/IssueConsentProof',
+            masar_dot_v1_dot_intake__pb2.IssueConsentProofRequest.SerializeToString,
+            masar_dot_v1_dot_intake__pb2.IssueConsentProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenEmergencyGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.IntakeService/OpenEmergencyGrant',
+            masar_dot_v1_dot_intake__pb2.OpenEmergencyGrantRequest.SerializeToString,
+            masar_dot_v1_dot_intake__pb2.OpenEmergencyGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeEmergencyGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.IntakeService/RevokeEmergencyGrant',
+            masar_dot_v1_dot_intake__pb2.RevokeEmergencyGrantRequest.SerializeToString,
+            masar_dot_v1_dot_intake__pb2.RevokeEmergencyGrantResponse.FromString,
             options,
             channel_credentials,
             insecure,

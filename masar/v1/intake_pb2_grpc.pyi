@@ -83,6 +83,20 @@ class IntakeServiceStub:
     """The coordinators' inbox: reminders and escalations raised by journeys."""
     RecordEscalation: _grpc.UnaryUnaryMultiCallable[_intake_pb2.RecordEscalationRequest, _intake_pb2.RecordEscalationResponse]
     """Internal: called by the "intake.record_escalation" activity."""
+    IssueConsentProof: _grpc.UnaryUnaryMultiCallable[_intake_pb2.IssueConsentProofRequest, _intake_pb2.IssueConsentProofResponse]
+    """Internal: a sector's activity asks, as the sector's service identity,
+    for proof that the survivor consents to be referred to that sector. The
+    proof is signed, names the case and the sector, and lives minutes; the
+    sector refuses a referral request without one. FAILED_PRECONDITION when
+    there is no consent.
+    """
+    OpenEmergencyGrant: _grpc.UnaryUnaryMultiCallable[_intake_pb2.OpenEmergencyGrantRequest, _intake_pb2.OpenEmergencyGrantResponse]
+    """Emergency access: a coordinator opens a case outside her region only by
+    stating a reason. The grant is for that one case and that coordinator,
+    expires by itself (3 h by default, 12 h at most) and is audited, as is
+    every read made under it.
+    """
+    RevokeEmergencyGrant: _grpc.UnaryUnaryMultiCallable[_intake_pb2.RevokeEmergencyGrantRequest, _intake_pb2.RevokeEmergencyGrantResponse]
 
 @_typing.type_check_only
 class IntakeServiceAsyncStub(IntakeServiceStub):
@@ -129,6 +143,20 @@ class IntakeServiceAsyncStub(IntakeServiceStub):
     """The coordinators' inbox: reminders and escalations raised by journeys."""
     RecordEscalation: _aio.UnaryUnaryMultiCallable[_intake_pb2.RecordEscalationRequest, _intake_pb2.RecordEscalationResponse]  # type: ignore[assignment]
     """Internal: called by the "intake.record_escalation" activity."""
+    IssueConsentProof: _aio.UnaryUnaryMultiCallable[_intake_pb2.IssueConsentProofRequest, _intake_pb2.IssueConsentProofResponse]  # type: ignore[assignment]
+    """Internal: a sector's activity asks, as the sector's service identity,
+    for proof that the survivor consents to be referred to that sector. The
+    proof is signed, names the case and the sector, and lives minutes; the
+    sector refuses a referral request without one. FAILED_PRECONDITION when
+    there is no consent.
+    """
+    OpenEmergencyGrant: _aio.UnaryUnaryMultiCallable[_intake_pb2.OpenEmergencyGrantRequest, _intake_pb2.OpenEmergencyGrantResponse]  # type: ignore[assignment]
+    """Emergency access: a coordinator opens a case outside her region only by
+    stating a reason. The grant is for that one case and that coordinator,
+    expires by itself (3 h by default, 12 h at most) and is audited, as is
+    every read made under it.
+    """
+    RevokeEmergencyGrant: _aio.UnaryUnaryMultiCallable[_intake_pb2.RevokeEmergencyGrantRequest, _intake_pb2.RevokeEmergencyGrantResponse]  # type: ignore[assignment]
 
 class IntakeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -250,5 +278,37 @@ class IntakeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_intake_pb2.RecordEscalationResponse, _abc.Awaitable[_intake_pb2.RecordEscalationResponse]]:
         """Internal: called by the "intake.record_escalation" activity."""
+
+    @_abc_1.abstractmethod
+    def IssueConsentProof(
+        self,
+        request: _intake_pb2.IssueConsentProofRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.IssueConsentProofResponse, _abc.Awaitable[_intake_pb2.IssueConsentProofResponse]]:
+        """Internal: a sector's activity asks, as the sector's service identity,
+        for proof that the survivor consents to be referred to that sector. The
+        proof is signed, names the case and the sector, and lives minutes; the
+        sector refuses a referral request without one. FAILED_PRECONDITION when
+        there is no consent.
+        """
+
+    @_abc_1.abstractmethod
+    def OpenEmergencyGrant(
+        self,
+        request: _intake_pb2.OpenEmergencyGrantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.OpenEmergencyGrantResponse, _abc.Awaitable[_intake_pb2.OpenEmergencyGrantResponse]]:
+        """Emergency access: a coordinator opens a case outside her region only by
+        stating a reason. The grant is for that one case and that coordinator,
+        expires by itself (3 h by default, 12 h at most) and is audited, as is
+        every read made under it.
+        """
+
+    @_abc_1.abstractmethod
+    def RevokeEmergencyGrant(
+        self,
+        request: _intake_pb2.RevokeEmergencyGrantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.RevokeEmergencyGrantResponse, _abc.Awaitable[_intake_pb2.RevokeEmergencyGrantResponse]]: ...
 
 def add_IntakeServiceServicer_to_server(servicer: IntakeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

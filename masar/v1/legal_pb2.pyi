@@ -459,6 +459,7 @@ class RequestLegalAidRequest(_message.Message):
     EXCLUDE_PROVIDER_IDS_FIELD_NUMBER: _builtins.int
     PROVIDER_ID_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    CONSENT_PROOF_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     region: _builtins.str
     risk: _common_pb2.RiskLevel.ValueType
@@ -466,6 +467,11 @@ class RequestLegalAidRequest(_message.Message):
     """Set when a coordinator reassigns the referral to a named provider."""
     idempotency_key: _builtins.str
     """Retrying with the same key returns the first referral."""
+    consent_proof: _builtins.str
+    """Intake's signed statement that the survivor consents to this sector
+    (IntakeService.IssueConsentProof, minutes old, naming this case and
+    sector). Without a valid one the request is refused.
+    """
     @_builtins.property
     def needs(self) -> Global___LegalNeeds: ...
     @_builtins.property
@@ -482,10 +488,11 @@ class RequestLegalAidRequest(_message.Message):
         exclude_provider_ids: _abc.Iterable[_builtins.str] | None = ...,
         provider_id: _builtins.str = ...,
         idempotency_key: _builtins.str = ...,
+        consent_proof: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["needs", b"needs"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "exclude_provider_ids", b"exclude_provider_ids", "idempotency_key", b"idempotency_key", "needs", b"needs", "provider_id", b"provider_id", "region", b"region", "risk", b"risk"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "consent_proof", b"consent_proof", "exclude_provider_ids", b"exclude_provider_ids", "idempotency_key", b"idempotency_key", "needs", b"needs", "provider_id", b"provider_id", "region", b"region", "risk", b"risk"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from masar import contract as c
-from masar.v1 import common_pb2, employment_pb2, shelter_pb2
+from masar.v1 import common_pb2, employment_pb2, intake_pb2, shelter_pb2
 from tests.integration.live import live_stack, referral_in, register_request, seed_region
 
 REGION = "fes-meknes"
@@ -160,7 +160,6 @@ low = "30d"
         events = [(e.event, e.level) for e in status.timeline]
         assert any(level == c.LEVEL_REMINDER for _, level in events), events
         assert any(level == c.LEVEL_COORDINATOR for _, level in events), events
-        assert status.escalation_level >= c.LEVEL_COORDINATOR
 
         # The sector saw the reminder and the reroute.
         old = await stack.shelter.GetReferral(
@@ -169,10 +168,17 @@ low = "30d"
         assert old.referral.status == common_pb2.REFERRAL_STATUS_REROUTED
         assert old.referral.reminders >= 1
 
-        # Coordinators find it through visibility.
+        # The region's coordinators were told, in intake's escalation inbox.
+        inbox = await stack.intake.ListEscalations(
+            intake_pb2.ListEscalationsRequest(case_id=case_id, region=REGION)
+        )
+        levels = {(e.level, e.referral_id) for e in inbox.escalations}
+        assert (c.LEVEL_COORDINATOR, first.referral_id) in levels, levels
+
+        # Visibility shows the journey still waiting on a shelter.
         rows = temporal_list(
             stack.temporal.address,
-            f"WorkflowId = '{c.journey_workflow_id(case_id)}' AND MasarEscalationLevel >= 2",
+            f"WorkflowId = '{c.journey_workflow_id(case_id)}' AND MasarPendingSectors = 'shelter'",
             temporal_dev_server_path,
         )
         assert len(rows) == 1

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import WorkflowUpdateFailedError
 
@@ -229,12 +231,25 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+def fixed_case_ids(bed: JourneyTestbed, scenario: str) -> None:
+    """Each scenario's journey gets the same (opaque-looking) case id on every
+    recording, so re-recorded fixtures keep their file names."""
+    start = bed.start
+
+    async def start_with_fixed_id(**kwargs: Any) -> Journey:
+        kwargs.setdefault("case_id", hashlib.sha256(scenario.encode()).hexdigest()[:16])
+        return await start(**kwargs)
+
+    bed.start = start_with_fixed_id  # type: ignore[method-assign]
+
+
 async def record(names: list[str]) -> None:
     HISTORIES.mkdir(exist_ok=True)
     async with journey_testbed(
         binary("temporal-test-server"), policies={SECONDS_QUEUE: seconds_policy()}
     ) as bed:
         for name in names:
+            fixed_case_ids(bed, name)
             journey = await SCENARIOS[name](bed)
             await asyncio.sleep(0.5)  # let the last workflow task complete
             for old in HISTORIES.glob(f"{name}@*.json"):

@@ -143,6 +143,8 @@ async def test_sector_updates_for_unknown_or_stale_referrals_are_rejected(
     assert await rejected(journey, c.UPDATE_REFERRAL_DECISION, wrong_sector) == c.ERR_INVALID
     no_reason = decision(accepted=False)
     assert await rejected(journey, c.UPDATE_REFERRAL_DECISION, no_reason) == c.ERR_INVALID
+    free_text = decision(accepted=False, decline_reason="she seems unstable")
+    assert await rejected(journey, c.UPDATE_REFERRAL_DECISION, free_text) == c.ERR_INVALID
     too_early = milestone(c.Milestone.COMPLETED)
     assert await rejected(journey, c.UPDATE_REFERRAL_MILESTONE, too_early) == (c.ERR_STALE_REFERRAL)
 
@@ -216,6 +218,12 @@ async def test_extend_a_deadline(bed: JourneyTestbed) -> None:
     assert journey.calls(REMIND) == []
     await bed.skip(30 * MINUTE)
     await journey.until_calls(REMIND, 1)
+    # Reasons are kept as codes; free text never reaches the timeline.
+    await journey.update(
+        c.UPDATE_EXTEND, extension(ref.referral_id, reason="the family asked Mr X to wait")
+    )
+    status = await journey.status()
+    assert events(status, "deadline_extended")[-1].detail == "shelter_accept:+3600s:free_text"
     # The follow-up wait can be extended too.
     await journey.update(c.UPDATE_EXTEND, extension("follow_up", extend_by_seconds=86400))
     status = await journey.status()

@@ -108,7 +108,8 @@ async def test_every_rung_then_expiry_when_no_provider_is_left(bed: JourneyTestb
     await bed.skip(2 * HOUR)
     status = await journey.until(lambda s: s.referrals[0].status is c.ReferralStatus.EXPIRED)
     assert events(status, "regional_escalation")[0].level == c.LEVEL_REGIONAL
-    assert [n.arg.level for n in journey.calls(ESCALATION)] == [2, 3]
+    notices = await journey.until_calls(ESCALATION, 2)
+    assert [n.arg.level for n in notices] == [2, 3]
     closes = await journey.until_calls(CLOSE, 1)
     assert closes[0].arg.status is c.ReferralStatus.EXPIRED
     assert status.referrals[0].escalation_level == c.LEVEL_REGIONAL
@@ -199,7 +200,8 @@ async def test_the_check_in_wait_climbs_without_rerouting(bed: JourneyTestbed) -
         ("escalated", "shelter_checkin"),
         ("regional_escalation", "shelter_checkin"),
     ]
-    assert [n.arg.level for n in journey.calls(ESCALATION)] == [2, 3]
+    notices = await journey.until_calls(ESCALATION, 2)
+    assert [n.arg.level for n in notices] == [2, 3]
     # Accepted referrals are never rerouted or expired: still waiting for her.
     assert len(journey.calls(REQUEST)) == 1
     assert status.referrals[0].status is c.ReferralStatus.ACCEPTED

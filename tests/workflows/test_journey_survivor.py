@@ -133,7 +133,8 @@ async def test_clinical_windows_met_and_missed(bed: JourneyTestbed) -> None:
     missed = events(status, "clinical_window_missed")[0]
     assert (missed.level, missed.detail) == (c.LEVEL_REGIONAL, "clinical:pep")
     assert near(missed.at, pep.deadline)
-    assert journey.calls(ESCALATION)[-1].arg.level == c.LEVEL_REGIONAL
+    notices = await journey.until_calls(ESCALATION, 4)
+    assert (notices[-1].arg.wait, notices[-1].arg.level) == ("clinical:pep", c.LEVEL_REGIONAL)
     assert [(v.wait, v.level) for v in status.escalations] == [("clinical:pep", 3)]
     await journey.until_search_attributes(lambda v: v.get(c.SA_ESCALATION_LEVEL) == 3)
     # No more rungs for emergency contraception (met), ever.
