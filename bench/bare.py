@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import signal
 from datetime import timedelta
+from functools import partial
 
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
@@ -42,8 +43,11 @@ class BareJourney:
                 retry_policy=RetryPolicy(maximum_attempts=5),
             )
             self.requested = step + 1
-            await workflow.wait_condition(lambda: self.decided > step)
+            await workflow.wait_condition(partial(self._decided_after, step))
         return self.decided
+
+    def _decided_after(self, step: int) -> bool:
+        return self.decided > step
 
     @workflow.update
     async def decide(self, step: int) -> int:
@@ -63,9 +67,7 @@ async def run_worker(address: str, task_queue: str) -> None:
     from temporalio.worker import Worker
 
     client = await Client.connect(address)
-    worker = Worker(
-        client, task_queue=task_queue, workflows=[BareJourney], activities=[bare_step]
-    )
+    worker = Worker(client, task_queue=task_queue, workflows=[BareJourney], activities=[bare_step])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

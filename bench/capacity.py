@@ -30,6 +30,10 @@ from typing import Any
 from bench import journeys as j
 from bench.procs import process_stack
 from bench.report import heading, latency_ms, progress, rate, say, write_result
+from bench.throughput import describe_failure
+from masar.auth import service_role
+from masar.consent import issue_consent_proof
+from masar.contract import Sector
 from masar.v1 import common_pb2, employment_pb2, shelter_pb2
 
 NAME = "capacity"
@@ -71,36 +75,49 @@ def fresh_postgres(server: str, names: list[str]) -> Any:
         admin.dispose()
 
 
+def as_journey(stubs: j.Stubs, sector: Sector, case_id: str) -> tuple[Any, str]:
+    """What the journey's activity presents: the sector's service identity and
+    intake's proof of the survivor's consent (signed with the stack's key)."""
+    proof, _ = issue_consent_proof(stubs.credentials.issuer, case_id=case_id, sector=sector)
+    return stubs.as_(service_role(sector.value)), proof
+
+
 async def placement(stubs: j.Stubs) -> None:
+    case_id = j.key()
+    metadata, proof = as_journey(stubs, Sector.SHELTER, case_id)
     reply = await stubs.shelter.RequestPlacement(
         shelter_pb2.RequestPlacementRequest(
-            case_id=j.key(),
+            case_id=case_id,
             risk=common_pb2.RISK_LEVEL_HIGH,
             region=j.REGION,
             needs=shelter_pb2.ShelterNeeds(household_size=1, children=0),
             idempotency_key=f"place-{j.key()}",
-        )
+            consent_proof=proof,
+        ),
+        metadata=metadata,
     )
-    referral_id = reply.referral.referral_id
-    await j.decide(stubs, "shelter", referral_id)
-    await j.check_in(stubs, referral_id)
+    await j.decide(stubs, "shelter", reply.referral)
+    await j.check_in(stubs, reply.referral)
 
 
 async def enrolment(stubs: j.Stubs) -> None:
+    case_id = j.key()
+    metadata, proof = as_journey(stubs, Sector.EMPLOYMENT, case_id)
     reply = await stubs.employment.RequestEnrolment(
         employment_pb2.RequestEnrolmentRequest(
-            case_id=j.key(),
+            case_id=case_id,
             risk=common_pb2.RISK_LEVEL_HIGH,
             region=j.REGION,
             needs=employment_pb2.EmploymentNeeds(
                 interests=[employment_pb2.PROGRAMME_KIND_SEWING], languages=["ary"]
             ),
             idempotency_key=f"enrol-{j.key()}",
-        )
+            consent_proof=proof,
+        ),
+        metadata=metadata,
     )
-    referral_id = reply.referral.referral_id
-    await j.decide(stubs, "employment", referral_id)
-    await j.start_enrolment(stubs, referral_id)
+    await j.decide(stubs, "employment", reply.referral)
+    await j.start_enrolment(stubs, reply.referral)
 
 
 async def cycles(
@@ -116,7 +133,7 @@ async def cycles(
             try:
                 await cycle()
             except Exception as exc:
-                failures.append(type(exc).__name__)
+                failures.append(describe_failure(exc))
                 return
             durations.append(time.perf_counter() - start)
 
@@ -126,6 +143,7 @@ async def cycles(
     return {
         "cycles": len(durations),
         "failures": len(failures),
+        "failure_kinds": sorted(set(failures))[:5],
         "wall_seconds": round(wall, 2),
         "per_second": rate(len(durations), wall),
         "rpcs_per_second": rate(len(durations) * RPCS_PER_CYCLE, wall),
@@ -137,7 +155,7 @@ async def cycles(
 async def services(data_dir: Path, urls: dict[str, str]) -> AsyncIterator[j.Stubs]:
     names = ("shelter", "employment")
     async with process_stack(data_dir, services=names, start=names, database_urls=urls) as stack:
-        yield j.Stubs.of(stack.channel)
+        yield stack.stubs()
 
 
 async def measure_database(data_dir: Path, urls: dict[str, str], count: int, concurrency: int):

@@ -20,6 +20,7 @@ import grpc
 from temporalio.client import Client
 
 from masar import contract as c
+from masar.auth import METADATA_KEY, Role, TokenIssuer
 from masar.v1 import (
     common_pb2,
     employment_pb2,
@@ -65,26 +66,63 @@ def key() -> str:
     return secrets.token_hex(8)
 
 
+# Who does what. Staff tokens name their organisation (the provider the
+# referral is addressed to); a coordinator of the region finds referrals.
+STAFF_ROLES = {
+    "shelter": Role.SHELTER_STAFF,
+    "legal": Role.LEGAL_AID,
+    "employment": Role.EMPLOYMENT_OFFICER,
+}
+SEED_ROLE = Role.COORDINATOR  # creates shelters, legal providers, programmes
+FINDER_ROLE = Role.COORDINATOR
+
+
+class Credentials:
+    """Signed bearer tokens for simulated people, one per (role, org, region)."""
+
+    def __init__(self, issuer: TokenIssuer) -> None:
+        self.issuer = issuer
+        self._tokens: dict[tuple[str, str, str], str] = {}
+
+    def metadata(self, role: Role, *, org: str = "", region: str = "") -> tuple[tuple[str, str]]:
+        cache = (role.value, org, region)
+        token = self._tokens.get(cache)
+        if token is None:
+            token = self.issuer.issue(role=role, org=org, region=region)
+            self._tokens[cache] = token
+        return ((METADATA_KEY, f"Bearer {token}"),)
+
+
 @dataclass
 class Stubs:
-    """The four services' gRPC stubs, made from channels the caller owns."""
+    """The four services' gRPC stubs (channels owned by the caller) and the
+    credentials calls are made with."""
 
     intake: intake_pb2_grpc.IntakeServiceStub
     shelter: shelter_pb2_grpc.ShelterServiceStub
     legal: legal_pb2_grpc.LegalAidServiceStub
     employment: employment_pb2_grpc.EmploymentServiceStub
+    credentials: Credentials
 
     @classmethod
-    def of(cls, channel: Callable[[str], grpc.aio.Channel]) -> Stubs:
+    def of(cls, channel: Callable[[str], grpc.aio.Channel], issuer: TokenIssuer) -> Stubs:
         return cls(
             intake=intake_pb2_grpc.IntakeServiceStub(channel("intake")),
             shelter=shelter_pb2_grpc.ShelterServiceStub(channel("shelter")),
             legal=legal_pb2_grpc.LegalAidServiceStub(channel("legal")),
             employment=employment_pb2_grpc.EmploymentServiceStub(channel("employment")),
+            credentials=Credentials(issuer),
         )
 
     def sector(self, sector: str) -> Any:
         return getattr(self, sector)
+
+    def as_(self, role: Role, *, org: str = "", region: str = REGION) -> tuple[tuple[str, str]]:
+        return self.credentials.metadata(role, org=org, region=region)
+
+    def staff(self, sector: str, referral: common_pb2.Referral) -> tuple[tuple[str, str]]:
+        """The sector's staff of the provider the referral is addressed to."""
+        return self.as_(STAFF_ROLES[sector], org=referral.provider_id, region=referral.region)
 
 
 # --- reference data --------------------------------------------------------------------
@@ -102,7 +140,8 @@ async def seed_shelters(stubs: Stubs, *, region: str = REGION, beds: int = 12) -
                 accepts_children=True,
                 address=f"confidential address {i}",
                 idempotency_key=f"seed-shelter-{region}-{i}-{key()}",
-            )
+            ),
+            metadata=stubs.as_(SEED_ROLE, region=region),
         )
         ids.append(reply.shelter.shelter_id)
     return ids
@@ -122,7 +161,8 @@ async def seed_legal(stubs: Stubs, *, region: str = REGION, providers: int = 2) 
                     legal_pb2.LEGAL_MATTER_CRIMINAL_COMPLAINT,
                 ],
                 idempotency_key=f"seed-legal-{region}-{i}-{key()}",
-            )
+            ),
+            metadata=stubs.as_(SEED_ROLE, region=region),
         )
         ids.append(reply.provider.provider_id)
     return ids
@@ -140,7 +180,10 @@ async def seed_programmes(stubs: Stubs, *, region: str = REGION, seats: int = 10
             idempotency_key=f"seed-programme-{region}-{i}-{key()}",
         )
         request.start_date.GetCurrentTime()
-        ids.append((await stubs.employment.CreateProgramme(request)).programme.programme_id)
+        reply = await stubs.employment.CreateProgramme(
+            request, metadata=stubs.as_(SEED_ROLE, region=region)
+        )
+        ids.append(reply.programme.programme_id)
     return ids
 
 
@@ -204,13 +247,20 @@ def _all_answered() -> intake_pb2.RiskChecklist:
 
 
 async def register(stubs: Stubs, **options: Any) -> str:
-    reply = await stubs.intake.RegisterCase(register_request(**options))
+    request = register_request(**options)
+    reply = await stubs.intake.RegisterCase(
+        request, metadata=stubs.as_(Role.INTAKE_OFFICER, region=request.survivor.region)
+    )
     return str(reply.case.summary.case_id)
 
 
-async def referrals_of(stubs: Stubs, sector: str, case_id: str) -> list[common_pb2.Referral]:
+async def referrals_of(
+    stubs: Stubs, sector: str, case_id: str, *, region: str = REGION
+) -> list[common_pb2.Referral]:
+    """A case's referrals in a sector, as the region's coordinator lists them."""
     reply = await stubs.sector(sector).ListReferrals(
-        common_pb2.ListReferralsRequest(case_id=case_id)
+        common_pb2.ListReferralsRequest(case_id=case_id),
+        metadata=stubs.as_(FINDER_ROLE, region=region),
     )
     return list(reply.referrals)
 
@@ -221,7 +271,7 @@ async def wait_referral(
     case_id: str,
     *,
     status: int = common_pb2.REFERRAL_STATUS_PENDING,
-    timeout: float = 60.0,
+    within: float = 60.0,
     interval: float = 0.1,
 ) -> common_pb2.Referral:
     """Poll the sector's own list, as its staff would, until the case has a
@@ -233,34 +283,44 @@ async def wait_referral(
                 return referral
         return None
 
-    return await poll(find, timeout=timeout, interval=interval, what=f"{sector} referral")
+    return await poll(find, within=within, interval=interval, what=f"{sector} referral")
 
 
 async def decide(
-    stubs: Stubs, sector: str, referral_id: str, *, accept: bool = True
+    stubs: Stubs, sector: str, referral: common_pb2.Referral, *, accept: bool = True
 ) -> common_pb2.DecideReferralResponse:
     request = common_pb2.DecideReferralRequest(
-        referral_id=referral_id,
+        referral_id=referral.referral_id,
         decision=common_pb2.DECISION_ACCEPT if accept else common_pb2.DECISION_DECLINE,
-        decline_reason=0 if accept else common_pb2.DECLINE_REASON_NO_CAPACITY,
+        decline_reason=(
+            common_pb2.DECLINE_REASON_UNSPECIFIED
+            if accept
+            else common_pb2.DECLINE_REASON_NO_CAPACITY
+        ),
         idempotency_key=f"decide-{key()}",
     )
-    reply: common_pb2.DecideReferralResponse = await stubs.sector(sector).DecideReferral(request)
-    return reply
-
-
-async def check_in(stubs: Stubs, referral_id: str) -> shelter_pb2.CheckInResponse:
-    reply: shelter_pb2.CheckInResponse = await stubs.shelter.CheckIn(
-        shelter_pb2.CheckInRequest(referral_id=referral_id, idempotency_key=f"in-{key()}")
+    reply: common_pb2.DecideReferralResponse = await stubs.sector(sector).DecideReferral(
+        request, metadata=stubs.staff(sector, referral)
     )
     return reply
 
 
-async def start_enrolment(stubs: Stubs, referral_id: str) -> employment_pb2.StartEnrolmentResponse:
+async def check_in(stubs: Stubs, referral: common_pb2.Referral) -> shelter_pb2.CheckInResponse:
+    reply: shelter_pb2.CheckInResponse = await stubs.shelter.CheckIn(
+        shelter_pb2.CheckInRequest(referral_id=referral.referral_id, idempotency_key=f"in-{key()}"),
+        metadata=stubs.staff("shelter", referral),
+    )
+    return reply
+
+
+async def start_enrolment(
+    stubs: Stubs, referral: common_pb2.Referral
+) -> employment_pb2.StartEnrolmentResponse:
     reply: employment_pb2.StartEnrolmentResponse = await stubs.employment.StartEnrolment(
         employment_pb2.StartEnrolmentRequest(
-            referral_id=referral_id, idempotency_key=f"start-{key()}"
-        )
+            referral_id=referral.referral_id, idempotency_key=f"start-{key()}"
+        ),
+        metadata=stubs.staff("employment", referral),
     )
     return reply
 
@@ -287,7 +347,7 @@ async def wait_status(
     case_id: str,
     ready: Callable[[c.JourneyStatus], T | None],
     *,
-    timeout: float = 60.0,
+    within: float = 60.0,
     interval: float = 0.1,
 ) -> T:
     """Poll the journey's status query until `ready` returns something."""
@@ -302,13 +362,13 @@ async def wait_status(
         return ready(journey)
 
     try:
-        return await poll(probe, timeout=timeout, interval=interval, what="journey status")
+        return await poll(probe, within=within, interval=interval, what="journey status")
     except TimeoutError as exc:
         raise TimeoutError(f"{exc}; last status: {last[0] if last else None}") from None
 
 
 async def wait_known(
-    client: Client, case_id: str, referral_id: str, *, timeout: float = 60.0
+    client: Client, case_id: str, referral_id: str, *, within: float = 60.0
 ) -> c.ReferralView:
     """Wait until the journey has recorded a referral its activity created.
 
@@ -318,12 +378,12 @@ async def wait_known(
     that decide within milliseconds of a referral appearing wait for this.
     """
     return await wait_status(
-        client, case_id, lambda jn: referral_view(jn, referral_id), timeout=timeout, interval=0.05
+        client, case_id, lambda jn: referral_view(jn, referral_id), within=within, interval=0.05
     )
 
 
 async def wait_visible(
-    client: Client, case_id: str, referral_id: str, wanted: c.ReferralStatus, *, timeout: float
+    client: Client, case_id: str, referral_id: str, wanted: c.ReferralStatus, *, within: float
 ) -> float:
     """Seconds until the journey's status shows `referral_id` in `wanted`."""
     start = time.perf_counter()
@@ -331,7 +391,7 @@ async def wait_visible(
         client,
         case_id,
         lambda j: referral_view(j, referral_id, wanted),
-        timeout=timeout,
+        within=within,
         interval=0.005,
     )
     return time.perf_counter() - start
@@ -340,11 +400,11 @@ async def wait_visible(
 async def poll(
     probe: Callable[[], Awaitable[T | None]],
     *,
-    timeout: float,
+    within: float,
     interval: float = 0.1,
     what: str = "condition",
 ) -> T:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         try:
             found = await probe()
@@ -355,5 +415,5 @@ async def poll(
         if found is not None and found is not False:
             return found
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached after {timeout:.0f}s")
+            raise TimeoutError(f"{what} not reached after {within:.0f}s")
         await asyncio.sleep(interval)

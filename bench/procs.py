@@ -32,6 +32,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from temporalio.client import Client
 
+from masar.auth import TokenIssuer
 from masar.contract import JOURNEY_TASK_QUEUE, ServiceName
 from masar.crypto import Keyring
 from masar.devserver import dev_server_args
@@ -114,6 +115,8 @@ class ProcessStack:
     database_urls: Mapping[str, str] = field(default_factory=dict)
     extra_env: Mapping[str, str] = field(default_factory=dict)
     keyring: Keyring = field(default_factory=lambda: Keyring.generate("stack"))
+    # Every process signs and checks tokens (and consent proofs) with this key.
+    issuer: TokenIssuer = field(default_factory=TokenIssuer.generate)
     temporal_port: int = field(default_factory=free_port)
     addresses: dict[str, str] = field(default_factory=dict)
     parts: dict[str, Part] = field(default_factory=dict)
@@ -123,8 +126,8 @@ class ProcessStack:
     def __post_init__(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
-        for name in SERVICES:
-            self.addresses.setdefault(name, f"127.0.0.1:{free_port()}")
+        for service in SERVICES:
+            self.addresses.setdefault(service, f"127.0.0.1:{free_port()}")
         self.parts[TEMPORAL] = Part(
             TEMPORAL,
             dev_server_args(
@@ -166,6 +169,7 @@ class ProcessStack:
                 "MASAR_DATA_DIR": str(self.data_dir),
                 "MASAR_TEMPORAL_ADDRESS": self.temporal_address,
                 "MASAR_KEYRING": keyring_spec(self.keyring),
+                "MASAR_TOKEN_SIGNING_KEY": self.issuer.private_key_b64(),
                 "MASAR_LOG_LEVEL": "WARNING",
                 "MASAR_LOG_FORMAT": "json",
                 "MASAR_JOURNEY_METRICS_PORT": "0",
@@ -176,8 +180,8 @@ class ProcessStack:
         for name in SERVICES:
             env[f"MASAR_{name.upper()}_ADDR"] = self.addresses[name]
             env[f"MASAR_{name.upper()}_METRICS_PORT"] = "0"
-        for name, url in self.database_urls.items():
-            env[f"MASAR_{name.upper()}_DATABASE_URL"] = url
+        for service, url in self.database_urls.items():
+            env[f"MASAR_{service.upper()}_DATABASE_URL"] = url
         if self.policy_file is not None:
             env["MASAR_POLICY_FILE"] = str(self.policy_file)
         env.update(self.extra_env)
@@ -204,18 +208,18 @@ class ProcessStack:
         )
         return part
 
-    async def start(self, *names: str, timeout: float = 90.0) -> None:
+    async def start(self, *names: str, within: float = 90.0) -> None:
         """Start the named parts (Temporal first if named) and wait until each is ready."""
         if TEMPORAL in names:
             self.spawn(TEMPORAL)
-            await self.wait_ready(TEMPORAL, timeout=timeout)
+            await self.wait_ready(TEMPORAL, within=within)
         others = [n for n in names if n != TEMPORAL]
         for name in others:
             self.spawn(name)
-        await asyncio.gather(*(self.wait_ready(n, timeout=timeout) for n in others))
+        await asyncio.gather(*(self.wait_ready(n, within=within) for n in others))
 
-    async def start_all(self, timeout: float = 90.0) -> None:
-        await self.start(TEMPORAL, *self.services, JOURNEY, timeout=timeout)
+    async def start_all(self, within: float = 90.0) -> None:
+        await self.start(TEMPORAL, *self.services, JOURNEY, within=within)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Send `sig` (kill -9 by default) and reap the process."""
@@ -244,8 +248,8 @@ class ProcessStack:
             part.proc.kill()
             part.proc.wait()
 
-    async def stop_async(self, name: str, *, timeout: float = 30.0) -> None:
-        await asyncio.to_thread(self.stop, name, timeout=timeout)
+    async def stop_async(self, name: str, *, grace: float = 30.0) -> None:
+        await asyncio.to_thread(self.stop, name, timeout=grace)
 
     async def close(self) -> None:
         for channel in self._channels.values():
@@ -254,7 +258,7 @@ class ProcessStack:
         self._channels.clear()
         self._client = None
         apps = [n for n in self.parts if n != TEMPORAL]
-        await asyncio.gather(*(self.stop_async(n, timeout=15) for n in apps))
+        await asyncio.gather(*(self.stop_async(n, grace=15) for n in apps))
         await self.stop_async(TEMPORAL)
         for part in self.parts.values():
             if part.log is not None:
@@ -270,9 +274,9 @@ class ProcessStack:
 
     # -- readiness --
 
-    async def wait_ready(self, name: str, *, timeout: float = 90.0) -> None:
+    async def wait_ready(self, name: str, *, within: float = 90.0) -> None:
         part = self.parts[name]
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             if not part.running:
                 raise RuntimeError(
@@ -283,7 +287,7 @@ class ProcessStack:
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"{name} not ready after {timeout:.0f}s; last lines of {part.log_path}:\n"
+                    f"{name} not ready after {within:.0f}s; last lines of {part.log_path}:\n"
                     + part.log_tail()
                 )
             await asyncio.sleep(0.1)
@@ -342,6 +346,12 @@ class ProcessStack:
                 keyring=self.keyring,
             )
         return self._client
+
+    def stubs(self) -> Any:
+        """`bench.journeys.Stubs` on this stack's channels, with its token issuer."""
+        from bench.journeys import Stubs
+
+        return Stubs.of(self.channel, self.issuer)
 
     def channel(self, name: ServiceName | str) -> grpc.aio.Channel:
         channel = self._channels.get(name)

@@ -79,6 +79,7 @@ low = "30d"
 
 
 def write_policy(path: Path, burst_seconds: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         POLICY.format(reminder=REMINDER, escalate=ESCALATE, expire=EXPIRE, burst=burst_seconds)
     )
@@ -97,10 +98,10 @@ def pending_referrals(stack: ProcessStack, sector: str) -> int:
         return -1
 
 
-async def wait_pending(stack: ProcessStack, sector: str, count: int, *, timeout: float) -> None:
+async def wait_pending(stack: ProcessStack, sector: str, count: int, *, within: float) -> None:
     await j.poll(
         lambda: _at_least(stack, sector, count),
-        timeout=timeout,
+        within=within,
         interval=0.5,
         what=f"{count} PENDING {sector} referrals",
     )
@@ -134,13 +135,11 @@ def storage(stack: ProcessStack) -> dict[str, float]:
     return sizes
 
 
-async def watch_escalations(
-    client: Client, cases: set[str], *, timeout: float
-) -> dict[str, float]:
+async def watch_escalations(client: Client, cases: set[str], *, within: float) -> dict[str, float]:
     """When each case first showed MasarEscalationLevel >= 1 (time.time())."""
     wanted = {c.journey_workflow_id(case): case for case in cases}
     seen: dict[str, float] = {}
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     query = f"{c.SA_ESCALATION_LEVEL} >= 1 AND ExecutionStatus = 'Running'"
     while len(seen) < len(wanted) and time.monotonic() < deadline:
         now = time.time()
@@ -197,10 +196,11 @@ async def reminder_lags(
 async def measure(
     *, journeys: int, burst: int, burst_seconds: int, concurrency: int, data_dir: Path
 ) -> dict[str, Any]:
-    data_dir.mkdir(parents=True, exist_ok=True)
     policy = write_policy(data_dir / "policy.toml", burst_seconds)
-    async with process_stack(data_dir, policy_file=policy) as stack:
-        stubs = j.Stubs.of(stack.channel)
+    # Parked journeys never reach employment (it waits until she is safe).
+    services = ("intake", "shelter", "legal")
+    async with process_stack(data_dir, policy_file=policy, services=services) as stack:
+        stubs = stack.stubs()
         client = await stack.client()
         await j.seed_region(stubs, cases=10, sectors=("shelter", "legal"))
         baseline = memory(stack)
@@ -212,7 +212,7 @@ async def measure(
         registered = time.perf_counter() - start
         settle_timeout = max(120.0, journeys / 2)
         for sector in ("shelter", "legal"):
-            await wait_pending(stack, sector, journeys, timeout=settle_timeout)
+            await wait_pending(stack, sector, journeys, within=settle_timeout)
         settled = time.perf_counter() - start
         open_memory = memory(stack)
         open_storage = storage(stack)
@@ -222,9 +222,9 @@ async def measure(
         cases = await register_many(stubs, burst, concurrency, risk="high")
         await stack.start("shelter")
         drained = time.perf_counter()
-        await wait_pending(stack, "shelter", journeys + burst, timeout=settle_timeout)
+        await wait_pending(stack, "shelter", journeys + burst, within=settle_timeout)
         drain = time.perf_counter() - drained
-        seen = await watch_escalations(client, set(cases), timeout=burst_seconds * 2 + 120)
+        seen = await watch_escalations(client, set(cases), within=burst_seconds * 2 + 120)
         lags = await reminder_lags(client, cases, seen, burst_seconds)
         after_memory = memory(stack)
 
@@ -286,15 +286,20 @@ def print_figures(figures: dict[str, Any]) -> None:
     say(
         f"   Temporal database {st['temporal_db_mib']:.1f} MiB "
         f"({figures['temporal_db_kib_per_open_journey']:.1f} KiB per open journey); "
-        + ", ".join(f"{k.removesuffix('_db_mib')} {v:.1f} MiB" for k, v in st.items() if k != "temporal_db_mib")
+        + ", ".join(
+            f"{k.removesuffix('_db_mib')} {v:.1f} MiB"
+            for k, v in st.items()
+            if k != "temporal_db_mib"
+        )
     )
     b = figures["burst"]
     vis, tl = b["visible_in_search_attributes"], b["in_timeline"]
     say(
-        f"   burst: {p['burst_journeys']} reminders due within {b['deadline_spread_seconds']:.1f} s; "
-        f"lag to search attributes p50 {vis['p50_ms']:.0f} ms, p99 {vis['p99_ms']:.0f} ms, "
-        f"max {vis['max_ms']:.0f} ms ({vis['missing']} not seen); "
-        f"to timeline p50 {tl['p50_ms']:.0f} ms, p99 {tl['p99_ms']:.0f} ms, max {tl['max_ms']:.0f} ms"
+        f"   burst: {p['burst_journeys']} reminders due within "
+        f"{b['deadline_spread_seconds']:.1f} s; lag to search attributes p50 "
+        f"{vis['p50_ms']:.0f} ms, p99 {vis['p99_ms']:.0f} ms, max {vis['max_ms']:.0f} ms "
+        f"({vis['missing']} not seen); to timeline p50 {tl['p50_ms']:.0f} ms, "
+        f"p99 {tl['p99_ms']:.0f} ms, max {tl['max_ms']:.0f} ms"
     )
 
 
@@ -335,4 +340,3 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     path = write_result(NAME, figures, args.results_dir)
     say(f"   written to {path}")
     return figures
-

@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from bench.procs import JOURNEY, ROOT, ProcessStack, process_stack
 from bench.report import heading, latency_ms, progress, rate, say, write_result
 from masar import contract as c
 from masar.stack import guarded
+from masar.v1 import common_pb2
 
 NAME = "throughput"
 
@@ -104,36 +106,37 @@ def describe_failure(exc: BaseException) -> str:
 # --- Masar ------------------------------------------------------------------------------
 
 
-async def masar_journey(stubs: j.Stubs, client: Client, run: Run, *, timeout: float) -> None:
+async def masar_journey(stubs: j.Stubs, client: Client, run: Run, *, within: float) -> None:
     accepted = c.ReferralStatus.ACCEPTED
     case_id = await j.register(stubs)
-    shelter = await j.wait_referral(stubs, "shelter", case_id, timeout=timeout)
-    legal = await j.wait_referral(stubs, "legal", case_id, timeout=timeout)
+    shelter = await j.wait_referral(stubs, "shelter", case_id, within=within)
+    legal = await j.wait_referral(stubs, "legal", case_id, within=within)
 
-    async def accept(sector: str, referral_id: str) -> None:
-        await j.wait_known(client, case_id, referral_id, timeout=timeout)
-        await j.decide(stubs, sector, referral_id)
+    async def accept(sector: str, referral: common_pb2.Referral) -> None:
+        referral_id = referral.referral_id
+        await j.wait_known(client, case_id, referral_id, within=within)
+        await j.decide(stubs, sector, referral)
         run.visible_seconds.append(
-            await j.wait_visible(client, case_id, referral_id, accepted, timeout=timeout)
+            await j.wait_visible(client, case_id, referral_id, accepted, within=within)
         )
 
-    await accept("shelter", shelter.referral_id)
-    await j.check_in(stubs, shelter.referral_id)
-    await accept("legal", legal.referral_id)
-    employment = await j.wait_referral(stubs, "employment", case_id, timeout=timeout)
-    await accept("employment", employment.referral_id)
+    await accept("shelter", shelter)
+    await j.check_in(stubs, shelter)
+    await accept("legal", legal)
+    employment = await j.wait_referral(stubs, "employment", case_id, within=within)
+    await accept("employment", employment)
 
 
 async def run_masar(stack: ProcessStack, journeys: int, concurrency: int) -> Run:
-    stubs = j.Stubs.of(stack.channel)
+    stubs = stack.stubs()
     client = await stack.client()
     await j.seed_region(stubs, cases=journeys + 1)
     # One journey first, so that the figures exclude the processes' first-call costs.
-    await masar_journey(stubs, client, Run(), timeout=120)
+    await masar_journey(stubs, client, Run(), within=120)
     return await run_many(
         journeys,
         concurrency,
-        lambda run: masar_journey(stubs, client, run, timeout=120),
+        lambda run: masar_journey(stubs, client, run, within=120),
         Run(),
     )
 
@@ -141,16 +144,14 @@ async def run_masar(stack: ProcessStack, journeys: int, concurrency: int) -> Run
 # --- bare Temporal --------------------------------------------------------------------------
 
 
-async def bare_journey(client: Client, task_queue: str, run: Run, *, timeout: float) -> None:
+async def bare_journey(client: Client, task_queue: str, run: Run, *, within: float) -> None:
     handle = await client.start_workflow(
         BareJourney.run, id=f"bare-{secrets.token_hex(8)}", task_queue=task_queue
     )
     for step in range(STEPS):
         await handle.execute_update(BareJourney.decide, step)
         start = time.perf_counter()
-        await j.poll(
-            lambda step=step: _bare_shows(handle, step), timeout=timeout, interval=0.005
-        )
+        await j.poll(partial(_bare_shows, handle, step), within=within, interval=0.005)
         run.visible_seconds.append(time.perf_counter() - start)
     await handle.result()
 
@@ -159,43 +160,39 @@ async def _bare_shows(handle: Any, step: int) -> bool:
     return bool(await handle.query(BareJourney.status) > step)
 
 
+def spawn_bare_worker(address: str, task_queue: str, log: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "bench.bare", "--address", address, "--task-queue", task_queue]
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            guarded(command), stdout=out, stderr=subprocess.STDOUT, cwd=str(ROOT)
+        )
+
+
 async def run_bare(address: str, journeys: int, concurrency: int, log: Path) -> Run:
     from temporalio.client import Client
 
     task_queue = f"bench-bare-{secrets.token_hex(4)}"
-    with open(log, "ab") as out:
-        worker = subprocess.Popen(
-            guarded(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.bare",
-                    "--address",
-                    address,
-                    "--task-queue",
-                    task_queue,
-                ]
-            ),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=str(ROOT),
-        )
+    worker = await asyncio.to_thread(spawn_bare_worker, address, task_queue, log)
     try:
         client = await Client.connect(address)
-        await bare_journey(client, task_queue, Run(), timeout=120)
+        await bare_journey(client, task_queue, Run(), within=120)
         return await run_many(
             journeys,
             concurrency,
-            lambda run: bare_journey(client, task_queue, run, timeout=120),
+            lambda run: bare_journey(client, task_queue, run, within=120),
             Run(),
         )
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        await asyncio.to_thread(stop_process, worker)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 # --- the benchmark -----------------------------------------------------------------------------
@@ -208,9 +205,7 @@ async def measure(
         progress(f"Masar: {journeys} journeys, {concurrency} at a time")
         masar = await run_masar(stack, journeys, concurrency)
         # The ceiling gets the machine Masar had: Masar's own processes stop.
-        await asyncio.gather(
-            *(stack.stop_async(name) for name in (*stack.services, JOURNEY))
-        )
+        await asyncio.gather(*(stack.stop_async(name) for name in (*stack.services, JOURNEY)))
         progress(f"bare Temporal: {journeys} workflows, {concurrency} at a time")
         bare = await run_bare(
             stack.temporal_address, journeys, concurrency, data_dir / "logs" / "bare.log"

@@ -113,6 +113,7 @@ import base64
 import binascii
 import dataclasses
 import enum
+import functools
 import hashlib
 import json
 import logging
@@ -120,7 +121,7 @@ import re
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -159,7 +160,7 @@ from masar.errors import (
     ResourceExhausted,
 )
 from masar.outbox import DeliveryOutcome, Outbox, outbox_table
-from masar.v1 import common_pb2
+from masar.v1 import common_pb2, intake_pb2
 
 log = logging.getLogger(__name__)
 
@@ -451,6 +452,60 @@ def stable_event_id(referral_id: str, kind: str, idempotency_key: str) -> str:
     return f"{referral_id}-{kind[:1]}{digest}"
 
 
+# --- scope ----------------------------------------------------------------------------------
+
+# The staff role of each sector: their token's `org` names their provider.
+STAFF_ROLES: dict[Sector, Role] = {
+    Sector.SHELTER: Role.SHELTER_STAFF,
+    Sector.LEGAL: Role.LEGAL_AID,
+    Sector.EMPLOYMENT: Role.EMPLOYMENT_OFFICER,
+}
+
+
+@dataclass(frozen=True)
+class SystemActor:
+    """The audit actor of a change made outside any RPC (tests, tools)."""
+
+    subject: str = "system"
+    role: str = "system"
+    org: str = ""
+
+
+SYSTEM_ACTOR = SystemActor()
+
+
+def check_referral_scope(caller: Caller, sector: Sector, *, provider_id: str, region: str) -> None:
+    """May `caller` act on a referral of `sector` addressed to `provider_id`
+    in `region`? Its sector's staff of that provider, a coordinator of that
+    region, or the sector's own service identity; PermissionDenied otherwise
+    (the method's roles were already checked by the AuthInterceptor)."""
+    if caller.role is STAFF_ROLES[sector]:
+        if not caller.org or caller.org != provider_id:
+            raise PermissionDenied("the referral is not addressed to the caller's organisation")
+        return
+    if caller.role is Role.COORDINATOR:
+        if not caller.region or caller.region != region:
+            raise PermissionDenied("the referral is outside the caller's region")
+        return
+    if caller.role is service_role(sector.value):
+        return
+    raise PermissionDenied(f"role {caller.role.value} may not act on this referral")
+
+
+def common_rpc_roles(sector: Sector) -> dict[str, tuple[Role, ...]]:
+    """Who may call the handshake RPCs every sector shares (before the
+    per-referral scope checks)."""
+    staff, service = STAFF_ROLES[sector], service_role(sector.value)
+    return {
+        "DecideReferral": (staff,),
+        "GetReferral": (staff, Role.COORDINATOR, service),
+        "ListReferrals": (staff, Role.COORDINATOR),
+        "RemindProvider": (service,),
+        "CloseReferral": (service,),
+        "PurgeCase": (service,),
+    }
+
+
 # --- sector hooks --------------------------------------------------------------------------
 
 
@@ -640,12 +695,16 @@ class ReferralHandshake(Generic[M, N]):
         outbox: Outbox,
         ledger: IdempotencyLedger,
         hooks: SectorHooks[M, N],
+        consent: ConsentVerifier | None = None,
+        audited: bool = False,
     ) -> None:
         self.sector = sector
         self.database = database
         self.outbox = outbox
         self.ledger = ledger
         self.hooks = hooks
+        self.consent = consent
+        self.audited = audited
         self.repository: ReferralRepository[M, N] = ReferralRepository(
             sector=sector, model=model, hooks=hooks
         )
@@ -661,6 +720,57 @@ class ReferralHandshake(Generic[M, N]):
         if not self._id_pattern.match(value):
             raise InvalidArgument(field, f"is not a {self.sector.value} referral id")
         return value
+
+    # -- access and audit --
+
+    def require_consent(self, proof: str, case_id: str) -> None:
+        """Refuse a referral request without intake's proof of consent."""
+        if self.consent is None:
+            raise FailedPrecondition("consent_proof: this service cannot verify consent")
+        self.consent.check(proof, case_id)
+
+    async def authorise(self, referral_id: str) -> ReferralRecord:
+        """The referral, if the current caller may act on it (see
+        `check_referral_scope`); NotFound or PermissionDenied otherwise."""
+        caller = current_caller()
+        record = await self.get(referral_id)
+        check_referral_scope(
+            caller, self.sector, provider_id=record.provider_id, region=record.region
+        )
+        return record
+
+    def record_audit(
+        self,
+        session: Session,
+        action: str,
+        *,
+        case_id: str,
+        target: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """An audit entry by the current caller, in the caller's unit of work."""
+        if self.audited:
+            audit.append(
+                session,
+                actor=caller_or_none() or SYSTEM_ACTOR,
+                action=action,
+                case_id=case_id,
+                target=target,
+                reason=reason,
+            )
+
+    async def read_file(self, referral_id: str, read: Callable[[Session, M], T]) -> T:
+        """Read a referral's sector file (personal data): audited."""
+
+        def work(session: Session) -> T:
+            referral = self.repository.load(session, referral_id)
+            result = read(session, referral)
+            self.record_audit(
+                session, "referral.file_read", case_id=referral.case_id, target=referral_id
+            )
+            return result
+
+        return await self.database.run(work)
 
     # -- reads --
 
@@ -688,13 +798,17 @@ class ReferralHandshake(Generic[M, N]):
         )
 
         def work(session: Session) -> ReferralRecord:
-            referral_id, _ = self.ledger.once(
+            referral_id, created = self.ledger.once(
                 session,
                 scope=scope,
                 key=draft.idempotency_key,
                 fingerprint=print_,
                 create=lambda: repo.insert(session, draft).referral_id,
             )
+            if created:
+                self.record_audit(
+                    session, "referral.created", case_id=draft.case_id, target=referral_id
+                )
             return repo.to_record(repo.load(session, referral_id))
 
         return await run_retrying_conflicts(self.database, work)
@@ -836,6 +950,13 @@ class ReferralHandshake(Generic[M, N]):
                 subject_id=referral_id,
                 result={"event_id": event_id},
             )
+            self.record_audit(
+                session,
+                f"referral.{kind}",
+                case_id=referral.case_id,
+                target=referral_id,
+                reason=referral.decline_reason or new_status.value,
+            )
             return Done(repo.to_record(referral), snapshot)
 
         done = await run_retrying_conflicts(self.database, work)
@@ -882,6 +1003,13 @@ class ReferralHandshake(Generic[M, N]):
             for key, value in snapshot.items():
                 if key != "updated_at":
                     setattr(referral, key, value)
+            self.record_audit(
+                session,
+                "referral.reverted",
+                case_id=referral.case_id,
+                target=referral_id,
+                reason=str(ledger_result.get("refused") or "Rejected"),
+            )
 
         try:
             await self.database.run(work)
@@ -924,6 +1052,9 @@ class ReferralHandshake(Generic[M, N]):
                 key=idempotency_key,
                 fingerprint=print_,
                 subject_id=referral_id,
+            )
+            self.record_audit(
+                session, f"referral.{step}", case_id=referral.case_id, target=referral_id
             )
             return repo.to_record(referral)
 
@@ -974,6 +1105,13 @@ class ReferralHandshake(Generic[M, N]):
                 return repo.to_record(referral)
             if ReferralStatus(referral.status) in OPEN_STATUSES:
                 repo.transition(session, referral, status)
+                self.record_audit(
+                    session,
+                    "referral.closed",
+                    case_id=referral.case_id,
+                    target=referral_id,
+                    reason=status.value,
+                )
             self.ledger.record(
                 session,
                 scope=scope,
@@ -1013,6 +1151,8 @@ class ReferralHandshake(Generic[M, N]):
                     referral.needs_purged_at = now
                     referral.updated_at = now
             result = PurgeResult(referrals_withdrawn=withdrawn, records_purged=purged)
+            # Consent withdrawn: what the sector received is gone, and the log says so.
+            self.record_audit(session, "case.purged", case_id=case_id, reason="consent_withdrawn")
             self.ledger.record(
                 session,
                 scope=scope,
@@ -1233,13 +1373,25 @@ def referral_from_pb(message: Any) -> ReferralRecord:
 class ReferralRpcs:
     """DecideReferral, GetReferral, ListReferrals, RemindProvider,
     CloseReferral and PurgeCase for any sector servicer that sets
-    `self.handshake`. Put it first among the servicer's bases."""
+    `self.handshake`. Put it first among the servicer's bases and name the
+    sector (`class ShelterServicer(ReferralRpcs, ..., sector=Sector.SHELTER)`):
+    the RPCs are then declared with that sector's roles (`common_rpc_roles`)."""
 
     handshake: ReferralHandshake[Any, Any]
+
+    def __init_subclass__(cls, *, sector: Sector | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if sector is None:
+            return
+        for name, roles in common_rpc_roles(sector).items():
+            if name in cls.__dict__:
+                continue  # the sector declares its own
+            setattr(cls, name, requires(*roles)(_delegate(getattr(ReferralRpcs, name))))
 
     async def DecideReferral(self, request: Any, context: Any) -> Any:
         hs = self.handshake
         referral_id = hs.check_referral_id(request.referral_id)
+        await hs.authorise(referral_id)
         key = require_idempotency_key(request.idempotency_key)
         if request.decision == common_pb2.DECISION_ACCEPT:
             if request.decline_reason:
@@ -1262,17 +1414,31 @@ class ReferralRpcs:
 
     async def GetReferral(self, request: Any, context: Any) -> Any:
         referral_id = self.handshake.check_referral_id(request.referral_id)
-        record = await self.handshake.get(referral_id)
+        record = await self.handshake.authorise(referral_id)
         return common_pb2.GetReferralResponse(referral=referral_to_pb(record))
 
     async def ListReferrals(self, request: Any, context: Any) -> Any:
         if request.page_size < 0 or request.page_size > MAX_PAGE_SIZE:
             raise InvalidArgument("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+        provider_id = check_provider_id(request.provider_id) if request.provider_id else None
+        region = require_region(request.region) if request.region else None
+        # Staff see their own organisation's referrals, a coordinator her region's.
+        caller = current_caller()
+        if caller.role is STAFF_ROLES[self.handshake.sector]:
+            if provider_id is not None and provider_id != caller.org:
+                raise PermissionDenied("staff list only their own organisation's referrals")
+            provider_id = caller.org
+        elif caller.role is Role.COORDINATOR:
+            if region is not None and region != caller.region:
+                raise PermissionDenied("a coordinator lists only her own region's referrals")
+            region = caller.region
+        else:
+            raise PermissionDenied(f"role {caller.role.value} may not list referrals")
         filters = ReferralFilter(
-            provider_id=check_provider_id(request.provider_id) if request.provider_id else None,
+            provider_id=provider_id,
             status=status_from_pb(request.status),
             case_id=require_case_id(request.case_id) if request.case_id else None,
-            region=require_region(request.region) if request.region else None,
+            region=region,
             page_size=request.page_size or DEFAULT_PAGE_SIZE,
             page_token=request.page_token or None,
         )
@@ -1308,6 +1474,17 @@ class ReferralRpcs:
         )
 
 
+def _delegate(rpc: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """A per-sector copy of a common RPC, so that each sector's servicer
+    carries its own role declaration."""
+
+    @functools.wraps(rpc)
+    async def call(self: Any, request: Any, context: Any) -> Any:
+        return await rpc(self, request, context)
+
+    return call
+
+
 # --- activities ----------------------------------------------------------------------------
 
 
@@ -1318,6 +1495,37 @@ def dial_address(listen_address: str) -> str:
     if host in ("0.0.0.0", "[::]", "::", ""):
         return f"127.0.0.1:{port}"
     return listen_address
+
+
+@dataclass
+class SectorClients:
+    """What a sector's components need to act as its own service identity:
+    a channel to its own API (its activities) and one to intake (consent
+    proofs), both carrying the identity's tokens, and the verifier of the
+    consent proofs its request RPC receives."""
+
+    own: grpc.aio.Channel
+    intake: grpc.aio.Channel
+    consent_verifier: ConsentVerifier
+
+    @property
+    def closers(self) -> list[Callable[[], Any]]:
+        return [self.own.close, self.intake.close]
+
+
+def sector_clients(settings: Any, sector: Sector) -> SectorClients:
+    """Built from the sector's `ServiceSettings` (keys: `masar.auth`, read
+    from `masar.service.identity_environ(settings)`)."""
+    from masar.auth import TokenVerifier, authorised_channel, service_token_source
+    from masar.service import identity_environ
+
+    environ = identity_environ(settings)
+    identity = service_token_source(sector.value, environ)
+    return SectorClients(
+        own=authorised_channel(dial_address(settings.addr), identity),
+        intake=authorised_channel(dial_address(settings.common.service_addrs["intake"]), identity),
+        consent_verifier=ConsentVerifier(TokenVerifier.from_env(environ), sector),
+    )
 
 
 # gRPC refusals that retrying cannot fix, as the contract's ApplicationError types.
@@ -1350,23 +1558,65 @@ def activity_error(rpc: str, error: grpc.aio.AioRpcError) -> ApplicationError:
     return ApplicationError(f"{rpc}: {name}", type=name, non_retryable=False)
 
 
+class ConsentSource(Protocol):
+    """Where a sector's activity gets intake's proof of consent for a case."""
+
+    async def proof(self, case_id: str, sector: Sector) -> str: ...
+
+
+class IntakeConsent:
+    """Asks intake (`IssueConsentProof`) over a channel that carries the
+    sector's service identity. No consent is a non-retryable NoConsent."""
+
+    def __init__(self, stub: Any, *, rpc_timeout: float = 10.0) -> None:
+        self.stub = stub
+        self.rpc_timeout = rpc_timeout
+
+    async def proof(self, case_id: str, sector: Sector) -> str:
+        try:
+            reply = await self.stub.IssueConsentProof(
+                intake_pb2.IssueConsentProofRequest(case_id=case_id, sector=sector_to_pb(sector)),
+                timeout=self.rpc_timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise ApplicationError(
+                    "request_referral: no consent for this sector",
+                    type=contract.ERR_NO_CONSENT,
+                    non_retryable=True,
+                ) from None
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise ApplicationError(
+                    "request_referral: unknown case",
+                    type=contract.ERR_UNKNOWN_CASE,
+                    non_retryable=True,
+                ) from None
+            raise activity_error("issue_consent_proof", exc) from None
+        return str(reply.proof)
+
+
 class ReferralActivities(abc.ABC):
     """The four contract activities of a sector, calling its own gRPC API.
 
     Subclasses set `sector` and implement `submit_request` (the sector's own
-    request RPC, e.g. RequestPlacement). The stub must also have the common
-    RemindProvider, CloseReferral and PurgeCase RPCs. Register
+    request RPC, e.g. RequestPlacement, with the consent proof it is given).
+    The stub must also have the common RemindProvider, CloseReferral and
+    PurgeCase RPCs. `consent` obtains intake's proof of consent before each
+    request (without one the sector refuses the request). Register
     `definitions()` with the sector's worker.
     """
 
     sector: ClassVar[Sector]
     rpc_timeout: ClassVar[float] = 10.0
 
-    def __init__(self, stub: Any) -> None:
+    def __init__(self, stub: Any, consent: ConsentSource | None = None) -> None:
         self.stub = stub
+        self.consent = consent
 
     @abc.abstractmethod
-    async def submit_request(self, request: ReferralRequest, *, rpc_timeout: float) -> Any:
+    async def submit_request(
+        self, request: ReferralRequest, *, rpc_timeout: float, consent_proof: str = ""
+    ) -> Any:
         """Call the sector's request RPC; return the masar.v1.Referral it created."""
 
     async def _call(self, rpc: str, call: Awaitable[T]) -> T:
@@ -1376,8 +1626,12 @@ class ReferralActivities(abc.ABC):
             raise activity_error(rpc, exc) from None
 
     async def request_referral(self, request: ReferralRequest) -> ReferralCreated:
+        proof = ""
+        if self.consent is not None:
+            proof = await self.consent.proof(request.case_id, self.sector)
         referral = await self._call(
-            "request_referral", self.submit_request(request, rpc_timeout=self.rpc_timeout)
+            "request_referral",
+            self.submit_request(request, rpc_timeout=self.rpc_timeout, consent_proof=proof),
         )
         return ReferralCreated(
             referral_id=referral.referral_id,
@@ -1451,8 +1705,12 @@ class ReferralActivities(abc.ABC):
 __all__ = [
     "CLOSING_STATUSES",
     "OPEN_STATUSES",
+    "STAFF_ROLES",
+    "SYSTEM_ACTOR",
+    "ConsentSource",
     "HandshakeTables",
     "IdempotencyLedger",
+    "IntakeConsent",
     "NoEligibleProvider",
     "ReferralActivities",
     "ReferralColumns",
@@ -1463,11 +1721,14 @@ __all__ = [
     "ReferralRecord",
     "ReferralRepository",
     "ReferralRpcs",
+    "SectorClients",
     "SectorHooks",
     "StaffActionResult",
     "activity_error",
+    "check_referral_scope",
     "code_from_pb",
     "code_to_pb",
+    "common_rpc_roles",
     "decline_reason_from_pb",
     "decline_reason_to_pb",
     "delivery_to_pb",
@@ -1485,6 +1746,7 @@ __all__ = [
     "risk_from_pb",
     "risk_to_pb",
     "run_retrying_conflicts",
+    "sector_clients",
     "stable_event_id",
     "status_from_pb",
     "status_to_pb",

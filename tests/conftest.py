@@ -158,6 +158,21 @@ def _hermetic_keyring() -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def _hermetic_token_issuer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One token issuer for the whole run (tests/support_auth.py), given to
+    every service started in-process through MASAR_TOKEN_SIGNING_KEY, so test
+    clients' tokens are trusted and no test writes ./var/token-issuer.json
+    (a test may delete or replace it)."""
+    from tests.support_auth import issuer_env
+
+    for name, value in issuer_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MASAR_TOKEN_PUBLIC_KEY", raising=False)
+    monkeypatch.delenv("MASAR_TOKEN", raising=False)
+    monkeypatch.delenv("MASAR_SERVICE_TOKEN", raising=False)
+
+
 @pytest.fixture
 def up_runner() -> Iterator[list[Any]]:
     """`masar up` processes started by a test, stopped after it."""

@@ -133,7 +133,7 @@ def _delivery(value: Any) -> str:
 
 
 async def _call(method: str, request: Any) -> Any:
-    async with connect.channel("intake") as chan:
+    async with connect.channel("intake", connect.INTAKE_OFFICER) as chan:
         stub = intake_pb2_grpc.IntakeServiceStub(chan)
         return await connect.rpc("intake", lambda: getattr(stub, method)(request))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from masar.auth import Role
 from masar.cli import connect
 from masar.v1 import (
     employment_pb2,
@@ -79,9 +80,10 @@ async def seed() -> dict[str, int]:
     start = (datetime.now(UTC) + timedelta(days=14)).replace(
         hour=9, minute=0, second=0, microsecond=0
     )
-    async with connect.channel("shelter") as chan:
-        shelter = shelter_pb2_grpc.ShelterServiceStub(chan)
-        for region, shelters in SHELTERS.items():
+    # Each region's coordinator registers her region's reference data.
+    for region, shelters in SHELTERS.items():
+        async with connect.channel("shelter", _coordinator(region)) as chan:
+            shelter = shelter_pb2_grpc.ShelterServiceStub(chan)
             for i, (name, capacity, children, access) in enumerate(shelters):
                 request = shelter_pb2.CreateShelterRequest(
                     name=name,
@@ -94,9 +96,9 @@ async def seed() -> dict[str, int]:
                 )
                 await connect.rpc("shelter", _bind(shelter.CreateShelter, request))
                 counts["shelters"] += 1
-    async with connect.channel("legal") as chan:
-        legal = legal_pb2_grpc.LegalAidServiceStub(chan)
-        for region, providers in LEGAL.items():
+    for region, providers in LEGAL.items():
+        async with connect.channel("legal", _coordinator(region)) as chan:
+            legal = legal_pb2_grpc.LegalAidServiceStub(chan)
             for i, (name, kind, languages, matters) in enumerate(providers):
                 legal_request = legal_pb2.CreateLegalProviderRequest(
                     kind=kind,
@@ -108,9 +110,9 @@ async def seed() -> dict[str, int]:
                 )
                 await connect.rpc("legal", _bind(legal.CreateProvider, legal_request))
                 counts["legal_providers"] += 1
-    async with connect.channel("employment") as chan:
-        employment = employment_pb2_grpc.EmploymentServiceStub(chan)
-        for region in REGIONS:
+    for region in REGIONS:
+        async with connect.channel("employment", _coordinator(region)) as chan:
+            employment = employment_pb2_grpc.EmploymentServiceStub(chan)
             for i, (name, kind, seats) in enumerate(PROGRAMMES):
                 programme = employment_pb2.CreateProgrammeRequest(
                     name=f"{name} ({region})",
@@ -124,6 +126,10 @@ async def seed() -> dict[str, int]:
                 await connect.rpc("employment", _bind(employment.CreateProgramme, programme))
                 counts["programmes"] += 1
     return counts
+
+
+def _coordinator(region: str) -> connect.Identity:
+    return connect.Identity(Role.COORDINATOR, region=region)
 
 
 def _bind(method: Any, request: Any) -> Any:

@@ -1,18 +1,28 @@
 """Sector staff's commands: decide on a referral, record its milestones.
 
 The referral id says which sector it belongs to (shr-, leg-, emp-), so the CLI
-calls that sector's gRPC API as the sector's staff would.
+calls that sector's gRPC API as the sector's staff would. Without MASAR_TOKEN
+it acts as the staff of the referral's own provider: it first looks the
+referral up as the sector's service identity (GetReferral, no personal data)
+to learn its provider, then acts with a staff token naming that provider. With
+MASAR_TOKEN it presents that token, which must be of that provider's staff.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
+
 from masar import contract as c
+from masar.auth import Role, token_from_env
 from masar.cli import connect
 from masar.cli.output import CliError, Output
+from masar.referrals import STAFF_ROLES
 from masar.v1 import (
     common_pb2,
     employment_pb2,
@@ -94,6 +104,23 @@ def _referral_of(reply: Any) -> common_pb2.Referral:
     raise CliError("unexpected reply from the service")
 
 
+@contextlib.asynccontextmanager
+async def staff_channel(sector: c.Sector, referral_id: str) -> AsyncIterator[grpc.aio.Channel]:
+    """A channel acting as the staff of the provider the referral is addressed to."""
+    service = SERVICE[sector]
+    identity = connect.Identity(Role(f"service:{service}"))
+    if token_from_env() is None:
+        async with connect.channel(service, identity) as lookup:
+            stub = STUBS[sector](lookup)
+            found = await connect.rpc(
+                service,
+                lambda: stub.GetReferral(common_pb2.GetReferralRequest(referral_id=referral_id)),
+            )
+        identity = connect.Identity(STAFF_ROLES[sector], org=found.referral.provider_id)
+    async with connect.channel(service, identity) as chan:
+        yield chan
+
+
 def _bind(method: Any, request: Any) -> Any:
     return lambda: method(request)
 
@@ -139,7 +166,7 @@ async def decide_referral(args: argparse.Namespace, out: Output) -> int:
         else common_pb2.DECLINE_REASON_UNSPECIFIED,
         idempotency_key=_key(),
     )
-    async with connect.channel(SERVICE[sector]) as chan:
+    async with staff_channel(sector, args.referral_id) as chan:
         stub = STUBS[sector](chan)
         reply = await connect.rpc(SERVICE[sector], lambda: stub.DecideReferral(request))
     return _report(out, reply.referral, reply.delivery, "accepted" if args.accept else "declined")
@@ -147,7 +174,7 @@ async def decide_referral(args: argparse.Namespace, out: Output) -> int:
 
 async def start_service(args: argparse.Namespace, out: Output) -> int:
     sector = sector_of(args.referral_id)
-    async with connect.channel(SERVICE[sector]) as chan:
+    async with staff_channel(sector, args.referral_id) as chan:
         stub = STUBS[sector](chan)
         if sector is c.Sector.SHELTER:
             shelter_req = shelter_pb2.CheckInRequest(
@@ -170,7 +197,7 @@ async def start_service(args: argparse.Namespace, out: Output) -> int:
 
 async def complete_service(args: argparse.Namespace, out: Output) -> int:
     sector = sector_of(args.referral_id)
-    async with connect.channel(SERVICE[sector]) as chan:
+    async with staff_channel(sector, args.referral_id) as chan:
         stub = STUBS[sector](chan)
         if sector is c.Sector.SHELTER:
             shelter_req = shelter_pb2.CheckOutRequest(
@@ -213,7 +240,7 @@ async def complete_service(args: argparse.Namespace, out: Output) -> int:
 
 async def show_referral(args: argparse.Namespace, out: Output) -> int:
     sector = sector_of(args.referral_id)
-    async with connect.channel(SERVICE[sector]) as chan:
+    async with staff_channel(sector, args.referral_id) as chan:
         stub = STUBS[sector](chan)
         reply = await connect.rpc(
             SERVICE[sector],

@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from masar import contract
 from masar.contract import EmploymentNeeds, ReferralRequest, Risk, Sector
-from masar.referrals import ReferralActivities, risk_to_pb
+from masar.referrals import ConsentSource, ReferralActivities, risk_to_pb
 from masar.v1 import employment_pb2, employment_pb2_grpc
 
 
@@ -30,10 +30,14 @@ class EmploymentActivities(ReferralActivities):
 
     sector: ClassVar[Sector] = Sector.EMPLOYMENT
 
-    def __init__(self, stub: employment_pb2_grpc.EmploymentServiceStub) -> None:
-        super().__init__(stub)
+    def __init__(
+        self, stub: employment_pb2_grpc.EmploymentServiceStub, consent: ConsentSource | None = None
+    ) -> None:
+        super().__init__(stub, consent)
 
-    async def submit_request(self, request: ReferralRequest, *, rpc_timeout: float) -> Any:
+    async def submit_request(
+        self, request: ReferralRequest, *, rpc_timeout: float, consent_proof: str = ""
+    ) -> Any:
         needs = request.employment or EmploymentNeeds()
         reply = await self.stub.RequestEnrolment(
             employment_pb2.RequestEnrolmentRequest(
@@ -47,6 +51,7 @@ class EmploymentActivities(ReferralActivities):
                 exclude_provider_ids=request.exclude_provider_ids,
                 provider_id=request.provider_id or "",
                 idempotency_key=request.idempotency_key,
+                consent_proof=consent_proof,
             ),
             timeout=rpc_timeout,
         )

@@ -3,6 +3,14 @@
 The handshake RPCs shared by every sector (DecideReferral, GetReferral,
 ListReferrals, RemindProvider, CloseReferral, PurgeCase) come from
 masar.referrals.ReferralRpcs.
+
+Who may call what (every method declares it; anything else is refused):
+a coordinator registers programmes in her own region; employment officers,
+coordinators and intake officers list programmes; only employment's service
+identity (its activities, for the journey) requests enrolments, with intake's
+proof of consent; a programme's officers (token org = the programme id)
+start, complete and place, and read the enrolments addressed to their
+programme — each read is audited.
 """
 
 from __future__ import annotations
@@ -11,8 +19,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from masar.contract import EmploymentNeeds, Milestone, ReferralStatus
-from masar.errors import FailedPrecondition, InvalidArgument
+from masar.auth import Role, current_caller, requires
+from masar.contract import EmploymentNeeds, Milestone, ReferralStatus, Sector
+from masar.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from masar.referrals import (
     ReferralHandshake,
     ReferralRpcs,
@@ -95,7 +104,20 @@ def enrolment_to_pb(enrolment: Enrolment) -> employment_pb2.Enrolment:
     return message
 
 
-class EmploymentServicer(ReferralRpcs, employment_pb2_grpc.EmploymentServiceServicer):
+STAFF = Role.EMPLOYMENT_OFFICER
+READERS = (Role.EMPLOYMENT_OFFICER, Role.COORDINATOR, Role.INTAKE_OFFICER)
+
+
+def require_own_region(region: str) -> str:
+    """A coordinator manages the reference data of her own region only."""
+    if current_caller().region != region:
+        raise PermissionDenied("a coordinator registers programmes in her own region only")
+    return region
+
+
+class EmploymentServicer(
+    ReferralRpcs, employment_pb2_grpc.EmploymentServiceServicer, sector=Sector.EMPLOYMENT
+):
     def __init__(
         self,
         *,
@@ -108,16 +130,18 @@ class EmploymentServicer(ReferralRpcs, employment_pb2_grpc.EmploymentServiceServ
 
     # -- programmes --
 
+    @requires(Role.COORDINATOR)
     async def CreateProgramme(
         self, request: Any, context: Any
     ) -> employment_pb2.CreateProgrammeResponse:
+        region = require_own_region(require_region(request.region))
         if not request.HasField("start_date"):
             raise InvalidArgument("start_date", "is required")
         spec = check_spec(
             ProgrammeSpec(
                 name=require_text(request.name, "name"),
                 kind=kind_from_pb(request.kind, "kind"),
-                region=require_region(request.region),
+                region=region,
                 seats=request.seats,
                 start_date=from_timestamp_pb(request.start_date),
                 languages=check_languages(request.languages, "languages"),
@@ -140,6 +164,7 @@ class EmploymentServicer(ReferralRpcs, employment_pb2_grpc.EmploymentServiceServ
         programme = await run_retrying_conflicts(self.database, work)
         return employment_pb2.CreateProgrammeResponse(programme=programme_to_pb(programme))
 
+    @requires(*READERS)
     async def ListProgrammes(
         self, request: Any, context: Any
     ) -> employment_pb2.ListProgrammesResponse:
@@ -154,6 +179,7 @@ class EmploymentServicer(ReferralRpcs, employment_pb2_grpc.EmploymentServiceServ
 
     # -- enrolments --
 
+    @requires(Role.SERVICE_EMPLOYMENT)
     async def RequestEnrolment(
         self, request: Any, context: Any
     ) -> employment_pb2.RequestEnrolmentResponse:
@@ -174,13 +200,16 @@ class EmploymentServicer(ReferralRpcs, employment_pb2_grpc.EmploymentServiceServ
             exclude_provider_ids=request.exclude_provider_ids,
             provider_id=request.provider_id,
         )
+        self.handshake.require_consent(request.consent_proof, draft.case_id)
         record = await self.handshake.create(draft)
         return employment_pb2.RequestEnrolmentResponse(referral=referral_to_pb(record))
 
+    @requires(STAFF)
     async def StartEnrolment(
         self, request: Any, context: Any
     ) -> employment_pb2.StartEnrolmentResponse:
         referral_id = self.handshake.check_referral_id(request.referral_id)
+        await self.handshake.authorise(referral_id)
         key = require_idempotency_key(request.idempotency_key)
 
         def start(session: Session, row: EnrolmentRow) -> None:
@@ -194,10 +223,12 @@ class EmploymentServicer(ReferralRpcs, employment_pb2_grpc.EmploymentServiceServ
             delivery=delivery_to_pb(result.delivery),
         )
 
+    @requires(STAFF)
     async def CompleteTraining(
         self, request: Any, context: Any
     ) -> employment_pb2.CompleteTrainingResponse:
         referral_id = self.handshake.check_referral_id(request.referral_id)
+        await self.handshake.authorise(referral_id)
         outcome = TrainingOutcome(
             code_from_pb(
                 employment_pb2.TrainingOutcome, request.outcome, prefix=OUTCOME, field="outcome"
@@ -236,10 +267,12 @@ class EmploymentServicer(ReferralRpcs, employment_pb2_grpc.EmploymentServiceServ
             enrolment=enrolment_to_pb(await self._enrolment(referral_id)), delivery=delivery
         )
 
+    @requires(STAFF)
     async def RecordJobPlacement(
         self, request: Any, context: Any
     ) -> employment_pb2.RecordJobPlacementResponse:
         referral_id = self.handshake.check_referral_id(request.referral_id)
+        await self.handshake.authorise(referral_id)
         employer = EmployerType(
             code_from_pb(
                 employment_pb2.EmployerType,
@@ -276,11 +309,15 @@ class EmploymentServicer(ReferralRpcs, employment_pb2_grpc.EmploymentServiceServ
             delivery=delivery_to_pb(result.delivery),
         )
 
+    @requires(STAFF)
     async def GetEnrolment(self, request: Any, context: Any) -> employment_pb2.GetEnrolmentResponse:
         referral_id = self.handshake.check_referral_id(request.referral_id)
-        return employment_pb2.GetEnrolmentResponse(
-            enrolment=enrolment_to_pb(await self._enrolment(referral_id))
+        await self.handshake.authorise(referral_id)
+        repo = self.handshake.repository
+        enrolment = await self.handshake.read_file(
+            referral_id, lambda s, row: to_enrolment(repo, row)
         )
+        return employment_pb2.GetEnrolmentResponse(enrolment=enrolment_to_pb(enrolment))
 
     async def _enrolment(self, referral_id: str) -> Enrolment:
         repo = self.handshake.repository

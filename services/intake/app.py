@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-import grpc
-
+from masar.auth import TokenIssuer, authorised_channel, service_token_source
 from masar.contract import JOURNEY_TASK_QUEUE
 from masar.db import Database
 from masar.grpc_server import GrpcService
-from masar.service import SectorComponents
+from masar.referrals import dial_address
+from masar.service import SectorComponents, identity_environ
 from masar.settings import ServiceSettings
 from masar.temporal import TemporalConnector
 from masar.v1.intake_pb2_grpc import IntakeServiceStub, add_IntakeServiceServicer_to_server
@@ -31,14 +33,27 @@ def build_components(
     connector: TemporalConnector,
     *,
     journey_task_queue: str = JOURNEY_TASK_QUEUE,
+    clock: Callable[[], datetime] | None = None,
 ) -> SectorComponents:
-    """`journey_task_queue` is for tests only (a stand-in journey on its own
-    queue); the service always starts journeys on `masar-journey`."""
+    """`journey_task_queue` and `clock` are for tests only (a stand-in journey
+    on its own queue; a clock for emergency grants and audit times); the
+    service always starts journeys on `masar-journey`."""
     starter = JourneyStarter(database, connector, task_queue=journey_task_queue)
     outbox = IntakeOutbox(database, connector, starter=starter)
-    desk = CaseDesk(database, outbox, starter)
-    # The activities call this very service through its gRPC API.
-    channel = grpc.aio.insecure_channel(settings.addr)
+    environ = identity_environ(settings)
+    # Intake signs the consent proofs the sectors need for each referral.
+    desk = CaseDesk(
+        database,
+        outbox,
+        starter,
+        issuer=TokenIssuer.from_env(environ),
+        **({"clock": clock} if clock is not None else {}),
+    )
+    # The activities call this very service through its gRPC API, as intake's
+    # service identity.
+    channel = authorised_channel(
+        dial_address(settings.addr), service_token_source("intake", environ)
+    )
     stub = cast("IntakeServiceAsyncStub", IntakeServiceStub(channel))
     activities = IntakeActivities(stub)
     return SectorComponents(

@@ -4,18 +4,27 @@ A change is written (case columns, consents, the change record, its outbox
 entry) in one unit of work, then delivered to the journey. If the journey
 refuses it, the outbox undoes it and the caller gets FAILED_PRECONDITION.
 Each change carries an idempotency key: a retry returns the first answer.
+
+Access: an intake officer reads any case; a coordinator reads the cases of
+her own region, or one elsewhere under an emergency grant she opened with a
+reason (masar.access). Every read of a case's personal data, every change,
+every consent proof given to a sector and every grant is an audit entry; a
+refused read is one too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from masar.access import EmergencyAccess, EmergencyGrant, GrantReason
+from masar.auth import Caller, Role, TokenIssuer, caller_or_none, current_caller
+from masar.consent import ConsentProof, issue_consent_proof
 from masar.contract import (
     UPDATE_CLOSURE_REQUEST,
     UPDATE_CONSENT,
@@ -37,13 +46,14 @@ from masar.contract import (
     new_case_id,
 )
 from masar.db import Database
-from masar.errors import FailedPrecondition, InvalidArgument, NotFound
+from masar.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.intake import domain as d
 from services.intake import repository as repo
 from services.intake.journey import IntakeOutbox, JourneyStarter, encode_input
-from services.intake.models import CaseRow
+from services.intake.models import EMERGENCY_GRANTS, CaseRow
 
 MAX_PAGE = 500
+MAX_GRANT_NOTE = 2000
 DEFAULT_PAGE = 50
 
 
@@ -73,6 +83,16 @@ class _Prepared:
     undo: dict[str, Any] = field(default_factory=dict)
 
 
+def _regional_scope(region: str | None) -> str | None:
+    """A coordinator lists her own region only: the filter is hers."""
+    caller = caller_or_none()
+    if caller is None or caller.role is not Role.COORDINATOR:
+        return region
+    if region is not None and region != caller.region:
+        raise PermissionDenied("a coordinator lists her own region only")
+    return caller.region
+
+
 def _page(page_size: int, page_token: str) -> repo.Page:
     if page_size < 0 or page_size > MAX_PAGE:
         raise InvalidArgument("page_size", f"must be between 0 and {MAX_PAGE}")
@@ -88,11 +108,15 @@ class CaseDesk:
         starter: JourneyStarter,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        issuer: TokenIssuer | None = None,
     ) -> None:
+        """`issuer` signs consent proofs (none: no sector gets one)."""
         self._db = database
         self._outbox = outbox
         self._starter = starter
         self._clock = clock
+        self._issuer = issuer
+        self._access = EmergencyAccess(EMERGENCY_GRANTS, clock=clock)
 
     # --- registration ------------------------------------------------------------
 
@@ -181,14 +205,27 @@ class CaseDesk:
     async def get(self, case_id: str) -> d.CaseView:
         d.validate_case_id(case_id)
         now = self._clock()
+        caller = caller_or_none()
 
         def read(s: Session) -> d.CaseView:
-            view = self._view(s, case_id)
+            if caller is not None and caller.role is Role.COORDINATOR:
+                # Her region, or an emergency grant: audited (with the grant).
+                case = self._case(s, case_id)
+                self._access.check_case_access(
+                    s, caller, case_id=case_id, case_region=case.region, audit_action="case.read"
+                )
+            else:
+                repo.record_audit(s, action="case.read", case_id=case_id, now=now)
             # Every read of personal data is audited, in the same unit of work.
-            repo.record_audit(s, action="case.read", case_id=case_id, now=now)
-            return view
+            return self._view(s, case_id)
 
-        return await self._db.run(read)
+        try:
+            return await self._db.run(read)
+        except PermissionDenied:
+            await self._db.run(
+                lambda s: repo.record_audit(s, action="case.read_refused", case_id=case_id, now=now)
+            )
+            raise
 
     async def list_cases(
         self,
@@ -201,6 +238,7 @@ class CaseDesk:
     ) -> tuple[list[d.CaseSummary], str | None]:
         if region:
             d.validate_region(region, "region")
+        region = _regional_scope(region)
         page = _page(page_size, page_token)
         return await self._db.run(
             lambda s: repo.list_cases(s, region=region, risk=risk, status=status, page=page)
@@ -565,6 +603,7 @@ class CaseDesk:
     ) -> tuple[list[d.Escalation], str | None]:
         if region:
             d.validate_region(region, "region")
+        region = _regional_scope(region)
         if case_id:
             d.validate_case_id(case_id)
         if not 0 <= min_level <= max(d.ESCALATION_LEVELS):
@@ -575,3 +614,69 @@ class CaseDesk:
                 s, region=region, case_id=case_id, min_level=min_level, page=page
             )
         )
+
+    # --- consent proofs for the sectors -----------------------------------------------
+
+    async def issue_consent_proof(self, case_id: str, sector: Sector) -> tuple[str, ConsentProof]:
+        """Intake's signed word that the survivor consents to `sector`, for
+        that sector's referral request; FAILED_PRECONDITION without consent."""
+        d.validate_case_id(case_id)
+        if self._issuer is None:
+            raise FailedPrecondition("this intake cannot sign consent proofs")
+        issuer = self._issuer
+        now = self._clock()
+
+        def prove(s: Session) -> tuple[str, ConsentProof]:
+            self._case(s, case_id)
+            consent = repo.consents(s, case_id).get(d.ConsentScope.of(sector))
+            if consent is None or consent.state is not d.ConsentState.GRANTED:
+                raise FailedPrecondition("no consent for this sector")
+            document, proof = issue_consent_proof(issuer, case_id=case_id, sector=sector)
+            repo.record_audit(
+                s,
+                action="consent.proof_issued",
+                case_id=case_id,
+                target=proof.proof_id,
+                reason=sector.value,
+                now=now,
+            )
+            return document, proof
+
+        return await self._db.run(prove)
+
+    # --- emergency access -----------------------------------------------------------------
+
+    async def open_emergency_grant(
+        self,
+        case_id: str,
+        *,
+        reason: GrantReason,
+        note: str | None,
+        ttl: timedelta | None,
+    ) -> EmergencyGrant:
+        d.validate_case_id(case_id)
+        if note is not None and len(note) > MAX_GRANT_NOTE:
+            raise InvalidArgument("note", f"must be at most {MAX_GRANT_NOTE} characters")
+        note = note.strip() or None if note else None
+        caller: Caller = current_caller()
+
+        def grant(s: Session) -> EmergencyGrant:
+            case = self._case(s, case_id)
+            extra = {"ttl": ttl} if ttl is not None else {}
+            return self._access.open_grant(
+                s,
+                caller,
+                case_id=case_id,
+                case_region=case.region,
+                reason=reason,
+                note=note,
+                **extra,
+            )
+
+        return await self._db.run(grant)
+
+    async def revoke_emergency_grant(self, grant_id: str) -> EmergencyGrant:
+        if not grant_id or len(grant_id) > 32 or not grant_id.isascii():
+            raise InvalidArgument("grant_id", "is not a grant id")
+        caller = current_caller()
+        return await self._db.run(lambda s: self._access.revoke(s, caller, grant_id))

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from masar.access import emergency_grants_table
 from masar.audit import audit_tables
 from masar.crypto import EncryptedText
 from masar.db import new_metadata
@@ -62,6 +63,8 @@ class Base(DeclarativeBase):
 # read a case's personal data, who changed a consent), in intake's own database.
 OUTBOX = outbox_table(Base.metadata)
 AUDIT = audit_tables(Base.metadata)
+# Coordinators' emergency access to cases outside their region (migration 0002).
+EMERGENCY_GRANTS = emergency_grants_table(Base.metadata)
 
 
 class CaseRow(Base):

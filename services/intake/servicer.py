@@ -1,20 +1,30 @@
 """The gRPC edge of intake: protobuf in, domain out, and back. Validation of
 the message shape (required fields, enum values) happens here; the rules live
-in the domain; errors name the field and never echo a value."""
+in the domain; errors name the field and never echo a value.
+
+Who may call what (every method declares it; anything else is refused):
+intake officers register cases and record every change; they and
+coordinators read cases (a coordinator her own region's, or one elsewhere
+under an emergency grant she opened) and the escalation inbox (a coordinator
+her region's); intake's service identity records the journeys' escalations;
+a sector's service identity asks for consent proofs for its own sector only.
+Operators call nothing here (health and reflection are open to all).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from masar.auth import Role, requires
+from masar.access import EmergencyGrant, GrantReason
+from masar.auth import Role, current_caller, requires
 from masar.contract import ClinicalItem, Need, Risk, Sector, ViolenceType, journey_workflow_id
-from masar.errors import InvalidArgument
+from masar.errors import InvalidArgument, PermissionDenied
 from masar.outbox import DeliveryOutcome
 from masar.v1 import common_pb2, intake_pb2, intake_pb2_grpc, legal_pb2
 from services.intake import domain as d
@@ -48,6 +58,7 @@ CLOSURE = _table(d.ClosureReason, intake_pb2.ClosureReason, "CLOSURE_REASON_")
 CHANNEL = _table(d.FollowUpChannel, intake_pb2.FollowUpChannel, "FOLLOW_UP_CHANNEL_")
 CHANGE_KIND = _table(d.ChangeKind, intake_pb2.CaseChangeKind, "CASE_CHANGE_KIND_")
 MATTER = _table(d.LegalMatter, legal_pb2.LegalMatter, "LEGAL_MATTER_")
+GRANT_REASON = _table(GrantReason, intake_pb2.EmergencyReason, "EMERGENCY_REASON_")
 DELIVERY: Mapping[DeliveryOutcome | None, Any] = {
     DeliveryOutcome.DELIVERED: common_pb2.DELIVERY_STATE_DELIVERED,
     DeliveryOutcome.QUEUED: common_pb2.DELIVERY_STATE_QUEUED,
@@ -71,6 +82,7 @@ CLINICAL_IN = _inverse(CLINICAL)
 CLOSURE_IN = _inverse(CLOSURE)
 CHANNEL_IN = _inverse(CHANNEL)
 MATTER_IN = _inverse(MATTER)
+GRANT_REASON_IN = _inverse(GRANT_REASON)
 
 
 # --- protobuf -> domain ---------------------------------------------------------------
@@ -291,6 +303,17 @@ def escalation_pb(e: d.Escalation) -> intake_pb2.Escalation:
     )
 
 
+def grant_pb(g: EmergencyGrant) -> intake_pb2.EmergencyGrant:
+    return intake_pb2.EmergencyGrant(
+        grant_id=g.grant_id,
+        case_id=g.case_id,
+        reason=GRANT_REASON[g.reason],
+        granted_at=_ts(g.granted_at),
+        expires_at=_ts(g.expires_at),
+        revoked_at=_ts(g.revoked_at),
+    )
+
+
 def _delivery(result: ChangeResult) -> Any:
     return DELIVERY.get(result.change.delivery, common_pb2.DELIVERY_STATE_UNSPECIFIED)
 
@@ -298,6 +321,13 @@ def _delivery(result: ChangeResult) -> Any:
 # --- the servicer ------------------------------------------------------------------------
 
 OFFICER = Role.INTAKE_OFFICER
+# The sector whose service identity may ask for consent proofs for it.
+PROOF_SECTORS = {
+    Role.SERVICE_SHELTER: Sector.SHELTER,
+    Role.SERVICE_LEGAL: Sector.LEGAL,
+    Role.SERVICE_EMPLOYMENT: Sector.EMPLOYMENT,
+}
+MAX_GRANT_SECONDS = 12 * 3600
 
 
 class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
@@ -321,7 +351,7 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
             needs_without_consent=[SECTOR[x] for x in registered.needs_without_consent],
         )
 
-    @requires(OFFICER)
+    @requires(OFFICER, Role.COORDINATOR)
     async def GetCase(
         self, request: intake_pb2.GetCaseRequest, context: Any
     ) -> intake_pb2.GetCaseResponse:
@@ -501,3 +531,37 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
         return intake_pb2.RecordEscalationResponse(
             escalation=escalation_pb(escalation), duplicate=duplicate
         )
+
+    @requires(*PROOF_SECTORS)
+    async def IssueConsentProof(
+        self, request: intake_pb2.IssueConsentProofRequest, context: Any
+    ) -> intake_pb2.IssueConsentProofResponse:
+        sector = _enum(request.sector, SECTOR_IN, "sector")
+        if PROOF_SECTORS.get(current_caller().role) is not sector:
+            raise PermissionDenied("a sector asks for consent proofs for its own sector only")
+        document, proof = await self._desk.issue_consent_proof(request.case_id, sector)
+        return intake_pb2.IssueConsentProofResponse(
+            proof=document, expires_at=_ts(proof.expires_at)
+        )
+
+    @requires(Role.COORDINATOR)
+    async def OpenEmergencyGrant(
+        self, request: intake_pb2.OpenEmergencyGrantRequest, context: Any
+    ) -> intake_pb2.OpenEmergencyGrantResponse:
+        reason = _enum(request.reason, GRANT_REASON_IN, "reason")
+        if not 0 <= request.ttl_seconds <= MAX_GRANT_SECONDS:
+            raise InvalidArgument("ttl_seconds", f"must be between 0 and {MAX_GRANT_SECONDS}")
+        grant = await self._desk.open_emergency_grant(
+            request.case_id,
+            reason=reason,
+            note=request.note or None,
+            ttl=timedelta(seconds=request.ttl_seconds) if request.ttl_seconds else None,
+        )
+        return intake_pb2.OpenEmergencyGrantResponse(grant=grant_pb(grant))
+
+    @requires(Role.COORDINATOR)
+    async def RevokeEmergencyGrant(
+        self, request: intake_pb2.RevokeEmergencyGrantRequest, context: Any
+    ) -> intake_pb2.RevokeEmergencyGrantResponse:
+        grant = await self._desk.revoke_emergency_grant(request.grant_id)
+        return intake_pb2.RevokeEmergencyGrantResponse(grant=grant_pb(grant))

@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from masar import contract
 from masar.contract import LegalNeeds, ReferralRequest, Risk, Sector
-from masar.referrals import ReferralActivities, risk_to_pb
+from masar.referrals import ConsentSource, ReferralActivities, risk_to_pb
 from masar.v1 import legal_pb2, legal_pb2_grpc
 
 _MATTERS = {m.lower(): v for m, v in legal_pb2.LegalMatter.items() if v}
@@ -33,10 +33,14 @@ class LegalActivities(ReferralActivities):
 
     sector: ClassVar[Sector] = Sector.LEGAL
 
-    def __init__(self, stub: legal_pb2_grpc.LegalAidServiceStub) -> None:
-        super().__init__(stub)
+    def __init__(
+        self, stub: legal_pb2_grpc.LegalAidServiceStub, consent: ConsentSource | None = None
+    ) -> None:
+        super().__init__(stub, consent)
 
-    async def submit_request(self, request: ReferralRequest, *, rpc_timeout: float) -> Any:
+    async def submit_request(
+        self, request: ReferralRequest, *, rpc_timeout: float, consent_proof: str = ""
+    ) -> Any:
         needs = request.legal or LegalNeeds()
         reply = await self.stub.RequestLegalAid(
             legal_pb2.RequestLegalAidRequest(
@@ -50,6 +54,7 @@ class LegalActivities(ReferralActivities):
                 exclude_provider_ids=request.exclude_provider_ids,
                 provider_id=request.provider_id or "",
                 idempotency_key=request.idempotency_key,
+                consent_proof=consent_proof,
             ),
             timeout=rpc_timeout,
         )

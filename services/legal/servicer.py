@@ -3,6 +3,14 @@
 The handshake RPCs shared by every sector (DecideReferral, GetReferral,
 ListReferrals, RemindProvider, CloseReferral, PurgeCase) come from
 masar.referrals.ReferralRpcs.
+
+Who may call what (every method declares it; anything else is refused):
+a coordinator registers providers in her own region; legal aid staff,
+coordinators and intake officers list providers; only legal aid's service
+identity (its activities, for the journey) requests legal aid, with intake's
+proof of consent; a provider's staff (token org = the provider id) record
+meetings, orders, hearings and outcomes, and read the legal file, of the
+referrals addressed to them — each read of the file is audited.
 """
 
 from __future__ import annotations
@@ -18,8 +26,9 @@ from typing import Any, TypeVar
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.orm import Session
 
-from masar.contract import Milestone, ReferralStatus
-from masar.errors import FailedPrecondition, InvalidArgument, NotFound
+from masar.auth import Role, current_caller, requires
+from masar.contract import Milestone, ReferralStatus, Sector
+from masar.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from masar.referrals import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -188,7 +197,18 @@ def decode_provider_token(token: str) -> str:
 # --- servicer ------------------------------------------------------------------------
 
 
-class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer):
+STAFF = Role.LEGAL_AID
+READERS = (Role.LEGAL_AID, Role.COORDINATOR, Role.INTAKE_OFFICER)
+
+
+def require_own_region(region: str) -> str:
+    """A coordinator manages the reference data of her own region only."""
+    if current_caller().region != region:
+        raise PermissionDenied("a coordinator registers providers in her own region only")
+    return region
+
+
+class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer, sector=Sector.LEGAL):
     def __init__(
         self,
         *,
@@ -203,9 +223,11 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer):
 
     # -- providers --
 
+    @requires(Role.COORDINATOR)
     async def CreateProvider(
         self, request: Any, context: Any
     ) -> legal_pb2.CreateLegalProviderResponse:
+        region = require_own_region(require_region(request.region))
         spec = d.NewProvider(
             kind=require_enum(
                 legal_pb2.LegalProviderKind,
@@ -215,7 +237,7 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer):
                 "kind",
             ),
             name=require_text(request.name, "name", max_length=d.MAX_NAME_LENGTH),
-            region=require_region(request.region),
+            region=region,
             languages=tuple(d.check_languages(request.languages, "languages", required=True)),
             matters=tuple(_matters(request.matters, "matters")),
         )
@@ -236,6 +258,7 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer):
         provider = await run_retrying_conflicts(self.database, work)
         return legal_pb2.CreateLegalProviderResponse(provider=provider_to_pb(provider))
 
+    @requires(*READERS)
     async def ListProviders(
         self, request: Any, context: Any
     ) -> legal_pb2.ListLegalProvidersResponse:
@@ -278,6 +301,7 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer):
 
     # -- the referral --
 
+    @requires(Role.SERVICE_LEGAL)
     async def RequestLegalAid(
         self, request: Any, context: Any
     ) -> legal_pb2.RequestLegalAidResponse:
@@ -296,16 +320,19 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer):
             exclude_provider_ids=request.exclude_provider_ids,
             provider_id=request.provider_id,
         )
+        self.handshake.require_consent(request.consent_proof, draft.case_id)
         record = await self.handshake.create(draft)
         file = await self._file(record.referral_id)
         return legal_pb2.RequestLegalAidResponse(
             referral=referral_to_pb(record), matters=[matter_to_pb(m) for m in file.matters]
         )
 
+    @requires(STAFF)
     async def RecordFirstMeeting(
         self, request: Any, context: Any
     ) -> legal_pb2.RecordFirstMeetingResponse:
         referral_id = self.handshake.check_referral_id(request.referral_id)
+        await self.handshake.authorise(referral_id)
         met_at = d.check_past(_required_time(request, "met_at"), "met_at")
         key = require_idempotency_key(request.idempotency_key)
 
@@ -323,10 +350,12 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer):
             referral=referral_to_pb(result.referral), delivery=delivery_to_pb(result.delivery)
         )
 
+    @requires(STAFF)
     async def RecordProtectionOrder(
         self, request: Any, context: Any
     ) -> legal_pb2.RecordProtectionOrderResponse:
         referral_id = self.handshake.check_referral_id(request.referral_id)
+        await self.handshake.authorise(referral_id)
         measure = enum_from_pb(
             legal_pb2.ProtectionMeasure,
             "PROTECTION_MEASURE_",
@@ -392,8 +421,10 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer):
             raise NotFound("protection order not found")
         return legal_pb2.RecordProtectionOrderResponse(order=order_to_pb(order))
 
+    @requires(STAFF)
     async def RecordHearing(self, request: Any, context: Any) -> legal_pb2.RecordHearingResponse:
         referral_id = self.handshake.check_referral_id(request.referral_id)
+        await self.handshake.authorise(referral_id)
         matter = enum_from_pb(
             legal_pb2.LegalMatter, "LEGAL_MATTER_", d.LegalMatter, request.matter, "matter"
         )
@@ -479,8 +510,10 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer):
             raise NotFound("hearing not found")
         return legal_pb2.RecordHearingResponse(hearing=hearing_to_pb(hearing))
 
+    @requires(STAFF)
     async def CloseMatter(self, request: Any, context: Any) -> legal_pb2.CloseMatterResponse:
         referral_id = self.handshake.check_referral_id(request.referral_id)
+        await self.handshake.authorise(referral_id)
         matter = _matter(request.matter, "matter")
         outcome = require_enum(
             legal_pb2.MatterOutcome, "MATTER_OUTCOME_", d.MatterOutcome, request.outcome, "outcome"
@@ -547,9 +580,14 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer):
             response.matter.CopyFrom(matter_to_pb(record))
         return response
 
+    @requires(STAFF)
     async def GetLegalFile(self, request: Any, context: Any) -> legal_pb2.GetLegalFileResponse:
         referral_id = self.handshake.check_referral_id(request.referral_id)
-        file = await self._file(referral_id)
+        await self.handshake.authorise(referral_id)
+        repo = self.handshake.repository
+        file = await self.handshake.read_file(
+            referral_id, lambda s, row: self.files.load(s, repo, referral_id)
+        )
         response = legal_pb2.GetLegalFileResponse(
             referral=referral_to_pb(file.referral),
             matters=[matter_to_pb(m) for m in file.matters],

@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from masar import contract
 from masar.contract import ReferralRequest, Risk, Sector, ShelterNeeds
-from masar.referrals import ReferralActivities, risk_to_pb
+from masar.referrals import ConsentSource, ReferralActivities, risk_to_pb
 from masar.v1 import shelter_pb2, shelter_pb2_grpc
 
 
@@ -30,10 +30,14 @@ class ShelterActivities(ReferralActivities):
 
     sector: ClassVar[Sector] = Sector.SHELTER
 
-    def __init__(self, stub: shelter_pb2_grpc.ShelterServiceStub) -> None:
-        super().__init__(stub)
+    def __init__(
+        self, stub: shelter_pb2_grpc.ShelterServiceStub, consent: ConsentSource | None = None
+    ) -> None:
+        super().__init__(stub, consent)
 
-    async def submit_request(self, request: ReferralRequest, *, rpc_timeout: float) -> Any:
+    async def submit_request(
+        self, request: ReferralRequest, *, rpc_timeout: float, consent_proof: str = ""
+    ) -> Any:
         needs = request.shelter or ShelterNeeds()
         reply = await self.stub.RequestPlacement(
             shelter_pb2.RequestPlacementRequest(
@@ -48,6 +52,7 @@ class ShelterActivities(ReferralActivities):
                 exclude_provider_ids=request.exclude_provider_ids,
                 provider_id=request.provider_id or "",
                 idempotency_key=request.idempotency_key,
+                consent_proof=consent_proof,
             ),
             timeout=rpc_timeout,
         )

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, CheckConstraint, DateTime, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from masar.audit import audit_tables
 from masar.crypto import EncryptedText
 from masar.db import new_metadata
 from masar.referrals import ReferralColumns, handshake_tables
@@ -22,6 +23,8 @@ class Base(DeclarativeBase):
 
 
 TABLES = handshake_tables(Base.metadata)
+# Append-only and hash-chained (migration 0002): who did what to which case.
+AUDIT = audit_tables(Base.metadata)
 
 
 class ShelterRow(Base):

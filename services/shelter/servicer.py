@@ -3,6 +3,14 @@
 The handshake RPCs shared by every sector (DecideReferral, GetReferral,
 ListReferrals, RemindProvider, CloseReferral, PurgeCase) come from
 masar.referrals.ReferralRpcs.
+
+Who may call what (every method declares it; anything else is refused):
+a coordinator registers shelters in her own region; staff, coordinators and
+intake officers list shelters and beds (no personal data, addresses never
+leave); only the shelter's service identity (its activities, for the
+journey) requests placements, with intake's proof of consent; a shelter's
+staff (token org = the shelter id) check in and out, and read the
+placements, addressed to their own shelter — each read is audited.
 """
 
 from __future__ import annotations
@@ -11,8 +19,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from masar.contract import Milestone, ShelterNeeds
-from masar.errors import InvalidArgument
+from masar.auth import Role, current_caller, requires
+from masar.contract import Milestone, Sector, ShelterNeeds
+from masar.errors import InvalidArgument, PermissionDenied
 from masar.referrals import (
     ReferralHandshake,
     ReferralRpcs,
@@ -122,7 +131,18 @@ def placement_to_pb(placement: Placement) -> shelter_pb2.Placement:
 # --- servicer ------------------------------------------------------------------------
 
 
-class ShelterServicer(ReferralRpcs, shelter_pb2_grpc.ShelterServiceServicer):
+def require_own_region(region: str) -> str:
+    """A coordinator manages the reference data of her own region only."""
+    if current_caller().region != region:
+        raise PermissionDenied("a coordinator registers shelters in her own region only")
+    return region
+
+
+STAFF = Role.SHELTER_STAFF
+READERS = (Role.SHELTER_STAFF, Role.COORDINATOR, Role.INTAKE_OFFICER)
+
+
+class ShelterServicer(ReferralRpcs, shelter_pb2_grpc.ShelterServiceServicer, sector=Sector.SHELTER):
     def __init__(
         self,
         *,
@@ -135,11 +155,13 @@ class ShelterServicer(ReferralRpcs, shelter_pb2_grpc.ShelterServiceServicer):
 
     # -- shelters --
 
+    @requires(Role.COORDINATOR)
     async def CreateShelter(self, request: Any, context: Any) -> shelter_pb2.CreateShelterResponse:
+        region = require_own_region(require_region(request.region))
         spec = check_spec(
             ShelterSpec(
                 name=require_text(request.name, "name"),
-                region=require_region(request.region),
+                region=region,
                 capacity=request.capacity,
                 accepts_children=request.accepts_children,
                 accessibility=check_accessibility(
@@ -166,11 +188,13 @@ class ShelterServicer(ReferralRpcs, shelter_pb2_grpc.ShelterServiceServicer):
         shelter = await run_retrying_conflicts(self.database, work)
         return shelter_pb2.CreateShelterResponse(shelter=shelter_to_pb(shelter))
 
+    @requires(*READERS)
     async def ListShelters(self, request: Any, context: Any) -> shelter_pb2.ListSheltersResponse:
         region = require_region(request.region) if request.region else None
         shelters = await self.database.run(lambda s: self.shelters.list(s, region=region))
         return shelter_pb2.ListSheltersResponse(shelters=[shelter_to_pb(s) for s in shelters])
 
+    @requires(*READERS)
     async def GetCapacity(self, request: Any, context: Any) -> shelter_pb2.GetCapacityResponse:
         region = require_region(request.region) if request.region else None
         shelters = await self.database.run(lambda s: self.shelters.list(s, region=region))
@@ -180,6 +204,7 @@ class ShelterServicer(ReferralRpcs, shelter_pb2_grpc.ShelterServiceServicer):
 
     # -- placements --
 
+    @requires(Role.SERVICE_SHELTER)
     async def RequestPlacement(
         self, request: Any, context: Any
     ) -> shelter_pb2.RequestPlacementResponse:
@@ -206,11 +231,14 @@ class ShelterServicer(ReferralRpcs, shelter_pb2_grpc.ShelterServiceServicer):
             exclude_provider_ids=request.exclude_provider_ids,
             provider_id=request.provider_id,
         )
+        self.handshake.require_consent(request.consent_proof, draft.case_id)
         record = await self.handshake.create(draft)
         return shelter_pb2.RequestPlacementResponse(referral=referral_to_pb(record))
 
+    @requires(STAFF)
     async def CheckIn(self, request: Any, context: Any) -> shelter_pb2.CheckInResponse:
         referral_id = self.handshake.check_referral_id(request.referral_id)
+        await self.handshake.authorise(referral_id)
         key = require_idempotency_key(request.idempotency_key)
 
         def arrive(session: Session, row: PlacementRow) -> None:
@@ -224,8 +252,10 @@ class ShelterServicer(ReferralRpcs, shelter_pb2_grpc.ShelterServiceServicer):
             placement=placement_to_pb(placement), delivery=delivery_to_pb(result.delivery)
         )
 
+    @requires(STAFF)
     async def CheckOut(self, request: Any, context: Any) -> shelter_pb2.CheckOutResponse:
         referral_id = self.handshake.check_referral_id(request.referral_id)
+        await self.handshake.authorise(referral_id)
         reason = exit_reason_from_pb(request.exit_reason)
         key = require_idempotency_key(request.idempotency_key)
 
@@ -245,9 +275,14 @@ class ShelterServicer(ReferralRpcs, shelter_pb2_grpc.ShelterServiceServicer):
             placement=placement_to_pb(placement), delivery=delivery_to_pb(result.delivery)
         )
 
+    @requires(STAFF)
     async def GetPlacement(self, request: Any, context: Any) -> shelter_pb2.GetPlacementResponse:
         referral_id = self.handshake.check_referral_id(request.referral_id)
-        placement = await self._placement(referral_id)
+        await self.handshake.authorise(referral_id)
+        repo = self.handshake.repository
+        placement = await self.handshake.read_file(
+            referral_id, lambda s, row: to_placement(repo, row)
+        )
         return shelter_pb2.GetPlacementResponse(placement=placement_to_pb(placement))
 
     async def _placement(self, referral_id: str) -> Placement:

@@ -68,5 +68,7 @@ async def activity_started(client: Client, case_id: str, sector: str) -> bool:
     )
 
 
-def timeline_events(journey: c.JourneyStatus, referral_id: str, level: int) -> list[c.TimelineEvent]:
+def timeline_events(
+    journey: c.JourneyStatus, referral_id: str, level: int
+) -> list[c.TimelineEvent]:
     return [e for e in journey.timeline if e.referral_id == referral_id and e.level == level]

@@ -34,7 +34,7 @@ async def test_sector_killed_during_its_activity_call_creates_the_referral_once(
     tmp_path: Path,
 ) -> None:
     async with process_stack(tmp_path, services=SHELTER_ONLY) as stack:
-        stubs = j.Stubs.of(stack.channel)
+        stubs = stack.stubs()
         client = await stack.client()
         await j.seed_shelters(stubs, beds=12)
 
@@ -44,7 +44,7 @@ async def test_sector_killed_during_its_activity_call_creates_the_referral_once(
             case_id = await j.register(stubs, needs=("shelter",))
             await j.poll(
                 lambda: activity_started(client, case_id, "shelter"),
-                timeout=60,
+                within=60,
                 what="the shelter activity in flight",
             )
             await asyncio.sleep(1.0)  # the activity's RPC reaches the service
@@ -59,22 +59,23 @@ async def test_sector_killed_during_its_activity_call_creates_the_referral_once(
             lambda journey: next(
                 (r for r in journey.referrals if r.sector == c.Sector.SHELTER), None
             ),
-            timeout=120,
+            within=120,
             interval=0.5,
         )
         assert known.status == Status.PENDING
         assert referrals_in_db(stack, "shelter", case_id) == [(known.referral_id, "PENDING")]
 
         # And the journey goes on.
-        reply = await j.decide(stubs, "shelter", known.referral_id)
+        (referral,) = await j.referrals_of(stubs, "shelter", case_id)
+        reply = await j.decide(stubs, "shelter", referral)
         assert reply.delivery == common_pb2.DELIVERY_STATE_DELIVERED
-        await j.wait_visible(client, case_id, known.referral_id, Status.ACCEPTED, timeout=30)
+        await j.wait_visible(client, case_id, known.referral_id, Status.ACCEPTED, within=30)
         assert referrals_in_db(stack, "shelter", case_id) == [(known.referral_id, "ACCEPTED")]
 
 
 async def test_journey_worker_killed_mid_journey_continues_where_it_was(tmp_path: Path) -> None:
     async with process_stack(tmp_path, services=SHELTER_ONLY) as stack:
-        stubs = j.Stubs.of(stack.channel)
+        stubs = stack.stubs()
         client = await stack.client()
         await j.seed_shelters(stubs, beds=12)
         case_id = await j.register(stubs, needs=("shelter",))
@@ -84,7 +85,7 @@ async def test_journey_worker_killed_mid_journey_continues_where_it_was(tmp_path
 
         stack.kill(JOURNEY)
         # Staff decide while no worker runs; the worker comes back meanwhile.
-        decision = asyncio.create_task(j.decide(stubs, "shelter", pending.referral_id))
+        decision = asyncio.create_task(j.decide(stubs, "shelter", pending))
         await asyncio.sleep(1.0)
         assert not decision.done()
         await stack.start(JOURNEY)
@@ -93,14 +94,14 @@ async def test_journey_worker_killed_mid_journey_continues_where_it_was(tmp_path
             common_pb2.DELIVERY_STATE_DELIVERED,
             common_pb2.DELIVERY_STATE_QUEUED,  # the worker took longer than the update's timeout
         )
-        await j.wait_visible(client, case_id, pending.referral_id, Status.ACCEPTED, timeout=60)
+        await j.wait_visible(client, case_id, pending.referral_id, Status.ACCEPTED, within=60)
 
         after = await j.status(client, case_id)
         assert [r.referral_id for r in after.referrals] == [before.referral_id]
         assert after.timeline[: len(journey_before.timeline)] == journey_before.timeline
         assert referrals_in_db(stack, "shelter", case_id) == [(pending.referral_id, "ACCEPTED")]
-        await j.check_in(stubs, pending.referral_id)
-        await j.wait_visible(client, case_id, pending.referral_id, Status.IN_SERVICE, timeout=30)
+        await j.check_in(stubs, pending)
+        await j.wait_visible(client, case_id, pending.referral_id, Status.IN_SERVICE, within=30)
 
 
 async def test_temporal_restart_keeps_journeys_and_fires_a_deadline_missed_while_down(
@@ -109,7 +110,7 @@ async def test_temporal_restart_keeps_journeys_and_fires_a_deadline_missed_while
     deadline = 16  # seconds: the reminder is due at 8 s, the escalation at 16 s
     policy = write_policy(tmp_path / "policy.toml", deadline)
     async with process_stack(tmp_path, services=SHELTER_ONLY, policy_file=policy) as stack:
-        stubs = j.Stubs.of(stack.channel)
+        stubs = stack.stubs()
         client = await stack.client()
         await j.seed_shelters(stubs, beds=12)
         await j.seed_shelters(stubs, beds=12)  # a second shelter to reroute to
@@ -121,15 +122,14 @@ async def test_temporal_restart_keeps_journeys_and_fires_a_deadline_missed_while
         assert time.time() < reminder_due, "the reminder fell due before Temporal stopped"
 
         stack.stop(TEMPORAL)  # returns once the server has exited and released its file
-        while time.time() < reminder_due + 1:
-            await asyncio.sleep(0.2)
+        await asyncio.sleep(max(reminder_due + 1 - time.time(), 0))  # the deadline passes
         await stack.start(TEMPORAL)
 
         journey = await j.wait_status(
             client,
             case_id,
             lambda jn: jn if timeline_events(jn, ref.referral_id, c.LEVEL_REMINDER) else None,
-            timeout=60,
+            within=60,
             interval=0.3,
         )
         reminded = timeline_events(journey, ref.referral_id, c.LEVEL_REMINDER)
@@ -140,13 +140,16 @@ async def test_temporal_restart_keeps_journeys_and_fires_a_deadline_missed_while
             client,
             case_id,
             lambda jn: jn if timeline_events(jn, ref.referral_id, c.LEVEL_COORDINATOR) else None,
-            timeout=60,
+            within=60,
             interval=0.3,
         )
         assert len(timeline_events(journey, ref.referral_id, c.LEVEL_REMINDER)) == 1
         assert journey.referrals[0].referral_id == ref.referral_id
         reminders = rows(
-            stack, "shelter", "SELECT reminders FROM referrals WHERE referral_id = ?", ref.referral_id
+            stack,
+            "shelter",
+            "SELECT reminders FROM referrals WHERE referral_id = ?",
+            ref.referral_id,
         )
         assert reminders == [(1,)], "the provider was reminded exactly once"
 
@@ -155,7 +158,7 @@ async def test_decision_made_while_temporal_is_down_is_delivered_when_it_returns
     tmp_path: Path,
 ) -> None:
     async with process_stack(tmp_path, services=SHELTER_ONLY) as stack:
-        stubs = j.Stubs.of(stack.channel)
+        stubs = stack.stubs()
         client = await stack.client()
         await j.seed_shelters(stubs, beds=12)
         case_id = await j.register(stubs, needs=("shelter",), risk="medium")
@@ -163,10 +166,10 @@ async def test_decision_made_while_temporal_is_down_is_delivered_when_it_returns
         await j.wait_known(client, case_id, pending.referral_id)
 
         stack.stop(TEMPORAL)
-        reply = await j.decide(stubs, "shelter", pending.referral_id)
+        reply = await j.decide(stubs, "shelter", pending)
         assert reply.delivery == common_pb2.DELIVERY_STATE_QUEUED
         assert reply.referral.status == common_pb2.REFERRAL_STATUS_ACCEPTED
 
         await stack.start(TEMPORAL)
-        await j.wait_visible(client, case_id, pending.referral_id, Status.ACCEPTED, timeout=60)
+        await j.wait_visible(client, case_id, pending.referral_id, Status.ACCEPTED, within=60)
         assert referrals_in_db(stack, "shelter", case_id) == [(pending.referral_id, "ACCEPTED")]

@@ -38,6 +38,7 @@ from services.intake import app as intake_app
 from services.legal import app as legal_app
 from services.shelter import app as shelter_app
 from tests.conftest import DevServer, free_port
+from tests.support_auth import rightful_channel
 from workflows.policy import load_policy
 from workflows.worker import build_worker
 
@@ -134,7 +135,8 @@ async def live_stack(
                 },
             )
             sectors[name] = await start_sector(settings, app.build_components, app.MIGRATIONS_DIR)
-            channels[name] = grpc.aio.insecure_channel(addresses[name])
+            # Each call acts as whoever may make it (tests/support_auth.py).
+            channels[name] = rightful_channel(addresses[name])
         worker = build_worker(client, load_policy(policy_file))
         worker_task = asyncio.create_task(worker.run())
         yield LiveStack(temporal=temporal, client=client, sectors=sectors, channels=channels)

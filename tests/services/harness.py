@@ -1,5 +1,8 @@
 """Test support: a sector service running in-process on a free port, with a
-real gRPC client, a real database and its own key ring."""
+real gRPC client, a real database and its own key ring.
+
+`RunningSector.channel` acts as the rightful caller of each RPC
+(tests/support_auth.py); `channel_as(role, org, region)` acts as anyone."""
 
 from __future__ import annotations
 
@@ -13,11 +16,13 @@ import grpc
 import grpc.aio
 from sqlalchemy import func, select, text
 
+from masar.auth import Role
 from masar.contract import ServiceName
 from masar.grpc_server import FIELD_METADATA_KEY
 from masar.service import ComponentsFactory, SectorProcess, start_sector
 from masar.settings import ServiceSettings
 from tests.conftest import free_port
+from tests.support_auth import authed_channel, rightful_channel
 
 
 @dataclasses.dataclass
@@ -25,6 +30,15 @@ class RunningSector:
     process: SectorProcess
     channel: grpc.aio.Channel
     address: str
+    extra_channels: list[grpc.aio.Channel] = dataclasses.field(default_factory=list)
+
+    def channel_as(
+        self, role: Role | str | None = None, org: str = "", region: str = "", **kw: Any
+    ) -> grpc.aio.Channel:
+        """A channel acting as `role` (or presenting `token=`), closed with the service."""
+        chan = authed_channel(f"127.0.0.1:{self.process.port}", role, org, region, **kw)
+        self.extra_channels.append(chan)
+        return chan
 
     def count(self, table: str) -> int:
         with self.process.database.engine.connect() as conn:
@@ -65,11 +79,14 @@ async def running_sector(
     run_worker: bool = False,
 ) -> AsyncIterator[RunningSector]:
     process = await start_sector(settings, factory, migrations_dir, run_worker=run_worker)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{process.port}")
+    channel = rightful_channel(f"127.0.0.1:{process.port}")
+    running = RunningSector(process=process, channel=channel, address=settings.addr)
     try:
-        yield RunningSector(process=process, channel=channel, address=settings.addr)
+        yield running
     finally:
         await channel.close()
+        for extra in running.extra_channels:
+            await extra.close()
         await process.stop()
 
 

@@ -9,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from masar.v1 import common_pb2, employment_pb2, employment_pb2_grpc
 from tests.services.harness import RunningSector
+from tests.support_auth import consent_proof
 
 FES = "fes-meknes"
 CASA = "casablanca-settat"
@@ -52,14 +53,16 @@ async def create_programme(stub, **kwargs):
 def enrolment(
     *, region=FES, interests=(), languages=(), exclude=(), provider_id="", idem=None, case=None
 ):
+    case = case or secrets.token_hex(8)
     return employment_pb2.RequestEnrolmentRequest(
-        case_id=case or secrets.token_hex(8),
+        case_id=case,
         risk=common_pb2.RISK_LEVEL_MEDIUM,
         region=region,
         needs=employment_pb2.EmploymentNeeds(interests=list(interests), languages=list(languages)),
         exclude_provider_ids=list(exclude),
         provider_id=provider_id,
         idempotency_key=idem or key(),
+        consent_proof=consent_proof(case, "employment"),
     )
 
 

@@ -3,6 +3,7 @@ against the real service, and staff steps reach the journey at once."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import asdict
 
@@ -41,6 +42,10 @@ from tests.services.journey_stub import (
     seen_events,
     start_stub_journey,
 )
+from tests.support_auth import GrantingConsent
+
+# Intake does not run here: the activities get their consent proofs from a stand-in.
+consenting = functools.partial(build_components, consent=GrantingConsent())
 
 
 async def test_employment_activities_and_staff_steps_with_a_real_journey(
@@ -60,7 +65,7 @@ async def test_employment_activities_and_staff_steps_with_a_real_journey(
         TemporalSettings(address=temporal_dev_server.address, namespace="default")
     )
     async with (
-        running_sector(settings, build_components, MIGRATIONS_DIR, run_worker=True) as running,
+        running_sector(settings, consenting, MIGRATIONS_DIR, run_worker=True) as running,
         Worker(client, task_queue=caller_queue, workflows=[CallSectorActivity, StubJourney]),
     ):
         stub = employment_pb2_grpc.EmploymentServiceStub(running.channel)

@@ -11,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from masar.v1 import common_pb2, legal_pb2, legal_pb2_grpc
 from tests.services.harness import RunningSector
+from tests.support_auth import consent_proof
 
 FES = "fes-meknes"
 RABAT = "rabat-sale-kenitra"
@@ -92,14 +93,16 @@ def aid_request(
     case: str | None = None,
     risk: Any = common_pb2.RISK_LEVEL_HIGH,
 ) -> legal_pb2.RequestLegalAidRequest:
+    case = case or case_id()
     return legal_pb2.RequestLegalAidRequest(
-        case_id=case or case_id(),
+        case_id=case,
         region=region,
         risk=risk,
         needs=legal_pb2.LegalNeeds(matters=list(matters), languages=list(languages)),
         exclude_provider_ids=list(exclude),
         provider_id=provider_id,
         idempotency_key=idem or key(),
+        consent_proof=consent_proof(case, "legal"),
     )
 
 

@@ -6,6 +6,7 @@ service."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -45,6 +46,10 @@ from tests.services.legal.helpers import (
     key,
     stub_of,
 )
+from tests.support_auth import GrantingConsent
+
+# Intake does not run here: the activities get their consent proofs from a stand-in.
+consenting = functools.partial(build_components, consent=GrantingConsent())
 
 DELIVERED = common_pb2.DELIVERY_STATE_DELIVERED
 QUEUED = common_pb2.DELIVERY_STATE_QUEUED
@@ -175,7 +180,7 @@ async def test_legal_activities_run_against_the_service(
         temporal_address=temporal_dev_server.address,
         task_queue=settings_queue(journeys),
     )
-    async with running_sector(settings, build_components, MIGRATIONS_DIR, run_worker=True) as legal:
+    async with running_sector(settings, consenting, MIGRATIONS_DIR, run_worker=True) as legal:
         stub = stub_of(legal)
         provider = await create_provider(stub)
         case = case_id()

@@ -6,6 +6,7 @@ import secrets
 
 from masar.v1 import common_pb2, shelter_pb2, shelter_pb2_grpc
 from tests.services.harness import RunningSector
+from tests.support_auth import consent_proof
 
 FES = "fes-meknes"
 RABAT = "rabat-sale-kenitra"
@@ -50,8 +51,10 @@ def placement(
     idem=None,
     case=None,
 ):
+    case = case or case_id()
     return shelter_pb2.RequestPlacementRequest(
-        case_id=case or case_id(),
+        consent_proof=consent_proof(case, "shelter"),
+        case_id=case,
         risk=common_pb2.RISK_LEVEL_HIGH,
         region=region,
         needs=shelter_pb2.ShelterNeeds(

@@ -6,6 +6,7 @@ against the real service."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 from dataclasses import asdict
 
@@ -50,6 +51,10 @@ from tests.services.shelter.helpers import (
     key,
     placement,
 )
+from tests.support_auth import GrantingConsent
+
+# Intake does not run here: the activities get their consent proofs from a stand-in.
+consenting = functools.partial(build_components, consent=GrantingConsent())
 
 
 async def client_for(address: str) -> Client:
@@ -189,7 +194,7 @@ async def test_shelter_activities_run_against_the_real_service(
     )
     client = await client_for(temporal_dev_server.address)
     async with (
-        running_sector(settings, build_components, MIGRATIONS_DIR, run_worker=True) as running,
+        running_sector(settings, consenting, MIGRATIONS_DIR, run_worker=True) as running,
         Worker(client, task_queue=caller_queue, workflows=[CallSectorActivity, StubJourney]),
     ):
         stub = shelter_pb2_grpc.ShelterServiceStub(running.channel)
