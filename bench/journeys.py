@@ -378,7 +378,7 @@ async def wait_known(
     that decide within milliseconds of a referral appearing wait for this.
     """
     return await wait_status(
-        client, case_id, lambda jn: referral_view(jn, referral_id), within=within, interval=0.05
+        client, case_id, lambda jn: referral_view(jn, referral_id), within=within, interval=0.1
     )
 
 

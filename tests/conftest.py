@@ -109,19 +109,29 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 class DevServer:
-    """A real Temporal dev server process (in memory), search attributes registered."""
+    """A real Temporal dev server process (in memory, or in `db_file`: the
+    canary test scans it), search attributes registered; its output goes to
+    `log_file` if given."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(
+        self, port: int, *, db_file: Path | None = None, log_file: Path | None = None
+    ) -> None:
         from masar.devserver import dev_server_args, wait_for_port
 
         self.port = port
         self.address = f"127.0.0.1:{port}"
         self.namespace = "default"
+        self.db_file = db_file
+        output: Any = subprocess.DEVNULL
+        if log_file is not None:
+            output = open(log_file, "ab")  # noqa: SIM115 - closed by the process's end
         self.proc = subprocess.Popen(
-            dev_server_args(port=port),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            dev_server_args(port=port, db_file=db_file),
+            stdout=output,
+            stderr=output,
         )
+        if log_file is not None:
+            output.close()
         wait_for_port("127.0.0.1", port, timeout=60, proc=self.proc)
 
     def stop(self) -> None:

@@ -242,7 +242,7 @@ class RightfulChannel:
 
 def rightful_channel(address: str) -> grpc.aio.Channel:
     # Typed as a channel: it is used exactly like one (stubs take it).
-    return RightfulChannel(address)  # type: ignore[return-value]
+    return RightfulChannel(address)
 
 
 @contextlib.asynccontextmanager

@@ -24,14 +24,21 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     token = sub.add_parser("token", help="bearer tokens for the local stack", parents=[common])
     token_sub = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
-    issue = token_sub.add_parser("issue", help="issue a signed token", add_help=False)
+    # The delegating commands parse their own options: "+" as this parser's
+    # prefix lets every "--option" through to them untouched.
+    issue = token_sub.add_parser(
+        "issue", help="issue a signed token", add_help=False, prefix_chars="+"
+    )
     issue.add_argument("rest", nargs=argparse.REMAINDER)
     issue.set_defaults(sync_handler=lambda a, o: _delegate("masar.auth", "token_issue_main", a, o))
 
     audit = sub.add_parser("audit", help="the hash-chained audit log", parents=[common])
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     verify = audit_sub.add_parser(
-        "verify", help="detect edited, removed or reordered entries", add_help=False
+        "verify",
+        help="detect edited, removed or reordered entries",
+        add_help=False,
+        prefix_chars="+",
     )
     verify.add_argument("rest", nargs=argparse.REMAINDER)
     verify.set_defaults(
@@ -39,7 +46,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
 
     codec = sub.add_parser(
-        "codec-server", help="decode payloads for an authorised Temporal UI", add_help=False
+        "codec-server",
+        help="decode payloads for an authorised Temporal UI",
+        add_help=False,
+        prefix_chars="+",
     )
     codec.add_argument("rest", nargs=argparse.REMAINDER)
     codec.set_defaults(

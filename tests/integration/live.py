@@ -111,9 +111,15 @@ def referral_in(sector: c.Sector, *statuses: c.ReferralStatus) -> Callable[[c.Jo
 
 @contextlib.asynccontextmanager
 async def live_stack(
-    data_dir: Path, *, policy_file: Path | None = None
+    data_dir: Path,
+    *,
+    policy_file: Path | None = None,
+    temporal_db: Path | None = None,
+    temporal_log: Path | None = None,
 ) -> AsyncIterator[LiveStack]:
-    temporal = DevServer(free_port())
+    """`temporal_db`: the dev server persists to that SQLite file (else it
+    keeps everything in memory); `temporal_log`: its output goes there."""
+    temporal = DevServer(free_port(), db_file=temporal_db, log_file=temporal_log)
     sectors: dict[c.ServiceName, SectorProcess] = {}
     channels: dict[c.ServiceName, grpc.aio.Channel] = {}
     worker_task: asyncio.Task[None] | None = None

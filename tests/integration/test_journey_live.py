@@ -9,7 +9,13 @@ from pathlib import Path
 
 from masar import contract as c
 from masar.v1 import common_pb2, employment_pb2, intake_pb2, shelter_pb2
-from tests.integration.live import live_stack, referral_in, register_request, seed_region
+from tests.integration.live import (
+    eventually,
+    live_stack,
+    referral_in,
+    register_request,
+    seed_region,
+)
 
 REGION = "fes-meknes"
 Status = c.ReferralStatus
@@ -161,11 +167,16 @@ low = "30d"
         assert any(level == c.LEVEL_REMINDER for _, level in events), events
         assert any(level == c.LEVEL_COORDINATOR for _, level in events), events
 
-        # The sector saw the reminder and the reroute.
-        old = await stack.shelter.GetReferral(
-            common_pb2.GetReferralRequest(referral_id=first.referral_id)
-        )
-        assert old.referral.status == common_pb2.REFERRAL_STATUS_REROUTED
+        # The sector saw the reminder and the reroute (its close activity runs
+        # just after the journey records the reroute).
+        async def closed_at_the_shelter() -> common_pb2.GetReferralResponse:
+            old = await stack.shelter.GetReferral(
+                common_pb2.GetReferralRequest(referral_id=first.referral_id)
+            )
+            assert old.referral.status == common_pb2.REFERRAL_STATUS_REROUTED
+            return old
+
+        old = await eventually(closed_at_the_shelter)
         assert old.referral.reminders >= 1
 
         # The region's coordinators were told, in intake's escalation inbox.

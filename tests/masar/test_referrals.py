@@ -189,7 +189,9 @@ def test_rpc_failures_become_typed_activity_errors(
 class _Legal(ReferralActivities):
     sector: ClassVar[Sector] = Sector.LEGAL
 
-    async def submit_request(self, request: ReferralRequest, *, rpc_timeout: float) -> Any:
+    async def submit_request(
+        self, request: ReferralRequest, *, rpc_timeout: float, consent_proof: str = ""
+    ) -> Any:
         raise NotImplementedError
 
 
