@@ -134,7 +134,17 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from masar import audit, contract
-from masar.auth import Caller, Role, caller_or_none, current_caller, requires, service_role
+from masar.auth import (
+    Caller,
+    Role,
+    TokenVerifier,
+    authorised_channel,
+    caller_or_none,
+    current_caller,
+    requires,
+    service_role,
+    service_token_source,
+)
 from masar.consent import ConsentVerifier
 from masar.contract import (
     CasePurge,
@@ -160,6 +170,8 @@ from masar.errors import (
     ResourceExhausted,
 )
 from masar.outbox import DeliveryOutcome, Outbox, outbox_table
+from masar.service import identity_environ
+from masar.settings import ServiceSettings
 from masar.v1 import common_pb2, intake_pb2
 
 log = logging.getLogger(__name__)
@@ -1513,12 +1525,9 @@ class SectorClients:
         return [self.own.close, self.intake.close]
 
 
-def sector_clients(settings: Any, sector: Sector) -> SectorClients:
-    """Built from the sector's `ServiceSettings` (keys: `masar.auth`, read
-    from `masar.service.identity_environ(settings)`)."""
-    from masar.auth import TokenVerifier, authorised_channel, service_token_source
-    from masar.service import identity_environ
-
+def sector_clients(settings: ServiceSettings, sector: Sector) -> SectorClients:
+    """Built from the sector's settings (token keys: `masar.auth`, read from
+    `masar.service.identity_environ(settings)`)."""
     environ = identity_environ(settings)
     identity = service_token_source(sector.value, environ)
     return SectorClients(

@@ -43,7 +43,11 @@ class Telemetry:
     owns_provider: bool = True
 
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
-        return self.tracer_provider.force_flush(timeout_millis)
+        if self.owns_provider:
+            return self.tracer_provider.force_flush(timeout_millis)
+        # Another setup owns the provider (and perhaps processors already shut
+        # down): flush only what this setup added.
+        return all(p.force_flush(timeout_millis) for p in self.processors)
 
     def shutdown(self) -> None:
         if self.metrics is not None:

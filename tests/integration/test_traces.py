@@ -50,11 +50,9 @@ async def test_one_trace_from_registration_to_the_shelters_sql(tmp_path: Path) -
             ref = await stack.wait_status(
                 case_id, referral_in(c.Sector.SHELTER, c.ReferralStatus.PENDING)
             )
-            for processor in telemetry.processors:
-                processor.force_flush()
     finally:
-        for processor in telemetry.processors:
-            processor.force_flush()
+        telemetry.force_flush()
+        telemetry.shutdown()
 
     spans = exporter.get_finished_spans()
     ours = [s for s in spans if s.context.trace_id == trace_id]
