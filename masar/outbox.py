@@ -72,6 +72,12 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _age(created_at: datetime) -> timedelta:
+    if created_at.tzinfo is None:  # SQLite returns naive datetimes (stored as UTC)
+        created_at = created_at.replace(tzinfo=UTC)
+    return datetime.now(UTC) - created_at
+
+
 @dataclass
 class RejectedUpdate:
     """What the journey said when it refused an update (from its validator)."""
@@ -86,6 +92,8 @@ class Outbox:
         self._table = table
         self._connector = connector
         self.update_timeout = 10.0
+        self.min_age = timedelta(seconds=self.update_timeout / 2)
+        self._locks: dict[str, asyncio.Lock] = {}
 
     def enqueue(self, session: Session, *, case_id: str, update_name: str, event: Any) -> str:
         """Record an update for the journey, in the caller's unit of work.
@@ -110,8 +118,28 @@ class Outbox:
         ).scalar_one_or_none()
         return DeliveryOutcome(row) if row else None
 
-    async def deliver(self, event_id: str) -> tuple[DeliveryOutcome, RejectedUpdate | None]:
-        """Try to deliver one entry now."""
+    async def deliver(
+        self, event_id: str, *, background: bool = False
+    ) -> tuple[DeliveryOutcome, RejectedUpdate | None]:
+        """Try to deliver one entry now.
+
+        One delivery of an entry at a time in this process: the request that
+        wrote the entry and the dispatcher never both send it (one could see it
+        refused while the other, a moment later, sees it accepted). The
+        dispatcher (`background`) also leaves entries younger than `min_age`
+        to the request that wrote them.
+        """
+        lock = self._locks.setdefault(event_id, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._deliver_once(event_id, background=background)
+        finally:
+            if not lock.locked() and len(self._locks) > 1000:
+                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
+
+    async def _deliver_once(
+        self, event_id: str, *, background: bool
+    ) -> tuple[DeliveryOutcome, RejectedUpdate | None]:
         row = await self._db.run(
             lambda s: (
                 s.execute(select(self._table).where(self._table.c.event_id == event_id))
@@ -123,6 +151,8 @@ class Outbox:
             raise KeyError(event_id)
         if row["status"] != DeliveryOutcome.QUEUED.value:
             return DeliveryOutcome(row["status"]), None
+        if background and _age(row["created_at"]) < self.min_age:
+            return DeliveryOutcome.QUEUED, None
         client = self._connector.client
         if client is None:
             try:
@@ -192,7 +222,7 @@ class Outbox:
                 for event_id in await self.pending():
                     if stop.is_set():
                         break
-                    outcome, _ = await self.deliver(event_id)
+                    outcome, _ = await self.deliver(event_id, background=True)
                     if outcome is DeliveryOutcome.QUEUED:
                         break  # Temporal still unreachable; wait before the next round
             except Exception:

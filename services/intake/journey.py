@@ -214,7 +214,9 @@ class IntakeOutbox(Outbox):
     async def pending(self, limit: int = 100) -> list[str]:
         return await self._database.run(lambda s: repo.queued_events(s, limit=limit))
 
-    async def deliver(self, event_id: str) -> tuple[DeliveryOutcome, RejectedUpdate | None]:
+    async def deliver(
+        self, event_id: str, *, background: bool = False
+    ) -> tuple[DeliveryOutcome, RejectedUpdate | None]:
         entry = await self._database.run(lambda s: repo.outbox_entry(s, event_id))
         if entry is None:
             raise KeyError(event_id)
@@ -223,7 +225,7 @@ class IntakeOutbox(Outbox):
             case_id
         ):
             return DeliveryOutcome.QUEUED, None
-        outcome, rejected = await super().deliver(event_id)
+        outcome, rejected = await super().deliver(event_id, background=background)
         if outcome is not DeliveryOutcome.REJECTED or rejected is None:
             return outcome, rejected
         if update_name == UPDATE_REOPEN and rejected.error_type == JOURNEY_NOT_RUNNING:
@@ -264,7 +266,7 @@ class IntakeOutbox(Outbox):
                 for event_id in await self.pending():
                     if stop.is_set():
                         break
-                    outcome, _ = await self.deliver(event_id)
+                    outcome, _ = await self.deliver(event_id, background=True)
                     if outcome is DeliveryOutcome.QUEUED:
                         break  # Temporal still unreachable; wait for the next round
             except Exception:
