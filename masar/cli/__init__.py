@@ -80,5 +80,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+
+
+def run() -> None:
+    """The `masar` console script: main(), then leave without finalising the
+    interpreter — the Temporal core's native threads may still touch Python
+    while it finalises, which aborts the process ("PyGILState_Release")."""
+    import logging
+    import os
+
+    try:
+        status = main()
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

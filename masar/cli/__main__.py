@@ -1,3 +1,3 @@
-from masar.cli import main
+from masar.cli import run
 
-raise SystemExit(main())
+run()

@@ -11,8 +11,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     up = sub.add_parser(
         "up",
         help="run the whole local stack (Temporal, four services, journey worker)",
-        parents=[common],
         add_help=False,
+        prefix_chars="+",
     )
     up.add_argument("rest", nargs=argparse.REMAINDER)
     up.set_defaults(sync_handler=run_up)
