@@ -37,6 +37,7 @@ def dev_server_args(
     ip: str = "127.0.0.1",
     namespace: str = "default",
     metrics_port: int | None = None,
+    ui_codec_endpoint: str | None = None,
 ) -> list[str]:
     args = [temporal_binary(), "server", "start-dev", "--ip", ip, "--port", str(port)]
     if ui_port is None:
@@ -49,6 +50,9 @@ def dev_server_args(
         args += ["--namespace", namespace]
     if metrics_port is not None:
         args += ["--metrics-port", str(metrics_port)]
+    if ui_codec_endpoint is not None and ui_port is not None:
+        # The UI shows ciphertext until an authorised person decodes it there.
+        args += ["--ui-codec-endpoint", ui_codec_endpoint]
     for name, kind in SEARCH_ATTRIBUTES.items():
         args += ["--search-attribute", f"{name}={kind}"]
     args += ["--log-level", "warn"]

@@ -616,6 +616,8 @@ class Supervisor:
                 ip=plan.temporal_host,
                 namespace=plan.common.temporal.namespace,
                 metrics_port=plan.temporal_metrics_port,
+                ui_codec_endpoint="http://"
+                + plan.child_env.get("MASAR_CODEC_ADDR", "127.0.0.1:8081"),
             ),
             log_path=plan.log_file("temporal"),
             ready_check=self.probes.temporal,
