@@ -61,6 +61,7 @@ DESCRIPTORS: dict[ServiceName, ServiceDescriptor] = {
     "legal": legal_pb2.DESCRIPTOR.services_by_name["LegalAidService"],
     "employment": employment_pb2.DESCRIPTOR.services_by_name["EmploymentService"],
 }
+AUDIT_TABLES = ("audit_log", "audit_head")
 # Statuses that say the server broke, not that the caller was refused.
 NOT_DELIBERATE = {
     grpc.StatusCode.INTERNAL,
@@ -357,6 +358,13 @@ def test_generated_requests_get_a_deliberate_answer_and_leave_nothing_partial(
         code = services.call(name, method, request, metadata)
         assert code not in NOT_DELIBERATE, f"{name}.{rpc} answered {code.name}"
         if code != grpc.StatusCode.OK:
-            assert services.counts(name) == before, f"{name}.{rpc} refused ({code.name}) but wrote"
+            after = services.counts(name)
+            # A refused read of a case is audited on purpose (who tried, when);
+            # that entry is the record of the refusal, not a half-done write.
+            if code == grpc.StatusCode.PERMISSION_DENIED:
+                for table in AUDIT_TABLES:
+                    before.pop(table, None)
+                    after.pop(table, None)
+            assert after == before, f"{name}.{rpc} refused ({code.name}) but wrote"
 
     check()
