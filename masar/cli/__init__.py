@@ -80,8 +80,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-
-
 def run() -> None:
     """The `masar` console script: main(), then leave without finalising the
     interpreter — the Temporal core's native threads may still touch Python
