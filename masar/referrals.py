@@ -169,10 +169,12 @@ from masar.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
+from masar.grpc_server import GrpcService
 from masar.outbox import DeliveryOutcome, Outbox, outbox_table
-from masar.service import identity_environ
+from masar.service import SectorComponents, identity_environ
 from masar.settings import ServiceSettings
-from masar.v1 import common_pb2, intake_pb2
+from masar.temporal import TemporalConnector
+from masar.v1 import common_pb2, intake_pb2, intake_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -1761,3 +1763,46 @@ __all__ = [
     "status_to_pb",
     "timestamp_pb",
 ]
+
+
+def assemble_sector(
+    *,
+    sector: Sector,
+    settings: ServiceSettings,
+    database: Database,
+    connector: TemporalConnector,
+    model: type[M],
+    tables: HandshakeTables,
+    hooks: SectorHooks[M, N],
+    servicer: Callable[[ReferralHandshake[M, N]], Any],
+    service: tuple[str, Callable[[Any, grpc.aio.Server], None]],
+    activities: Callable[[grpc.aio.Channel, ConsentSource], ReferralActivities],
+    consent: ConsentSource | None = None,
+) -> SectorComponents:
+    """The wiring every referral-receiving sector shares: its handshake on its
+    own tables and outbox, its servicer, and its activities calling its own API
+    as the sector's service identity, with intake proving each request's
+    consent (`consent` replaces intake in tests only)."""
+    clients = sector_clients(settings, sector)
+    outbox = Outbox(database, tables.outbox, connector)
+    handshake: ReferralHandshake[M, N] = ReferralHandshake(
+        sector=sector,
+        model=model,
+        database=database,
+        outbox=outbox,
+        ledger=IdempotencyLedger(tables.idempotency),
+        consent=clients.consent_verifier,
+        audited=True,
+        hooks=hooks,
+    )
+    name, register = service
+    steps = activities(
+        clients.own,
+        consent or IntakeConsent(intake_pb2_grpc.IntakeServiceStub(clients.intake)),
+    )
+    return SectorComponents(
+        grpc_services=[GrpcService(name, servicer(handshake), register)],
+        activities=steps.definitions(),
+        outbox=outbox,
+        closers=clients.closers,
+    )
