@@ -31,9 +31,9 @@ from bench import journeys as j
 from bench.procs import process_stack
 from bench.report import heading, latency_ms, progress, rate, say, write_result
 from bench.throughput import describe_failure
-from masar.auth import service_role
-from masar.consent import issue_consent_proof
 from masar.contract import Sector
+from masar.platform.identity import service_role
+from masar.referral.consent import issue_consent_proof
 from masar.v1 import common_pb2, employment_pb2, shelter_pb2
 
 NAME = "capacity"

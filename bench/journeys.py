@@ -20,7 +20,7 @@ import grpc
 from temporalio.client import Client
 
 from masar import contract as c
-from masar.auth import METADATA_KEY, Role, TokenIssuer
+from masar.platform.identity import METADATA_KEY, Role, TokenIssuer
 from masar.v1 import (
     common_pb2,
     employment_pb2,

@@ -7,7 +7,7 @@ and outbox) and the journey worker (`python -m workflows`). Every port is
 picked free, every process shares one key ring (MASAR_KEYRING), and each part
 logs to `<data_dir>/logs/<part>.log`.
 
-Children get SIGTERM if this process dies (masar.stack.guarded), so a crashed
+Children get SIGTERM if this process dies (masar.devstack.stack.guarded), so a crashed
 benchmark or test leaves no server holding a port or the Temporal database.
 """
 
@@ -32,13 +32,13 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from temporalio.client import Client
 
-from masar.auth import TokenIssuer
 from masar.contract import JOURNEY_TASK_QUEUE, ServiceName
-from masar.crypto import Keyring
-from masar.devserver import dev_server_args
-from masar.settings import TemporalSettings
-from masar.stack import guarded
-from masar.temporal import connect_temporal
+from masar.devstack.devserver import dev_server_args
+from masar.devstack.stack import guarded
+from masar.platform.crypto import Keyring
+from masar.platform.identity import TokenIssuer
+from masar.platform.settings import TemporalSettings
+from masar.platform.temporal import connect_temporal
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES: tuple[ServiceName, ...] = ("intake", "shelter", "legal", "employment")

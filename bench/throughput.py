@@ -40,7 +40,7 @@ from bench.bare import STEPS, BareJourney
 from bench.procs import JOURNEY, ROOT, ProcessStack, process_stack
 from bench.report import heading, latency_ms, progress, rate, say, write_result
 from masar import contract as c
-from masar.stack import guarded
+from masar.devstack.stack import guarded
 from masar.v1 import common_pb2
 
 NAME = "throughput"

@@ -116,7 +116,7 @@ class DevServer:
     def __init__(
         self, port: int, *, db_file: Path | None = None, log_file: Path | None = None
     ) -> None:
-        from masar.devserver import dev_server_args, wait_for_port
+        from masar.devstack.devserver import dev_server_args, wait_for_port
 
         self.port = port
         self.address = f"127.0.0.1:{port}"
@@ -160,7 +160,7 @@ def _hermetic_keyring() -> Iterator[None]:
     """One key ring for the whole run, installed before every test, so no
     test writes ./var/keyring.json (a test may install its own)."""
     global _TEST_KEYRING
-    from masar.crypto import Keyring, install_keyring
+    from masar.platform.crypto import Keyring, install_keyring
 
     if _TEST_KEYRING is None:
         _TEST_KEYRING = Keyring.generate("test")

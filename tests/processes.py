@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from masar.stack import SERVICES
+from masar.devstack.stack import SERVICES
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,13 +69,13 @@ def stack_env(data_dir: Path) -> dict[str, str]:
 
 
 class Up:
-    """`python -m masar.stack --json` (what `masar up --json` runs)."""
+    """`python -m masar.devstack.stack --json` (what `masar up --json` runs)."""
 
     def __init__(self, env: dict[str, str], err_path: Path) -> None:
         self.err_path = err_path
         self._err = open(err_path, "ab")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "masar.stack", "--json"],
+            [sys.executable, "-m", "masar.devstack.stack", "--json"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,

@@ -32,15 +32,15 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from masar.auth import (
+from masar.contract import REGIONS, Sector
+from masar.platform.identity import (
     METADATA_KEY,
     Role,
     StaticToken,
     TokenIssuer,
     bearer_interceptors,
 )
-from masar.consent import issue_consent_proof
-from masar.contract import REGIONS, Sector
+from masar.referral.consent import issue_consent_proof
 from masar.v1 import common_pb2
 
 TEST_ISSUER = TokenIssuer.generate()

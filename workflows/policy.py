@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from masar.contract import Risk
-from masar.settings import SettingsError
+from masar.platform.settings import SettingsError
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("policy.toml")
 # The local activity through which a journey receives its worker's policy.

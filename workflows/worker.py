@@ -20,10 +20,10 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from masar.contract import JOURNEY_TASK_QUEUE
-from masar.grpc_server import install_shutdown_signals
-from masar.logs import setup_logging
-from masar.settings import SettingsError, WorkerSettings
-from masar.temporal import TemporalConnector
+from masar.platform.logs import setup_logging
+from masar.platform.rpc import install_shutdown_signals
+from masar.platform.settings import SettingsError, WorkerSettings
+from masar.platform.temporal import TemporalConnector
 from workflows.activities import PolicyActivities
 from workflows.journey import SurvivorJourney
 from workflows.policy import SlaPolicy, load_policy
@@ -92,7 +92,7 @@ def main() -> None:
         print(f"masar journey: invalid SLA policy in {source}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     setup_logging("journey", level=settings.common.log_level, fmt=settings.common.log_format)
-    from masar.telemetry import setup_telemetry
+    from masar.platform.telemetry import setup_telemetry
 
     telemetry = setup_telemetry("journey", metrics_port=settings.metrics_port)
     try:

@@ -15,7 +15,7 @@ from typing import Any
 
 from masar.cli import admin, cases, demo, staff
 from masar.cli.output import CliError, Output
-from masar.settings import SettingsError
+from masar.platform.settings import SettingsError
 
 Handler = Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int | None]]
 
@@ -43,7 +43,7 @@ def _traced(args: argparse.Namespace, run: Callable[[], int]) -> int:
     Temporal and gRPC instrumentation carry it through the stack."""
     from opentelemetry import trace
 
-    from masar.telemetry import setup_telemetry
+    from masar.platform.telemetry import setup_telemetry
 
     telemetry = setup_telemetry("cli")
     words = [

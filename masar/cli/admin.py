@@ -30,7 +30,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "issue", help="issue a signed token", add_help=False, prefix_chars="+"
     )
     issue.add_argument("rest", nargs=argparse.REMAINDER)
-    issue.set_defaults(sync_handler=lambda a, o: _delegate("masar.auth", "token_issue_main", a, o))
+    issue.set_defaults(
+        sync_handler=lambda a, o: _delegate("masar.platform.identity", "token_issue_main", a, o)
+    )
 
     audit = sub.add_parser("audit", help="the hash-chained audit log", parents=[common])
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
@@ -42,7 +44,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     verify.add_argument("rest", nargs=argparse.REMAINDER)
     verify.set_defaults(
-        sync_handler=lambda a, o: _delegate("masar.audit", "audit_verify_main", a, o)
+        sync_handler=lambda a, o: _delegate("masar.platform.audit", "audit_verify_main", a, o)
     )
 
     codec = sub.add_parser(
@@ -53,7 +55,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     codec.add_argument("rest", nargs=argparse.REMAINDER)
     codec.set_defaults(
-        sync_handler=lambda a, o: _delegate("masar.codec_server", "codec_server_main", a, o)
+        sync_handler=lambda a, o: _delegate(
+            "masar.platform.codec_server", "codec_server_main", a, o
+        )
     )
 
 
@@ -72,7 +76,7 @@ def _delegate(module: str, function: str, args: argparse.Namespace, out: Any) ->
 
 
 def run_up(args: argparse.Namespace, out: Any) -> int:
-    from masar.stack import up_main
+    from masar.devstack.stack import up_main
 
     return int(up_main(_passthrough(args, out)) or 0)
 

@@ -22,7 +22,9 @@ import grpc
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from masar.auth import (
+from masar.cli.output import CliError
+from masar.contract import ServiceName, journey_workflow_id
+from masar.platform.identity import (
     MintedToken,
     Role,
     TokenIssuer,
@@ -30,10 +32,8 @@ from masar.auth import (
     bearer_interceptors,
     token_from_env,
 )
-from masar.cli.output import CliError
-from masar.contract import ServiceName, journey_workflow_id
-from masar.settings import CommonSettings, Env
-from masar.temporal import connect_temporal
+from masar.platform.settings import CommonSettings, Env
+from masar.platform.temporal import connect_temporal
 
 T = TypeVar("T")
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from masar.auth import Role
 from masar.cli import connect
+from masar.platform.identity import Role
 from masar.v1 import (
     employment_pb2,
     employment_pb2_grpc,

@@ -19,10 +19,10 @@ from typing import Any
 import grpc
 
 from masar import contract as c
-from masar.auth import Role, token_from_env
 from masar.cli import connect
 from masar.cli.output import CliError, Output
-from masar.referrals import STAFF_ROLES
+from masar.platform.identity import Role, token_from_env
+from masar.referral import STAFF_ROLES
 from masar.v1 import (
     common_pb2,
     employment_pb2,

@@ -1,6 +1,6 @@
 """`python -m services.employment`: the employment service with its activity worker."""
 
-from masar.service import run_sector_main
+from masar.platform.process import run_sector_main
 from services.employment.app import MIGRATIONS_DIR, build_components
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Employment's Temporal activities: the journey's referral steps, each a
 call to the employment service's own gRPC API (so every step crosses the
 service boundary and is traced). Business refusals become non-retryable
-ApplicationErrors with the contract's types (masar.referrals.activity_error)."""
+ApplicationErrors with the contract's types (masar.referral.activity_error)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from masar import contract
 from masar.contract import EmploymentNeeds, ReferralRequest, Risk, Sector
-from masar.referrals import ConsentSource, ReferralActivities, risk_to_pb
+from masar.referral import ConsentSource, ReferralActivities, risk_to_pb
 from masar.v1 import employment_pb2, employment_pb2_grpc
 
 

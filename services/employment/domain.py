@@ -14,8 +14,8 @@ from datetime import datetime
 from enum import StrEnum
 
 from masar.contract import PROGRAMME_KINDS, EmploymentNeeds, ReferralStatus
-from masar.errors import InvalidArgument
-from masar.referrals import ReferralRecord
+from masar.platform.errors import InvalidArgument
+from masar.referral import ReferralRecord
 
 MAX_SEATS = 1000
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")

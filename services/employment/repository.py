@@ -1,7 +1,7 @@
 """Every employment query, inside a caller's unit of work; never commits.
 
 `EmploymentHooks` plugs the programme rules into the shared referral handshake
-(masar.referrals): choosing a programme, and taking or giving back a seat as a
+(masar.referral): choosing a programme, and taking or giving back a seat as a
 referral changes status. Seats change only with the programme row locked
 (SELECT ... FOR UPDATE on PostgreSQL; SQLite units of work are BEGIN
 IMMEDIATE), so concurrent accepts never over-allocate.
@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from masar.contract import EmploymentNeeds, ReferralStatus
-from masar.errors import NotFound, ResourceExhausted
-from masar.referrals import (
+from masar.platform.errors import NotFound, ResourceExhausted
+from masar.referral import (
     NoEligibleProvider,
     ReferralDraft,
     ReferralRepository,

@@ -2,7 +2,7 @@
 
 The handshake RPCs shared by every sector (DecideReferral, GetReferral,
 ListReferrals, RemindProvider, CloseReferral, PurgeCase) come from
-masar.referrals.ReferralRpcs.
+masar.referral.ReferralRpcs.
 
 Who may call what (every method declares it; anything else is refused):
 a coordinator registers programmes in her own region; employment officers,
@@ -19,10 +19,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from masar.auth import Role, current_caller, requires
 from masar.contract import EmploymentNeeds, Milestone, ReferralStatus, Sector
-from masar.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from masar.referrals import (
+from masar.platform.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from masar.platform.identity import Role, current_caller, requires
+from masar.referral import (
     ReferralHandshake,
     ReferralRpcs,
     code_from_pb,

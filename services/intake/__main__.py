@@ -1,6 +1,6 @@
 """`python -m services.intake`: the intake service on its port (default 50051)."""
 
-from masar.service import run_sector_main
+from masar.platform.process import run_sector_main
 from services.intake.app import MIGRATIONS_DIR, build_components
 
 if __name__ == "__main__":

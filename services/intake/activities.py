@@ -20,7 +20,7 @@ from masar.contract import (
     EscalationNotice,
     activity_name,
 )
-from masar.grpc_server import FIELD_METADATA_KEY
+from masar.platform.rpc import FIELD_METADATA_KEY
 from masar.v1 import intake_pb2
 
 if TYPE_CHECKING:  # the async stub type exists in the generated stubs only

@@ -7,14 +7,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from masar.auth import TokenIssuer, authorised_channel, service_token_source
 from masar.contract import JOURNEY_TASK_QUEUE
-from masar.db import Database
-from masar.grpc_server import GrpcService
-from masar.referrals import dial_address
-from masar.service import SectorComponents, identity_environ
-from masar.settings import ServiceSettings
-from masar.temporal import TemporalConnector
+from masar.platform.db import Database
+from masar.platform.identity import TokenIssuer, authorised_channel, service_token_source
+from masar.platform.process import SectorComponents, identity_environ
+from masar.platform.rpc import GrpcService
+from masar.platform.settings import ServiceSettings
+from masar.platform.temporal import TemporalConnector
+from masar.referral import dial_address
 from masar.v1.intake_pb2_grpc import IntakeServiceStub, add_IntakeServiceServicer_to_server
 from services.intake.activities import IntakeActivities
 from services.intake.cases import CaseDesk

@@ -7,7 +7,7 @@ Each change carries an idempotency key: a retry returns the first answer.
 
 Access: an intake officer reads any case; a coordinator reads the cases of
 her own region, or one elsewhere under an emergency grant she opened with a
-reason (masar.access). Every read of a case's personal data, every change,
+reason (services.intake.grants). Every read of a case's personal data, every change,
 every consent proof given to a sector and every grant is an audit entry; a
 refused read is one too.
 """
@@ -22,9 +22,6 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from masar.access import EmergencyAccess, EmergencyGrant, GrantReason
-from masar.auth import Caller, Role, TokenIssuer, caller_or_none, current_caller
-from masar.consent import ConsentProof, issue_consent_proof
 from masar.contract import (
     UPDATE_CLOSURE_REQUEST,
     UPDATE_CONSENT,
@@ -45,10 +42,13 @@ from masar.contract import (
     ViolenceType,
     new_case_id,
 )
-from masar.db import Database
-from masar.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from masar.platform.db import Database
+from masar.platform.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from masar.platform.identity import Caller, Role, TokenIssuer, caller_or_none, current_caller
+from masar.referral.consent import ConsentProof, issue_consent_proof
 from services.intake import domain as d
 from services.intake import repository as repo
+from services.intake.grants import EmergencyAccess, EmergencyGrant, GrantReason
 from services.intake.journey import IntakeOutbox, JourneyStarter, encode_input
 from services.intake.models import EMERGENCY_GRANTS, CaseRow
 

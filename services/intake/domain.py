@@ -31,8 +31,8 @@ from masar.contract import (
     ShelterNeeds,
     ViolenceType,
 )
-from masar.errors import InvalidArgument
-from masar.outbox import DeliveryOutcome
+from masar.platform.errors import InvalidArgument
+from masar.platform.outbox import DeliveryOutcome
 
 E = TypeVar("E", bound=StrEnum)
 

@@ -49,9 +49,9 @@ from masar.contract import (
     Stage,
     journey_workflow_id,
 )
-from masar.db import Database
-from masar.outbox import DeliveryOutcome, Outbox, RejectedUpdate
-from masar.temporal import TemporalConnector
+from masar.platform.db import Database
+from masar.platform.outbox import DeliveryOutcome, Outbox, RejectedUpdate
+from masar.platform.temporal import TemporalConnector
 from services.intake import domain as d
 from services.intake import repository as repo
 from services.intake.models import OUTBOX

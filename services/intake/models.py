@@ -25,11 +25,11 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from masar.access import emergency_grants_table
-from masar.audit import audit_tables
-from masar.crypto import EncryptedText
-from masar.db import new_metadata
-from masar.outbox import outbox_table
+from masar.platform.audit import audit_tables
+from masar.platform.crypto import EncryptedText
+from masar.platform.db import new_metadata
+from masar.platform.outbox import outbox_table
+from services.intake.grants import emergency_grants_table
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from masar import audit
-from masar.auth import caller_or_none
 from masar.contract import ClinicalItem, Need, Risk, Sector, ViolenceType
-from masar.errors import InvalidArgument
-from masar.outbox import DeliveryOutcome
+from masar.platform import audit
+from masar.platform.errors import InvalidArgument
+from masar.platform.identity import caller_or_none
+from masar.platform.outbox import DeliveryOutcome
 from services.intake import domain as d
 from services.intake.models import (
     OUTBOX,

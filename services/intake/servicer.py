@@ -21,14 +21,14 @@ from typing import Any, TypeVar
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from masar.access import EmergencyGrant, GrantReason
-from masar.auth import Role, current_caller, requires
 from masar.contract import ClinicalItem, Need, Risk, Sector, ViolenceType, journey_workflow_id
-from masar.errors import InvalidArgument, PermissionDenied
-from masar.outbox import DeliveryOutcome
+from masar.platform.errors import InvalidArgument, PermissionDenied
+from masar.platform.identity import Role, current_caller, requires
+from masar.platform.outbox import DeliveryOutcome
 from masar.v1 import common_pb2, intake_pb2, intake_pb2_grpc, legal_pb2
 from services.intake import domain as d
 from services.intake.cases import CaseDesk, ChangeResult
+from services.intake.grants import EmergencyGrant, GrantReason
 
 SERVICE_NAME = "masar.v1.IntakeService"
 

@@ -1,6 +1,6 @@
 """`python -m services.legal`: the legal aid service with its activity worker."""
 
-from masar.service import run_sector_main
+from masar.platform.process import run_sector_main
 from services.legal.app import MIGRATIONS_DIR, build_components
 
 if __name__ == "__main__":

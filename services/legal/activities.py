@@ -1,7 +1,7 @@
 """Legal aid's Temporal activities: the journey's referral steps, each a call
 to legal aid's own gRPC API (so every step crosses the service boundary and is
 traced). Business refusals become non-retryable ApplicationErrors with the
-contract's types (masar.referrals.activity_error)."""
+contract's types (masar.referral.activity_error)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from masar import contract
 from masar.contract import LegalNeeds, ReferralRequest, Risk, Sector
-from masar.referrals import ConsentSource, ReferralActivities, risk_to_pb
+from masar.referral import ConsentSource, ReferralActivities, risk_to_pb
 from masar.v1 import legal_pb2, legal_pb2_grpc
 
 _MATTERS = {m.lower(): v for m, v in legal_pb2.LegalMatter.items() if v}

@@ -1,7 +1,7 @@
 """Legal aid's tables, on the service's own metadata (its own database).
 
 The referral handshake's tables (the referrals' common columns, the outbox and
-the idempotency ledger) come from masar.referrals; legal aid adds its
+the idempotency ledger) come from masar.referral; legal aid adds its
 providers, the matters and languages a referral carries, protection orders and
 hearings.
 """
@@ -13,10 +13,10 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from masar.audit import audit_tables
-from masar.crypto import EncryptedText
-from masar.db import new_metadata
-from masar.referrals import ReferralColumns, handshake_tables
+from masar.platform.audit import audit_tables
+from masar.platform.crypto import EncryptedText
+from masar.platform.db import new_metadata
+from masar.referral import ReferralColumns, handshake_tables
 
 
 class Base(DeclarativeBase):

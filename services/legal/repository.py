@@ -1,7 +1,7 @@
 """Every legal aid query, inside a caller's unit of work; never commits.
 
 `LegalHooks` plugs legal aid's rules into the shared referral handshake
-(masar.referrals): choosing a provider, storing the matters and languages a
+(masar.referral): choosing a provider, storing the matters and languages a
 referral carries, and erasing them (with protection orders and hearings) when
 a purge asks.
 """
@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session
 
-from masar.errors import NotFound
-from masar.referrals import (
+from masar.platform.errors import NotFound
+from masar.referral import (
     OPEN_STATUSES,
     NoEligibleProvider,
     ReferralDraft,

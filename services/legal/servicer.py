@@ -2,7 +2,7 @@
 
 The handshake RPCs shared by every sector (DecideReferral, GetReferral,
 ListReferrals, RemindProvider, CloseReferral, PurgeCase) come from
-masar.referrals.ReferralRpcs.
+masar.referral.ReferralRpcs.
 
 Who may call what (every method declares it; anything else is refused):
 a coordinator registers providers in her own region; legal aid staff,
@@ -26,10 +26,10 @@ from typing import Any, TypeVar
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.orm import Session
 
-from masar.auth import Role, current_caller, requires
 from masar.contract import Milestone, ReferralStatus, Sector
-from masar.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from masar.referrals import (
+from masar.platform.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from masar.platform.identity import Role, current_caller, requires
+from masar.referral import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     ReferralHandshake,

@@ -1,7 +1,7 @@
 """The shelter's Temporal activities: the journey's referral steps, each a
 call to the shelter's own gRPC API (so every step crosses the service
 boundary and is traced). Business refusals become non-retryable
-ApplicationErrors with the contract's types (masar.referrals.activity_error)."""
+ApplicationErrors with the contract's types (masar.referral.activity_error)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from masar import contract
 from masar.contract import ReferralRequest, Risk, Sector, ShelterNeeds
-from masar.referrals import ConsentSource, ReferralActivities, risk_to_pb
+from masar.referral import ConsentSource, ReferralActivities, risk_to_pb
 from masar.v1 import shelter_pb2, shelter_pb2_grpc
 
 

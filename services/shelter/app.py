@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from masar.contract import Sector
-from masar.db import Database
-from masar.referrals import ConsentSource, assemble_sector
-from masar.service import SectorComponents
-from masar.settings import ServiceSettings
-from masar.temporal import TemporalConnector
+from masar.platform.db import Database
+from masar.platform.process import SectorComponents
+from masar.platform.settings import ServiceSettings
+from masar.platform.temporal import TemporalConnector
+from masar.referral import ConsentSource, assemble_sector
 from masar.v1 import shelter_pb2_grpc
 from services.shelter.activities import ShelterActivities
 from services.shelter.models import TABLES, PlacementRow

@@ -14,8 +14,8 @@ from datetime import datetime
 from enum import StrEnum
 
 from masar.contract import ACCESSIBILITY_FEATURES, ReferralStatus, ShelterNeeds
-from masar.errors import InvalidArgument
-from masar.referrals import ReferralRecord
+from masar.platform.errors import InvalidArgument
+from masar.referral import ReferralRecord
 
 MAX_CAPACITY = 500
 MAX_HOUSEHOLD = 20

@@ -1,7 +1,7 @@
 """Shelter's tables, on the service's own metadata (its own database).
 
 The referral handshake's tables (referrals' common columns, the outbox and the
-idempotency ledger) come from masar.referrals; the shelter adds its shelters
+idempotency ledger) come from masar.referral; the shelter adds its shelters
 and the few needs a placement requires.
 """
 
@@ -12,10 +12,10 @@ from datetime import datetime
 from sqlalchemy import Boolean, CheckConstraint, DateTime, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from masar.audit import audit_tables
-from masar.crypto import EncryptedText
-from masar.db import new_metadata
-from masar.referrals import ReferralColumns, handshake_tables
+from masar.platform.audit import audit_tables
+from masar.platform.crypto import EncryptedText
+from masar.platform.db import new_metadata
+from masar.referral import ReferralColumns, handshake_tables
 
 
 class Base(DeclarativeBase):

@@ -1,7 +1,7 @@
 """Every shelter query, inside a caller's unit of work; never commits.
 
 `ShelterHooks` plugs the shelter's rules into the shared referral handshake
-(masar.referrals): choosing a shelter, and moving beds between free, reserved
+(masar.referral): choosing a shelter, and moving beds between free, reserved
 and occupied as a referral changes status. Beds change only with the shelter
 row locked (SELECT ... FOR UPDATE on PostgreSQL; SQLite units of work are
 BEGIN IMMEDIATE), so concurrent accepts never over-allocate.
@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from masar.contract import ReferralStatus, ShelterNeeds
-from masar.errors import NotFound, ResourceExhausted
-from masar.referrals import (
+from masar.platform.errors import NotFound, ResourceExhausted
+from masar.referral import (
     NoEligibleProvider,
     ReferralDraft,
     ReferralRepository,

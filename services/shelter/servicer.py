@@ -2,7 +2,7 @@
 
 The handshake RPCs shared by every sector (DecideReferral, GetReferral,
 ListReferrals, RemindProvider, CloseReferral, PurgeCase) come from
-masar.referrals.ReferralRpcs.
+masar.referral.ReferralRpcs.
 
 Who may call what (every method declares it; anything else is refused):
 a coordinator registers shelters in her own region; staff, coordinators and
@@ -19,10 +19,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from masar.auth import Role, current_caller, requires
 from masar.contract import Milestone, Sector, ShelterNeeds
-from masar.errors import InvalidArgument, PermissionDenied
-from masar.referrals import (
+from masar.platform.errors import InvalidArgument, PermissionDenied
+from masar.platform.identity import Role, current_caller, requires
+from masar.referral import (
     ReferralHandshake,
     ReferralRpcs,
     delivery_to_pb,

@@ -6,7 +6,7 @@ Each request is built from the RPC's protobuf descriptor with random fields
 a deliberate status — never INTERNAL, UNKNOWN, or a dropped connection — and
 a refused request leaves every table of the service's database as it was.
 
-The services run in-process (masar.service.start_sector on free ports, their
+The services run in-process (masar.platform.process.start_sector on free ports, their
 own SQLite databases) on an event loop in a background thread, against a dev
 server of their own; the test calls them with a plain synchronous channel.
 """
@@ -29,11 +29,11 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from masar.auth import ORG_SCOPED_ROLES, AccessPolicy, Role, TokenIssuer
-from masar.consent import issue_consent_proof
 from masar.contract import Sector, ServiceName
-from masar.service import SectorProcess, start_sector
-from masar.settings import ServiceSettings
+from masar.platform.identity import ORG_SCOPED_ROLES, AccessPolicy, Role, TokenIssuer
+from masar.platform.process import SectorProcess, start_sector
+from masar.platform.settings import ServiceSettings
+from masar.referral.consent import issue_consent_proof
 from masar.v1 import common_pb2, employment_pb2, intake_pb2, legal_pb2, shelter_pb2
 from services.employment import app as employment_app
 from services.intake import app as intake_app
@@ -264,7 +264,7 @@ def _seed(services: Services) -> None:
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     # The suite's key ring (tests/conftest.py installs it before every test):
     # the services encrypt their PII columns with it across tests.
-    from masar.crypto import Keyring, install_keyring
+    from masar.platform.crypto import Keyring, install_keyring
     from tests import conftest
 
     if conftest._TEST_KEYRING is None:

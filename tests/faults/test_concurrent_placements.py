@@ -10,9 +10,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from masar.auth import Role, service_role
-from masar.consent import issue_consent_proof
 from masar.contract import Sector
+from masar.platform.identity import Role, service_role
+from masar.referral.consent import issue_consent_proof
 from masar.v1 import common_pb2, shelter_pb2, shelter_pb2_grpc
 from services.shelter.app import MIGRATIONS_DIR, build_components
 from tests.services.harness import running_sector, sector_settings

@@ -19,9 +19,9 @@ from temporalio.client import Client
 
 from masar import contract as c
 from masar.cli.intake import unknown_checklist
-from masar.service import SectorProcess, start_sector
-from masar.settings import ServiceSettings
-from masar.temporal import connect_temporal
+from masar.platform.process import SectorProcess, start_sector
+from masar.platform.settings import ServiceSettings
+from masar.platform.temporal import connect_temporal
 from masar.v1 import (
     common_pb2,
     employment_pb2,

@@ -31,13 +31,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import generate_latest
 
 from masar import contract as c
-from masar.audit import audit_verify_main
-from masar.auth import Role
 from masar.cli import main as cli_main
-from masar.crypto import Keyring, process_keyring
-from masar.db import make_engine
-from masar.logs import JsonFormatter
-from masar.telemetry import setup_telemetry
+from masar.platform.audit import audit_verify_main
+from masar.platform.crypto import Keyring, process_keyring
+from masar.platform.db import make_engine
+from masar.platform.identity import Role
+from masar.platform.logs import JsonFormatter
+from masar.platform.telemetry import setup_telemetry
 from masar.v1 import intake_pb2, shelter_pb2
 from tests.conftest import free_port
 from tests.integration.confidentiality import (

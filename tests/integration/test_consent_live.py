@@ -12,8 +12,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from masar import audit
 from masar import contract as c
+from masar.platform import audit
 from masar.v1 import intake_pb2, legal_pb2
 from services.legal.models import HearingRow, LegalReferralRow
 from tests.integration.confidentiality import (

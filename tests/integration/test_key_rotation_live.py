@@ -12,10 +12,10 @@ import pytest
 from temporalio.api.history.v1 import History
 from temporalio.client import Client
 
-from masar import audit
 from masar import contract as c
-from masar.codec import KEY_ID_METADATA, is_encrypted
-from masar.crypto import DecryptionError, Keyring, install_keyring
+from masar.platform import audit
+from masar.platform.codec import KEY_ID_METADATA, is_encrypted
+from masar.platform.crypto import DecryptionError, Keyring, install_keyring
 from masar.v1 import intake_pb2
 from tests.integration.confidentiality import Markers, walk_to_closure
 from tests.integration.live import live_stack, referral_in, register_request, seed_region

@@ -11,7 +11,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from masar import contract as c
-from masar.telemetry import setup_telemetry
+from masar.platform.telemetry import setup_telemetry
 from tests.integration.live import live_stack, referral_in, register_request, seed_region
 
 ALIAS = "TraceMarker-Alias-8841"

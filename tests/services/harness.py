@@ -16,11 +16,11 @@ import grpc
 import grpc.aio
 from sqlalchemy import func, select, text
 
-from masar.auth import Role
 from masar.contract import ServiceName
-from masar.grpc_server import FIELD_METADATA_KEY
-from masar.service import ComponentsFactory, SectorProcess, start_sector
-from masar.settings import ServiceSettings
+from masar.platform.identity import Role
+from masar.platform.process import ComponentsFactory, SectorProcess, start_sector
+from masar.platform.rpc import FIELD_METADATA_KEY
+from masar.platform.settings import ServiceSettings
 from tests.conftest import free_port
 from tests.support_auth import authed_channel, rightful_channel
 

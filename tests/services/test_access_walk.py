@@ -32,8 +32,8 @@ from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 from google.protobuf.message_factory import GetMessageClass
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from masar.auth import Role, TokenIssuer
 from masar.contract import ServiceName
+from masar.platform.identity import Role, TokenIssuer
 from masar.v1 import (
     common_pb2,
     employment_pb2,

@@ -11,9 +11,9 @@ import grpc
 import grpc.aio
 import pytest
 
-from masar.auth import Role, TokenIssuer
-from masar.consent import PROOF_TYPE, ConsentVerifier, issue_consent_proof
 from masar.contract import Sector
+from masar.platform.identity import Role, TokenIssuer
+from masar.referral.consent import PROOF_TYPE, ConsentVerifier, issue_consent_proof
 from masar.v1 import common_pb2, intake_pb2, intake_pb2_grpc, shelter_pb2, shelter_pb2_grpc
 from services.intake.app import MIGRATIONS_DIR as INTAKE_MIGRATIONS
 from services.intake.app import build_components as intake_components

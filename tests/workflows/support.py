@@ -32,8 +32,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from masar import contract as c
-from masar.crypto import Keyring
-from masar.temporal import client_options, data_converter
+from masar.platform.crypto import Keyring
+from masar.platform.temporal import client_options, data_converter
 from workflows.policy import SlaPolicy, load_policy, parse_policy
 from workflows.worker import build_worker
 

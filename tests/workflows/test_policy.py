@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from masar.contract import Risk
-from masar.settings import SettingsError
+from masar.platform.settings import SettingsError
 from workflows.policy import (
     DEFAULT_POLICY_FILE,
     PolicyError,

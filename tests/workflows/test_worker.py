@@ -19,7 +19,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from masar import contract as c
-from masar.temporal import client_options
+from masar.platform.temporal import client_options
 from tests.workflows.support import TEST_KEYRING, FakeCollaborators
 from workflows.policy import DEFAULT_POLICY_FILE
 

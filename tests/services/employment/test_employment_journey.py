@@ -23,8 +23,8 @@ from masar.contract import (
     Risk,
     Sector,
 )
-from masar.settings import TemporalSettings
-from masar.temporal import connect_temporal
+from masar.platform.settings import TemporalSettings
+from masar.platform.temporal import connect_temporal
 from masar.v1 import common_pb2, employment_pb2, employment_pb2_grpc
 from services.employment.app import MIGRATIONS_DIR, build_components
 from tests.services.employment.helpers import (

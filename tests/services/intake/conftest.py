@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from temporalio.client import Client
 
-from masar.crypto import Keyring, install_keyring
-from masar.settings import TemporalSettings
-from masar.temporal import connect_temporal
+from masar.platform.crypto import Keyring, install_keyring
+from masar.platform.settings import TemporalSettings
+from masar.platform.temporal import connect_temporal
 from tests.services.intake.support import Intake, running_intake, stand_in_journey
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from masar.contract import Need, Risk, Sector, ViolenceType
-from masar.errors import InvalidArgument
+from masar.platform.errors import InvalidArgument
 from services.intake import domain as d
 from services.intake.domain import Answer, Indicator
 

@@ -14,8 +14,8 @@ import grpc.aio
 import pytest
 from sqlalchemy.orm import Session
 
-from masar import audit
-from masar.auth import Role
+from masar.platform import audit
+from masar.platform.identity import Role
 from masar.v1 import intake_pb2, intake_pb2_grpc
 from services.intake.app import MIGRATIONS_DIR, build_components
 from tests.services.harness import RunningSector, running_sector, sector_settings

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from masar.crypto import Keyring, install_keyring
+from masar.platform.crypto import Keyring, install_keyring
 from services.legal.app import MIGRATIONS_DIR, build_components
 from tests.services.harness import RunningSector, running_sector, sector_settings
 

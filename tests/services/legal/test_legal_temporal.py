@@ -20,7 +20,7 @@ from temporalio.worker import Worker
 
 from masar import contract
 from masar.contract import LegalNeeds, ReferralRequest, ReferralStatus, Risk, Sector
-from masar.temporal import client_options
+from masar.platform.temporal import client_options
 from masar.v1 import common_pb2, legal_pb2
 from services.legal.app import MIGRATIONS_DIR, build_components
 from tests.conftest import free_port

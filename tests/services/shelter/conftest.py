@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from masar.crypto import Keyring, install_keyring
+from masar.platform.crypto import Keyring, install_keyring
 
 
 @pytest.fixture(autouse=True)

@@ -28,8 +28,8 @@ from masar.contract import (
     Sector,
     ShelterNeeds,
 )
-from masar.settings import TemporalSettings
-from masar.temporal import connect_temporal
+from masar.platform.settings import TemporalSettings
+from masar.platform.temporal import connect_temporal
 from masar.v1 import common_pb2, shelter_pb2, shelter_pb2_grpc
 from services.shelter.app import MIGRATIONS_DIR, build_components
 from tests.conftest import free_port

@@ -13,7 +13,7 @@ from typing import Sequence, Union
 from alembic import op
 import sqlalchemy as sa
 
-from masar.audit import create_audit_tables, drop_audit_tables
+from masar.platform.audit import create_audit_tables, drop_audit_tables
 
 
 # revision identifiers, used by Alembic.

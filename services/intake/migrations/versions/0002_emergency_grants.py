@@ -1,4 +1,4 @@
-"""Intake: coordinators' emergency grants (masar.access) — access to one case
+"""Intake: coordinators' emergency grants (services.intake.grants) — access to one case
 outside the coordinator's region, with a reason, for a limited time.
 
 The note is free text: stored as EncryptedText ciphertext (see models.py).

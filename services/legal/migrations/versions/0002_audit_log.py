@@ -1,4 +1,4 @@
-"""Legal: the append-only, hash-chained audit log (masar.audit): referrals
+"""Legal: the append-only, hash-chained audit log (masar.platform.audit): referrals
 received, staff decisions and milestones, closures, purges and reads of the
 sector's case files.
 
@@ -11,7 +11,7 @@ from typing import Sequence, Union
 
 from alembic import op
 
-from masar.audit import create_audit_tables, drop_audit_tables
+from masar.platform.audit import create_audit_tables, drop_audit_tables
 
 # revision identifiers, used by Alembic.
 revision: str = "0002"

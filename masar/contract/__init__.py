@@ -1,0 +1,583 @@
+"""The journey contract: what workflows and sector services share.
+
+Services never import workflows and workflows never import services; both
+import this module. It holds the names of task queues, activities, updates and
+queries, and the dataclasses they carry (one in, one out, so fields can be
+added later without breaking histories). Standard library only: it is imported
+inside the workflow sandbox.
+
+No dataclass here carries a name, a narrative, an address or a contact: ids
+are opaque, and each sector receives only what it needs.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+# --- names ------------------------------------------------------------------
+
+ServiceName = Literal["intake", "shelter", "legal", "employment"]
+
+JOURNEY_WORKFLOW = "SurvivorJourney"
+JOURNEY_TASK_QUEUE = "masar-journey"
+SECTOR_TASK_QUEUES: dict[ServiceName, str] = {
+    "intake": "masar-intake",
+    "shelter": "masar-shelter",
+    "legal": "masar-legal",
+    "employment": "masar-employment",
+}
+
+REGIONS: tuple[str, ...] = (
+    "tanger-tetouan-al-hoceima",
+    "oriental",
+    "fes-meknes",
+    "rabat-sale-kenitra",
+    "beni-mellal-khenifra",
+    "casablanca-settat",
+    "marrakech-safi",
+    "draa-tafilalet",
+    "souss-massa",
+    "guelmim-oued-noun",
+    "laayoune-sakia-el-hamra",
+    "dakhla-oued-ed-dahab",
+)
+
+
+class Sector(StrEnum):
+    """Sectors that receive referrals from the journey."""
+
+    SHELTER = "shelter"
+    LEGAL = "legal"
+    EMPLOYMENT = "employment"
+
+
+class Need(StrEnum):
+    """What intake can record as a need. Medical needs open clinical windows,
+    they are not referred to a sector service."""
+
+    SHELTER = "shelter"
+    LEGAL = "legal"
+    EMPLOYMENT = "employment"
+    MEDICAL = "medical"
+
+
+class Risk(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _RISK_RANK[self]
+
+
+_RISK_RANK = {Risk.LOW: 0, Risk.MEDIUM: 1, Risk.HIGH: 2, Risk.CRITICAL: 3}
+
+
+class ViolenceType(StrEnum):
+    """GBVIMS: exactly one type per incident."""
+
+    RAPE = "rape"
+    SEXUAL_ASSAULT = "sexual_assault"
+    PHYSICAL_ASSAULT = "physical_assault"
+    FORCED_MARRIAGE = "forced_marriage"
+    DENIAL_OF_RESOURCES = "denial_of_resources"
+    PSYCHOLOGICAL_ABUSE = "psychological_abuse"
+
+
+class ReferralStatus(StrEnum):
+    PENDING = "PENDING"
+    ACCEPTED = "ACCEPTED"
+    DECLINED = "DECLINED"
+    IN_SERVICE = "IN_SERVICE"
+    COMPLETED = "COMPLETED"
+    REROUTED = "REROUTED"
+    EXPIRED = "EXPIRED"
+    WITHDRAWN = "WITHDRAWN"
+
+
+class DeclineReason(StrEnum):
+    """Why a provider declines a referral (masar.v1.DeclineReason without its
+    prefix); no free text travels with a decline."""
+
+    NO_CAPACITY = "NO_CAPACITY"
+    NOT_ELIGIBLE = "NOT_ELIGIBLE"
+    OUT_OF_AREA = "OUT_OF_AREA"
+    LANGUAGE = "LANGUAGE"
+    CONFLICT_OF_INTEREST = "CONFLICT_OF_INTEREST"
+    SAFETY_CONCERN = "SAFETY_CONCERN"
+    ACCESSIBILITY = "ACCESSIBILITY"
+    OTHER = "OTHER"
+
+
+class Stage(StrEnum):
+    TRIAGE = "TRIAGE"
+    SAFETY = "SAFETY"
+    JUSTICE = "JUSTICE"
+    RECOVERY = "RECOVERY"
+    FOLLOW_UP = "FOLLOW_UP"
+    CLOSURE_PENDING = "CLOSURE_PENDING"
+    CLOSED = "CLOSED"
+
+
+class ClinicalItem(StrEnum):
+    PEP = "pep"  # HIV post-exposure prophylaxis, 72 h from the incident
+    EMERGENCY_CONTRACEPTION = "emergency_contraception"  # 120 h from the incident
+    FORENSIC_EXAM = "forensic_exam"
+
+
+# Search attributes (registered by the local stack and by tests).
+SA_STAGE = "MasarStage"  # Keyword
+SA_RISK = "MasarRisk"  # Keyword
+SA_REGION = "MasarRegion"  # Keyword
+SA_ESCALATION_LEVEL = "MasarEscalationLevel"  # Int
+SA_PENDING_SECTORS = "MasarPendingSectors"  # KeywordList
+SA_NEXT_DEADLINE = "MasarNextDeadline"  # Datetime
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    SA_STAGE: "Keyword",
+    SA_RISK: "Keyword",
+    SA_REGION: "Keyword",
+    SA_ESCALATION_LEVEL: "Int",
+    SA_PENDING_SECTORS: "KeywordList",
+    SA_NEXT_DEADLINE: "Datetime",
+}
+
+# Escalation levels, in the journey's status and MasarEscalationLevel.
+LEVEL_NONE = 0
+LEVEL_REMINDER = 1
+LEVEL_COORDINATOR = 2
+LEVEL_REGIONAL = 3
+
+
+# --- ids ----------------------------------------------------------------------
+
+REFERRAL_ID_PREFIX: dict[Sector, str] = {
+    Sector.SHELTER: "shr",
+    Sector.LEGAL: "leg",
+    Sector.EMPLOYMENT: "emp",
+}
+
+
+def new_case_id() -> str:
+    """Opaque and random: nothing about the survivor can be read from it."""
+    return secrets.token_hex(8)
+
+
+def journey_workflow_id(case_id: str) -> str:
+    return f"journey-{case_id}"
+
+
+def new_referral_id(sector: Sector) -> str:
+    return f"{REFERRAL_ID_PREFIX[sector]}-{secrets.token_hex(8)}"
+
+
+def sector_of_referral(referral_id: str) -> Sector | None:
+    """Referral ids carry their sector so any client can route a decision."""
+    prefix = referral_id.split("-", 1)[0]
+    for sector, known in REFERRAL_ID_PREFIX.items():
+        if prefix == known:
+            return sector
+    return None
+
+
+# --- activities ---------------------------------------------------------------
+# Each sector (shelter, legal, employment) implements these four activities on
+# its own task queue, named "<sector>.<verb>", e.g. "shelter.request_referral".
+
+
+def activity_name(sector: Sector | ServiceName, verb: str) -> str:
+    return f"{sector}.{verb}"
+
+
+ACT_REQUEST_REFERRAL = "request_referral"  # ReferralRequest -> ReferralCreated
+ACT_REMIND_PROVIDER = "remind_provider"  # ProviderReminder -> None
+ACT_CLOSE_REFERRAL = "close_referral"  # ReferralClosure -> None
+ACT_PURGE_CASE = "purge_case"  # CasePurge -> PurgeResult
+# Intake implements "intake.record_escalation" (EscalationNotice -> None): the
+# coordinators' inbox and the case worker's reminders live with intake.
+ACT_RECORD_ESCALATION = "record_escalation"
+
+# The registered activity names, written out so that grep lands on them. Each
+# sector's activity class decorates its methods with these; the journey calls
+# them through SECTOR_ACTIVITIES.
+SHELTER_REQUEST_REFERRAL = "shelter.request_referral"
+SHELTER_REMIND_PROVIDER = "shelter.remind_provider"
+SHELTER_CLOSE_REFERRAL = "shelter.close_referral"
+SHELTER_PURGE_CASE = "shelter.purge_case"
+LEGAL_REQUEST_REFERRAL = "legal.request_referral"
+LEGAL_REMIND_PROVIDER = "legal.remind_provider"
+LEGAL_CLOSE_REFERRAL = "legal.close_referral"
+LEGAL_PURGE_CASE = "legal.purge_case"
+EMPLOYMENT_REQUEST_REFERRAL = "employment.request_referral"
+EMPLOYMENT_REMIND_PROVIDER = "employment.remind_provider"
+EMPLOYMENT_CLOSE_REFERRAL = "employment.close_referral"
+EMPLOYMENT_PURGE_CASE = "employment.purge_case"
+INTAKE_RECORD_ESCALATION = "intake.record_escalation"
+
+
+@dataclass(frozen=True)
+class SectorActivityNames:
+    """The four activities every referral sector implements on its task queue."""
+
+    request_referral: str  # ReferralRequest -> ReferralCreated
+    remind_provider: str  # ProviderReminder -> None
+    close_referral: str  # ReferralClosure -> None
+    purge_case: str  # CasePurge -> PurgeResult
+
+
+SECTOR_ACTIVITIES: dict[Sector, SectorActivityNames] = {
+    Sector.SHELTER: SectorActivityNames(
+        SHELTER_REQUEST_REFERRAL,
+        SHELTER_REMIND_PROVIDER,
+        SHELTER_CLOSE_REFERRAL,
+        SHELTER_PURGE_CASE,
+    ),
+    Sector.LEGAL: SectorActivityNames(
+        LEGAL_REQUEST_REFERRAL, LEGAL_REMIND_PROVIDER, LEGAL_CLOSE_REFERRAL, LEGAL_PURGE_CASE
+    ),
+    Sector.EMPLOYMENT: SectorActivityNames(
+        EMPLOYMENT_REQUEST_REFERRAL,
+        EMPLOYMENT_REMIND_PROVIDER,
+        EMPLOYMENT_CLOSE_REFERRAL,
+        EMPLOYMENT_PURGE_CASE,
+    ),
+}
+
+# ApplicationError types raised by sector activities (non-retryable).
+ERR_NO_PROVIDER = "NoEligibleProvider"
+ERR_NO_CONSENT = "NoConsent"
+ERR_UNKNOWN_CASE = "UnknownCase"
+ERR_UNKNOWN_REFERRAL = "UnknownReferral"
+ERR_INVALID = "InvalidRequest"
+# ApplicationError types with which the journey's update validators reject an
+# update (nothing is written): the caller gets a synchronous answer.
+ERR_STALE_REFERRAL = "StaleReferral"  # known referral, but not in a state for this
+ERR_JOURNEY_CLOSED = "JourneyClosed"
+ERR_NOT_CLOSED = "NotClosed"  # reopen on a journey that is not closed
+ERR_NO_CLOSURE_PENDING = "NoClosurePending"
+ERR_CLOSURE_PENDING = "ClosurePending"  # a closure request is already waiting
+ERR_UNKNOWN_WAIT = "UnknownWait"  # extension target that names no wait
+ERR_NO_OPEN_WAIT = "NoOpenWait"  # extension target with no running deadline
+ERR_REFERRAL_BUSY = "ReferralBusy"  # a request for that sector is already under way
+ERR_SECTOR_UNAVAILABLE = "SectorUnavailable"  # a reassignment could not reach the sector
+
+
+# Vocabularies the needs below use (intake records them, sectors match on them).
+ACCESSIBILITY_FEATURES: tuple[str, ...] = (
+    "wheelchair",  # step-free access and an accessible bathroom
+    "ground_floor",
+    "sign_language",
+    "visual_support",
+    "nursing_care",
+)
+PROGRAMME_KINDS: tuple[str, ...] = (
+    "confectionery",
+    "goldsmithing",
+    "cookery",
+    "sewing",
+    "embroidery",
+    "hairdressing",
+    "carpet_weaving",
+    "literacy",
+    "digital_skills",
+    "entrepreneurship",
+)
+
+
+@dataclass
+class ShelterNeeds:
+    """All a shelter learns about the survivor: never a name or a narrative."""
+
+    household_size: int = 1  # the survivor plus accompanying children
+    children: int = 0
+    accessibility_needs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LegalNeeds:
+    matters: list[str] = field(default_factory=list)  # protection_order, criminal_complaint, ...
+    languages: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EmploymentNeeds:
+    interests: list[str] = field(default_factory=list)  # programme kinds: sewing, cookery, ...
+    languages: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReferralRequest:
+    case_id: str
+    sector: Sector
+    region: str
+    risk: Risk
+    # Derived from the workflow id and the attempt number: a retried activity
+    # returns the first referral instead of creating a second one.
+    idempotency_key: str
+    exclude_provider_ids: list[str] = field(default_factory=list)
+    # Set when a coordinator reassigns to a named provider.
+    provider_id: str | None = None
+    shelter: ShelterNeeds | None = None
+    legal: LegalNeeds | None = None
+    employment: EmploymentNeeds | None = None
+
+
+@dataclass
+class ReferralCreated:
+    referral_id: str
+    provider_id: str
+    region: str
+
+
+@dataclass
+class ProviderReminder:
+    referral_id: str
+    idempotency_key: str
+
+
+@dataclass
+class ReferralClosure:
+    referral_id: str
+    status: ReferralStatus  # REROUTED, EXPIRED or WITHDRAWN
+    idempotency_key: str
+
+
+@dataclass
+class CasePurge:
+    case_id: str
+    sector: Sector
+    idempotency_key: str
+
+
+@dataclass
+class PurgeResult:
+    referrals_withdrawn: int
+    records_purged: int
+
+
+@dataclass
+class EscalationNotice:
+    case_id: str
+    region: str
+    level: int  # LEVEL_REMINDER, LEVEL_COORDINATOR, LEVEL_REGIONAL
+    # What is late: "shelter_accept", "shelter_checkin", "legal_accept",
+    # "employment_accept", "follow_up", "clinical:pep", ...
+    wait: str
+    due_at: datetime
+    idempotency_key: str
+    referral_id: str | None = None
+
+
+# --- workflow input -------------------------------------------------------------
+
+
+@dataclass
+class JourneyInput:
+    """What intake gives the journey when it starts: no PII."""
+
+    case_id: str
+    region: str
+    risk: Risk
+    needs: list[Need]
+    consents: list[Sector]  # sectors the survivor consented to be referred to
+    opened_at: datetime
+    incident_at: datetime | None = None
+    violence_type: ViolenceType | None = None
+    shelter: ShelterNeeds | None = None
+    legal: LegalNeeds | None = None
+    employment: EmploymentNeeds | None = None
+    # Carried across continue-as-new; opaque to everyone but the workflow.
+    carried_state: str | None = None
+    # Continue-as-new once the run's history reaches this many events (besides
+    # whenever Temporal suggests it); tests set it low. None: Temporal decides.
+    max_history_events: int | None = None
+
+
+# --- updates ------------------------------------------------------------------
+# Every update carries an event_id: the journey answers a repeated event_id
+# with the first answer, so an outbox may deliver more than once and the
+# journey still sees each event once.
+
+UPDATE_REFERRAL_DECISION = "referral_decision"  # ReferralDecision -> UpdateResult
+UPDATE_REFERRAL_MILESTONE = "referral_milestone"  # ReferralMilestone -> UpdateResult
+UPDATE_CONSENT = "consent_changed"  # ConsentChange -> UpdateResult
+UPDATE_RISK = "risk_reassessed"  # RiskChange -> UpdateResult
+UPDATE_FOLLOW_UP = "follow_up_recorded"  # FollowUpContact -> UpdateResult
+UPDATE_MEDICAL_CARE = "medical_care_confirmed"  # MedicalCareConfirmed -> UpdateResult
+UPDATE_CLOSURE_REQUEST = "closure_requested"  # ClosureRequest -> UpdateResult
+UPDATE_REOPEN = "reopen"  # ReopenRequest -> UpdateResult
+UPDATE_REASSIGN = "reassign_referral"  # Reassignment -> UpdateResult
+UPDATE_EXTEND = "extend_deadline"  # DeadlineExtension -> UpdateResult
+UPDATE_CLOSURE_DECISION = "decide_closure"  # ClosureDecision -> UpdateResult
+QUERY_STATUS = "status"  # -> JourneyStatus
+
+
+@dataclass
+class UpdateResult:
+    event_id: str
+    duplicate: bool = False
+    stage: Stage | None = None
+
+
+@dataclass
+class ReferralDecision:
+    event_id: str
+    referral_id: str
+    sector: Sector
+    accepted: bool
+    decided_at: datetime
+    decline_reason: str | None = None  # DeclineReason name without prefix, e.g. "NO_CAPACITY"
+
+
+class Milestone(StrEnum):
+    STARTED = "STARTED"  # shelter check-in, lawyer's first meeting, enrolment start
+    COMPLETED = "COMPLETED"  # check-out, matter closed, training completed / job placed
+
+
+@dataclass
+class ReferralMilestone:
+    event_id: str
+    referral_id: str
+    sector: Sector
+    milestone: Milestone
+    at: datetime
+    detail: str | None = None  # a structured code (exit reason, outcome), never free text
+
+
+@dataclass
+class ConsentChange:
+    event_id: str
+    sector: Sector
+    granted: bool
+    at: datetime
+    # "withdrawn" (consent withdrawn) or "declined" (she declines the service).
+    reason: str = "withdrawn"
+
+
+@dataclass
+class RiskChange:
+    event_id: str
+    risk: Risk
+    at: datetime
+
+
+@dataclass
+class FollowUpContact:
+    event_id: str
+    at: datetime
+
+
+@dataclass
+class MedicalCareConfirmed:
+    event_id: str
+    item: ClinicalItem
+    at: datetime
+
+
+@dataclass
+class ClosureRequest:
+    event_id: str
+    at: datetime
+    reason: str  # "survivor_request", "needs_met", "no_contact", "moved", "transferred"
+
+
+@dataclass
+class ReopenRequest:
+    event_id: str
+    at: datetime
+    risk: Risk | None = None
+    needs: list[Need] = field(default_factory=list)
+    consents: list[Sector] = field(default_factory=list)
+
+
+@dataclass
+class Reassignment:
+    event_id: str
+    referral_id: str
+    provider_id: str
+    coordinator_id: str
+    reason: str
+
+
+@dataclass
+class DeadlineExtension:
+    event_id: str
+    # A referral id, or a wait name for waits without a referral ("follow_up",
+    # "clinical:pep", "clinical:emergency_contraception").
+    target: str
+    extend_by_seconds: int
+    coordinator_id: str
+    reason: str
+
+
+@dataclass
+class ClosureDecision:
+    event_id: str
+    approve: bool
+    coordinator_id: str
+    reason: str
+
+
+# --- query --------------------------------------------------------------------
+
+
+@dataclass
+class ReferralView:
+    sector: Sector
+    referral_id: str
+    provider_id: str
+    status: ReferralStatus
+    deadline: datetime | None
+    escalation_level: int
+    requested_at: datetime
+    decline_reason: str | None = None
+
+
+@dataclass
+class EscalationView:
+    wait: str
+    level: int
+    at: datetime
+    referral_id: str | None = None
+    sector: Sector | None = None
+
+
+@dataclass
+class ClinicalWindowView:
+    item: ClinicalItem
+    deadline: datetime
+    status: str  # "OPEN", "MET", "MISSED"
+    escalation_level: int
+
+
+@dataclass
+class TimelineEvent:
+    at: datetime
+    event: str  # e.g. "referral_requested", "reminder", "escalated", "rerouted", ...
+    sector: Sector | None = None
+    referral_id: str | None = None
+    level: int | None = None
+    detail: str | None = None  # structured codes only
+    actor: str | None = None  # the coordinator's opaque id, for coordinator actions
+
+
+@dataclass
+class JourneyStatus:
+    case_id: str
+    stage: Stage
+    risk: Risk
+    region: str
+    referrals: list[ReferralView]
+    escalations: list[EscalationView]
+    timeline: list[TimelineEvent]
+    clinical_windows: list[ClinicalWindowView] = field(default_factory=list)
+    escalation_level: int = LEVEL_NONE
+    next_deadline: datetime | None = None
+    consents: list[Sector] = field(default_factory=list)
+    closure_requested: bool = False
+    next_follow_up: datetime | None = None

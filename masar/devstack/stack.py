@@ -1,0 +1,900 @@
+"""`masar up`: the whole local stack, as supervised child processes.
+
+Parts, in start order: the Temporal dev server (SQLite file `temporal.db` in
+MASAR_DATA_DIR, Masar's search attributes registered, web UI on the Temporal
+port + 1000), then together the four sector services (`python -m
+services.<sector>`, each with its activity worker) and the journey worker
+(`python -m workflows`).
+
+- Every port is checked before anything starts; one taken gets one line
+  naming the port and the variable that moves it, and exit status 1.
+- A part is ready when: Temporal answers for its namespace; a service's gRPC
+  health says SERVING; the journey worker polls `masar-journey`.
+- Each part logs to MASAR_DATA_DIR/logs/<part>.log. A part that exits is
+  restarted with exponential backoff, and the supervisor says so.
+- Ctrl-C, SIGTERM or SIGHUP stops services and worker first, Temporal last,
+  and returns only once the Temporal server has exited (so its SQLite file is
+  released and `masar up` can start again at once). Journeys live in that
+  file: running `masar up` again on the same data dir continues them.
+- Children are in their own process group (the terminal's Ctrl-C reaches
+  only the supervisor, which stops them in order) and, on Linux, get SIGTERM
+  if the supervisor dies without stopping them.
+
+Metrics: each service and the journey worker serve one Prometheus endpoint
+(masar.platform.metrics; MASAR_<SECTOR>_METRICS_PORT, MASAR_JOURNEY_METRICS_PORT);
+the Temporal server serves its own on MASAR_TEMPORAL_METRICS_PORT (default
+9460; 0 lets the server pick one and it is not printed).
+
+`--json` prints one JSON document describing every endpoint once the stack
+is ready (human messages then go to stderr) and keeps running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any, TextIO
+
+from masar.contract import JOURNEY_TASK_QUEUE, ServiceName
+from masar.devstack.devserver import dev_server_args
+from masar.platform.settings import (
+    DEFAULT_PORTS,
+    CommonSettings,
+    Env,
+    ServiceSettings,
+    SettingsError,
+    WorkerSettings,
+)
+
+SERVICES: tuple[ServiceName, ...] = tuple(DEFAULT_PORTS)
+DEFAULT_TEMPORAL_METRICS_PORT = 9460
+UI_PORT_OFFSET = 1000
+
+# Restart backoff: doubles from the first delay up to the cap; a part that
+# stayed up for RESET_AFTER seconds starts again from the first delay.
+FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 30.0
+RESET_AFTER = 60.0
+# A part that exits this many times before it was ever ready fails the start.
+MAX_EARLY_EXITS = 3
+STOP_TIMEOUT = 15.0
+TEMPORAL_STOP_TIMEOUT = 30.0
+
+# Run in the child between fork and exec (Linux): ask the kernel to send
+# SIGTERM when the supervisor dies, so a `kill -9` of `masar up` leaves no
+# orphan holding the ports or the Temporal database.
+_ORPHAN_GUARD = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    os._exit(1)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+class StackError(Exception):
+    """`masar up` cannot start; the message is for the user."""
+
+
+class StopRequested(Exception):
+    """A signal arrived while the stack was starting."""
+
+
+# --- the plan: what runs where, from the settings -----------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Listen:
+    host: str
+    port: int
+    what: str
+    variable: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackPlan:
+    data_dir: Path
+    common: CommonSettings
+    temporal_host: str
+    temporal_port: int
+    ui_port: int
+    temporal_metrics_port: int | None
+    services: dict[ServiceName, ServiceSettings]
+    worker: WorkerSettings
+    child_env: dict[str, str]
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def temporal_db(self) -> Path:
+        return self.data_dir / "temporal.db"
+
+    def log_file(self, part: str) -> Path:
+        return self.logs_dir / f"{part}.log"
+
+    def listens(self) -> list[Listen]:
+        t = self.temporal_host
+        found = [
+            Listen(
+                host=t, port=self.temporal_port, what="Temporal", variable="MASAR_TEMPORAL_ADDRESS"
+            ),
+            Listen(
+                host=t,
+                port=self.ui_port,
+                what="Temporal web UI (Temporal port + 1000)",
+                variable="MASAR_TEMPORAL_ADDRESS",
+            ),
+        ]
+        if self.temporal_metrics_port:
+            found.append(
+                Listen(
+                    host=t,
+                    port=self.temporal_metrics_port,
+                    what="Temporal metrics",
+                    variable="MASAR_TEMPORAL_METRICS_PORT",
+                )
+            )
+        for name, service in self.services.items():
+            host, port = split_address(service.addr)
+            found.append(
+                Listen(
+                    host=host, port=port, what=f"{name} gRPC", variable=f"MASAR_{name.upper()}_ADDR"
+                )
+            )
+            found.append(
+                Listen(
+                    host="127.0.0.1",
+                    port=service.metrics_port,
+                    what=f"{name} metrics",
+                    variable=f"MASAR_{name.upper()}_METRICS_PORT",
+                )
+            )
+        found.append(
+            Listen(
+                host="127.0.0.1",
+                port=self.worker.metrics_port,
+                what="journey worker metrics",
+                variable="MASAR_JOURNEY_METRICS_PORT",
+            )
+        )
+        return found
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def url_host(host: str) -> str:
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+def project_root() -> Path:
+    """The directory holding the `masar`, `services` and `workflows` packages."""
+    return Path(__file__).resolve().parent.parent
+
+
+def plan_stack(environ: Mapping[str, str] | None = None) -> StackPlan:
+    """Read every process's settings from the environment, as the children
+    will. Raises SettingsError naming the variable."""
+    source = dict(os.environ if environ is None else environ)
+    env = Env(source)
+    data_dir = Path(env.text("MASAR_DATA_DIR", "./var")).expanduser().resolve()
+    source["MASAR_DATA_DIR"] = str(data_dir)
+    common = CommonSettings.from_env(Env(source))
+    services = {name: ServiceSettings.from_env(name, source) for name in SERVICES}
+    worker = WorkerSettings.from_env(source)
+    temporal_host, temporal_port = split_address(common.temporal.address)
+    ui_port = temporal_port + UI_PORT_OFFSET
+    if ui_port > 65535:
+        raise SettingsError(
+            "MASAR_TEMPORAL_ADDRESS: the port must be at most 64535 (the web UI uses port + 1000)"
+        )
+    metrics_port = env.integer(
+        "MASAR_TEMPORAL_METRICS_PORT", DEFAULT_TEMPORAL_METRICS_PORT, maximum=65535
+    )
+
+    child_env = dict(source)
+    child_env.update(
+        {
+            "MASAR_DATA_DIR": str(data_dir),
+            "MASAR_TEMPORAL_ADDRESS": common.temporal.address,
+            "MASAR_TEMPORAL_NAMESPACE": common.temporal.namespace,
+            "MASAR_JOURNEY_METRICS_PORT": str(worker.metrics_port),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    for name, service in services.items():
+        child_env[f"MASAR_{name.upper()}_ADDR"] = service.addr
+        child_env[f"MASAR_{name.upper()}_METRICS_PORT"] = str(service.metrics_port)
+    if worker.policy_file is not None:
+        child_env["MASAR_POLICY_FILE"] = str(worker.policy_file.resolve())
+    root = project_root()
+    if (root / "services").is_dir():
+        # Children find the project's packages wherever `masar up` is run from.
+        path = child_env.get("PYTHONPATH", "")
+        child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), path) if p)
+    return StackPlan(
+        data_dir=data_dir,
+        common=common,
+        temporal_host=temporal_host,
+        temporal_port=temporal_port,
+        ui_port=ui_port,
+        temporal_metrics_port=metrics_port or None,
+        services=services,
+        worker=worker,
+        child_env=child_env,
+    )
+
+
+def port_problems(plan: StackPlan) -> list[str]:
+    """One line per port that is taken (or configured twice)."""
+    problems: list[str] = []
+    seen: dict[int, Listen] = {}
+    for listen in plan.listens():
+        other = seen.get(listen.port)
+        if other is not None:
+            problems.append(
+                f"port {listen.port} is configured for both {other.what} ({other.variable}) "
+                f"and {listen.what} ({listen.variable})"
+            )
+            continue
+        seen[listen.port] = listen
+        reason = _bind_problem(listen.host, listen.port)
+        if reason is not None:
+            problems.append(
+                f"port {listen.port} ({listen.what}) {reason}: stop what uses it "
+                f"or choose another with {listen.variable}"
+            )
+    return problems
+
+
+def _bind_problem(host: str, port: int) -> str | None:
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return f"cannot be bound: unknown host {host!r}"
+    family, _, _, _, sockaddr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # As servers do: a port left in TIME_WAIT is free, a listener is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(sockaddr)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return "is already in use"
+            return f"cannot be bound ({exc.strerror})"
+    return None
+
+
+def endpoints(plan: StackPlan, pids: Mapping[str, int | None] | None = None) -> dict[str, Any]:
+    """The JSON document `masar up --json` prints once the stack is ready."""
+    pids = pids or {}
+    host = url_host(plan.temporal_host)
+    temporal_metrics = (
+        f"http://{host}:{plan.temporal_metrics_port}/metrics"
+        if plan.temporal_metrics_port
+        else None
+    )
+    return {
+        "status": "ready",
+        "data_dir": str(plan.data_dir),
+        "logs_dir": str(plan.logs_dir),
+        "temporal": {
+            "address": plan.common.temporal.address,
+            "namespace": plan.common.temporal.namespace,
+            "ui_url": f"http://{host}:{plan.ui_port}",
+            "metrics_url": temporal_metrics,
+            "db_file": str(plan.temporal_db),
+            "log_file": str(plan.log_file("temporal")),
+            "pid": pids.get("temporal"),
+        },
+        "services": {
+            name: {
+                "address": service.addr,
+                "task_queue": service.task_queue,
+                "metrics_url": f"http://127.0.0.1:{service.metrics_port}/metrics",
+                "database": _safe_url(service.database_url),
+                "log_file": str(plan.log_file(name)),
+                "pid": pids.get(name),
+            }
+            for name, service in plan.services.items()
+        },
+        "journey_worker": {
+            "task_queue": JOURNEY_TASK_QUEUE,
+            "metrics_url": f"http://127.0.0.1:{plan.worker.metrics_port}/metrics",
+            "log_file": str(plan.log_file("journey")),
+            "pid": pids.get("journey"),
+        },
+        "supervisor_pid": os.getpid(),
+    }
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparsable database URL)"
+
+
+def endpoints_table(plan: StackPlan) -> str:
+    doc = endpoints(plan)
+    temporal = doc["temporal"]
+    rows: list[tuple[str, str, str, str]] = [
+        ("part", "listens on", "metrics", "log"),
+        (
+            "temporal",
+            f"{temporal['address']} (namespace {temporal['namespace']})",
+            temporal["metrics_url"] or "-",
+            temporal["log_file"],
+        ),
+        ("temporal UI", temporal["ui_url"], "", ""),
+    ]
+    for name, service in doc["services"].items():
+        rows.append(
+            (name, f"{service['address']} (gRPC)", service["metrics_url"], service["log_file"])
+        )
+    worker = doc["journey_worker"]
+    rows.append(
+        ("journey", f"task queue {worker['task_queue']}", worker["metrics_url"], worker["log_file"])
+    )
+    w0, w1, w2 = (max(len(row[i]) for row in rows) for i in range(3))
+    lines = [f"  {a:<{w0}}  {b:<{w1}}  {c:<{w2}}  {d}".rstrip() for a, b, c, d in rows]
+    lines.insert(1, f"  {'-' * w0}  {'-' * w1}  {'-' * w2}  ---")
+    return "\n".join(
+        [
+            f"Masar is up. Data: {plan.data_dir} (Temporal: {plan.temporal_db.name})",
+            "",
+            *lines,
+            "",
+            "Ctrl-C stops everything (services and worker first, Temporal last).",
+        ]
+    )
+
+
+# --- parts and their processes ---------------------------------------------------------
+
+
+ReadyCheck = Callable[["Part"], Awaitable[bool]]
+
+
+@dataclass(eq=False)
+class Part:
+    name: str
+    title: str
+    command: list[str]
+    log_path: Path
+    ready_check: ReadyCheck
+    proc: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0  # time.time() of the current process's start
+    started_mono: float = 0.0
+    restarts: int = 0
+    ever_ready: bool = False
+    early_exits: int = 0
+    last_status: int | None = None
+    stopping: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def start(self, env: Mapping[str, str]) -> bool:
+        async with self.lock:
+            if self.stopping:
+                return False
+            log = self._open_log()
+            self.started_at = time.time()
+            self.started_mono = time.monotonic()
+            self.proc = await asyncio.create_subprocess_exec(
+                *guarded(self.command),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                env=dict(env),
+                process_group=0,
+            )
+            return True
+
+    def _open_log(self) -> IO[bytes]:
+        if self.log is None:
+            self.log = open(self.log_path, "ab")  # noqa: SIM115 - kept open across restarts
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        self.log.write(f"--- masar up: starting {self.name} at {stamp} ---\n".encode())
+        self.log.flush()
+        return self.log
+
+    async def stop(self, grace: float) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds; returns once it has exited."""
+        async with self.lock:
+            self.stopping = True
+            proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+    def kill_now(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
+    def close_log(self) -> None:
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+    def log_tail(self, lines: int = 6) -> list[str]:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 8192))
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return []
+        return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+def guarded(command: Sequence[str]) -> list[str]:
+    if not sys.platform.startswith("linux"):
+        return list(command)
+    return [sys.executable, "-S", "-c", _ORPHAN_GUARD, str(os.getpid()), *command]
+
+
+def describe_status(status: int | None) -> str:
+    if status is None:
+        return "an unknown status"
+    if status < 0:
+        try:
+            return f"signal {signal.Signals(-status).name}"
+        except ValueError:
+            return f"signal {-status}"
+    return f"status {status}"
+
+
+# --- readiness probes -----------------------------------------------------------------
+
+
+async def tcp_open(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 0.5)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+class Probes:
+    """Readiness checks, holding the supervisor's own Temporal client and
+    gRPC channels (made on first use, reused after restarts)."""
+
+    def __init__(self, plan: StackPlan) -> None:
+        self._plan = plan
+        self._client: Any = None
+        self._channels: dict[str, Any] = {}
+
+    async def temporal(self, part: Part) -> bool:
+        plan = self._plan
+        if not await tcp_open(url_host(plan.temporal_host), plan.temporal_port):
+            return False
+        from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+        from temporalio.client import Client
+
+        try:
+            if self._client is None:
+                self._client = await asyncio.wait_for(
+                    Client.connect(
+                        plan.common.temporal.address, namespace=plan.common.temporal.namespace
+                    ),
+                    5,
+                )
+            await self._client.workflow_service.describe_namespace(
+                DescribeNamespaceRequest(namespace=plan.common.temporal.namespace),
+                timeout=timedelta(seconds=2),
+            )
+        except Exception:
+            return False
+        return True
+
+    def service(self, name: ServiceName) -> ReadyCheck:
+        async def check(part: Part) -> bool:
+            import grpc
+            from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+            address = self._plan.services[name].addr
+            host, port = split_address(address)
+            if not await tcp_open(url_host(host), port):
+                return False
+            channel = self._channels.get(name)
+            if channel is None:
+                channel = grpc.aio.insecure_channel(
+                    address,
+                    options=[
+                        ("grpc.initial_reconnect_backoff_ms", 100),
+                        ("grpc.min_reconnect_backoff_ms", 100),
+                        ("grpc.max_reconnect_backoff_ms", 1000),
+                    ],
+                )
+                self._channels[name] = channel
+            try:
+                response = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=2
+                )
+            except grpc.aio.AioRpcError:
+                return False
+            return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+        return check
+
+    async def journey_worker(self, part: Part) -> bool:
+        """Ready once a poller on the journey queue showed up after this
+        process started (pollers of a killed worker linger a while)."""
+        from temporalio.api.enums.v1 import TaskQueueType
+        from temporalio.api.taskqueue.v1 import TaskQueue
+        from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+        if self._client is None:
+            return False
+        try:
+            response = await self._client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=self._plan.common.temporal.namespace,
+                    task_queue=TaskQueue(name=JOURNEY_TASK_QUEUE),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                ),
+                timeout=timedelta(seconds=2),
+            )
+        except Exception:
+            return False
+        return any(
+            poller.last_access_time.ToDatetime(tzinfo=UTC).timestamp() >= part.started_at - 0.05
+            for poller in response.pollers
+        )
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            with contextlib.suppress(Exception):
+                await channel.close()
+        self._channels.clear()
+        self._client = None
+
+
+# --- the supervisor ------------------------------------------------------------------------
+
+
+class Supervisor:
+    def __init__(
+        self,
+        plan: StackPlan,
+        *,
+        out: TextIO,
+        ready_timeout: float = 120.0,
+    ) -> None:
+        self.plan = plan
+        self.out = out
+        self.ready_timeout = ready_timeout
+        self.probes = Probes(plan)
+        self.stop_requested = asyncio.Event()
+        self.stopping = False
+        self.temporal = Part(
+            name="temporal",
+            title="Temporal",
+            command=dev_server_args(
+                port=plan.temporal_port,
+                ui_port=plan.ui_port,
+                db_file=plan.temporal_db,
+                ip=plan.temporal_host,
+                namespace=plan.common.temporal.namespace,
+                metrics_port=plan.temporal_metrics_port,
+                ui_codec_endpoint="http://"
+                + plan.child_env.get("MASAR_CODEC_ADDR", "127.0.0.1:8081"),
+            ),
+            log_path=plan.log_file("temporal"),
+            ready_check=self.probes.temporal,
+        )
+        self.apps: list[Part] = [
+            Part(
+                name=name,
+                title=f"{name} service",
+                command=[sys.executable, "-m", f"services.{name}"],
+                log_path=plan.log_file(name),
+                ready_check=self.probes.service(name),
+            )
+            for name in plan.services
+        ]
+        self.apps.append(
+            Part(
+                name="journey",
+                title="journey worker",
+                command=[sys.executable, "-m", "workflows"],
+                log_path=plan.log_file("journey"),
+                ready_check=self.probes.journey_worker,
+            )
+        )
+        self._watchers: list[asyncio.Task[None]] = []
+
+    @property
+    def parts(self) -> list[Part]:
+        return [self.temporal, *self.apps]
+
+    def say(self, message: str) -> None:
+        print(message, file=self.out, flush=True)
+
+    def pids(self) -> dict[str, int | None]:
+        return {part.name: part.pid for part in self.parts}
+
+    # -- start ----------------------------------------------------------------------
+
+    async def start_all(self) -> None:
+        """Start every part and wait until all are ready: StackError if one
+        is not, StopRequested if a signal came first."""
+        deadline = time.monotonic() + self.ready_timeout
+        await self._launch(self.temporal)
+        await self._wait_ready([self.temporal], deadline)
+        for part in self.apps:
+            await self._launch(part)
+        await self._wait_ready(self.apps, deadline)
+
+    async def _launch(self, part: Part) -> None:
+        try:
+            await part.start(self.plan.child_env)
+        except OSError as exc:
+            raise StackError(f"cannot start {part.title}: {exc.strerror or exc}") from None
+        self._watchers.append(asyncio.create_task(self._watch(part), name=f"watch-{part.name}"))
+
+    async def _wait_ready(self, parts: list[Part], deadline: float) -> None:
+        pending = list(parts)
+        while pending:
+            for part in list(pending):
+                if part.early_exits >= MAX_EARLY_EXITS:
+                    raise StackError(
+                        self._failure(part, f"exited {part.early_exits} times before it was ready")
+                    )
+                if part.running and await part.ready_check(part):
+                    part.ever_ready = True
+                    pending.remove(part)
+            if not pending:
+                return
+            if self.stop_requested.is_set():
+                raise StopRequested
+            if time.monotonic() > deadline:
+                names = ", ".join(p.name for p in pending)
+                raise StackError(
+                    self._failure(
+                        pending[0], f"not ready after {self.ready_timeout:.0f}s ({names})"
+                    )
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_requested.wait(), 0.25)
+
+    def _failure(self, part: Part, what: str) -> str:
+        tail = part.log_tail()
+        lines = [f"{part.title} {what}; last lines of {part.log_path}:"]
+        lines += [f"    {line}" for line in tail] or ["    (empty)"]
+        return "\n".join(lines)
+
+    # -- supervise ----------------------------------------------------------------------
+
+    async def _watch(self, part: Part) -> None:
+        """Restart `part` whenever it exits, until the stack stops."""
+        backoff = FIRST_BACKOFF
+        while True:
+            proc = part.proc
+            if proc is None:
+                return
+            status = await proc.wait()
+            part.last_status = status
+            if self.stopping or part.stopping:
+                return
+            if not part.ever_ready:
+                part.early_exits += 1
+            if time.monotonic() - part.started_mono >= RESET_AFTER:
+                backoff = FIRST_BACKOFF
+            part.restarts += 1
+            self.say(
+                f"{part.title} exited ({describe_status(status)}); restarting in {backoff:.1f}s "
+                f"(restart {part.restarts}; log {part.log_path})"
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_requested.wait(), backoff)
+            if self.stop_requested.is_set():
+                return
+            try:
+                if not await part.start(self.plan.child_env):
+                    return
+            except OSError as exc:
+                self.say(f"{part.title} cannot be restarted: {exc.strerror or exc}")
+                return
+            backoff = min(backoff * 2, MAX_BACKOFF)
+            if part.ever_ready:
+                await self._announce_recovery(part)
+
+    async def _announce_recovery(self, part: Part) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while part.running and not self.stop_requested.is_set():
+            if await part.ready_check(part):
+                elapsed = time.monotonic() - part.started_mono
+                self.say(f"{part.title} is back (pid {part.pid}, ready in {elapsed:.1f}s)")
+                return
+            if time.monotonic() > deadline:
+                self.say(f"{part.title} is running but not ready; see {part.log_path}")
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_requested.wait(), 0.25)
+
+    # -- stop ------------------------------------------------------------------------------
+
+    async def stop_all(self) -> None:
+        """Services and worker first, Temporal last; returns once all exited."""
+        self.stopping = True
+        self.stop_requested.set()
+        await asyncio.gather(*(part.stop(STOP_TIMEOUT) for part in self.apps))
+        await self.temporal.stop(TEMPORAL_STOP_TIMEOUT)
+        for task in self._watchers:
+            task.cancel()
+        for task in self._watchers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.probes.close()
+        for part in self.parts:
+            part.close_log()
+
+    def kill_all(self) -> None:
+        for part in self.parts:
+            part.kill_now()
+
+
+def prepare_data_dir(plan: StackPlan) -> IO[str]:
+    """Create the data dir, take its lock, and create the shared secrets
+    before any child could race to create them. Returns the lock file."""
+    plan.logs_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(plan.data_dir / ".masar-up.lock", "a+")  # noqa: SIM115 - held while running
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise StackError(
+            f"another `masar up` (pid {holder}) is already running on {plan.data_dir}"
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+
+    from masar.platform.crypto import Keyring
+
+    env = plan.child_env
+    Keyring.from_env(env)
+    if not env.get("MASAR_TOKEN_SIGNING_KEY") and not env.get("MASAR_TOKEN_PUBLIC_KEY"):
+        from masar.platform.identity import TokenIssuer
+
+        TokenIssuer.from_env(env)
+    return lock
+
+
+async def run_stack(
+    *,
+    json_output: bool = False,
+    environ: Mapping[str, str] | None = None,
+    ready_timeout: float = 120.0,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Run the local stack until Ctrl-C/SIGTERM/SIGHUP; the exit status.
+
+    Prints the endpoint table (or, with `json_output`, one JSON document on
+    `out`; human messages then go to `err`). Must run in the main thread.
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
+    human = err if json_output else out
+    try:
+        plan = plan_stack(environ)
+    except SettingsError as exc:
+        print(f"masar up: configuration error: {exc}", file=err)
+        return 2
+    problems = port_problems(plan)
+    if problems:
+        for problem in problems:
+            print(f"masar up: {problem}", file=err)
+        return 1
+    try:
+        lock = prepare_data_dir(plan)
+    except (StackError, SettingsError) as exc:
+        print(f"masar up: {exc}", file=err)
+        return 1
+    except OSError as exc:
+        print(f"masar up: cannot use the data dir {plan.data_dir}: {exc.strerror}", file=err)
+        return 1
+
+    try:
+        supervisor = Supervisor(plan, out=human, ready_timeout=ready_timeout)
+    except FileNotFoundError as exc:  # the `temporal` binary
+        lock.close()
+        print(f"masar up: {exc}", file=err)
+        return 1
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def on_signal() -> None:
+        if supervisor.stop_requested.is_set():
+            supervisor.say("second signal: killing every part now")
+            supervisor.kill_all()
+            return
+        supervisor.say("stopping: services and worker first, Temporal last...")
+        supervisor.stop_requested.set()
+
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal)
+    status = 0
+    try:
+        supervisor.say(f"starting Masar in {plan.data_dir} (logs in {plan.logs_dir})")
+        try:
+            await supervisor.start_all()
+        except StackError as exc:
+            print(f"masar up: {exc}", file=err, flush=True)
+            status = 1
+        except StopRequested:
+            pass
+        else:
+            if json_output:
+                print(json.dumps(endpoints(plan, supervisor.pids())), file=out, flush=True)
+            else:
+                supervisor.say(endpoints_table(plan))
+            await supervisor.stop_requested.wait()
+    finally:
+        await supervisor.stop_all()
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        lock.close()
+    supervisor.say("stopped.")
+    return status
+
+
+def up_main(argv: Sequence[str] | None = None) -> int:
+    """`masar up [--json]`: the exit status (0 after a clean stop)."""
+    parser = argparse.ArgumentParser(
+        prog="masar up",
+        description="Run the whole local stack: Temporal, the four services, the journey worker.",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON document of endpoints once ready"
+    )
+    args = parser.parse_args(argv)
+    return asyncio.run(run_stack(json_output=args.json))
+
+
+if __name__ == "__main__":
+    raise SystemExit(up_main())

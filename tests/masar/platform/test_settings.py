@@ -1,0 +1,64 @@
+"""Settings: read once, typed, and a bad value names its variable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from masar.platform.settings import ServiceSettings, SettingsError, WorkerSettings
+
+
+def test_defaults_follow_the_design(tmp_path) -> None:
+    settings = ServiceSettings.from_env("shelter", {"MASAR_DATA_DIR": str(tmp_path)})
+    assert settings.addr == "127.0.0.1:50052"
+    assert settings.task_queue == "masar-shelter"
+    assert settings.common.temporal.address == "127.0.0.1:7233"
+    assert settings.database_url == f"sqlite:///{(tmp_path / 'shelter.db').resolve()}"
+
+
+def test_database_url_and_addresses_from_environment() -> None:
+    env = {
+        "MASAR_LEGAL_DATABASE_URL": "postgresql+psycopg://u@db:5432/legal",
+        "MASAR_LEGAL_ADDR": "0.0.0.0:6000",
+        "MASAR_TEMPORAL_NAMESPACE": "fes",
+    }
+    settings = ServiceSettings.from_env("legal", env)
+    assert settings.database_url.startswith("postgresql+psycopg://")
+    assert settings.addr == "0.0.0.0:6000"
+    assert settings.common.temporal.namespace == "fes"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"MASAR_TEMPORAL_ADDRESS": "no-port"}, "MASAR_TEMPORAL_ADDRESS"),
+        ({"MASAR_SHELTER_ADDR": "host:99999"}, "MASAR_SHELTER_ADDR"),
+        ({"MASAR_SHELTER_DATABASE_URL": "mysql://x"}, "MASAR_SHELTER_DATABASE_URL"),
+        ({"MASAR_SHELTER_METRICS_PORT": "nine"}, "MASAR_SHELTER_METRICS_PORT"),
+        ({"MASAR_LOG_FORMAT": "xml"}, "MASAR_LOG_FORMAT"),
+    ],
+)
+def test_malformed_setting_names_the_variable(env, variable) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        ServiceSettings.from_env("shelter", env)
+
+
+def test_missing_policy_file_names_the_variable(tmp_path) -> None:
+    with pytest.raises(SettingsError, match="MASAR_POLICY_FILE"):
+        WorkerSettings.from_env({"MASAR_POLICY_FILE": str(tmp_path / "absent.toml")})
+
+
+def test_process_stops_with_a_message_naming_the_variable(tmp_path) -> None:
+    """A real service process refuses to start on a malformed setting."""
+    result = subprocess.run(
+        [sys.executable, "-m", "services.shelter"],
+        env={"MASAR_DATA_DIR": str(tmp_path), "MASAR_SHELTER_ADDR": "not-an-address"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "MASAR_SHELTER_ADDR" in result.stderr
+    assert "Traceback" not in result.stderr
