@@ -2,16 +2,34 @@
 
 See ``_kit`` for how a sector uses it."""
 
-from masar.referral._kit import (
+from masar.platform.clock import as_utc, utcnow
+from masar.platform.idempotency import (
+    IdempotencyLedger,
+    LedgerEntry,
+    fingerprint,
+    idempotency_table,
+    request_fingerprint,
+    run_retrying_conflicts,
+)
+from masar.platform.paging import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
+    decode_page_token,
+    encode_page_token,
+)
+from masar.platform.validation import (
+    check_provider_id,
+    require_case_id,
+    require_idempotency_key,
+    require_region,
+    require_text,
+)
+from masar.referral._kit import (
     OPEN_STATUSES,
     STAFF_ROLES,
     ConsentSource,
     HandshakeTables,
-    IdempotencyLedger,
     IntakeConsent,
-    LedgerEntry,
     NoEligibleProvider,
     ReferralActivities,
     ReferralColumns,
@@ -27,40 +45,27 @@ from masar.referral._kit import (
     StaffActionResult,
     SystemActor,
     activity_error,
-    as_utc,
     assemble_sector,
-    check_provider_id,
     check_referral_scope,
     code_from_pb,
     code_to_pb,
     common_rpc_roles,
     decline_reason_from_pb,
     decline_reason_to_pb,
-    decode_page_token,
     delivery_to_pb,
     dial_address,
-    encode_page_token,
-    fingerprint,
     from_timestamp_pb,
     handshake_tables,
-    idempotency_table,
     parse_draft,
     referral_from_pb,
     referral_to_pb,
-    request_fingerprint,
-    require_case_id,
-    require_idempotency_key,
-    require_region,
-    require_text,
     risk_from_pb,
     risk_to_pb,
-    run_retrying_conflicts,
     sector_clients,
     stable_event_id,
     status_from_pb,
     status_to_pb,
     timestamp_pb,
-    utcnow,
 )
 
 __all__ = [

@@ -25,7 +25,7 @@ from masar.devstack.stack import SERVICES, endpoints, plan_stack, port_problems
 from masar.platform.settings import SettingsError
 from tests.processes import Up, stack_env
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def alive(pid: int) -> bool:
