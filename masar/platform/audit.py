@@ -73,7 +73,7 @@ AUDIT_TABLE = "audit_log"
 HEAD_TABLE = "audit_head"
 GENESIS_HASH = "0" * 64
 _HEAD_ID = 1
-_MAC_INFO = b"masar.platform.audit.head.v1"
+_MAC_INFO = b"masar.audit.head.v1"
 
 # Ids and codes only: no spaces, so no sentence (and so no narrative) fits.
 _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9:._/-]{0,127}")

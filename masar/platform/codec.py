@@ -28,7 +28,7 @@ ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
 # Bound into every ciphertext, so a payload cannot be replayed as a PII column
 # value (or the reverse) even under the same key.
-PAYLOAD_AAD = b"masar.platform.temporal.payload.v1"
+PAYLOAD_AAD = b"masar.temporal.payload.v1"
 
 
 class PayloadDecryptionError(DecryptionError):
