@@ -1,4 +1,5 @@
-"""Domain errors, one root, each mapped to one gRPC status in one place.
+"""Domain errors, one root, each mapped to one gRPC status in one place
+(`masar.platform.rpc.grpc_status`). Pure: no gRPC import, so domain modules can raise them.
 
 Messages must never carry personal data: name the field or the id, not the
 value a survivor gave.
@@ -6,13 +7,27 @@ value a survivor gave.
 
 from __future__ import annotations
 
-import grpc
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """The gRPC status an error maps to, by its grpc.StatusCode name."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    UNAVAILABLE = "UNAVAILABLE"
+    INTERNAL = "INTERNAL"
 
 
 class MasarError(Exception):
     """Root of every error Masar raises on purpose."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    code: Status = Status.INTERNAL
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -22,7 +37,7 @@ class MasarError(Exception):
 class InvalidArgument(MasarError):
     """The caller sent something malformed; `field` names where."""
 
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    code = Status.INVALID_ARGUMENT
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
@@ -30,34 +45,34 @@ class InvalidArgument(MasarError):
 
 
 class NotFound(MasarError):
-    code = grpc.StatusCode.NOT_FOUND
+    code = Status.NOT_FOUND
 
 
 class AlreadyExists(MasarError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+    code = Status.ALREADY_EXISTS
 
 
 class FailedPrecondition(MasarError):
     """The request is well formed but the record is in the wrong state."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = Status.FAILED_PRECONDITION
 
 
 class ResourceExhausted(MasarError):
     """No capacity left (beds, seats)."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = Status.RESOURCE_EXHAUSTED
 
 
 class PermissionDenied(MasarError):
-    code = grpc.StatusCode.PERMISSION_DENIED
+    code = Status.PERMISSION_DENIED
 
 
 class Unauthenticated(MasarError):
-    code = grpc.StatusCode.UNAUTHENTICATED
+    code = Status.UNAUTHENTICATED
 
 
 class Unavailable(MasarError):
     """A dependency (Temporal, another service) cannot be reached right now."""
 
-    code = grpc.StatusCode.UNAVAILABLE
+    code = Status.UNAVAILABLE

@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from masar.contract import REGIONS, ServiceName
 from masar.platform.errors import MasarError, PermissionDenied, Unauthenticated
+from masar.platform.rpc import grpc_status
 from masar.platform.settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -636,10 +637,10 @@ def _kind(handler: grpc.RpcMethodHandler) -> str:
 
 def _refusing(handler: grpc.RpcMethodHandler, error: MasarError) -> grpc.RpcMethodHandler:
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(error.code, error.message)
+        await context.abort(grpc_status(error), error.message)
 
     async def refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        await context.abort(error.code, error.message)
+        await context.abort(grpc_status(error), error.message)
         yield  # pragma: no cover - abort raises
 
     kind = _kind(handler)

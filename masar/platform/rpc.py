@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 FIELD_METADATA_KEY = "masar-field"
 
 
+def grpc_status(error: MasarError) -> grpc.StatusCode:
+    """The one place a Masar error becomes a gRPC status."""
+    return grpc.StatusCode[error.code.value]
+
+
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     """Maps domain errors to gRPC status codes, in one place for every service."""
 
@@ -45,7 +50,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             except MasarError as exc:
                 if isinstance(exc, InvalidArgument):
                     context.set_trailing_metadata(((FIELD_METADATA_KEY, exc.field),))
-                await context.abort(exc.code, exc.message)
+                await context.abort(grpc_status(exc), exc.message)
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise
             except Exception:
