@@ -1,11 +1,17 @@
 """The case file: everything the journey decides, without Temporal.
 
-`CaseFile` holds the journey's state and its rules — which sectors to refer
-to, the stage, follow-ups, clinical windows, closure and reopening, the
-escalation ladder's rungs, update validation and deduplication, the status
-view and the search attribute values. It never calls anything: side effects
-are owed as `Action`s that the workflow's lanes perform. Time comes in as
-`now` (the workflow's clock), so everything here is deterministic.
+`CaseFile` holds the journey's state and drives its rule objects: one
+`ReferralTrack` per sector (workflows.tracks), the clinical windows
+(workflows.clinical) and the follow-up wait. It decides which sectors to refer
+to, the stage, closure and reopening, and which rungs of the escalation
+ladder are due; it applies validated updates (workflows.validation checks
+them) and deduplicates them by event id. What coordinators see is read from
+it by workflows.view.
+
+Dependencies point one way: the case file calls its tracks, a track never
+calls back; both owe side effects as actions in workflows.lanes, which the
+workflow's lanes perform. Time comes in as `now` (the workflow's clock), so
+everything here is deterministic.
 """
 
 from __future__ import annotations
@@ -13,99 +19,55 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 
-from temporalio.exceptions import ApplicationError
-
 from masar.contract import (
-    ERR_CLOSURE_PENDING,
-    ERR_INVALID,
-    ERR_JOURNEY_CLOSED,
-    ERR_NO_CLOSURE_PENDING,
-    ERR_NO_CONSENT,
-    ERR_NO_OPEN_WAIT,
-    ERR_NOT_CLOSED,
-    ERR_REFERRAL_BUSY,
-    ERR_STALE_REFERRAL,
-    ERR_UNKNOWN_REFERRAL,
-    ERR_UNKNOWN_WAIT,
     LEVEL_COORDINATOR,
-    LEVEL_NONE,
-    LEVEL_REGIONAL,
-    SA_ESCALATION_LEVEL,
-    SA_NEXT_DEADLINE,
-    SA_PENDING_SECTORS,
-    SA_REGION,
-    SA_RISK,
-    SA_STAGE,
-    ClinicalItem,
-    ClinicalWindowView,
     ClosureDecision,
     ClosureRequest,
     ConsentChange,
     DeadlineExtension,
-    DeclineReason,
-    EscalationView,
     FollowUpContact,
     JourneyInput,
-    JourneyStatus,
     MedicalCareConfirmed,
-    Milestone,
     Need,
     Reassignment,
+    ReferralCreated,
     ReferralDecision,
     ReferralMilestone,
     ReferralStatus,
-    ReferralView,
     ReopenRequest,
     RiskChange,
     Sector,
     Stage,
-    TimelineEvent,
     UpdateResult,
-    ViolenceType,
 )
-from workflows.handshake import RUNG_EVENTS, ReferralHandshake
-from workflows.ladder import EscalationLadder
+from workflows.clinical import ClinicalWindows
+from workflows.ladder import RUNG_EVENTS, EscalationLadder, SlaTerms
+from workflows.lanes import ActionLanes, Timeline
 from workflows.policy import SlaPolicy
 from workflows.state import (
-    ACCEPT_WAIT,
     CLINICAL_PREFIX,
     FOLLOW_UP_WAIT,
-    INTAKE_LANE,
     MAX_ANSWERS,
-    MAX_TIMELINE,
     Action,
     ActionKind,
-    ClinicalWindow,
     JourneyState,
     LadderWait,
     ReferralState,
-    SectorTrack,
-    WindowStatus,
+    TrackState,
     clinical_wait_name,
 )
+from workflows.tracks import ReferralTrack
 
-# Hard clinical windows, counted from the incident (WHO/UNFPA/UNHCR).
-CLINICAL_WINDOWS: tuple[tuple[ClinicalItem, timedelta], ...] = (
-    (ClinicalItem.PEP, timedelta(hours=72)),
-    (ClinicalItem.EMERGENCY_CONTRACEPTION, timedelta(hours=120)),
-)
-CLINICAL_ELIGIBLE_AGE = timedelta(hours=120)
-SEXUAL_VIOLENCE = (ViolenceType.RAPE, ViolenceType.SEXUAL_ASSAULT)
-MAX_EXTENSION = timedelta(days=365)
-DECLINE_REASONS = frozenset(reason.value for reason in DeclineReason)
+# A due rung: (level, when it fell due, what climbs it).
+DueRung = tuple[int, datetime, Callable[[int], None]]
 
 
 def utc(value: datetime) -> datetime:
     """Datetimes from outside without a zone are taken as UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def reject(error_type: str, message: str) -> ApplicationError:
-    """An update rejection: the message names the field, never a value."""
-    return ApplicationError(message, type=error_type, non_retryable=True)
 
 
 _CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -118,14 +80,18 @@ def as_code(text: str) -> str:
     return text if _CODE.match(text) else "free_text"
 
 
-def _blank(value: str | None) -> bool:
-    return value is None or not value.strip()
-
-
 class CaseFile:
     def __init__(self, state: JourneyState) -> None:
         self.state = state
-        self.handshake = ReferralHandshake(self)
+        self.lanes = ActionLanes(state)
+        self.timeline = Timeline(state)
+        self.tracks: dict[Sector, ReferralTrack] = {
+            sector: ReferralTrack(
+                sector, state.tracks[sector.value], state.referrals, self.lanes, self.timeline
+            )
+            for sector in Sector
+        }
+        self.clinical = ClinicalWindows(state, self.lanes, self.timeline)
         self._answers = {answer.event_id: answer for answer in state.answers}
 
     @classmethod
@@ -144,7 +110,7 @@ class CaseFile:
             legal=inp.legal,
             employment=inp.employment,
             max_history_events=inp.max_history_events,
-            tracks={sector.value: SectorTrack(sector=sector) for sector in Sector},
+            tracks={sector.value: TrackState(sector=sector) for sector in Sector},
         )
         return cls(state)
 
@@ -160,24 +126,22 @@ class CaseFile:
     def ladder(self) -> EscalationLadder:
         return EscalationLadder.from_policy(self.policy)
 
+    def terms(self) -> SlaTerms:
+        """The terms new waits open under: the policy at the current risk."""
+        return SlaTerms(policy=self.policy, risk=self.state.risk)
+
     # --- lookups ----------------------------------------------------------------
 
     @property
     def closed(self) -> bool:
         return self.state.closed_at is not None
 
-    def track(self, sector: Sector) -> SectorTrack:
-        return self.state.tracks[sector.value]
+    def progress(self, sector: Sector) -> TrackState:
+        return self.tracks[sector].progress
 
     def referral(self, referral_id: str | None) -> ReferralState | None:
         for ref in self.state.referrals:
             if ref.referral_id == referral_id:
-                return ref
-        return None
-
-    def latest_referral(self, sector: Sector) -> ReferralState | None:
-        for ref in reversed(self.state.referrals):
-            if ref.sector is sector:
                 return ref
         return None
 
@@ -189,102 +153,32 @@ class CaseFile:
 
     def wants(self, sector: Sector) -> bool:
         """The journey still has business with this sector in this cycle."""
-        return self.needs(sector) and self.consented(sector) and not self.track(sector).done
+        return self.needs(sector) and self.consented(sector) and not self.progress(sector).done
+
+    def wanted_now(self, sector: Sector) -> bool:
+        """Wanted, and the case is open: a request for it is still worth making."""
+        return self.wants(sector) and not self.closed
 
     def safe(self) -> bool:
         """Placed in a shelter, or no shelter needed or consented to."""
         shelter = Sector.SHELTER
-        return not self.needs(shelter) or not self.consented(shelter) or self.track(shelter).served
+        return (
+            not self.needs(shelter) or not self.consented(shelter) or self.progress(shelter).served
+        )
 
     def gate_open(self, sector: Sector) -> bool:
         # Recovery (employment) starts once the survivor is safe.
         return sector is not Sector.EMPLOYMENT or self.safe()
 
-    # --- infrastructure -------------------------------------------------------------
-
-    def note(
-        self,
-        now: datetime,
-        event: str,
-        *,
-        sector: Sector | None = None,
-        referral_id: str | None = None,
-        level: int | None = None,
-        detail: str | None = None,
-        actor: str | None = None,
-    ) -> None:
-        self.state.timeline.append(
-            TimelineEvent(
-                at=now,
-                event=event,
-                sector=sector,
-                referral_id=referral_id,
-                level=level,
-                detail=detail,
-                actor=actor,
-            )
-        )
-        if len(self.state.timeline) > MAX_TIMELINE:
-            del self.state.timeline[: len(self.state.timeline) - MAX_TIMELINE]
-
-    def owe(self, lane: str, kind: str, *, after: Action | None = None, **fields: object) -> Action:
-        """Owe a side effect; its idempotency key is fixed now (workflow id + counter)."""
-        self.state.seq += 1
-        key = f"{self.state.workflow_id}/{kind}/{self.state.seq}"
-        action = Action(lane=lane, kind=kind, key=key, **fields)  # type: ignore[arg-type]
-        if after is not None and after in self.state.actions:
-            self.state.actions.insert(self.state.actions.index(after) + 1, action)
-        else:
-            self.state.actions.append(action)
-        return action
-
-    def escalate(
-        self,
-        now: datetime,
-        level: int,
-        wait: LadderWait | str,
-        *,
-        sector: Sector | None = None,
-        referral_id: str | None = None,
-    ) -> None:
-        """Tell intake (the coordinators' inbox, the case worker's reminders)."""
-        if isinstance(wait, LadderWait):
-            name, due_at = wait.name, self.ladder.deadline(wait)
-        else:
-            name, due_at = wait, now
-        self.owe(
-            INTAKE_LANE,
-            ActionKind.ESCALATE,
-            level=level,
-            wait=name,
-            due_at=due_at,
-            sector=sector,
-            referral_id=referral_id,
-        )
-
-    def next_action(self, lane: str, *, draining: bool) -> Action | None:
-        """The next action of a lane, in order — except that one an update
-        handler waits for (a coordinator's reassignment) goes first. While
-        draining for continue-as-new, only those."""
-        first = None
-        for action in self.state.actions:
-            if action.lane != lane:
-                continue
-            if action.awaited_by:
-                return action
-            first = first or action
-        return None if draining else first
-
-    def awaited_in(self, lane: str) -> bool:
-        return any(a.lane == lane and a.awaited_by for a in self.state.actions)
-
-    def done_with(self, action: Action) -> None:
-        if action in self.state.actions:
-            self.state.actions.remove(action)
+    # --- owed actions: what the workflow's lanes report back ---------------------------
 
     def is_stale(self, action: Action) -> bool:
+        """The reason for an owed action vanished while it waited in its lane."""
         if action.kind == ActionKind.REQUEST:
-            return self.handshake.is_stale(action)
+            sector = Sector(action.lane)
+            return self.tracks[sector].is_stale(
+                action, wanted=self.wanted_now(sector), gate_open=self.gate_open(sector)
+            )
         if action.kind == ActionKind.REMIND:
             ref = self.referral(action.referral_id)
             return ref is None or ref.status not in (
@@ -293,7 +187,24 @@ class CaseFile:
             )
         return False
 
+    def exclusions(self, action: Action) -> list[str]:
+        """Providers a request must not go to (already tried, or the one replaced)."""
+        return self.tracks[Sector(action.lane)].exclusions(action)
+
+    def request_succeeded(self, action: Action, created: ReferralCreated, now: datetime) -> None:
+        sector = Sector(action.lane)
+        self.tracks[sector].request_succeeded(
+            action, created, now, self.terms(), wanted=self.wanted_now(sector)
+        )
+
+    def request_failed(self, action: Action, error_type: str, now: datetime) -> None:
+        sector = Sector(action.lane)
+        self.tracks[sector].request_failed(action, error_type, now, wanted=self.wanted_now(sector))
+
     # --- answers (deduplication) ------------------------------------------------------
+
+    def is_answered(self, event_id: str) -> bool:
+        return event_id in self._answers
 
     def answered(self, event_id: str) -> UpdateResult | None:
         previous = self._answers.get(event_id)
@@ -315,8 +226,8 @@ class CaseFile:
     def start(self, now: datetime) -> None:
         """The first run: open clinical windows and follow-ups, plan referrals."""
         state = self.state
-        self.note(now, "journey_opened", detail=state.risk.value)
-        self._open_clinical_windows(now)
+        self.timeline.note(now, "journey_opened", detail=state.risk.value)
+        self.clinical.open(now, self.ladder)
         self._open_follow_up(now)
         state.started = True
         self.tick(now)
@@ -331,16 +242,16 @@ class CaseFile:
     def plan(self) -> None:
         if self.closed or not self.state.started:
             return
-        for sector in Sector:
-            track = self.track(sector)
+        for sector, track in self.tracks.items():
+            progress = track.progress
             if (
                 self.wants(sector)
                 and self.gate_open(sector)
-                and track.current is None
-                and track.exhausted_level == 0
-                and self.handshake.owed_request(sector) is None
+                and progress.current is None
+                and progress.exhausted_level == 0
+                and track.owed_request() is None
             ):
-                self.handshake.request_new(sector)
+                track.request_new()
 
     def computed_stage(self) -> Stage:
         if self.closed:
@@ -349,7 +260,7 @@ class CaseFile:
             return Stage.CLOSURE_PENDING
         if not self.state.started:
             return Stage.TRIAGE
-        if self.wants(Sector.SHELTER) and not self.track(Sector.SHELTER).served:
+        if self.wants(Sector.SHELTER) and not self.progress(Sector.SHELTER).served:
             return Stage.SAFETY
         if self.wants(Sector.EMPLOYMENT):
             return Stage.RECOVERY
@@ -361,14 +272,14 @@ class CaseFile:
         stage = self.computed_stage()
         if stage is not self.state.stage:
             self.state.stage = stage
-            self.note(now, "stage_changed", detail=stage.value)
+            self.timeline.note(now, "stage_changed", detail=stage.value)
 
     def next_wakeup(self) -> datetime | None:
         if self.closed:
             closed_at = self.state.closed_at
             assert closed_at is not None
             return closed_at + self.policy.closed_retention
-        times = [due for _, due in self._next_rungs()]
+        times = [due for _, due in self.next_rungs()]
         return min(times) if times else None
 
     def finished(self, now: datetime) -> bool:
@@ -378,57 +289,48 @@ class CaseFile:
 
     # --- waits and rungs -------------------------------------------------------------
 
-    def _open_waits(self) -> Iterator[tuple[LadderWait, ReferralState | None]]:
+    def _open_waits(self) -> Iterator[LadderWait]:
         for ref in self.state.referrals:
             if ref.wait is not None:
-                yield ref.wait, ref
+                yield ref.wait
         if self.state.follow_up is not None:
-            yield self.state.follow_up, None
+            yield self.state.follow_up
         for window in self.state.clinical:
             if window.wait is not None:
-                yield window.wait, None
+                yield window.wait
 
-    def _next_rungs(self) -> list[tuple[LadderWait, datetime]]:
+    def next_rungs(self) -> list[tuple[LadderWait, datetime]]:
+        """Each open wait with the time of its next rung."""
         found = []
-        for wait, _ in self._open_waits():
+        for wait in self._open_waits():
             rung = self.ladder.next_rung(wait)
             if rung is not None:
                 found.append((wait, rung[1]))
         return found
 
-    def _due_rungs(self, now: datetime) -> list[tuple[int, datetime, Callable[[int], None]]]:
+    def _due_rungs(self, now: datetime) -> list[DueRung]:
         ladder = self.ladder
-        due: list[tuple[int, datetime, Callable[[int], None]]] = []
+        terms = self.terms()
+        due: list[DueRung] = []
+
+        def add(wait: LadderWait, climb: Callable[..., None]) -> None:
+            for level in ladder.due_rungs(wait, now):
+                due.append((level, ladder.rung_at(wait, level), climb))
+
         for ref in self.state.referrals:
             if ref.wait is not None:
-                for level in ladder.due_rungs(ref.wait, now):
-                    due.append(
-                        (
-                            level,
-                            ladder.rung_at(ref.wait, level),
-                            partial(self.handshake.climb, ref, now=now),
-                        )
-                    )
+                add(ref.wait, partial(self._climb_referral, ref, now=now, terms=terms))
         if self.state.follow_up is not None:
-            for level in ladder.due_rungs(self.state.follow_up, now):
-                due.append(
-                    (
-                        level,
-                        ladder.rung_at(self.state.follow_up, level),
-                        partial(self._climb_follow_up, now=now),
-                    )
-                )
+            add(self.state.follow_up, partial(self._climb_follow_up, now=now))
         for window in self.state.clinical:
             if window.wait is not None:
-                for level in ladder.due_rungs(window.wait, now):
-                    due.append(
-                        (
-                            level,
-                            ladder.rung_at(window.wait, level),
-                            partial(self._climb_clinical, window, now=now),
-                        )
-                    )
+                add(window.wait, partial(self.clinical.climb, window, now=now, ladder=ladder))
         return due
+
+    def _climb_referral(
+        self, ref: ReferralState, level: int, *, now: datetime, terms: SlaTerms
+    ) -> None:
+        self.tracks[ref.sector].climb(ref, level, now, terms)
 
     def _climb_follow_up(self, level: int, now: datetime) -> None:
         wait = self.state.follow_up
@@ -437,25 +339,8 @@ class CaseFile:
         wait.level = level
         wait.last_rung_at = now
         event = "follow_up_missed" if level == LEVEL_COORDINATOR else RUNG_EVENTS[level]
-        self.note(now, event, level=level, detail=FOLLOW_UP_WAIT)
-        self.escalate(now, level, wait)
-
-    def _climb_clinical(self, window: ClinicalWindow, level: int, now: datetime) -> None:
-        wait = window.wait
-        if wait is None or level <= wait.level:
-            return
-        wait.level = level
-        wait.last_rung_at = now
-        window.level = level
-        self.escalate(now, level, wait)
-        if level < LEVEL_REGIONAL:
-            self.note(now, RUNG_EVENTS[level], level=level, detail=wait.name)
-            return
-        window.status = WindowStatus.MISSED
-        window.wait = None
-        window.escalation_open = True
-        window.closed_at = now
-        self.note(now, "clinical_window_missed", level=level, detail=wait.name)
+        self.timeline.note(now, event, level=level, detail=FOLLOW_UP_WAIT)
+        self.lanes.owe_escalation(level, wait.name, self.ladder.deadline(wait))
 
     def _open_follow_up(self, start: datetime) -> None:
         interval = self.policy.deadline(FOLLOW_UP_WAIT, self.state.risk)
@@ -464,30 +349,8 @@ class CaseFile:
             return
         self.state.follow_up = self.ladder.wait(FOLLOW_UP_WAIT, start, interval)
 
-    def _open_clinical_windows(self, now: datetime) -> None:
-        state = self.state
-        if state.violence_type not in SEXUAL_VIOLENCE or state.incident_at is None:
-            return
-        if state.opened_at - state.incident_at >= CLINICAL_ELIGIBLE_AGE:
-            return
-        for item, span in CLINICAL_WINDOWS:
-            closes = state.incident_at + span
-            name = clinical_wait_name(item)
-            if closes <= state.opened_at:
-                state.clinical.append(
-                    ClinicalWindow(
-                        item=item, deadline=closes, status=WindowStatus.MISSED, closed_at=now
-                    )
-                )
-                self.note(now, "clinical_window_missed", detail=f"{name}:before_intake")
-                continue
-            wait = self.ladder.absolute_wait(name, state.opened_at, closes)
-            state.clinical.append(
-                ClinicalWindow(item=item, deadline=closes, status=WindowStatus.OPEN, wait=wait)
-            )
-            self.note(now, "clinical_window_opened", detail=name)
-
-    def _wait_for_target(self, target: str) -> LadderWait | None:
+    def wait_for_target(self, target: str) -> LadderWait | None:
+        """The open wait a coordinator's extension names (a referral id or a wait name)."""
         if target == FOLLOW_UP_WAIT:
             return self.state.follow_up
         if target.startswith(CLINICAL_PREFIX):
@@ -498,210 +361,84 @@ class CaseFile:
         ref = self.referral(target)
         return ref.wait if ref is not None else None
 
-    # --- validators: raise before anything is written ------------------------------------
-
-    def _known_referral(self, referral_id: str, sector: Sector) -> ReferralState:
-        ref = self.referral(referral_id)
-        if ref is None:
-            raise reject(ERR_UNKNOWN_REFERRAL, "referral_id: unknown to this journey")
-        if ref.sector is not sector:
-            raise reject(ERR_INVALID, "sector: does not match the referral")
-        return ref
-
-    def validate_decision(self, event: ReferralDecision) -> None:
-        if event.event_id in self._answers:
-            return
-        ref = self._known_referral(event.referral_id, event.sector)
-        if (
-            ref.status is not ReferralStatus.PENDING
-            or self.track(ref.sector).current != ref.referral_id
-        ):
-            raise reject(ERR_STALE_REFERRAL, f"referral_id: no decision pending ({ref.status})")
-        if not event.accepted:
-            if _blank(event.decline_reason):
-                raise reject(ERR_INVALID, "decline_reason: required when declining")
-            if event.decline_reason not in DECLINE_REASONS:
-                raise reject(ERR_INVALID, "decline_reason: not a DeclineReason")
-
-    def validate_milestone(self, event: ReferralMilestone) -> None:
-        if event.event_id in self._answers:
-            return
-        ref = self._known_referral(event.referral_id, event.sector)
-        if event.milestone is Milestone.STARTED:
-            allowed: tuple[ReferralStatus, ...] = (
-                ReferralStatus.PENDING,
-                ReferralStatus.ACCEPTED,
-            )
-        else:
-            allowed = (ReferralStatus.ACCEPTED, ReferralStatus.IN_SERVICE)
-        if ref.status not in allowed or self.track(ref.sector).current != ref.referral_id:
-            raise reject(
-                ERR_STALE_REFERRAL, f"referral_id: cannot record {event.milestone} ({ref.status})"
-            )
-
-    def validate_follow_up(self, event: FollowUpContact) -> None:
-        if event.event_id in self._answers:
-            return
-        if self.closed:
-            raise reject(ERR_JOURNEY_CLOSED, "journey: closed")
-
-    def validate_closure_request(self, event: ClosureRequest) -> None:
-        if event.event_id in self._answers:
-            return
-        if self.closed:
-            raise reject(ERR_JOURNEY_CLOSED, "journey: closed")
-        if self.state.closure_requested:
-            raise reject(ERR_CLOSURE_PENDING, "journey: a closure request is already pending")
-        if _blank(event.reason):
-            raise reject(ERR_INVALID, "reason: required")
-
-    def validate_reopen(self, event: ReopenRequest) -> None:
-        if event.event_id in self._answers:
-            return
-        if not self.closed:
-            raise reject(ERR_NOT_CLOSED, "journey: not closed")
-
-    def validate_reassign(self, event: Reassignment) -> None:
-        if event.event_id in self._answers:
-            return
-        for name in ("provider_id", "coordinator_id", "reason"):
-            if _blank(getattr(event, name)):
-                raise reject(ERR_INVALID, f"{name}: required")
-        if self.closed:
-            raise reject(ERR_JOURNEY_CLOSED, "journey: closed")
-        ref = self.referral(event.referral_id)
-        if ref is None:
-            raise reject(ERR_UNKNOWN_REFERRAL, "referral_id: unknown to this journey")
-        if not self.handshake.is_reassignable(ref):
-            raise reject(
-                ERR_STALE_REFERRAL, f"referral_id: not waiting for a provider ({ref.status})"
-            )
-        if not self.consented(ref.sector) or not self.needs(ref.sector):
-            raise reject(ERR_NO_CONSENT, "sector: no consent for this sector")
-        if ref.status is ReferralStatus.PENDING and event.provider_id == ref.provider_id:
-            raise reject(ERR_INVALID, "provider_id: already assigned to this referral")
-        if self.handshake.owed_request(ref.sector) is not None:
-            raise reject(ERR_REFERRAL_BUSY, "sector: a request is already under way")
-
-    def validate_extension(self, event: DeadlineExtension) -> None:
-        if event.event_id in self._answers:
-            return
-        for name in ("coordinator_id", "reason", "target"):
-            if _blank(getattr(event, name)):
-                raise reject(ERR_INVALID, f"{name}: required")
-        if event.extend_by_seconds <= 0:
-            raise reject(ERR_INVALID, "extend_by_seconds: must be positive")
-        if event.extend_by_seconds > MAX_EXTENSION.total_seconds():
-            raise reject(ERR_INVALID, "extend_by_seconds: at most 365 days")
-        if self.closed:
-            raise reject(ERR_JOURNEY_CLOSED, "journey: closed")
-        is_wait = event.target == FOLLOW_UP_WAIT or event.target.startswith(CLINICAL_PREFIX)
-        if not is_wait and self.referral(event.target) is None:
-            raise reject(ERR_UNKNOWN_WAIT, "target: names no referral or wait of this journey")
-        if self._wait_for_target(event.target) is None:
-            raise reject(ERR_NO_OPEN_WAIT, "target: has no open deadline")
-
-    def validate_closure_decision(self, event: ClosureDecision) -> None:
-        if event.event_id in self._answers:
-            return
-        for name in ("coordinator_id", "reason"):
-            if _blank(getattr(event, name)):
-                raise reject(ERR_INVALID, f"{name}: required")
-        if not self.state.closure_requested:
-            raise reject(ERR_NO_CLOSURE_PENDING, "journey: no closure request pending")
-
-    # --- updates: apply (after validation) -------------------------------------------
+    # --- updates: apply (after workflows.validation has checked them) -----------------
 
     def apply_decision(self, event: ReferralDecision, now: datetime) -> None:
         ref = self.referral(event.referral_id)
         assert ref is not None
         reason = event.decline_reason if not event.accepted else None
-        self.handshake.decide(ref, accepted=event.accepted, reason=reason, now=now)
+        self.tracks[ref.sector].decide(
+            ref, accepted=event.accepted, reason=reason, now=now, terms=self.terms()
+        )
         self.tick(now)
 
     def apply_milestone(self, event: ReferralMilestone, now: datetime) -> None:
         ref = self.referral(event.referral_id)
         assert ref is not None
         detail = as_code(event.detail) if event.detail else None
-        self.handshake.milestone(ref, event.milestone, detail, now)
+        self.tracks[ref.sector].milestone(ref, event.milestone, detail, now)
         self.tick(now)
 
     def apply_consent(self, event: ConsentChange, now: datetime) -> None:
         sector = event.sector
+        track = self.tracks[sector]
         if event.granted:
             if sector not in self.state.consents:
                 self.state.consents.append(sector)
-                track = self.track(sector)
-                track.tried_provider_ids = []
-                track.exhausted_level = 0
-                track.exhausted_at = None
-            self.note(now, "consent_granted", sector=sector)
+                track.start_afresh()
+            self.timeline.note(now, "consent_granted", sector=sector)
         else:
             if sector in self.state.consents:
                 self.state.consents.remove(sector)
             event_name = "service_declined" if event.reason == "declined" else "consent_withdrawn"
-            self.note(now, event_name, sector=sector)
-            self.handshake.withdraw(sector, now)
+            self.timeline.note(now, event_name, sector=sector)
+            track.withdraw(now)
         self.tick(now)
 
     def apply_risk(self, event: RiskChange, now: datetime) -> None:
         previous = self.state.risk
         self.state.risk = event.risk
+        terms = self.terms()
         for ref in self.state.referrals:
-            self.handshake.retime(ref, event.risk)
+            self.tracks[ref.sector].retime(ref, terms)
         wait = self.state.follow_up
         if wait is not None:
-            interval = self.policy.deadline(FOLLOW_UP_WAIT, event.risk)
+            interval = terms.deadline(FOLLOW_UP_WAIT)
             if interval is not None:
                 wait.deadline_seconds = interval.total_seconds()
-        self.note(now, "risk_reassessed", detail=f"{previous.value}->{event.risk.value}")
+        self.timeline.note(now, "risk_reassessed", detail=f"{previous.value}->{event.risk.value}")
         self.tick(now)
 
     def apply_follow_up(self, event: FollowUpContact, now: datetime) -> None:
-        self.note(now, "follow_up_recorded")
+        self.timeline.note(now, "follow_up_recorded")
         self._open_follow_up(min(utc(event.at), now))
         self.tick(now)
 
     def apply_medical_care(self, event: MedicalCareConfirmed, now: datetime) -> None:
-        detail = event.item.value
-        for window in self.state.clinical:
-            if window.item is not event.item:
-                continue
-            if window.status == WindowStatus.OPEN:
-                window.status = WindowStatus.MET
-                window.wait = None
-                window.closed_at = now
-                self.note(now, "clinical_window_met", detail=clinical_wait_name(event.item))
-                self.tick(now)
-                return
-            if window.status == WindowStatus.MISSED:
-                window.escalation_open = False
-                detail = f"{event.item.value}:after_window"
-        self.note(now, "medical_care_confirmed", detail=detail)
+        self.clinical.confirm_care(event.item, now)
         self.tick(now)
 
     def apply_closure_request(self, event: ClosureRequest, now: datetime) -> None:
         self.state.closure_requested = True
-        self.note(now, "closure_requested", detail=as_code(event.reason))
+        self.timeline.note(now, "closure_requested", detail=as_code(event.reason))
         self.tick(now)
 
     def apply_closure_decision(self, event: ClosureDecision, now: datetime) -> None:
         self.state.closure_requested = False
         if not event.approve:
-            self.note(
+            self.timeline.note(
                 now, "closure_refused", detail=as_code(event.reason), actor=event.coordinator_id
             )
             self.tick(now)
             return
-        self.handshake.close_for_closure(now)
+        for track in self.tracks.values():
+            track.close_for_closure(now)
         self.state.follow_up = None
-        for window in self.state.clinical:
-            if window.status == WindowStatus.OPEN:
-                window.status = WindowStatus.CANCELLED
-                window.wait = None
-                window.closed_at = now
+        self.clinical.cancel_open(now)
         self.state.closed_at = now
-        self.note(now, "closure_approved", detail=as_code(event.reason), actor=event.coordinator_id)
+        self.timeline.note(
+            now, "closure_approved", detail=as_code(event.reason), actor=event.coordinator_id
+        )
         self.tick(now)
 
     def apply_reopen(self, event: ReopenRequest, now: datetime) -> None:
@@ -714,27 +451,16 @@ class CaseFile:
             state.needs = list(dict.fromkeys(event.needs))
         if event.consents:
             state.consents = list(dict.fromkeys(event.consents))
-        for sector in Sector:
-            track = self.track(sector)
-            in_service = [
-                ref
-                for ref in state.referrals
-                if ref.sector is sector and ref.status is ReferralStatus.IN_SERVICE
-            ]
-            track.tried_provider_ids = []
-            track.exhausted_level = 0
-            track.exhausted_at = None
-            track.done = False
-            track.served = bool(in_service)
-            track.current = in_service[-1].referral_id if in_service else None
+        for track in self.tracks.values():
+            track.reopen()
         self._open_follow_up(now)
-        self.note(now, "reopened", detail=state.risk.value)
+        self.timeline.note(now, "reopened", detail=state.risk.value)
         self.tick(now)
 
     def apply_reassign(self, event: Reassignment, now: datetime) -> Action:
         ref = self.referral(event.referral_id)
         assert ref is not None
-        self.note(
+        self.timeline.note(
             now,
             "reassign_requested",
             sector=ref.sector,
@@ -742,14 +468,14 @@ class CaseFile:
             detail=as_code(event.reason),
             actor=event.coordinator_id,
         )
-        return self.handshake.reassign(ref, event.provider_id, event_id=event.event_id)
+        return self.tracks[ref.sector].reassign(ref, event.provider_id, event_id=event.event_id)
 
     def apply_extension(self, event: DeadlineExtension, now: datetime) -> None:
-        wait = self._wait_for_target(event.target)
+        wait = self.wait_for_target(event.target)
         assert wait is not None
         wait.extension_seconds += event.extend_by_seconds
         ref = self.referral(event.target)
-        self.note(
+        self.timeline.note(
             now,
             "deadline_extended",
             sector=ref.sector if ref else None,
@@ -758,133 +484,3 @@ class CaseFile:
             actor=event.coordinator_id,
         )
         self.tick(now)
-
-    # --- what coordinators see --------------------------------------------------------
-
-    def escalations(self) -> list[EscalationView]:
-        views: list[EscalationView] = []
-        for ref in self.state.referrals:
-            if ref.wait is not None and ref.wait.level > LEVEL_NONE:
-                views.append(
-                    EscalationView(
-                        wait=ref.wait.name,
-                        level=ref.wait.level,
-                        at=ref.wait.last_rung_at or ref.wait.started_at,
-                        referral_id=ref.referral_id,
-                        sector=ref.sector,
-                    )
-                )
-        for sector in Sector:
-            track = self.track(sector)
-            if track.exhausted_level > LEVEL_NONE and track.exhausted_at is not None:
-                latest = self.latest_referral(sector)
-                views.append(
-                    EscalationView(
-                        wait=ACCEPT_WAIT[sector],
-                        level=track.exhausted_level,
-                        at=track.exhausted_at,
-                        referral_id=latest.referral_id if latest else None,
-                        sector=sector,
-                    )
-                )
-        follow_up = self.state.follow_up
-        if follow_up is not None and follow_up.level > LEVEL_NONE:
-            views.append(
-                EscalationView(
-                    wait=FOLLOW_UP_WAIT,
-                    level=follow_up.level,
-                    at=follow_up.last_rung_at or follow_up.started_at,
-                )
-            )
-        for window in self.state.clinical:
-            name = clinical_wait_name(window.item)
-            if window.wait is not None and window.wait.level > LEVEL_NONE:
-                at = window.wait.last_rung_at or window.wait.started_at
-                views.append(EscalationView(wait=name, level=window.wait.level, at=at))
-            elif window.escalation_open:
-                views.append(
-                    EscalationView(
-                        wait=name, level=window.level, at=window.closed_at or window.deadline
-                    )
-                )
-        return views
-
-    def escalation_level(self) -> int:
-        return max((view.level for view in self.escalations()), default=LEVEL_NONE)
-
-    def pending_sectors(self) -> list[str]:
-        pending = []
-        for sector in Sector:
-            track = self.track(sector)
-            live = self.referral(track.current) if track.current else None
-            waiting = live is not None and live.status in (
-                ReferralStatus.PENDING,
-                ReferralStatus.ACCEPTED,
-            )
-            if (
-                waiting
-                or self.handshake.owed_request(sector) is not None
-                or (track.exhausted_level > LEVEL_NONE and self.wants(sector))
-            ):
-                pending.append(sector.value)
-        return pending
-
-    def next_deadline(self) -> datetime | None:
-        if self.closed:
-            return None
-        times = [due for _, due in self._next_rungs()]
-        return min(times) if times else None
-
-    def search_attributes(self) -> dict[str, object]:
-        return {
-            SA_STAGE: self.state.stage.value,
-            SA_RISK: self.state.risk.value,
-            SA_REGION: self.state.region,
-            SA_ESCALATION_LEVEL: self.escalation_level(),
-            SA_PENDING_SECTORS: self.pending_sectors(),
-            SA_NEXT_DEADLINE: self.next_deadline(),
-        }
-
-    def status(self) -> JourneyStatus:
-        state = self.state
-        ladder = self.ladder if state.policy is not None else None
-        referrals = [
-            ReferralView(
-                sector=ref.sector,
-                referral_id=ref.referral_id,
-                provider_id=ref.provider_id,
-                status=ref.status,
-                deadline=(ladder.deadline(ref.wait) if ladder is not None and ref.wait else None),
-                escalation_level=ref.wait.level if ref.wait is not None else ref.final_level,
-                requested_at=ref.requested_at,
-                decline_reason=ref.decline_reason,
-            )
-            for ref in state.referrals
-        ]
-        windows = [
-            ClinicalWindowView(
-                item=window.item,
-                deadline=window.deadline,
-                status=window.status,
-                escalation_level=window.wait.level if window.wait is not None else window.level,
-            )
-            for window in state.clinical
-        ]
-        follow_up = state.follow_up
-        return JourneyStatus(
-            case_id=state.case_id,
-            stage=state.stage,
-            risk=state.risk,
-            region=state.region,
-            referrals=referrals,
-            escalations=self.escalations(),
-            timeline=list(state.timeline),
-            clinical_windows=windows,
-            escalation_level=self.escalation_level(),
-            next_deadline=self.next_deadline() if ladder is not None else None,
-            consents=list(state.consents),
-            closure_requested=state.closure_requested,
-            next_follow_up=(
-                ladder.deadline(follow_up) if ladder is not None and follow_up else None
-            ),
-        )

@@ -1,7 +1,9 @@
 """SurvivorJourney: one durable workflow per case (`journey-<case_id>`).
 
-The rules live in `CaseFile` (workflows.casefile) and `ReferralHandshake`
-(workflows.handshake); this module is the Temporal side of them:
+The rules live in `CaseFile` (workflows.casefile), which drives one
+`ReferralTrack` per sector (workflows.tracks); updates are checked by
+workflows.validation and the status is read by workflows.view. This module is
+the Temporal side of them:
 
 - updates (validated before anything is written, deduplicated by event id) and
   the `status` query;
@@ -40,11 +42,6 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from masar.contract import (
-        ACT_CLOSE_REFERRAL,
-        ACT_PURGE_CASE,
-        ACT_RECORD_ESCALATION,
-        ACT_REMIND_PROVIDER,
-        ACT_REQUEST_REFERRAL,
         ERR_INVALID,
         ERR_NO_CONSENT,
         ERR_NO_PROVIDER,
@@ -52,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         ERR_STALE_REFERRAL,
         ERR_UNKNOWN_CASE,
         ERR_UNKNOWN_REFERRAL,
+        INTAKE_RECORD_ESCALATION,
         JOURNEY_WORKFLOW,
         QUERY_STATUS,
         SA_ESCALATION_LEVEL,
@@ -60,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         SA_REGION,
         SA_RISK,
         SA_STAGE,
+        SECTOR_ACTIVITIES,
         SECTOR_TASK_QUEUES,
         UPDATE_CLOSURE_DECISION,
         UPDATE_CLOSURE_REQUEST,
@@ -93,10 +92,9 @@ with workflow.unsafe.imports_passed_through():
         ReopenRequest,
         RiskChange,
         Sector,
-        ServiceName,
         UpdateResult,
-        activity_name,
     )
+    from workflows import validation, view
     from workflows.casefile import CaseFile
     from workflows.policy import LOAD_POLICY_ACTIVITY, SlaPolicy
     from workflows.state import (
@@ -212,11 +210,11 @@ class SurvivorJourney:
             )
         for task in lanes:
             task.cancel()
-        return self._case.status()
+        return view.status(self._case)
 
     def _publish(self) -> None:
         """Upsert the search attributes that changed."""
-        values = self._case.search_attributes()
+        values = view.search_attributes(self._case)
         updates: list[SearchAttributeUpdate[Any]] = []
         for name, value in values.items():
             if name in self._published and self._published[name] == value:
@@ -253,9 +251,9 @@ class SurvivorJourney:
     async def _lane(self, lane: str) -> None:
         while True:
             await workflow.wait_condition(
-                lambda: self._case.next_action(lane, draining=self._draining) is not None
+                lambda: self._case.lanes.next_action(lane, draining=self._draining) is not None
             )
-            action = self._case.next_action(lane, draining=self._draining)
+            action = self._case.lanes.next_action(lane, draining=self._draining)
             if action is None:  # pragma: no cover - the condition above says otherwise
                 continue
             self._in_flight += 1
@@ -269,14 +267,15 @@ class SurvivorJourney:
                 # A coordinator waiting for an answer does not wait for the backoff.
                 with contextlib.suppress(TimeoutError):
                     await workflow.wait_condition(
-                        lambda: self._case.awaited_in(lane), timeout=pause
+                        lambda: self._case.lanes.awaited_in(lane), timeout=pause
                     )
 
     async def _perform(self, action: Action) -> bool:
         """Perform one owed action; True when it must be tried again later."""
         case = self._case
+        lanes = case.lanes
         if case.is_stale(action):
-            case.done_with(action)
+            lanes.done_with(action)
             self._settle(action, ERR_STALE_REFERRAL)
             return False
         try:
@@ -288,7 +287,7 @@ class SurvivorJourney:
                 # Retries used up (sector or intake unreachable).
                 action.failures += 1
                 if action.failures == 1 or action.awaited_by:
-                    case.note(
+                    case.timeline.note(
                         now,
                         "collaborator_unavailable",
                         sector=None if action.lane == INTAKE_LANE else Sector(action.lane),
@@ -297,24 +296,24 @@ class SurvivorJourney:
                     )
                 if action.awaited_by:
                     # The coordinator gets the answer now and may try again.
-                    case.done_with(action)
+                    lanes.done_with(action)
                     self._settle(action, ERR_SECTOR_UNAVAILABLE)
                     return False
                 return True
             if action.kind == ActionKind.REQUEST:
-                case.handshake.request_failed(action, error_type, now)
+                case.request_failed(action, error_type, now)
             else:
-                case.note(
+                case.timeline.note(
                     now,
                     "action_failed",
                     sector=None if action.lane == INTAKE_LANE else Sector(action.lane),
                     referral_id=action.referral_id,
                     detail=f"{action.kind}:{error_type}",
                 )
-            case.done_with(action)
+            lanes.done_with(action)
             self._settle(action, error_type)
             return False
-        case.done_with(action)
+        lanes.done_with(action)
         self._settle(action, "")
         return False
 
@@ -336,9 +335,11 @@ class SurvivorJourney:
                 idempotency_key=action.key,
                 referral_id=action.referral_id,
             )
-            await self._activity("intake", ACT_RECORD_ESCALATION, notice)
+            await self._activity(INTAKE_RECORD_ESCALATION, SECTOR_TASK_QUEUES["intake"], notice)
             return
         sector = Sector(action.lane)
+        names = SECTOR_ACTIVITIES[sector]
+        queue = SECTOR_TASK_QUEUES[sector.value]
         if action.kind == ActionKind.REQUEST:
             request = ReferralRequest(
                 case_id=state.case_id,
@@ -346,30 +347,28 @@ class SurvivorJourney:
                 region=state.region,
                 risk=state.risk,
                 idempotency_key=action.key,
-                exclude_provider_ids=case.handshake.exclusions(action),
+                exclude_provider_ids=case.exclusions(action),
                 provider_id=action.provider_id,
                 shelter=state.shelter if sector is Sector.SHELTER else None,
                 legal=state.legal if sector is Sector.LEGAL else None,
                 employment=state.employment if sector is Sector.EMPLOYMENT else None,
             )
-            created = await self._activity(
-                sector.value, ACT_REQUEST_REFERRAL, request, ReferralCreated
-            )
-            case.handshake.request_succeeded(action, created, workflow.now())
+            created = await self._activity(names.request_referral, queue, request, ReferralCreated)
+            case.request_succeeded(action, created, workflow.now())
         elif action.kind == ActionKind.REMIND:
             assert action.referral_id is not None
             reminder = ProviderReminder(referral_id=action.referral_id, idempotency_key=action.key)
-            await self._activity(sector.value, ACT_REMIND_PROVIDER, reminder)
+            await self._activity(names.remind_provider, queue, reminder)
         elif action.kind == ActionKind.CLOSE:
             assert action.referral_id is not None and action.status is not None
             closure = ReferralClosure(
                 referral_id=action.referral_id, status=action.status, idempotency_key=action.key
             )
-            await self._activity(sector.value, ACT_CLOSE_REFERRAL, closure)
+            await self._activity(names.close_referral, queue, closure)
         elif action.kind == ActionKind.PURGE:
             purge = CasePurge(case_id=state.case_id, sector=sector, idempotency_key=action.key)
-            result = await self._activity(sector.value, ACT_PURGE_CASE, purge, PurgeResult)
-            case.note(
+            result = await self._activity(names.purge_case, queue, purge, PurgeResult)
+            case.timeline.note(
                 workflow.now(),
                 "case_purged",
                 sector=sector,
@@ -377,12 +376,13 @@ class SurvivorJourney:
             )
 
     async def _activity(
-        self, service: ServiceName, verb: str, arg: Any, result_type: type | None = None
+        self, name: str, task_queue: str, arg: Any, result_type: type | None = None
     ) -> Any:
+        """Call a collaborator's activity by its registered name (masar.contract)."""
         return await workflow.execute_activity(
-            activity_name(service, verb),
+            name,
             arg,
-            task_queue=SECTOR_TASK_QUEUES[service],
+            task_queue=task_queue,
             result_type=result_type,
             start_to_close_timeout=START_TO_CLOSE,
             schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
@@ -408,25 +408,25 @@ class SurvivorJourney:
     async def referral_decision(self, event: ReferralDecision) -> UpdateResult:
         return await self._apply(
             event.event_id,
-            lambda: self._case.validate_decision(event),
+            lambda: validation.validate_decision(self._case, event),
             lambda now: self._case.apply_decision(event, now),
         )
 
     @referral_decision.validator
     def _check_referral_decision(self, event: ReferralDecision) -> None:
-        self._case.validate_decision(event)
+        validation.validate_decision(self._case, event)
 
     @workflow.update(name=UPDATE_REFERRAL_MILESTONE)
     async def referral_milestone(self, event: ReferralMilestone) -> UpdateResult:
         return await self._apply(
             event.event_id,
-            lambda: self._case.validate_milestone(event),
+            lambda: validation.validate_milestone(self._case, event),
             lambda now: self._case.apply_milestone(event, now),
         )
 
     @referral_milestone.validator
     def _check_referral_milestone(self, event: ReferralMilestone) -> None:
-        self._case.validate_milestone(event)
+        validation.validate_milestone(self._case, event)
 
     @workflow.update(name=UPDATE_CONSENT)
     async def consent_changed(self, event: ConsentChange) -> UpdateResult:
@@ -444,13 +444,13 @@ class SurvivorJourney:
     async def follow_up_recorded(self, event: FollowUpContact) -> UpdateResult:
         return await self._apply(
             event.event_id,
-            lambda: self._case.validate_follow_up(event),
+            lambda: validation.validate_follow_up(self._case, event),
             lambda now: self._case.apply_follow_up(event, now),
         )
 
     @follow_up_recorded.validator
     def _check_follow_up(self, event: FollowUpContact) -> None:
-        self._case.validate_follow_up(event)
+        validation.validate_follow_up(self._case, event)
 
     @workflow.update(name=UPDATE_MEDICAL_CARE)
     async def medical_care_confirmed(self, event: MedicalCareConfirmed) -> UpdateResult:
@@ -462,49 +462,49 @@ class SurvivorJourney:
     async def closure_requested(self, event: ClosureRequest) -> UpdateResult:
         return await self._apply(
             event.event_id,
-            lambda: self._case.validate_closure_request(event),
+            lambda: validation.validate_closure_request(self._case, event),
             lambda now: self._case.apply_closure_request(event, now),
         )
 
     @closure_requested.validator
     def _check_closure_request(self, event: ClosureRequest) -> None:
-        self._case.validate_closure_request(event)
+        validation.validate_closure_request(self._case, event)
 
     @workflow.update(name=UPDATE_REOPEN)
     async def reopen(self, event: ReopenRequest) -> UpdateResult:
         return await self._apply(
             event.event_id,
-            lambda: self._case.validate_reopen(event),
+            lambda: validation.validate_reopen(self._case, event),
             lambda now: self._case.apply_reopen(event, now),
         )
 
     @reopen.validator
     def _check_reopen(self, event: ReopenRequest) -> None:
-        self._case.validate_reopen(event)
+        validation.validate_reopen(self._case, event)
 
     @workflow.update(name=UPDATE_EXTEND)
     async def extend_deadline(self, event: DeadlineExtension) -> UpdateResult:
         return await self._apply(
             event.event_id,
-            lambda: self._case.validate_extension(event),
+            lambda: validation.validate_extension(self._case, event),
             lambda now: self._case.apply_extension(event, now),
         )
 
     @extend_deadline.validator
     def _check_extension(self, event: DeadlineExtension) -> None:
-        self._case.validate_extension(event)
+        validation.validate_extension(self._case, event)
 
     @workflow.update(name=UPDATE_CLOSURE_DECISION)
     async def decide_closure(self, event: ClosureDecision) -> UpdateResult:
         return await self._apply(
             event.event_id,
-            lambda: self._case.validate_closure_decision(event),
+            lambda: validation.validate_closure_decision(self._case, event),
             lambda now: self._case.apply_closure_decision(event, now),
         )
 
     @decide_closure.validator
     def _check_closure_decision(self, event: ClosureDecision) -> None:
-        self._case.validate_closure_decision(event)
+        validation.validate_closure_decision(self._case, event)
 
     @workflow.update(name=UPDATE_REASSIGN)
     async def reassign_referral(self, event: Reassignment) -> UpdateResult:
@@ -513,7 +513,7 @@ class SurvivorJourney:
         previous = self._case.answered(event.event_id)
         if previous is not None:
             return previous
-        self._case.validate_reassign(event)
+        validation.validate_reassign(self._case, event)
         action = self._case.apply_reassign(event, workflow.now())
         self._wake = True
         await workflow.wait_condition(lambda: action.key in self._outcomes)
@@ -528,10 +528,10 @@ class SurvivorJourney:
 
     @reassign_referral.validator
     def _check_reassign(self, event: Reassignment) -> None:
-        self._case.validate_reassign(event)
+        validation.validate_reassign(self._case, event)
 
     # --- query ------------------------------------------------------------------------
 
     @workflow.query(name=QUERY_STATUS)
     def status(self) -> JourneyStatus:
-        return self._case.status()
+        return view.status(self._case)

@@ -13,11 +13,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from masar.contract import LEVEL_COORDINATOR, LEVEL_REGIONAL, LEVEL_REMINDER
+from masar.contract import LEVEL_COORDINATOR, LEVEL_REGIONAL, LEVEL_REMINDER, Risk
 from workflows.policy import SlaPolicy
 from workflows.state import LadderWait
 
 RUNGS = (LEVEL_REMINDER, LEVEL_COORDINATOR, LEVEL_REGIONAL)
+# The timeline event of each rung (a missed follow-up and a closed clinical
+# window have their own at some rungs).
+RUNG_EVENTS = {
+    LEVEL_REMINDER: "reminder",
+    LEVEL_COORDINATOR: "escalated",
+    LEVEL_REGIONAL: "regional_escalation",
+}
 
 
 @dataclass(frozen=True)
@@ -77,3 +84,25 @@ class EscalationLadder:
     def due_rungs(self, wait: LadderWait, now: datetime) -> list[int]:
         """Rungs not yet climbed whose time has come, lowest first."""
         return [level for level in RUNGS if level > wait.level and self.rung_at(wait, level) <= now]
+
+
+@dataclass(frozen=True)
+class SlaTerms:
+    """The SLA terms a wait opens under: the policy at the case's current risk."""
+
+    policy: SlaPolicy
+    risk: Risk
+
+    @property
+    def ladder(self) -> EscalationLadder:
+        return EscalationLadder.from_policy(self.policy)
+
+    def deadline(self, name: str) -> timedelta | None:
+        return self.policy.deadline(name, self.risk)
+
+    def wait(self, name: str, now: datetime) -> LadderWait | None:
+        """A new wait under the ladder, or None when the policy has no deadline for it."""
+        deadline = self.deadline(name)
+        if deadline is None:
+            return None
+        return self.ladder.wait(name, now, deadline)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from masar.contract import (
@@ -90,8 +91,9 @@ class ReferralState:
 
 
 @dataclass
-class SectorTrack:
-    """The journey's dealings with one sector in the current cycle."""
+class TrackState:
+    """The journey's dealings with one sector in the current cycle (the state
+    a `workflows.tracks.ReferralTrack` works on)."""
 
     sector: Sector
     tried_provider_ids: list[str] = field(default_factory=list)
@@ -105,7 +107,10 @@ class SectorTrack:
     attempts: int = 0
 
 
-class ActionKind:
+# The values below are in recorded histories and carried states: never change one.
+
+
+class ActionKind(StrEnum):
     REQUEST = "request"
     REMIND = "remind"
     CLOSE = "close"
@@ -113,7 +118,8 @@ class ActionKind:
     ESCALATE = "escalate"
 
 
-class RequestPurpose:
+class RequestPurpose(StrEnum):
+    NONE = ""  # not a request (remind, close, purge, escalate)
     NEW = "new"
     REROUTE = "reroute"
     REASSIGN = "reassign"
@@ -138,11 +144,11 @@ class Action:
     """
 
     lane: str
-    kind: str
+    kind: ActionKind
     key: str
     referral_id: str | None = None  # remind/close target; for a request, the one it replaces
     status: ReferralStatus | None = None  # close: REROUTED, EXPIRED or WITHDRAWN
-    purpose: str = ""  # request: RequestPurpose
+    purpose: RequestPurpose = RequestPurpose.NONE  # request: why it is asked
     provider_id: str | None = None  # request: a coordinator's named provider
     expire_if_none: bool = False  # request: no provider left -> the replaced one EXPIRES
     level: int = 0  # escalate
@@ -153,23 +159,23 @@ class Action:
     awaited_by: str | None = None  # event id of an update waiting for the outcome
 
 
+class WindowStatus(StrEnum):
+    OPEN = "OPEN"
+    MET = "MET"
+    MISSED = "MISSED"
+    CANCELLED = "CANCELLED"
+
+
 @dataclass
 class ClinicalWindow:
     item: ClinicalItem
     deadline: datetime
-    status: str  # OPEN, MET, MISSED, CANCELLED
+    status: WindowStatus
     wait: LadderWait | None = None
     level: int = 0
     # A missed window stays among the open escalations until care is confirmed.
     escalation_open: bool = False
     closed_at: datetime | None = None
-
-
-class WindowStatus:
-    OPEN = "OPEN"
-    MET = "MET"
-    MISSED = "MISSED"
-    CANCELLED = "CANCELLED"
 
 
 @dataclass
@@ -191,7 +197,7 @@ class JourneyState:
     started: bool = False  # the first plan ran (TRIAGE is over)
     closure_requested: bool = False
     closed_at: datetime | None = None
-    tracks: dict[str, SectorTrack] = field(default_factory=dict)
+    tracks: dict[str, TrackState] = field(default_factory=dict)
     referrals: list[ReferralState] = field(default_factory=list)
     follow_up: LadderWait | None = None
     clinical: list[ClinicalWindow] = field(default_factory=list)

@@ -1,0 +1,182 @@
+"""Update validators: an update the journey cannot take is rejected before
+anything is written, so the caller (staff, a coordinator, intake) gets a
+synchronous answer. A repeated event id always passes: it is answered with
+the first answer.
+
+Each check reads the case file and raises an `ApplicationError` whose type is
+one of the contract's ERR_* codes and whose message names the field, never a
+value.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.exceptions import ApplicationError
+
+from masar.contract import (
+    ERR_CLOSURE_PENDING,
+    ERR_INVALID,
+    ERR_JOURNEY_CLOSED,
+    ERR_NO_CLOSURE_PENDING,
+    ERR_NO_CONSENT,
+    ERR_NO_OPEN_WAIT,
+    ERR_NOT_CLOSED,
+    ERR_REFERRAL_BUSY,
+    ERR_STALE_REFERRAL,
+    ERR_UNKNOWN_REFERRAL,
+    ERR_UNKNOWN_WAIT,
+    ClosureDecision,
+    ClosureRequest,
+    DeadlineExtension,
+    DeclineReason,
+    FollowUpContact,
+    Milestone,
+    Reassignment,
+    ReferralDecision,
+    ReferralMilestone,
+    ReferralStatus,
+    ReopenRequest,
+    Sector,
+)
+from workflows.casefile import CaseFile
+from workflows.state import CLINICAL_PREFIX, FOLLOW_UP_WAIT, ReferralState
+
+MAX_EXTENSION = timedelta(days=365)
+DECLINE_REASONS = frozenset(reason.value for reason in DeclineReason)
+
+
+def reject(error_type: str, message: str) -> ApplicationError:
+    """An update rejection: the message names the field, never a value."""
+    return ApplicationError(message, type=error_type, non_retryable=True)
+
+
+def _blank(value: str | None) -> bool:
+    return value is None or not value.strip()
+
+
+def _known_referral(case: CaseFile, referral_id: str, sector: Sector) -> ReferralState:
+    ref = case.referral(referral_id)
+    if ref is None:
+        raise reject(ERR_UNKNOWN_REFERRAL, "referral_id: unknown to this journey")
+    if ref.sector is not sector:
+        raise reject(ERR_INVALID, "sector: does not match the referral")
+    return ref
+
+
+# --- the sectors' staff -------------------------------------------------------------
+
+
+def validate_decision(case: CaseFile, event: ReferralDecision) -> None:
+    if case.is_answered(event.event_id):
+        return
+    ref = _known_referral(case, event.referral_id, event.sector)
+    if (
+        ref.status is not ReferralStatus.PENDING
+        or case.progress(ref.sector).current != ref.referral_id
+    ):
+        raise reject(ERR_STALE_REFERRAL, f"referral_id: no decision pending ({ref.status})")
+    if not event.accepted:
+        if _blank(event.decline_reason):
+            raise reject(ERR_INVALID, "decline_reason: required when declining")
+        if event.decline_reason not in DECLINE_REASONS:
+            raise reject(ERR_INVALID, "decline_reason: not a DeclineReason")
+
+
+def validate_milestone(case: CaseFile, event: ReferralMilestone) -> None:
+    if case.is_answered(event.event_id):
+        return
+    ref = _known_referral(case, event.referral_id, event.sector)
+    if event.milestone is Milestone.STARTED:
+        allowed: tuple[ReferralStatus, ...] = (
+            ReferralStatus.PENDING,
+            ReferralStatus.ACCEPTED,
+        )
+    else:
+        allowed = (ReferralStatus.ACCEPTED, ReferralStatus.IN_SERVICE)
+    if ref.status not in allowed or case.progress(ref.sector).current != ref.referral_id:
+        raise reject(
+            ERR_STALE_REFERRAL, f"referral_id: cannot record {event.milestone} ({ref.status})"
+        )
+
+
+# --- intake -------------------------------------------------------------------------
+
+
+def validate_follow_up(case: CaseFile, event: FollowUpContact) -> None:
+    if case.is_answered(event.event_id):
+        return
+    if case.closed:
+        raise reject(ERR_JOURNEY_CLOSED, "journey: closed")
+
+
+def validate_closure_request(case: CaseFile, event: ClosureRequest) -> None:
+    if case.is_answered(event.event_id):
+        return
+    if case.closed:
+        raise reject(ERR_JOURNEY_CLOSED, "journey: closed")
+    if case.state.closure_requested:
+        raise reject(ERR_CLOSURE_PENDING, "journey: a closure request is already pending")
+    if _blank(event.reason):
+        raise reject(ERR_INVALID, "reason: required")
+
+
+def validate_reopen(case: CaseFile, event: ReopenRequest) -> None:
+    if case.is_answered(event.event_id):
+        return
+    if not case.closed:
+        raise reject(ERR_NOT_CLOSED, "journey: not closed")
+
+
+# --- coordinators -------------------------------------------------------------------
+
+
+def validate_reassign(case: CaseFile, event: Reassignment) -> None:
+    if case.is_answered(event.event_id):
+        return
+    for name in ("provider_id", "coordinator_id", "reason"):
+        if _blank(getattr(event, name)):
+            raise reject(ERR_INVALID, f"{name}: required")
+    if case.closed:
+        raise reject(ERR_JOURNEY_CLOSED, "journey: closed")
+    ref = case.referral(event.referral_id)
+    if ref is None:
+        raise reject(ERR_UNKNOWN_REFERRAL, "referral_id: unknown to this journey")
+    track = case.tracks[ref.sector]
+    if not track.is_reassignable(ref):
+        raise reject(ERR_STALE_REFERRAL, f"referral_id: not waiting for a provider ({ref.status})")
+    if not case.consented(ref.sector) or not case.needs(ref.sector):
+        raise reject(ERR_NO_CONSENT, "sector: no consent for this sector")
+    if ref.status is ReferralStatus.PENDING and event.provider_id == ref.provider_id:
+        raise reject(ERR_INVALID, "provider_id: already assigned to this referral")
+    if track.owed_request() is not None:
+        raise reject(ERR_REFERRAL_BUSY, "sector: a request is already under way")
+
+
+def validate_extension(case: CaseFile, event: DeadlineExtension) -> None:
+    if case.is_answered(event.event_id):
+        return
+    for name in ("coordinator_id", "reason", "target"):
+        if _blank(getattr(event, name)):
+            raise reject(ERR_INVALID, f"{name}: required")
+    if event.extend_by_seconds <= 0:
+        raise reject(ERR_INVALID, "extend_by_seconds: must be positive")
+    if event.extend_by_seconds > MAX_EXTENSION.total_seconds():
+        raise reject(ERR_INVALID, "extend_by_seconds: at most 365 days")
+    if case.closed:
+        raise reject(ERR_JOURNEY_CLOSED, "journey: closed")
+    is_wait = event.target == FOLLOW_UP_WAIT or event.target.startswith(CLINICAL_PREFIX)
+    if not is_wait and case.referral(event.target) is None:
+        raise reject(ERR_UNKNOWN_WAIT, "target: names no referral or wait of this journey")
+    if case.wait_for_target(event.target) is None:
+        raise reject(ERR_NO_OPEN_WAIT, "target: has no open deadline")
+
+
+def validate_closure_decision(case: CaseFile, event: ClosureDecision) -> None:
+    if case.is_answered(event.event_id):
+        return
+    for name in ("coordinator_id", "reason"):
+        if _blank(getattr(event, name)):
+            raise reject(ERR_INVALID, f"{name}: required")
+    if not case.state.closure_requested:
+        raise reject(ERR_NO_CLOSURE_PENDING, "journey: no closure request pending")
