@@ -20,7 +20,7 @@ from typing import Literal
 
 # --- names ------------------------------------------------------------------
 
-ServiceName = Literal["intake", "shelter", "legal", "employment"]
+ServiceName = Literal["intake", "shelter", "legal", "employment", "network"]
 
 JOURNEY_WORKFLOW = "SurvivorJourney"
 JOURNEY_TASK_QUEUE = "masar-journey"
@@ -29,6 +29,7 @@ SECTOR_TASK_QUEUES: dict[ServiceName, str] = {
     "shelter": "masar-shelter",
     "legal": "masar-legal",
     "employment": "masar-employment",
+    "network": "masar-network",
 }
 
 REGIONS: tuple[str, ...] = (
