@@ -463,6 +463,20 @@ def caller_or_none() -> Caller | None:
     return _current_caller.get()
 
 
+@dataclass(frozen=True)
+class SystemActor:
+    """The audit actor of a change made outside any authenticated RPC
+    (a server run without authentication, tests, tools)."""
+
+    subject: str = "system"
+    role: str = "system"
+    org: str = ""
+
+
+# The one actor placeholder: `caller_or_none() or SYSTEM_ACTOR`.
+SYSTEM_ACTOR = SystemActor()
+
+
 @contextmanager
 def acting_as(caller: Caller) -> Iterator[Caller]:
     """Run a block as `caller` (tests, and code that acts outside an RPC)."""

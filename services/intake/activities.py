@@ -13,13 +13,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from masar.contract import (
-    ACT_RECORD_ESCALATION,
-    ERR_INVALID,
-    ERR_UNKNOWN_CASE,
-    EscalationNotice,
-    activity_name,
-)
+from masar import contract
+from masar.contract import ERR_INVALID, ERR_UNKNOWN_CASE, EscalationNotice
 from masar.platform.rpc import FIELD_METADATA_KEY
 from masar.v1 import intake_pb2
 
@@ -50,10 +45,13 @@ def _business_refusal(error: grpc.aio.AioRpcError) -> ApplicationError | None:
 
 
 class IntakeActivities:
-    def __init__(self, stub: IntakeServiceAsyncStub) -> None:
-        self._stub = stub
+    """intake.record_escalation, through intake's own gRPC API (`stub`)."""
 
-    @activity.defn(name=activity_name("intake", ACT_RECORD_ESCALATION))
+    def __init__(self, stub: IntakeServiceAsyncStub, *, rpc_timeout: float = RPC_TIMEOUT) -> None:
+        self._stub = stub
+        self._rpc_timeout = rpc_timeout
+
+    @activity.defn(name=contract.INTAKE_RECORD_ESCALATION)
     async def record_escalation(self, notice: EscalationNotice) -> None:
         """Put a journey's reminder or escalation in the coordinators' inbox
         (idempotent by the notice's key)."""
@@ -69,7 +67,7 @@ class IntakeActivities:
             idempotency_key=notice.idempotency_key,
         )
         try:
-            await self._stub.RecordEscalation(request, timeout=RPC_TIMEOUT)
+            await self._stub.RecordEscalation(request, timeout=self._rpc_timeout)
         except grpc.aio.AioRpcError as exc:
             refusal = _business_refusal(exc)
             if refusal is not None:

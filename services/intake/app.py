@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from masar.contract import JOURNEY_TASK_QUEUE
+from masar.platform.clock import utcnow
 from masar.platform.db import Database
+from masar.platform.idempotency import IdempotencyLedger
 from masar.platform.identity import TokenIssuer, authorised_channel, service_token_source
 from masar.platform.process import SectorComponents, identity_environ
 from masar.platform.rpc import GrpcService
@@ -17,8 +19,10 @@ from masar.platform.temporal import TemporalConnector
 from masar.referral import dial_address
 from masar.v1.intake_pb2_grpc import IntakeServiceStub, add_IntakeServiceServicer_to_server
 from services.intake.activities import IntakeActivities
-from services.intake.cases import CaseDesk
+from services.intake.grants import EmergencyAccess
 from services.intake.journey import IntakeOutbox, JourneyStarter
+from services.intake.models import EMERGENCY_GRANTS, IDEMPOTENCY
+from services.intake.service import CaseService
 from services.intake.servicer import SERVICE_NAME, IntakeServicer
 
 if TYPE_CHECKING:
@@ -41,13 +45,15 @@ def build_components(
     starter = JourneyStarter(database, connector, task_queue=journey_task_queue)
     outbox = IntakeOutbox(database, connector, starter=starter)
     environ = identity_environ(settings)
-    # Intake signs the consent proofs the sectors need for each referral.
-    desk = CaseDesk(
+    cases = CaseService(
         database,
         outbox,
         starter,
+        ledger=IdempotencyLedger(IDEMPOTENCY),
+        access=EmergencyAccess(EMERGENCY_GRANTS, clock=clock),
+        # Intake signs the consent proofs the sectors need for each referral.
         issuer=TokenIssuer.from_env(environ),
-        **({"clock": clock} if clock is not None else {}),
+        clock=clock or utcnow,
     )
     # The activities call this very service through its gRPC API, as intake's
     # service identity.
@@ -58,7 +64,7 @@ def build_components(
     activities = IntakeActivities(stub)
     return SectorComponents(
         grpc_services=[
-            GrpcService(SERVICE_NAME, IntakeServicer(desk), add_IntakeServiceServicer_to_server)
+            GrpcService(SERVICE_NAME, IntakeServicer(cases), add_IntakeServiceServicer_to_server)
         ],
         activities=[activities.record_escalation],
         outbox=outbox,

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TypeVar
 
 from masar.contract import (
     ACCESSIBILITY_FEATURES,
@@ -20,7 +19,6 @@ from masar.contract import (
     LEVEL_REGIONAL,
     LEVEL_REMINDER,
     PROGRAMME_KINDS,
-    REGIONS,
     ClinicalItem,
     EmploymentNeeds,
     JourneyInput,
@@ -33,8 +31,7 @@ from masar.contract import (
 )
 from masar.platform.errors import InvalidArgument
 from masar.platform.outbox import DeliveryOutcome
-
-E = TypeVar("E", bound=StrEnum)
+from masar.platform.validation import require_case_id, require_idempotency_key, require_region
 
 # --- vocabularies ---------------------------------------------------------------
 
@@ -269,15 +266,14 @@ NOTES_MAX = 5_000
 CONTACT_FIELD_MAX = 500
 MAX_CHILDREN = 20
 MAX_LANGUAGES = 10
-IDEMPOTENCY_KEY_MAX = 128
 # Lowercase ISO 639 codes: "ar", "ary" (Darija), "zgh" (Standard Moroccan
 # Tamazight), "tzm", "shi", "rif", "fr", "en", ...
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 _NATIONALITY = re.compile(r"^[A-Z]{2}$")
 _PHONE = re.compile(r"^\+?[0-9 ]{6,20}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
-_CASE_ID = re.compile(r"^[0-9a-f]{16}$")
+# The ids intake issues (contract.new_case_id): 16 lowercase hex digits.
+_ISSUED_CASE_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
 @dataclass(frozen=True)
@@ -324,30 +320,15 @@ class Registration:
     consents: list[ConsentScope] = field(default_factory=list)
 
 
-def validate_idempotency_key(key: str, field_path: str = "idempotency_key") -> str:
-    if not key:
-        raise InvalidArgument(field_path, "is required")
-    if not _KEY.match(key):
-        raise InvalidArgument(
-            field_path, f"must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters"
-        )
-    return key
-
-
-def validate_case_id(case_id: str, field_path: str = "case_id") -> str:
-    if not case_id:
-        raise InvalidArgument(field_path, "is required")
-    if not _CASE_ID.match(case_id):
+def require_intake_case_id(case_id: str, field_path: str = "case_id") -> str:
+    """The platform's case-id rule, narrowed to the ids intake issues: intake
+    made every case id there is, so anything else cannot name one of its
+    cases and is refused as bad input (INVALID_ARGUMENT) rather than looked
+    up (NOT_FOUND). The sectors take case ids as opaque and keep the wider rule."""
+    require_case_id(case_id, field_path)
+    if not _ISSUED_CASE_ID.match(case_id):
         raise InvalidArgument(field_path, "is not a case id")
     return case_id
-
-
-def validate_region(region: str, field_path: str) -> str:
-    if not region:
-        raise InvalidArgument(field_path, "is required")
-    if region not in REGIONS:
-        raise InvalidArgument(field_path, "is not one of the twelve region slugs")
-    return region
 
 
 def validate_past_time(at: datetime, field_path: str, *, now: datetime) -> datetime:
@@ -435,9 +416,9 @@ def validate_contact(contact: ContactDetails, field_path: str) -> ContactDetails
 
 def validate_registration(reg: Registration, *, now: datetime) -> Registration:
     """Every rule of a registration; returns the normalised registration."""
-    validate_idempotency_key(reg.idempotency_key)
+    require_idempotency_key(reg.idempotency_key)
     s = reg.survivor
-    region = validate_region(s.region, "survivor.region")
+    region = require_region(s.region, "survivor.region")
     alias = _optional_text(s.alias, "survivor.alias", ALIAS_MAX)
     if s.birth_year is not None and not 1900 <= s.birth_year <= now.year:
         raise InvalidArgument("survivor.birth_year", "must be between 1900 and this year")
@@ -664,8 +645,8 @@ _REFERRAL_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 def validate_escalation(
     *, case_id: str, region: str, level: int, wait: str, referral_id: str | None
 ) -> None:
-    validate_case_id(case_id)
-    validate_region(region, "region")
+    require_intake_case_id(case_id)
+    require_region(region, "region")
     if level not in ESCALATION_LEVELS:
         raise InvalidArgument("level", "must be 1 (reminder), 2 (coordinator) or 3 (regional)")
     if not _WAIT.match(wait):

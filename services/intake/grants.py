@@ -18,7 +18,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -36,12 +36,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from masar.platform import audit
+from masar.platform.clock import as_utc, utcnow
 from masar.platform.crypto import EncryptedText, Keyring
 from masar.platform.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from masar.platform.identity import Caller, Role
 
 DEFAULT_GRANT_TTL = timedelta(hours=3)
 MAX_GRANT_TTL = timedelta(hours=12)
+MAX_GRANT_NOTE = 2000
 GRANTS_TABLE = "emergency_grants"
 
 ACTION_GRANTED = "emergency_access.granted"
@@ -81,8 +83,17 @@ def emergency_grants_table(metadata: MetaData) -> Table:
     )
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+def check_grant_id(grant_id: str, field: str = "grant_id") -> str:
+    if not grant_id or len(grant_id) > 32 or not grant_id.isascii():
+        raise InvalidArgument(field, "is not a grant id")
+    return grant_id
+
+
+def clean_note(note: str | None, field: str = "note") -> str | None:
+    """The optional free-text note: at most MAX_GRANT_NOTE characters, blank is none."""
+    if note is not None and len(note) > MAX_GRANT_NOTE:
+        raise InvalidArgument(field, f"must be at most {MAX_GRANT_NOTE} characters")
+    return note.strip() or None if note else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,9 +125,9 @@ class EmergencyGrant:
             region=row["region"],
             case_region=row["case_region"],
             reason=GrantReason(row["reason"]),
-            granted_at=_utc(row["granted_at"]),
-            expires_at=_utc(row["expires_at"]),
-            revoked_at=_utc(revoked) if revoked is not None else None,
+            granted_at=as_utc(row["granted_at"]),
+            expires_at=as_utc(row["expires_at"]),
+            revoked_at=as_utc(revoked) if revoked is not None else None,
         )
 
 
@@ -147,10 +158,10 @@ class EmergencyAccess:
     ) -> None:
         self._grants = grants
         self._keyring = keyring  # for the audit head; None: the process's ring
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or utcnow
 
     def _now(self) -> datetime:
-        return _utc(self._clock())
+        return as_utc(self._clock())
 
     def open_grant(
         self,

@@ -13,18 +13,19 @@ order); an update the journey refuses is undone locally; a reopen refused
 because the journey has ended starts a new run of the same workflow id with
 the case's current facts.
 
-We keep the start queue here rather than in masar/outbox.py: only intake
-starts journeys, and the rules above are about cases.
+The start queue lives here rather than in masar.platform.outbox: only intake
+starts journeys, and the rules above are about cases. The dispatcher is the
+platform outbox's own loop: each round `pending` first starts the journeys
+still waiting, then lists the updates that may go.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy.orm import Session
@@ -49,12 +50,18 @@ from masar.contract import (
     Stage,
     journey_workflow_id,
 )
+from masar.platform.clock import utcnow
 from masar.platform.db import Database
 from masar.platform.outbox import DeliveryOutcome, Outbox, RejectedUpdate
 from masar.platform.temporal import TemporalConnector
 from services.intake import domain as d
-from services.intake import repository as repo
 from services.intake.models import OUTBOX
+from services.intake.repository import (
+    START_DONE,
+    CaseRepository,
+    ChangeRepository,
+    JourneyStartRepository,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +108,7 @@ class JourneyStarter:
         connector: TemporalConnector,
         *,
         task_queue: str = JOURNEY_TASK_QUEUE,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utcnow,
         connect_timeout: float = 3.0,
         rpc_timeout: float = 10.0,
     ) -> None:
@@ -147,21 +154,23 @@ class JourneyStarter:
     async def ensure_started(self, case_id: str) -> bool:
         """Start the case's journey if its start is still pending. True once
         the journey has been started (now or before)."""
-        row = await self._db.run(lambda s: repo.get_journey_start(s, case_id))
-        if row is None or row.status == repo.START_DONE:
+        row = await self._db.run(lambda s: JourneyStartRepository.from_session(s).get(case_id))
+        if row is None or row.status == START_DONE:
             return True
         outcome, run_id, error = await self._start(
             decode_input(row.payload), reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE
         )
         if outcome is StartOutcome.UNREACHABLE:
             await self._db.run(
-                lambda s: repo.record_journey_start_failed(s, case_id, error or "Unknown")
+                lambda s: JourneyStartRepository.from_session(s).failed(case_id, error or "Unknown")
             )
             log.warning("journey start pending", extra={"case_id": case_id, "error": error})
             return False
         now = self._clock()
         await self._db.run(
-            lambda s: repo.record_journey_started(s, case_id, run_id=run_id, now=now)
+            lambda s: JourneyStartRepository.from_session(s).started(
+                case_id, run_id=run_id, now=now
+            )
         )
         log.info("journey started", extra={"case_id": case_id, "outcome": outcome.value})
         return True
@@ -169,7 +178,10 @@ class JourneyStarter:
     async def start_pending(self, limit: int = 50) -> None:
         """Start every pending journey, oldest first; stop at the first that
         cannot be started (Temporal still away)."""
-        for case_id in await self._db.run(lambda s: repo.pending_journey_starts(s, limit)):
+        pending = await self._db.run(
+            lambda s: JourneyStartRepository.from_session(s).pending(limit)
+        )
+        for case_id in pending:
             if not await self.ensure_started(case_id):
                 return
 
@@ -179,9 +191,8 @@ class JourneyStarter:
         now = self._clock()
 
         def facts(s: Session) -> JourneyInput:
-            case = repo.get_case(s, case_id)
-            assert case is not None
-            return d.journey_input(repo.case_facts(s, case), opened_at=now)
+            cases = CaseRepository.from_session(s)
+            return d.journey_input(cases.facts(cases.get_one(case_id)), opened_at=now)
 
         journey = await self._db.run(facts)
         outcome, run_id, error = await self._start(
@@ -193,8 +204,10 @@ class JourneyStarter:
         payload = encode_input(journey)
 
         def record(s: Session) -> None:
-            repo.record_new_run(s, case_id, run_id=run_id, now=now, payload=payload)
-            repo.mark_new_run(s, change_id)
+            JourneyStartRepository.from_session(s).new_run(
+                case_id, run_id=run_id, now=now, payload=payload
+            )
+            ChangeRepository.from_session(s).mark_new_run(change_id)
 
         await self._db.run(record)
         log.info("journey new run started", extra={"case_id": case_id, "outcome": outcome.value})
@@ -212,12 +225,19 @@ class IntakeOutbox(Outbox):
         self._starter = starter
 
     async def pending(self, limit: int = 100) -> list[str]:
-        return await self._database.run(lambda s: repo.queued_events(s, limit=limit))
+        """Start the journeys still waiting, then the updates that may go now
+        (of started journeys only), oldest first."""
+        await self._starter.start_pending()
+        return await self._database.run(
+            lambda s: JourneyStartRepository.from_session(s).queued_events(limit=limit)
+        )
 
     async def deliver(
         self, event_id: str, *, background: bool = False
     ) -> tuple[DeliveryOutcome, RejectedUpdate | None]:
-        entry = await self._database.run(lambda s: repo.outbox_entry(s, event_id))
+        entry = await self._database.run(
+            lambda s: JourneyStartRepository.from_session(s).outbox_entry(event_id)
+        )
         if entry is None:
             raise KeyError(event_id)
         case_id, update_name, status = entry
@@ -235,7 +255,7 @@ class IntakeOutbox(Outbox):
             await self._mark(event_id, DeliveryOutcome.QUEUED, "TemporalUnreachable")
             return DeliveryOutcome.QUEUED, None
         error = rejected.error_type or "Rejected"
-        await self._database.run(lambda s: repo.revert_change(s, event_id, error))
+        await self._database.run(lambda s: ChangeRepository.from_session(s).revert(event_id, error))
         log.info(
             "journey refused a change; undone",
             extra={"case_id": case_id, "update": update_name, "error": error},
@@ -249,7 +269,9 @@ class IntakeOutbox(Outbox):
         sees a case's changes in the order they were made."""
         if not await self._starter.ensure_started(case_id):
             return DeliveryOutcome.QUEUED, None
-        earlier = await self._database.run(lambda s: repo.queued_events(s, case_id=case_id))
+        earlier = await self._database.run(
+            lambda s: JourneyStartRepository.from_session(s).queued_events(case_id=case_id)
+        )
         for queued in earlier:
             if queued == event_id:
                 break
@@ -257,19 +279,3 @@ class IntakeOutbox(Outbox):
             if outcome is DeliveryOutcome.QUEUED:
                 return DeliveryOutcome.QUEUED, None
         return await self.deliver(event_id)
-
-    async def run(self, stop: asyncio.Event, *, interval: float = 2.0) -> None:
-        """Each round: start pending journeys, then deliver queued updates."""
-        while not stop.is_set():
-            try:
-                await self._starter.start_pending()
-                for event_id in await self.pending():
-                    if stop.is_set():
-                        break
-                    outcome, _ = await self.deliver(event_id, background=True)
-                    if outcome is DeliveryOutcome.QUEUED:
-                        break  # Temporal still unreachable; wait for the next round
-            except Exception:
-                log.exception("intake dispatcher round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)

@@ -8,7 +8,7 @@ levels, states, dates — is plain.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -19,15 +19,16 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from masar.platform.audit import audit_tables
+from masar.platform.clock import as_utc
 from masar.platform.crypto import EncryptedText
 from masar.platform.db import new_metadata
+from masar.platform.idempotency import idempotency_table
 from masar.platform.outbox import outbox_table
 from services.intake.grants import emergency_grants_table
 
@@ -44,24 +45,23 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime")
-        value = value.astimezone(UTC)
+        value = as_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return None if value is None else as_utc(value)
 
 
 class Base(DeclarativeBase):
     metadata = new_metadata()
 
 
-# Changes for the journey (kernel outbox) and the append-only audit log (who
-# read a case's personal data, who changed a consent), in intake's own database.
+# Changes for the journey (the platform outbox), the idempotency ledger (which
+# key made which case, change or escalation; migration 0003) and the
+# append-only audit log (who read a case's personal data, who changed a
+# consent), in intake's own database.
 OUTBOX = outbox_table(Base.metadata)
+IDEMPOTENCY = idempotency_table(Base.metadata)
 AUDIT = audit_tables(Base.metadata)
 # Coordinators' emergency access to cases outside their region (migration 0002).
 EMERGENCY_GRANTS = emergency_grants_table(Base.metadata)
@@ -71,7 +71,6 @@ class CaseRow(Base):
     __tablename__ = "cases"
 
     case_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
     region: Mapped[str] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(24), index=True)
     risk: Mapped[str] = mapped_column(String(16), index=True)
@@ -143,12 +142,10 @@ class CaseChangeRow(Base):
     entry (same id) that carries it to the journey."""
 
     __tablename__ = "case_changes"
-    __table_args__ = (UniqueConstraint("case_id", "kind", "idempotency_key"),)
 
     change_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), index=True)
     kind: Mapped[str] = mapped_column(String(32))
-    idempotency_key: Mapped[str] = mapped_column(String(128))
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime())
     # False for changes that stay with intake (reporting consent).
     notifies_journey: Mapped[bool] = mapped_column(Boolean)
@@ -186,7 +183,6 @@ class EscalationRow(Base):
     __tablename__ = "escalations"
 
     escalation_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), index=True)
     region: Mapped[str] = mapped_column(String(64), index=True)
     level: Mapped[int] = mapped_column(Integer)

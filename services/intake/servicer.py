@@ -1,6 +1,7 @@
 """The gRPC edge of intake: protobuf in, domain out, and back. Validation of
 the message shape (required fields, enum values) happens here; the rules live
-in the domain; errors name the field and never echo a value.
+in the service (services.intake.service) and the domain; errors name the field
+and never echo a value.
 
 Who may call what (every method declares it; anything else is refused):
 intake officers register cases and record every change; they and
@@ -16,19 +17,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
+import grpc
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from masar.contract import ClinicalItem, Need, Risk, Sector, ViolenceType, journey_workflow_id
-from masar.platform.errors import InvalidArgument, PermissionDenied
-from masar.platform.identity import Role, current_caller, requires
+from masar.platform.errors import InvalidArgument
+from masar.platform.identity import Role, requires
 from masar.platform.outbox import DeliveryOutcome
 from masar.v1 import common_pb2, intake_pb2, intake_pb2_grpc, legal_pb2
 from services.intake import domain as d
-from services.intake.cases import CaseDesk, ChangeResult
-from services.intake.grants import EmergencyGrant, GrantReason
+from services.intake.grants import MAX_GRANT_TTL, EmergencyGrant, GrantReason
+from services.intake.service import PROOF_SECTORS, CaseService, ChangeResult
 
 SERVICE_NAME = "masar.v1.IntakeService"
 
@@ -321,24 +323,19 @@ def _delivery(result: ChangeResult) -> Any:
 # --- the servicer ------------------------------------------------------------------------
 
 OFFICER = Role.INTAKE_OFFICER
-# The sector whose service identity may ask for consent proofs for it.
-PROOF_SECTORS = {
-    Role.SERVICE_SHELTER: Sector.SHELTER,
-    Role.SERVICE_LEGAL: Sector.LEGAL,
-    Role.SERVICE_EMPLOYMENT: Sector.EMPLOYMENT,
-}
-MAX_GRANT_SECONDS = 12 * 3600
+MAX_GRANT_SECONDS = int(MAX_GRANT_TTL.total_seconds())
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
 class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
-    def __init__(self, desk: CaseDesk) -> None:
-        self._desk = desk
+    def __init__(self, cases: CaseService) -> None:
+        self._cases = cases
 
     @requires(OFFICER)
     async def RegisterCase(
-        self, request: intake_pb2.RegisterCaseRequest, context: Any
+        self, request: intake_pb2.RegisterCaseRequest, context: Context
     ) -> intake_pb2.RegisterCaseResponse:
-        registered = await self._desk.register(_registration(request))
+        registered = await self._cases.register(_registration(request))
         case = case_pb(registered.case)
         return intake_pb2.RegisterCaseResponse(
             case=case,
@@ -353,15 +350,15 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
 
     @requires(OFFICER, Role.COORDINATOR)
     async def GetCase(
-        self, request: intake_pb2.GetCaseRequest, context: Any
+        self, request: intake_pb2.GetCaseRequest, context: Context
     ) -> intake_pb2.GetCaseResponse:
-        return intake_pb2.GetCaseResponse(case=case_pb(await self._desk.get(request.case_id)))
+        return intake_pb2.GetCaseResponse(case=case_pb(await self._cases.get(request.case_id)))
 
     @requires(OFFICER, Role.COORDINATOR)
     async def ListCases(
-        self, request: intake_pb2.ListCasesRequest, context: Any
+        self, request: intake_pb2.ListCasesRequest, context: Context
     ) -> intake_pb2.ListCasesResponse:
-        cases, token = await self._desk.list_cases(
+        cases, token = await self._cases.list_cases(
             region=request.region or None,
             risk=_optional_enum(request.risk, RISK_IN, "risk"),
             status=_optional_enum(request.status, CASE_STATUS_IN, "status"),
@@ -374,10 +371,10 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
 
     @requires(OFFICER)
     async def RecordConsent(
-        self, request: intake_pb2.RecordConsentRequest, context: Any
+        self, request: intake_pb2.RecordConsentRequest, context: Context
     ) -> intake_pb2.RecordConsentResponse:
         scope = _enum(request.scope, SCOPE_IN, "scope")
-        result = await self._desk.record_consent(request.case_id, scope, request.idempotency_key)
+        result = await self._cases.record_consent(request.case_id, scope, request.idempotency_key)
         assert result.consent is not None
         return intake_pb2.RecordConsentResponse(
             case=summary_pb(result.summary),
@@ -388,10 +385,10 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
 
     @requires(OFFICER)
     async def WithdrawConsent(
-        self, request: intake_pb2.WithdrawConsentRequest, context: Any
+        self, request: intake_pb2.WithdrawConsentRequest, context: Context
     ) -> intake_pb2.WithdrawConsentResponse:
         scope = _enum(request.scope, SCOPE_IN, "scope")
-        result = await self._desk.withdraw_consent(request.case_id, scope, request.idempotency_key)
+        result = await self._cases.withdraw_consent(request.case_id, scope, request.idempotency_key)
         assert result.consent is not None
         return intake_pb2.WithdrawConsentResponse(
             case=summary_pb(result.summary),
@@ -402,10 +399,10 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
 
     @requires(OFFICER)
     async def DeclineService(
-        self, request: intake_pb2.DeclineServiceRequest, context: Any
+        self, request: intake_pb2.DeclineServiceRequest, context: Context
     ) -> intake_pb2.DeclineServiceResponse:
         sector = _enum(request.sector, SECTOR_IN, "sector")
-        result = await self._desk.decline_service(request.case_id, sector, request.idempotency_key)
+        result = await self._cases.decline_service(request.case_id, sector, request.idempotency_key)
         assert result.consent is not None
         return intake_pb2.DeclineServiceResponse(
             case=summary_pb(result.summary),
@@ -416,11 +413,11 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
 
     @requires(OFFICER)
     async def ReassessRisk(
-        self, request: intake_pb2.ReassessRiskRequest, context: Any
+        self, request: intake_pb2.ReassessRiskRequest, context: Context
     ) -> intake_pb2.ReassessRiskResponse:
         if not request.HasField("risk"):
             raise InvalidArgument("risk", "is required")
-        result = await self._desk.reassess_risk(
+        result = await self._cases.reassess_risk(
             request.case_id,
             _checklist(request.risk, "risk"),
             _override(request.risk, "risk"),
@@ -436,9 +433,9 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
 
     @requires(OFFICER)
     async def RecordFollowUp(
-        self, request: intake_pb2.RecordFollowUpRequest, context: Any
+        self, request: intake_pb2.RecordFollowUpRequest, context: Context
     ) -> intake_pb2.RecordFollowUpResponse:
-        result = await self._desk.record_follow_up(
+        result = await self._cases.record_follow_up(
             request.case_id,
             contacted_at=_time(request, "contacted_at", "contacted_at"),
             channel=_enum(request.channel, CHANNEL_IN, "channel"),
@@ -453,9 +450,9 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
 
     @requires(OFFICER)
     async def ConfirmMedicalCare(
-        self, request: intake_pb2.ConfirmMedicalCareRequest, context: Any
+        self, request: intake_pb2.ConfirmMedicalCareRequest, context: Context
     ) -> intake_pb2.ConfirmMedicalCareResponse:
-        result = await self._desk.confirm_medical_care(
+        result = await self._cases.confirm_medical_care(
             request.case_id,
             item=_enum(request.item, CLINICAL_IN, "item"),
             given_at=_time(request, "given_at", "given_at"),
@@ -469,9 +466,9 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
 
     @requires(OFFICER)
     async def RequestClosure(
-        self, request: intake_pb2.RequestClosureRequest, context: Any
+        self, request: intake_pb2.RequestClosureRequest, context: Context
     ) -> intake_pb2.RequestClosureResponse:
-        result = await self._desk.request_closure(
+        result = await self._cases.request_closure(
             request.case_id, _enum(request.reason, CLOSURE_IN, "reason"), request.idempotency_key
         )
         return intake_pb2.RequestClosureResponse(
@@ -482,10 +479,10 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
 
     @requires(OFFICER)
     async def ReopenCase(
-        self, request: intake_pb2.ReopenCaseRequest, context: Any
+        self, request: intake_pb2.ReopenCaseRequest, context: Context
     ) -> intake_pb2.ReopenCaseResponse:
         with_risk = request.HasField("risk")
-        result = await self._desk.reopen(
+        result = await self._cases.reopen(
             request.case_id,
             idempotency_key=request.idempotency_key,
             answers=_checklist(request.risk, "risk") if with_risk else None,
@@ -502,9 +499,9 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
 
     @requires(Role.COORDINATOR, OFFICER)
     async def ListEscalations(
-        self, request: intake_pb2.ListEscalationsRequest, context: Any
+        self, request: intake_pb2.ListEscalationsRequest, context: Context
     ) -> intake_pb2.ListEscalationsResponse:
-        items, token = await self._desk.list_escalations(
+        items, token = await self._cases.list_escalations(
             region=request.region or None,
             case_id=request.case_id or None,
             min_level=request.min_level,
@@ -517,9 +514,9 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
 
     @requires(Role.SERVICE_INTAKE)
     async def RecordEscalation(
-        self, request: intake_pb2.RecordEscalationRequest, context: Any
+        self, request: intake_pb2.RecordEscalationRequest, context: Context
     ) -> intake_pb2.RecordEscalationResponse:
-        escalation, duplicate = await self._desk.record_escalation(
+        escalation, duplicate = await self._cases.record_escalation(
             case_id=request.case_id,
             region=request.region,
             level=request.level,
@@ -534,24 +531,22 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
 
     @requires(*PROOF_SECTORS)
     async def IssueConsentProof(
-        self, request: intake_pb2.IssueConsentProofRequest, context: Any
+        self, request: intake_pb2.IssueConsentProofRequest, context: Context
     ) -> intake_pb2.IssueConsentProofResponse:
         sector = _enum(request.sector, SECTOR_IN, "sector")
-        if PROOF_SECTORS.get(current_caller().role) is not sector:
-            raise PermissionDenied("a sector asks for consent proofs for its own sector only")
-        document, proof = await self._desk.issue_consent_proof(request.case_id, sector)
+        document, proof = await self._cases.issue_consent_proof(request.case_id, sector)
         return intake_pb2.IssueConsentProofResponse(
             proof=document, expires_at=_ts(proof.expires_at)
         )
 
     @requires(Role.COORDINATOR)
     async def OpenEmergencyGrant(
-        self, request: intake_pb2.OpenEmergencyGrantRequest, context: Any
+        self, request: intake_pb2.OpenEmergencyGrantRequest, context: Context
     ) -> intake_pb2.OpenEmergencyGrantResponse:
         reason = _enum(request.reason, GRANT_REASON_IN, "reason")
         if not 0 <= request.ttl_seconds <= MAX_GRANT_SECONDS:
             raise InvalidArgument("ttl_seconds", f"must be between 0 and {MAX_GRANT_SECONDS}")
-        grant = await self._desk.open_emergency_grant(
+        grant = await self._cases.open_emergency_grant(
             request.case_id,
             reason=reason,
             note=request.note or None,
@@ -561,7 +556,7 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
 
     @requires(Role.COORDINATOR)
     async def RevokeEmergencyGrant(
-        self, request: intake_pb2.RevokeEmergencyGrantRequest, context: Any
+        self, request: intake_pb2.RevokeEmergencyGrantRequest, context: Context
     ) -> intake_pb2.RevokeEmergencyGrantResponse:
-        grant = await self._desk.revoke_emergency_grant(request.grant_id)
+        grant = await self._cases.revoke_emergency_grant(request.grant_id)
         return intake_pb2.RevokeEmergencyGrantResponse(grant=grant_pb(grant))

@@ -1,9 +1,11 @@
-"""The intake desk: each use case is one unit of work, then the journey.
+"""Intake's business rules: each use case is one unit of work, then the journey.
 
 A change is written (case columns, consents, the change record, its outbox
-entry) in one unit of work, then delivered to the journey. If the journey
-refuses it, the outbox undoes it and the caller gets FAILED_PRECONDITION.
-Each change carries an idempotency key: a retry returns the first answer.
+entry and its idempotency-ledger entry) in one unit of work, then delivered
+to the journey. If the journey refuses it, the outbox undoes it
+(services.intake.journey) and the caller gets FAILED_PRECONDITION. Each change
+carries an idempotency key (masar.platform.idempotency): a retry returns the
+first answer; the same key with another request is refused.
 
 Access: an intake officer reads any case; a coordinator reads the cases of
 her own region, or one elsewhere under an emergency grant she opened with a
@@ -15,11 +17,10 @@ refused read is one too.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from masar.contract import (
@@ -39,22 +40,52 @@ from masar.contract import (
     Risk,
     RiskChange,
     Sector,
-    ViolenceType,
     new_case_id,
 )
+from masar.platform.clock import utcnow
 from masar.platform.db import Database
-from masar.platform.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from masar.platform.identity import Caller, Role, TokenIssuer, caller_or_none, current_caller
+from masar.platform.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from masar.platform.idempotency import IdempotencyLedger, fingerprint, run_retrying_conflicts
+from masar.platform.identity import Role, TokenIssuer, caller_or_none, current_caller
+from masar.platform.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_page_token
+from masar.platform.validation import require_idempotency_key, require_region
 from masar.referral.consent import ConsentProof, issue_consent_proof
 from services.intake import domain as d
-from services.intake import repository as repo
-from services.intake.grants import EmergencyAccess, EmergencyGrant, GrantReason
+from services.intake.grants import (
+    EmergencyAccess,
+    EmergencyGrant,
+    GrantReason,
+    check_grant_id,
+    clean_note,
+)
 from services.intake.journey import IntakeOutbox, JourneyStarter, encode_input
-from services.intake.models import EMERGENCY_GRANTS, CaseRow
+from services.intake.models import CaseRow
+from services.intake.repository import (
+    CHANGE_APPLIED,
+    CaseRepository,
+    ChangeRepository,
+    EscalationRepository,
+    JourneyStartRepository,
+    Page,
+    new_change_id,
+    new_escalation_id,
+    record_audit,
+)
 
-MAX_PAGE = 500
-MAX_GRANT_NOTE = 2000
-DEFAULT_PAGE = 50
+# Idempotency-ledger scopes (migration 0003 carried the older keys into them).
+REGISTER_SCOPE = "intake.register"
+ESCALATION_SCOPE = "intake.escalation"
+
+# The sector whose service identity may ask for consent proofs for it.
+PROOF_SECTORS = {
+    Role.SERVICE_SHELTER: Sector.SHELTER,
+    Role.SERVICE_LEGAL: Sector.LEGAL,
+    Role.SERVICE_EMPLOYMENT: Sector.EMPLOYMENT,
+}
+
+
+def change_scope(kind: d.ChangeKind) -> str:
+    return f"intake.{kind.value}"
 
 
 @dataclass(frozen=True)
@@ -80,7 +111,9 @@ class _Prepared:
     update_name: str | None = None
     event: Any = None  # a contract dataclass with event_id, or None (stays with intake)
     notes: str | None = None
-    undo: dict[str, Any] = field(default_factory=dict)
+
+
+Prepare = Callable[[Session, CaseRow, str, datetime], _Prepared]
 
 
 def _regional_scope(region: str | None) -> str | None:
@@ -93,30 +126,34 @@ def _regional_scope(region: str | None) -> str | None:
     return caller.region
 
 
-def _page(page_size: int, page_token: str) -> repo.Page:
-    if page_size < 0 or page_size > MAX_PAGE:
-        raise InvalidArgument("page_size", f"must be between 0 and {MAX_PAGE}")
-    after = repo.decode_page_token(page_token) if page_token else None
-    return repo.Page(limit=page_size or DEFAULT_PAGE, after=after)
+def _page(page_size: int, page_token: str) -> Page:
+    if page_size < 0 or page_size > MAX_PAGE_SIZE:
+        raise InvalidArgument("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+    if page_token:
+        decode_page_token(page_token)  # a bad token is refused before any query
+    return Page(limit=page_size or DEFAULT_PAGE_SIZE, token=page_token or None)
 
 
-class CaseDesk:
+class CaseService:
     def __init__(
         self,
         database: Database,
         outbox: IntakeOutbox,
         starter: JourneyStarter,
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        ledger: IdempotencyLedger,
+        access: EmergencyAccess,
+        clock: Callable[[], datetime] = utcnow,
         issuer: TokenIssuer | None = None,
     ) -> None:
         """`issuer` signs consent proofs (none: no sector gets one)."""
         self._db = database
         self._outbox = outbox
         self._starter = starter
+        self._ledger = ledger
+        self._access = access
         self._clock = clock
         self._issuer = issuer
-        self._access = EmergencyAccess(EMERGENCY_GRANTS, clock=clock)
 
     # --- registration ------------------------------------------------------------
 
@@ -124,106 +161,66 @@ class CaseDesk:
         now = self._clock()
         reg = d.validate_registration(registration, now=now)
         assessment = d.assess_risk(reg.risk_answers, reg.risk_override, at=now)
+        request = fingerprint(reg)
 
         def write(s: Session) -> str:
-            existing = repo.case_id_by_key(s, reg.idempotency_key)
-            if existing is not None:
-                return existing
-            case_id = new_case_id()
-            repo.insert_case(s, case_id=case_id, reg=reg, assessment=assessment, now=now)
-            case = repo.get_case(s, case_id)
-            assert case is not None
-            journey = d.journey_input(repo.case_facts(s, case), opened_at=now)
-            repo.insert_journey_start(s, case_id=case_id, payload=encode_input(journey), now=now)
-            repo.record_audit(s, action="case.register", case_id=case_id, now=now)
+            def create() -> str:
+                case_id = new_case_id()
+                cases = CaseRepository.from_session(s)
+                case = cases.insert(case_id=case_id, reg=reg, assessment=assessment, now=now)
+                journey = d.journey_input(cases.facts(case), opened_at=now)
+                JourneyStartRepository.from_session(s).insert(
+                    case_id=case_id, payload=encode_input(journey), now=now
+                )
+                record_audit(s, action="case.register", case_id=case_id, now=now)
+                return case_id
+
+            case_id, _ = self._ledger.once(
+                s,
+                scope=REGISTER_SCOPE,
+                key=reg.idempotency_key,
+                fingerprint=request,
+                create=create,
+            )
             return case_id
 
-        try:
-            case_id = await self._db.run(write)
-        except IntegrityError:
-            # A concurrent retry with the same key won the race: return its case.
-            found = await self._db.run(lambda s: repo.case_id_by_key(s, reg.idempotency_key))
-            if found is None:
-                raise
-            case_id = found
+        # A concurrent retry with the same key that won the race: its case.
+        case_id = await run_retrying_conflicts(self._db, write)
         started = await self._starter.ensure_started(case_id)
-        view = await self._db.run(lambda s: self._view(s, case_id))
-        facts = await self._db.run(lambda s: repo.case_facts(s, self._case(s, case_id)))
-        return Registered(
-            case=view,
-            journey_started=started,
-            needs_without_consent=facts.needs_without_consent(),
-        )
+
+        def read(s: Session) -> tuple[d.CaseView, list[Sector]]:
+            cases = CaseRepository.from_session(s)
+            facts = cases.facts(cases.get_one(case_id))
+            return cases.view(case_id), facts.needs_without_consent()
+
+        view, without_consent = await self._db.run(read)
+        return Registered(case=view, journey_started=started, needs_without_consent=without_consent)
 
     # --- reading -------------------------------------------------------------------
 
-    @staticmethod
-    def _case(s: Session, case_id: str, *, lock: bool = False) -> CaseRow:
-        case = repo.get_case(s, case_id, lock=lock)
-        if case is None:
-            raise NotFound("case not found")
-        return case
-
-    def _view(self, s: Session, case_id: str) -> d.CaseView:
-        case = self._case(s, case_id)
-        birth_year = int(case.birth_year) if case.birth_year else None
-        return d.CaseView(
-            summary=repo.summary(s, case),
-            survivor=d.SurvivorProfile(
-                region=case.region,
-                alias=case.alias,
-                birth_year=birth_year,
-                nationality=case.nationality,
-                migrant_status=d.MigrantStatus(case.migrant_status)
-                if case.migrant_status
-                else None,
-                languages=list(case.languages),
-                contact=d.ContactDetails(
-                    phone=case.phone,
-                    email=case.email,
-                    address=case.address,
-                    safe_contact_instructions=case.safe_contact_instructions,
-                ),
-                accompanying_children=case.accompanying_children,
-            ),
-            incident=d.Incident(
-                occurred_at=case.incident_at,
-                violence_type=ViolenceType(case.violence_type),
-                contexts=[d.IncidentContext(c) for c in case.incident_contexts],
-                narrative=case.narrative,
-            ),
-            assessment=repo.get_assessment(s, case.risk_assessment_id),
-            needs=[Need(n) for n in case.needs],
-            declined=[Sector(x) for x in case.declined],
-            accessibility_needs=list(case.accessibility_needs),
-            legal_matters=[d.LegalMatter(m) for m in case.legal_matters],
-            employment_interests=list(case.employment_interests),
-            consents=list(repo.consents(s, case_id).values()),
-            changes=repo.changes(s, case_id),
-        )
-
     async def get(self, case_id: str) -> d.CaseView:
-        d.validate_case_id(case_id)
+        d.require_intake_case_id(case_id)
         now = self._clock()
         caller = caller_or_none()
 
         def read(s: Session) -> d.CaseView:
+            cases = CaseRepository.from_session(s)
             if caller is not None and caller.role is Role.COORDINATOR:
                 # Her region, or an emergency grant: audited (with the grant).
-                case = self._case(s, case_id)
+                case = cases.get_one(case_id)
                 self._access.check_case_access(
                     s, caller, case_id=case_id, case_region=case.region, audit_action="case.read"
                 )
             else:
-                repo.record_audit(s, action="case.read", case_id=case_id, now=now)
+                record_audit(s, action="case.read", case_id=case_id, now=now)
             # Every read of personal data is audited, in the same unit of work.
-            return self._view(s, case_id)
+            return cases.view(case_id)
 
         try:
             return await self._db.run(read)
         except PermissionDenied:
             await self._db.run(
-                lambda s: repo.record_audit(s, action="case.read_refused", case_id=case_id, now=now)
+                lambda s: record_audit(s, action="case.read_refused", case_id=case_id, now=now)
             )
             raise
 
@@ -237,11 +234,13 @@ class CaseDesk:
         page_token: str,
     ) -> tuple[list[d.CaseSummary], str | None]:
         if region:
-            d.validate_region(region, "region")
+            require_region(region)
         region = _regional_scope(region)
         page = _page(page_size, page_token)
         return await self._db.run(
-            lambda s: repo.list_cases(s, region=region, risk=risk, status=status, page=page)
+            lambda s: CaseRepository.from_session(s).list(
+                region=region, risk=risk, status=status, page=page
+            )
         )
 
     # --- changes -----------------------------------------------------------------------
@@ -251,82 +250,65 @@ class CaseDesk:
         case_id: str,
         kind: d.ChangeKind,
         idempotency_key: str,
-        prepare: Callable[[Session, CaseRow, str, datetime], _Prepared],
+        request: tuple[Any, ...],
+        prepare: Prepare,
     ) -> tuple[d.CaseSummary, d.ChangeView]:
-        d.validate_case_id(case_id)
-        d.validate_idempotency_key(idempotency_key)
+        """The change-with-undo: write the change, its outbox entry and its key
+        in one unit of work; deliver it; the outbox undoes what the journey
+        refuses, and the caller then gets FAILED_PRECONDITION."""
+        d.require_intake_case_id(case_id)
+        require_idempotency_key(idempotency_key)
         now = self._clock()
+        scope = change_scope(kind)
+        print_ = fingerprint(case_id, *request)
 
         def write(s: Session) -> str:
-            existing = repo.change_by_key(s, case_id, kind, idempotency_key)
-            if existing is not None:
-                return existing.change_id
-            case = self._case(s, case_id, lock=True)
-            change_id = repo.new_change_id()
-            before = repo.snapshot(case, repo.UNDOABLE_COLUMNS)
-            consents_before = {
-                scope.value: view.state.value for scope, view in repo.consents(s, case_id).items()
-            }
+            case = CaseRepository.from_session(s).get_one(case_id, lock=True)
+            entry = self._ledger.lookup(s, scope=scope, key=idempotency_key, fingerprint=print_)
+            if entry is not None:
+                return entry.subject_id
+            changes = ChangeRepository.from_session(s)
+            change_id = new_change_id()
+            before = changes.state_of(case)
             prepared = prepare(s, case, change_id, now)
             case.updated_at = now
             s.flush()
-            after = repo.snapshot(case, repo.UNDOABLE_COLUMNS)
-            consents_after = {
-                scope.value: view.state.value for scope, view in repo.consents(s, case_id).items()
-            }
-            undo = {
-                "case_before": {k: v for k, v in before.items() if after[k] != v},
-                "case_after": {k: v for k, v in after.items() if before[k] != v},
-                "consents_before": {
-                    k: v for k, v in consents_before.items() if consents_after.get(k) != v
-                },
-                "consents_after": {
-                    k: v for k, v in consents_after.items() if consents_before.get(k) != v
-                },
-            }
-            repo.insert_change(
-                s,
+            changes.insert(
                 change_id=change_id,
                 case_id=case_id,
                 kind=kind,
-                idempotency_key=idempotency_key,
                 now=now,
                 notifies_journey=prepared.event is not None,
                 detail=prepared.detail,
-                undo=undo,
+                before=before,
+                after=changes.state_of(case),
                 notes=prepared.notes,
             )
             if prepared.event is not None and prepared.update_name is not None:
                 self._outbox.enqueue(
                     s, case_id=case_id, update_name=prepared.update_name, event=prepared.event
                 )
-            repo.record_audit(
-                s, action=f"case.{kind.value}", case_id=case_id, target=change_id, now=now
+            self._ledger.record(
+                s, scope=scope, key=idempotency_key, fingerprint=print_, subject_id=change_id
             )
+            record_audit(s, action=f"case.{kind.value}", case_id=case_id, target=change_id, now=now)
             return change_id
 
-        try:
-            change_id = await self._db.run(write)
-        except IntegrityError:
-            found = await self._db.run(
-                lambda s: repo.change_by_key(s, case_id, kind, idempotency_key)
-            )
-            if found is None:
-                raise
-            change_id = found.change_id
+        change_id = await run_retrying_conflicts(self._db, write)
 
-        row = await self._db.run(lambda s: repo.get_change(s, change_id))
-        assert row is not None
+        def pending_delivery(s: Session) -> bool:
+            row = ChangeRepository.from_session(s).get(change_id)
+            assert row is not None
+            return row.notifies_journey and row.status == CHANGE_APPLIED
+
         rejected = None
-        if row.notifies_journey and row.status == repo.CHANGE_APPLIED:
+        if await self._db.run(pending_delivery):
             _, rejected = await self._outbox.deliver_in_order(case_id, change_id)
 
         def result(s: Session) -> tuple[d.CaseSummary, d.ChangeView]:
-            change = repo.get_change(s, change_id)
-            assert change is not None
-            return repo.summary_of(s, case_id), repo.change_view(
-                change, repo.delivery_of(s, change)
-            )
+            cases = CaseRepository.from_session(s)
+            view = ChangeRepository.from_session(s).view(change_id)
+            return cases.summary(cases.get_one(case_id)), view
 
         summary, view = await self._db.run(result)
         if view.rejected:
@@ -342,7 +324,8 @@ class CaseDesk:
         idempotency_key: str,
     ) -> ChangeResult:
         def prepare(s: Session, case: CaseRow, change_id: str, now: datetime) -> _Prepared:
-            current = repo.consents(s, case.case_id)
+            cases = CaseRepository.from_session(s)
+            current = cases.consents(case.case_id)
             state = current[scope].state if scope in current else d.ConsentState.NOT_GIVEN
             sector = scope.sector
             if kind is d.ChangeKind.CONSENT_GRANTED:
@@ -364,7 +347,7 @@ class CaseDesk:
                     raise FailedPrecondition("the service is already declined")
                 new_state = d.ConsentState.DECLINED
                 case.declined = [*case.declined, sector.value]
-            repo.set_consent(s, case.case_id, scope, new_state, now)
+            cases.set_consent(case.case_id, scope, new_state, now)
             event = None
             if sector is not None:
                 event = ConsentChange(
@@ -376,8 +359,10 @@ class CaseDesk:
                 )
             return _Prepared(detail={"scope": scope.value}, update_name=UPDATE_CONSENT, event=event)
 
-        summary, change = await self._change(case_id, kind, idempotency_key, prepare)
-        consent = await self._db.run(lambda s: repo.consents(s, case_id)[scope])
+        summary, change = await self._change(case_id, kind, idempotency_key, (scope,), prepare)
+        consent = await self._db.run(
+            lambda s: CaseRepository.from_session(s).consents(case_id)[scope]
+        )
         return ChangeResult(summary=summary, change=change, consent=consent)
 
     async def record_consent(
@@ -401,13 +386,10 @@ class CaseDesk:
             case_id, d.ChangeKind.SERVICE_DECLINED, d.ConsentScope.of(sector), idempotency_key
         )
 
-    def _apply_assessment(self, s: Session, case: CaseRow, assessment: d.RiskAssessment) -> None:
-        assessment_id = repo.new_assessment_id()
-        repo.insert_assessment(
-            s, case_id=case.case_id, assessment_id=assessment_id, assessment=assessment
+    async def _current_assessment(self, case_id: str) -> d.RiskAssessment:
+        return await self._db.run(
+            lambda s: CaseRepository.from_session(s).current_assessment(case_id)
         )
-        case.risk = assessment.level.value
-        case.risk_assessment_id = assessment_id
 
     async def reassess_risk(
         self,
@@ -419,7 +401,7 @@ class CaseDesk:
         assessment = d.assess_risk(answers, override, at=self._clock())
 
         def prepare(s: Session, case: CaseRow, change_id: str, now: datetime) -> _Prepared:
-            self._apply_assessment(s, case, assessment)
+            CaseRepository.from_session(s).apply_assessment(case, assessment)
             return _Prepared(
                 detail={"risk": assessment.level.value, "assessment_id": case.risk_assessment_id},
                 update_name=UPDATE_RISK,
@@ -427,11 +409,9 @@ class CaseDesk:
             )
 
         summary, change = await self._change(
-            case_id, d.ChangeKind.RISK_REASSESSED, idempotency_key, prepare
+            case_id, d.ChangeKind.RISK_REASSESSED, idempotency_key, (answers, override), prepare
         )
-        current = await self._db.run(
-            lambda s: repo.get_assessment(s, self._case(s, case_id).risk_assessment_id)
-        )
+        current = await self._current_assessment(case_id)
         return ChangeResult(summary=summary, change=change, assessment=current)
 
     async def record_follow_up(
@@ -456,8 +436,9 @@ class CaseDesk:
                 notes=notes,
             )
 
+        request = (contacted_at, channel, notes)
         summary, change = await self._change(
-            case_id, d.ChangeKind.FOLLOW_UP, idempotency_key, prepare
+            case_id, d.ChangeKind.FOLLOW_UP, idempotency_key, request, prepare
         )
         return ChangeResult(summary=summary, change=change)
 
@@ -476,7 +457,7 @@ class CaseDesk:
             )
 
         summary, change = await self._change(
-            case_id, d.ChangeKind.MEDICAL_CARE, idempotency_key, prepare
+            case_id, d.ChangeKind.MEDICAL_CARE, idempotency_key, (item, given_at), prepare
         )
         return ChangeResult(summary=summary, change=change)
 
@@ -494,7 +475,7 @@ class CaseDesk:
             )
 
         summary, change = await self._change(
-            case_id, d.ChangeKind.CLOSURE_REQUESTED, idempotency_key, prepare
+            case_id, d.ChangeKind.CLOSURE_REQUESTED, idempotency_key, (reason,), prepare
         )
         return ChangeResult(summary=summary, change=change)
 
@@ -512,6 +493,7 @@ class CaseDesk:
         needs = d.validate_needs(needs, "needs")
 
         def prepare(s: Session, case: CaseRow, change_id: str, now: datetime) -> _Prepared:
+            cases = CaseRepository.from_session(s)
             if needs:
                 if Need.LEGAL in needs and not case.legal_matters:
                     raise InvalidArgument(
@@ -519,10 +501,10 @@ class CaseDesk:
                     )
                 case.needs = [n.value for n in needs]
             if assessment is not None:
-                self._apply_assessment(s, case, assessment)
+                cases.apply_assessment(case, assessment)
             case.status = d.CaseStatus.OPEN.value
             case.reopen_count += 1
-            facts = repo.case_facts(s, case)
+            facts = cases.facts(case)
             return _Prepared(
                 detail={"risk": facts.risk.value},
                 update_name=UPDATE_REOPEN,
@@ -535,14 +517,11 @@ class CaseDesk:
                 ),
             )
 
+        request = (answers, override, needs)
         summary, change = await self._change(
-            case_id, d.ChangeKind.REOPENED, idempotency_key, prepare
+            case_id, d.ChangeKind.REOPENED, idempotency_key, request, prepare
         )
-        current = None
-        if assessment is not None:
-            current = await self._db.run(
-                lambda s: repo.get_assessment(s, self._case(s, case_id).risk_assessment_id)
-            )
+        current = await self._current_assessment(case_id) if assessment is not None else None
         return ChangeResult(summary=summary, change=change, assessment=current)
 
     # --- the coordinators' inbox ---------------------------------------------------------
@@ -562,17 +541,21 @@ class CaseDesk:
         d.validate_escalation(
             case_id=case_id, region=region, level=level, wait=wait, referral_id=referral_id
         )
-        d.validate_idempotency_key(idempotency_key)
+        require_idempotency_key(idempotency_key)
         now = self._clock()
+        # Migration 0003 rebuilds this fingerprint for the escalations it carried over.
+        print_ = fingerprint(case_id, region, level, wait, due_at, referral_id)
 
         def write(s: Session) -> tuple[d.Escalation, bool]:
-            existing = repo.escalation_by_key(s, idempotency_key)
-            if existing is not None:
-                return existing, True
-            if not repo.case_exists(s, case_id):
-                raise NotFound("case not found")
+            escalations = EscalationRepository.from_session(s)
+            entry = self._ledger.lookup(
+                s, scope=ESCALATION_SCOPE, key=idempotency_key, fingerprint=print_
+            )
+            if entry is not None:
+                return escalations.get(entry.subject_id), True
+            CaseRepository.from_session(s).get_one(case_id)
             escalation = d.Escalation(
-                escalation_id=repo.new_escalation_id(),
+                escalation_id=new_escalation_id(),
                 case_id=case_id,
                 region=region,
                 level=level,
@@ -581,16 +564,17 @@ class CaseDesk:
                 referral_id=referral_id,
                 recorded_at=now,
             )
-            repo.insert_escalation(s, escalation, idempotency_key)
+            escalations.insert(escalation)
+            self._ledger.record(
+                s,
+                scope=ESCALATION_SCOPE,
+                key=idempotency_key,
+                fingerprint=print_,
+                subject_id=escalation.escalation_id,
+            )
             return escalation, False
 
-        try:
-            return await self._db.run(write)
-        except IntegrityError:
-            found = await self._db.run(lambda s: repo.escalation_by_key(s, idempotency_key))
-            if found is None:
-                raise
-            return found, True
+        return await run_retrying_conflicts(self._db, write)
 
     async def list_escalations(
         self,
@@ -602,16 +586,16 @@ class CaseDesk:
         page_token: str,
     ) -> tuple[list[d.Escalation], str | None]:
         if region:
-            d.validate_region(region, "region")
+            require_region(region)
         region = _regional_scope(region)
         if case_id:
-            d.validate_case_id(case_id)
+            d.require_intake_case_id(case_id)
         if not 0 <= min_level <= max(d.ESCALATION_LEVELS):
             raise InvalidArgument("min_level", "must be between 0 and 3")
         page = _page(page_size, page_token)
         return await self._db.run(
-            lambda s: repo.list_escalations(
-                s, region=region, case_id=case_id, min_level=min_level, page=page
+            lambda s: EscalationRepository.from_session(s).list(
+                region=region, case_id=case_id, min_level=min_level, page=page
             )
         )
 
@@ -619,20 +603,24 @@ class CaseDesk:
 
     async def issue_consent_proof(self, case_id: str, sector: Sector) -> tuple[str, ConsentProof]:
         """Intake's signed word that the survivor consents to `sector`, for
-        that sector's referral request; FAILED_PRECONDITION without consent."""
-        d.validate_case_id(case_id)
+        that sector's referral request; FAILED_PRECONDITION without consent.
+        A sector's service identity asks for its own sector only."""
+        if PROOF_SECTORS.get(current_caller().role) is not sector:
+            raise PermissionDenied("a sector asks for consent proofs for its own sector only")
+        d.require_intake_case_id(case_id)
         if self._issuer is None:
             raise FailedPrecondition("this intake cannot sign consent proofs")
         issuer = self._issuer
         now = self._clock()
 
         def prove(s: Session) -> tuple[str, ConsentProof]:
-            self._case(s, case_id)
-            consent = repo.consents(s, case_id).get(d.ConsentScope.of(sector))
+            cases = CaseRepository.from_session(s)
+            cases.get_one(case_id)
+            consent = cases.consents(case_id).get(d.ConsentScope.of(sector))
             if consent is None or consent.state is not d.ConsentState.GRANTED:
                 raise FailedPrecondition("no consent for this sector")
             document, proof = issue_consent_proof(issuer, case_id=case_id, sector=sector)
-            repo.record_audit(
+            record_audit(
                 s,
                 action="consent.proof_issued",
                 case_id=case_id,
@@ -654,14 +642,12 @@ class CaseDesk:
         note: str | None,
         ttl: timedelta | None,
     ) -> EmergencyGrant:
-        d.validate_case_id(case_id)
-        if note is not None and len(note) > MAX_GRANT_NOTE:
-            raise InvalidArgument("note", f"must be at most {MAX_GRANT_NOTE} characters")
-        note = note.strip() or None if note else None
-        caller: Caller = current_caller()
+        d.require_intake_case_id(case_id)
+        note = clean_note(note)
+        caller = current_caller()
 
         def grant(s: Session) -> EmergencyGrant:
-            case = self._case(s, case_id)
+            case = CaseRepository.from_session(s).get_one(case_id)
             extra = {"ttl": ttl} if ttl is not None else {}
             return self._access.open_grant(
                 s,
@@ -676,7 +662,6 @@ class CaseDesk:
         return await self._db.run(grant)
 
     async def revoke_emergency_grant(self, grant_id: str) -> EmergencyGrant:
-        if not grant_id or len(grant_id) > 32 or not grant_id.isascii():
-            raise InvalidArgument("grant_id", "is not a grant id")
+        check_grant_id(grant_id)
         caller = current_caller()
         return await self._db.run(lambda s: self._access.revoke(s, caller, grant_id))
