@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
-from masar.devstack.stack import SERVICES
+from masar.devstack.plan import SERVICES
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+# `masar up`, with the interpreter running the tests.
+UP = [sys.executable, "-m", "masar.cli", "up"]
 
 
 def port_pair() -> int:
@@ -69,13 +71,13 @@ def stack_env(data_dir: Path) -> dict[str, str]:
 
 
 class Up:
-    """`python -m masar.devstack.stack --json` (what `masar up --json` runs)."""
+    """`masar up --json` (as `python -m masar.cli up --json`)."""
 
     def __init__(self, env: dict[str, str], err_path: Path) -> None:
         self.err_path = err_path
         self._err = open(err_path, "ab")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "masar.devstack.stack", "--json"],
+            [*UP, "--json"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,

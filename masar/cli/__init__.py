@@ -13,9 +13,9 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from masar.cli import admin, cases, demo, staff
+from masar.cli import admin, cases, connect, demo, staff
 from masar.cli.output import CliError, Output
-from masar.platform.settings import SettingsError
+from masar.platform.settings import CliSettings, SettingsError
 
 Handler = Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int | None]]
 
@@ -38,14 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _traced(args: argparse.Namespace, run: Callable[[], int]) -> int:
+def _traced(args: argparse.Namespace, cli: CliSettings, run: Callable[[], int]) -> int:
     """One trace per command: its root span starts here, in the CLI, and the
     Temporal and gRPC instrumentation carry it through the stack."""
     from opentelemetry import trace
 
     from masar.platform.telemetry import setup_telemetry
 
-    telemetry = setup_telemetry("cli")
+    telemetry = setup_telemetry("cli", settings=cli.common.telemetry)
     words = [
         args.command,
         *(getattr(args, k) for k in ("case_command", "referral_command") if getattr(args, k, None)),
@@ -69,7 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sync_handler is not None:
             return sync_handler(args, out)
         assert handler is not None
-        return _traced(args, lambda: asyncio.run(handler(args, out)) or 0)
+        # A command's settings, read from the environment once.
+        with connect.configured(CliSettings.from_env()) as cli:
+            return _traced(args, cli, lambda: asyncio.run(handler(args, out)) or 0)
     except CliError as exc:
         print(f"masar: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -6,6 +6,13 @@ import argparse
 import sys
 from typing import Any
 
+from masar.cli.audit import audit_verify_main
+from masar.cli.codec import codec_server_main
+from masar.cli.output import Output
+from masar.cli.seed import seed
+from masar.cli.token import token_issue_main
+from masar.cli.up import up_main
+
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     up = sub.add_parser(
@@ -30,9 +37,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "issue", help="issue a signed token", add_help=False, prefix_chars="+"
     )
     issue.add_argument("rest", nargs=argparse.REMAINDER)
-    issue.set_defaults(
-        sync_handler=lambda a, o: _delegate("masar.platform.identity", "token_issue_main", a, o)
-    )
+    issue.set_defaults(sync_handler=run_token_issue)
 
     audit = sub.add_parser("audit", help="the hash-chained audit log", parents=[common])
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
@@ -43,9 +48,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         prefix_chars="+",
     )
     verify.add_argument("rest", nargs=argparse.REMAINDER)
-    verify.set_defaults(
-        sync_handler=lambda a, o: _delegate("masar.platform.audit", "audit_verify_main", a, o)
-    )
+    verify.set_defaults(sync_handler=run_audit_verify)
 
     codec = sub.add_parser(
         "codec-server",
@@ -54,36 +57,33 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         prefix_chars="+",
     )
     codec.add_argument("rest", nargs=argparse.REMAINDER)
-    codec.set_defaults(
-        sync_handler=lambda a, o: _delegate(
-            "masar.platform.codec_server", "codec_server_main", a, o
-        )
-    )
+    codec.set_defaults(sync_handler=run_codec_server)
 
 
-def _passthrough(args: argparse.Namespace, out: Any) -> list[str]:
+def _passthrough(args: argparse.Namespace, out: Output) -> list[str]:
     rest = list(getattr(args, "rest", []) or [])
     if out.json_mode and "--json" not in rest:
         rest.append("--json")
     return rest
 
 
-def _delegate(module: str, function: str, args: argparse.Namespace, out: Any) -> int:
-    import importlib
-
-    entry = getattr(importlib.import_module(module), function)
-    return int(entry(_passthrough(args, out)) or 0)
+def run_up(args: argparse.Namespace, out: Output) -> int:
+    return up_main(_passthrough(args, out))
 
 
-def run_up(args: argparse.Namespace, out: Any) -> int:
-    from masar.devstack.stack import up_main
-
-    return int(up_main(_passthrough(args, out)) or 0)
+def run_token_issue(args: argparse.Namespace, out: Output) -> int:
+    return token_issue_main(_passthrough(args, out))
 
 
-async def run_seed(args: argparse.Namespace, out: Any) -> int:
-    from masar.cli.seed import seed
+def run_audit_verify(args: argparse.Namespace, out: Output) -> int:
+    return audit_verify_main(_passthrough(args, out))
 
+
+def run_codec_server(args: argparse.Namespace, out: Output) -> int:
+    return codec_server_main(_passthrough(args, out))
+
+
+async def run_seed(args: argparse.Namespace, out: Output) -> int:
     summary = await seed()
     if out.json_mode:
         out.document(summary)

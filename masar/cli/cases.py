@@ -82,9 +82,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def coordinator_id() -> str:
-    import os
-
-    return os.environ.get("MASAR_USER", "coordinator-cli")
+    """Who the coordinator is in the journey's timeline (MASAR_USER)."""
+    return connect.settings().user
 
 
 async def fetch_status(case_id: str) -> c.JourneyStatus:

@@ -8,14 +8,20 @@ command stands for — an intake officer for `case open`, a coordinator of each
 region for `seed`, the staff of the referral's own provider for `referral
 ...` — with short-lived tokens it signs with the local issuer key
 (MASAR_TOKEN_SIGNING_KEY, else $MASAR_DATA_DIR/token-issuer.json, the file
-`masar up` creates)."""
+`masar up` creates). The CLI never creates a key: a data dir that holds no
+running stack's keys is one line saying so (`NoLocalStack`).
+
+A command's settings are read from the environment once, by `masar.cli.main`
+(`configured`); `settings()` returns them."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -24,28 +30,96 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from masar.cli.output import CliError
 from masar.contract import ServiceName, journey_workflow_id
+from masar.platform.crypto import Keyring
 from masar.platform.identity import (
+    ISSUER_FILE,
     MintedToken,
     Role,
+    StaticToken,
     TokenIssuer,
     TokenSource,
     bearer_interceptors,
-    token_from_env,
 )
-from masar.platform.settings import CommonSettings, Env
+from masar.platform.settings import CliSettings, CommonSettings, SettingsError
 from masar.platform.temporal import connect_temporal
 
 T = TypeVar("T")
 
+# The local stack's payload key ring, next to its issuer file (masar.platform.crypto).
+KEYRING_FILE = "keyring.json"
 
-def settings() -> CommonSettings:
-    return CommonSettings.from_env(Env())
+_configured: CliSettings | None = None
+
+
+@contextlib.contextmanager
+def configured(cli: CliSettings) -> Iterator[CliSettings]:
+    """Run one command with `cli` as its settings."""
+    global _configured
+    previous, _configured = _configured, cli
+    try:
+        yield cli
+    finally:
+        _configured = previous
+
+
+def settings() -> CliSettings:
+    """This command's settings (read here when a command runs outside `main`)."""
+    return _configured if _configured is not None else CliSettings.from_env()
+
+
+class NoLocalStack(CliError):
+    """The data dir holds no running stack's keys, and the CLI creates none."""
+
+    def __init__(self, data_dir: Path, missing: str, alternative: str) -> None:
+        super().__init__(
+            f"no local stack found in {data_dir.resolve()} (it has no {missing}): "
+            "point MASAR_DATA_DIR at the data directory of a running `masar up`, "
+            f"or set {alternative}"
+        )
+
+
+def _read_key_file(path: Path, alternative: str) -> str:
+    try:
+        return path.read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        raise NoLocalStack(path.parent, path.name, alternative) from None
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def local_issuer(cli: CliSettings) -> TokenIssuer:
+    """The issuer key of the stack the CLI acts on: MASAR_TOKEN_SIGNING_KEY,
+    else the local stack's issuer file, which must exist."""
+    if cli.token_signing_key:
+        return TokenIssuer.from_b64(cli.token_signing_key)
+    if cli.token_public_key_set:
+        raise CliError(
+            "MASAR_TOKEN_PUBLIC_KEY is set but MASAR_TOKEN_SIGNING_KEY is not: "
+            "set MASAR_TOKEN to your own token (`masar token issue` where the key is)"
+        )
+    path = cli.common.data_dir / ISSUER_FILE
+    text = _read_key_file(path, "MASAR_TOKEN")
+    try:
+        return TokenIssuer.from_b64(json.loads(text)["private_key"], source=str(path))
+    except (KeyError, ValueError, TypeError):
+        raise SettingsError(f"{path} is not a valid token issuer file") from None
+
+
+def local_keyring(cli: CliSettings) -> Keyring:
+    """The payload key ring: MASAR_KEYRING / MASAR_KEY_FILE, else the local
+    stack's key ring file, which must exist."""
+    if cli.keyring_configured:
+        return Keyring.from_env()
+    path = cli.common.data_dir / KEYRING_FILE
+    return Keyring.from_json(_read_key_file(path, "MASAR_KEY_FILE"), source=str(path))
 
 
 async def temporal(common: CommonSettings | None = None) -> Client:
-    common = common or settings()
+    cli = settings()
+    common = common or cli.common
+    keyring = local_keyring(cli)
     try:
-        return await connect_temporal(common.temporal)
+        return await connect_temporal(common.temporal, keyring=keyring)
     except Exception:
         raise CliError(
             f"cannot reach Temporal at {common.temporal.address}: is the stack running? "
@@ -93,14 +167,14 @@ class Identity:
 INTAKE_OFFICER = Identity(Role.INTAKE_OFFICER)
 
 
-def token_source(identity: Identity) -> TokenSource:
+def token_source(identity: Identity, cli: CliSettings | None = None) -> TokenSource:
     """MASAR_TOKEN if set; else short-lived tokens for `identity`, signed
     with the local issuer key."""
-    given = token_from_env()
-    if given is not None:
-        return given
+    cli = cli or settings()
+    if cli.token is not None:
+        return StaticToken(cli.token)
     return MintedToken(
-        TokenIssuer.from_env(),
+        local_issuer(cli),
         role=identity.role,
         subject=f"cli-{identity.role.value.replace(':', '-')}",
         org=identity.org,
@@ -114,8 +188,9 @@ async def channel(
     service: ServiceName, identity: Identity, common: CommonSettings | None = None
 ) -> AsyncIterator[grpc.aio.Channel]:
     """A channel to `service` whose calls carry `identity`'s token."""
-    common = common or settings()
-    interceptors = bearer_interceptors(token_source(identity))
+    cli = settings()
+    common = common or cli.common
+    interceptors = bearer_interceptors(token_source(identity, cli))
     async with grpc.aio.insecure_channel(
         common.service_addrs[service], interceptors=interceptors
     ) as chan:

@@ -21,7 +21,7 @@ import grpc
 from masar import contract as c
 from masar.cli import connect
 from masar.cli.output import CliError, Output
-from masar.platform.identity import Role, token_from_env
+from masar.platform.identity import Role
 from masar.referral import STAFF_ROLES
 from masar.v1 import (
     common_pb2,
@@ -100,7 +100,8 @@ def _referral_of(reply: Any) -> common_pb2.Referral:
     for name in ("referral", "placement", "enrolment"):
         if name in reply.DESCRIPTOR.fields_by_name:
             inner = getattr(reply, name)
-            return inner if name == "referral" else inner.referral
+            found: common_pb2.Referral = inner if name == "referral" else inner.referral
+            return found
     raise CliError("unexpected reply from the service")
 
 
@@ -109,7 +110,7 @@ async def staff_channel(sector: c.Sector, referral_id: str) -> AsyncIterator[grp
     """A channel acting as the staff of the provider the referral is addressed to."""
     service = SERVICE[sector]
     identity = connect.Identity(Role(f"service:{service}"))
-    if token_from_env() is None:
+    if connect.settings().token is None:
         async with connect.channel(service, identity) as lookup:
             stub = STUBS[sector](lookup)
             found = await connect.rpc(

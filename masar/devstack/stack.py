@@ -31,15 +31,12 @@ is ready (human messages then go to stderr) and keeps running.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import errno
 import fcntl
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -50,18 +47,29 @@ from typing import IO, Any, TextIO
 
 from masar.contract import JOURNEY_TASK_QUEUE, ServiceName
 from masar.devstack.devserver import dev_server_args
-from masar.platform.settings import (
-    DEFAULT_PORTS,
-    CommonSettings,
-    Env,
-    ServiceSettings,
-    SettingsError,
-    WorkerSettings,
+from masar.devstack.plan import (
+    SERVICES,
+    StackPlan,
+    endpoints,
+    endpoints_table,
+    plan_stack,
+    port_problems,
+    split_address,
+    url_host,
 )
+from masar.platform.settings import SettingsError
 
-SERVICES: tuple[ServiceName, ...] = tuple(DEFAULT_PORTS)
-DEFAULT_TEMPORAL_METRICS_PORT = 9460
-UI_PORT_OFFSET = 1000
+__all__ = [
+    "SERVICES",
+    "StackError",
+    "StackPlan",
+    "Supervisor",
+    "endpoints",
+    "guarded",
+    "plan_stack",
+    "port_problems",
+    "run_stack",
+]
 
 # Restart backoff: doubles from the first delay up to the cap; a part that
 # stayed up for RESET_AFTER seconds starts again from the first delay.
@@ -91,282 +99,6 @@ class StackError(Exception):
 
 class StopRequested(Exception):
     """A signal arrived while the stack was starting."""
-
-
-# --- the plan: what runs where, from the settings -----------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class Listen:
-    host: str
-    port: int
-    what: str
-    variable: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class StackPlan:
-    data_dir: Path
-    common: CommonSettings
-    temporal_host: str
-    temporal_port: int
-    ui_port: int
-    temporal_metrics_port: int | None
-    services: dict[ServiceName, ServiceSettings]
-    worker: WorkerSettings
-    child_env: dict[str, str]
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.data_dir / "logs"
-
-    @property
-    def temporal_db(self) -> Path:
-        return self.data_dir / "temporal.db"
-
-    def log_file(self, part: str) -> Path:
-        return self.logs_dir / f"{part}.log"
-
-    def listens(self) -> list[Listen]:
-        t = self.temporal_host
-        found = [
-            Listen(
-                host=t, port=self.temporal_port, what="Temporal", variable="MASAR_TEMPORAL_ADDRESS"
-            ),
-            Listen(
-                host=t,
-                port=self.ui_port,
-                what="Temporal web UI (Temporal port + 1000)",
-                variable="MASAR_TEMPORAL_ADDRESS",
-            ),
-        ]
-        if self.temporal_metrics_port:
-            found.append(
-                Listen(
-                    host=t,
-                    port=self.temporal_metrics_port,
-                    what="Temporal metrics",
-                    variable="MASAR_TEMPORAL_METRICS_PORT",
-                )
-            )
-        for name, service in self.services.items():
-            host, port = split_address(service.addr)
-            found.append(
-                Listen(
-                    host=host, port=port, what=f"{name} gRPC", variable=f"MASAR_{name.upper()}_ADDR"
-                )
-            )
-            found.append(
-                Listen(
-                    host="127.0.0.1",
-                    port=service.metrics_port,
-                    what=f"{name} metrics",
-                    variable=f"MASAR_{name.upper()}_METRICS_PORT",
-                )
-            )
-        found.append(
-            Listen(
-                host="127.0.0.1",
-                port=self.worker.metrics_port,
-                what="journey worker metrics",
-                variable="MASAR_JOURNEY_METRICS_PORT",
-            )
-        )
-        return found
-
-
-def split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-def url_host(host: str) -> str:
-    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
-
-
-def project_root() -> Path:
-    """The directory holding the `masar`, `services` and `workflows` packages."""
-    return Path(__file__).resolve().parent.parent
-
-
-def plan_stack(environ: Mapping[str, str] | None = None) -> StackPlan:
-    """Read every process's settings from the environment, as the children
-    will. Raises SettingsError naming the variable."""
-    source = dict(os.environ if environ is None else environ)
-    env = Env(source)
-    data_dir = Path(env.text("MASAR_DATA_DIR", "./var")).expanduser().resolve()
-    source["MASAR_DATA_DIR"] = str(data_dir)
-    common = CommonSettings.from_env(Env(source))
-    services = {name: ServiceSettings.from_env(name, source) for name in SERVICES}
-    worker = WorkerSettings.from_env(source)
-    temporal_host, temporal_port = split_address(common.temporal.address)
-    ui_port = temporal_port + UI_PORT_OFFSET
-    if ui_port > 65535:
-        raise SettingsError(
-            "MASAR_TEMPORAL_ADDRESS: the port must be at most 64535 (the web UI uses port + 1000)"
-        )
-    metrics_port = env.integer(
-        "MASAR_TEMPORAL_METRICS_PORT", DEFAULT_TEMPORAL_METRICS_PORT, maximum=65535
-    )
-
-    child_env = dict(source)
-    child_env.update(
-        {
-            "MASAR_DATA_DIR": str(data_dir),
-            "MASAR_TEMPORAL_ADDRESS": common.temporal.address,
-            "MASAR_TEMPORAL_NAMESPACE": common.temporal.namespace,
-            "MASAR_JOURNEY_METRICS_PORT": str(worker.metrics_port),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    for name, service in services.items():
-        child_env[f"MASAR_{name.upper()}_ADDR"] = service.addr
-        child_env[f"MASAR_{name.upper()}_METRICS_PORT"] = str(service.metrics_port)
-    if worker.policy_file is not None:
-        child_env["MASAR_POLICY_FILE"] = str(worker.policy_file.resolve())
-    root = project_root()
-    if (root / "services").is_dir():
-        # Children find the project's packages wherever `masar up` is run from.
-        path = child_env.get("PYTHONPATH", "")
-        child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), path) if p)
-    return StackPlan(
-        data_dir=data_dir,
-        common=common,
-        temporal_host=temporal_host,
-        temporal_port=temporal_port,
-        ui_port=ui_port,
-        temporal_metrics_port=metrics_port or None,
-        services=services,
-        worker=worker,
-        child_env=child_env,
-    )
-
-
-def port_problems(plan: StackPlan) -> list[str]:
-    """One line per port that is taken (or configured twice)."""
-    problems: list[str] = []
-    seen: dict[int, Listen] = {}
-    for listen in plan.listens():
-        other = seen.get(listen.port)
-        if other is not None:
-            problems.append(
-                f"port {listen.port} is configured for both {other.what} ({other.variable}) "
-                f"and {listen.what} ({listen.variable})"
-            )
-            continue
-        seen[listen.port] = listen
-        reason = _bind_problem(listen.host, listen.port)
-        if reason is not None:
-            problems.append(
-                f"port {listen.port} ({listen.what}) {reason}: stop what uses it "
-                f"or choose another with {listen.variable}"
-            )
-    return problems
-
-
-def _bind_problem(host: str, port: int) -> str | None:
-    try:
-        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        return f"cannot be bound: unknown host {host!r}"
-    family, _, _, _, sockaddr = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        # As servers do: a port left in TIME_WAIT is free, a listener is not.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(sockaddr)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return "is already in use"
-            return f"cannot be bound ({exc.strerror})"
-    return None
-
-
-def endpoints(plan: StackPlan, pids: Mapping[str, int | None] | None = None) -> dict[str, Any]:
-    """The JSON document `masar up --json` prints once the stack is ready."""
-    pids = pids or {}
-    host = url_host(plan.temporal_host)
-    temporal_metrics = (
-        f"http://{host}:{plan.temporal_metrics_port}/metrics"
-        if plan.temporal_metrics_port
-        else None
-    )
-    return {
-        "status": "ready",
-        "data_dir": str(plan.data_dir),
-        "logs_dir": str(plan.logs_dir),
-        "temporal": {
-            "address": plan.common.temporal.address,
-            "namespace": plan.common.temporal.namespace,
-            "ui_url": f"http://{host}:{plan.ui_port}",
-            "metrics_url": temporal_metrics,
-            "db_file": str(plan.temporal_db),
-            "log_file": str(plan.log_file("temporal")),
-            "pid": pids.get("temporal"),
-        },
-        "services": {
-            name: {
-                "address": service.addr,
-                "task_queue": service.task_queue,
-                "metrics_url": f"http://127.0.0.1:{service.metrics_port}/metrics",
-                "database": _safe_url(service.database_url),
-                "log_file": str(plan.log_file(name)),
-                "pid": pids.get(name),
-            }
-            for name, service in plan.services.items()
-        },
-        "journey_worker": {
-            "task_queue": JOURNEY_TASK_QUEUE,
-            "metrics_url": f"http://127.0.0.1:{plan.worker.metrics_port}/metrics",
-            "log_file": str(plan.log_file("journey")),
-            "pid": pids.get("journey"),
-        },
-        "supervisor_pid": os.getpid(),
-    }
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "(unparsable database URL)"
-
-
-def endpoints_table(plan: StackPlan) -> str:
-    doc = endpoints(plan)
-    temporal = doc["temporal"]
-    rows: list[tuple[str, str, str, str]] = [
-        ("part", "listens on", "metrics", "log"),
-        (
-            "temporal",
-            f"{temporal['address']} (namespace {temporal['namespace']})",
-            temporal["metrics_url"] or "-",
-            temporal["log_file"],
-        ),
-        ("temporal UI", temporal["ui_url"], "", ""),
-    ]
-    for name, service in doc["services"].items():
-        rows.append(
-            (name, f"{service['address']} (gRPC)", service["metrics_url"], service["log_file"])
-        )
-    worker = doc["journey_worker"]
-    rows.append(
-        ("journey", f"task queue {worker['task_queue']}", worker["metrics_url"], worker["log_file"])
-    )
-    w0, w1, w2 = (max(len(row[i]) for row in rows) for i in range(3))
-    lines = [f"  {a:<{w0}}  {b:<{w1}}  {c:<{w2}}  {d}".rstrip() for a, b, c, d in rows]
-    lines.insert(1, f"  {'-' * w0}  {'-' * w1}  {'-' * w2}  ---")
-    return "\n".join(
-        [
-            f"Masar is up. Data: {plan.data_dir} (Temporal: {plan.temporal_db.name})",
-            "",
-            *lines,
-            "",
-            "Ctrl-C stops everything (services and worker first, Temporal last).",
-        ]
-    )
 
 
 # --- parts and their processes ---------------------------------------------------------
@@ -881,20 +613,3 @@ async def run_stack(
         lock.close()
     supervisor.say("stopped.")
     return status
-
-
-def up_main(argv: Sequence[str] | None = None) -> int:
-    """`masar up [--json]`: the exit status (0 after a clean stop)."""
-    parser = argparse.ArgumentParser(
-        prog="masar up",
-        description="Run the whole local stack: Temporal, the four services, the journey worker.",
-    )
-    parser.add_argument(
-        "--json", action="store_true", help="print one JSON document of endpoints once ready"
-    )
-    args = parser.parse_args(argv)
-    return asyncio.run(run_stack(json_output=args.json))
-
-
-if __name__ == "__main__":
-    raise SystemExit(up_main())

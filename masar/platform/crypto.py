@@ -28,7 +28,7 @@ from sqlalchemy import Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from masar.platform.settings import SettingsError
+from masar.platform.settings import SettingsError, process_environ
 
 NONCE_BYTES = 12
 FIELD_PREFIX = "enc1"
@@ -132,7 +132,7 @@ class Keyring:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Keyring:
-        env = os.environ if environ is None else environ
+        env = process_environ() if environ is None else environ
         spec = env.get("MASAR_KEYRING", "").strip()
         if spec:
             return cls.parse(spec)

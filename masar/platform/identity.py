@@ -24,7 +24,6 @@ a table), and exposes the caller to handlers through `current_caller()`.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import contextvars
@@ -34,7 +33,6 @@ import logging
 import os
 import re
 import secrets
-import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -55,7 +53,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from masar.contract import REGIONS, ServiceName
 from masar.platform.errors import MasarError, PermissionDenied, Unauthenticated
 from masar.platform.rpc import grpc_status
-from masar.platform.settings import SettingsError
+from masar.platform.settings import SettingsError, process_environ
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +277,7 @@ class TokenIssuer:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TokenIssuer:
-        env = os.environ if environ is None else environ
+        env = process_environ() if environ is None else environ
         signing = env.get("MASAR_TOKEN_SIGNING_KEY", "").strip()
         if signing:
             return cls.from_b64(signing)
@@ -332,7 +330,7 @@ class TokenVerifier:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TokenVerifier:
-        env = os.environ if environ is None else environ
+        env = process_environ() if environ is None else environ
         keys: list[Ed25519PublicKey] = []
         public = env.get("MASAR_TOKEN_PUBLIC_KEY", "").strip()
         for part in filter(None, (p.strip() for p in public.split(","))):
@@ -743,7 +741,7 @@ class MintedToken:
 
 def token_from_env(environ: Mapping[str, str] | None = None) -> StaticToken | None:
     """MASAR_TOKEN: the token a CLI or client presents, if one is set."""
-    env = os.environ if environ is None else environ
+    env = process_environ() if environ is None else environ
     value = env.get("MASAR_TOKEN", "").strip()
     return StaticToken(value) if value else None
 
@@ -753,7 +751,7 @@ def service_token_source(
 ) -> TokenSource:
     """The identity a sector's activities present to its own API: the token
     in MASAR_SERVICE_TOKEN if set, else tokens minted with the issuer key."""
-    env = os.environ if environ is None else environ
+    env = process_environ() if environ is None else environ
     given = env.get("MASAR_SERVICE_TOKEN", "").strip()
     if given:
         return StaticToken(given)
@@ -807,51 +805,3 @@ def bearer_interceptors(source: TokenSource) -> list[grpc.aio.ClientInterceptor]
 
 def authorised_channel(target: str, source: TokenSource) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(target, interceptors=bearer_interceptors(source))
-
-
-# --- `masar token issue` ----------------------------------------------------------------
-
-
-def token_issue_main(argv: list[str]) -> int:
-    """`masar token issue --role R [--org O] [--region R] [--ttl 8h] [--subject S] [--json]`
-    (argv: the arguments after `issue`). Prints the token."""
-    parser = argparse.ArgumentParser(
-        prog="masar token issue", description="Issue a signed bearer token for the local stack."
-    )
-    parser.add_argument("--role", required=True, choices=[r.value for r in Role])
-    parser.add_argument("--org", default="", help="shelter / provider / programme / association id")
-    parser.add_argument("--region", default="", help="region slug, e.g. fes-meknes")
-    parser.add_argument("--ttl", default="8h", help="lifetime: 90s, 15m, 8h, 7d (default 8h)")
-    parser.add_argument("--subject", default=None, help="opaque user or service id")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-    args = parser.parse_args(argv)
-    try:
-        ttl = parse_duration(args.ttl)
-        issuer = TokenIssuer.from_env()
-        token = issuer.issue(
-            role=args.role, subject=args.subject, org=args.org, region=args.region, ttl=ttl
-        )
-    except SettingsError as exc:
-        print(f"masar token issue: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"masar token issue: {exc}", file=sys.stderr)
-        return 2
-    caller = issuer.verifier().verify(token)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "token": token,
-                    "subject": caller.subject,
-                    "role": caller.role.value,
-                    "org": caller.org,
-                    "region": caller.region,
-                    "issued_at": caller.issued_at.isoformat(),
-                    "expires_at": caller.expires_at.isoformat(),
-                }
-            )
-        )
-    else:
-        print(token)
-    return 0

@@ -117,7 +117,7 @@ def split_method(full_method: str) -> tuple[str, str]:
     return (service or "unknown", method or "unknown")
 
 
-class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
+class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
     """Counts and times every unary RPC with its final status code.
 
     Placed before masar.platform.rpc's error mapping, it sees the code that
@@ -356,7 +356,7 @@ def start_metrics_endpoint(
     Raises OSError when the port cannot be bound.
     """
     # `*_created` timestamps double the series and say nothing to an operator.
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     server, thread = start_http_server(port, addr=host, registry=registry)
     collector: TemporalMetricsCollector | None = None
     if temporal_runtime:

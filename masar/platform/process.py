@@ -33,7 +33,7 @@ from masar.platform.logs import setup_logging
 from masar.platform.metrics import server_interceptors
 from masar.platform.outbox import Outbox
 from masar.platform.rpc import GrpcService, RunningServer, install_shutdown_signals, start_server
-from masar.platform.settings import ServiceSettings, SettingsError
+from masar.platform.settings import ServiceSettings, SettingsError, process_environ
 from masar.platform.temporal import TemporalConnector
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def identity_environ(settings: ServiceSettings) -> dict[str, str]:
     """Where a service reads its token keys from (`masar.platform.identity`): the process
     environment, with the data dir its settings name (so the local issuer file
     is the one of the stack it belongs to, also when tests run several)."""
-    return {**os.environ, "MASAR_DATA_DIR": str(settings.common.data_dir)}
+    return {**process_environ(), "MASAR_DATA_DIR": str(settings.common.data_dir)}
 
 
 @dataclass
@@ -176,7 +176,9 @@ def run_sector_main(name: ServiceName, factory: ComponentsFactory, migrations_di
     setup_logging(name, level=settings.common.log_level, fmt=settings.common.log_format)
     from masar.platform.telemetry import setup_telemetry
 
-    telemetry = setup_telemetry(name, metrics_port=settings.metrics_port)
+    telemetry = setup_telemetry(
+        name, metrics_port=settings.metrics_port, settings=settings.common.telemetry
+    )
 
     async def main() -> None:
         stop = asyncio.Event()

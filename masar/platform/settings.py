@@ -1,15 +1,22 @@
 """Typed settings, read from the environment once per process.
 
-Every name matches DESIGN.md and the deploy manifests. A missing or malformed
-value raises `SettingsError` naming the variable; entry points turn it into a
-one-line message and exit status 2.
+This module is the only one that reads the process environment: an entry
+point builds its settings object here once (`ServiceSettings`,
+`WorkerSettings`, `CliSettings`) and hands it down. Every name matches
+DESIGN.md and the deploy manifests. A missing or malformed value raises
+`SettingsError` naming the variable; entry points turn it into a one-line
+message and exit status 2.
+
+The standard `OTEL_*` variables are left to the OpenTelemetry SDK, which reads
+them itself (sampler, resource, exporter endpoint, headers, timeouts);
+`TelemetrySettings` only decides which exporter the SDK builds.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +28,8 @@ DEFAULT_PORTS: dict[ServiceName, int] = {
     "legal": 50053,
     "employment": 50054,
 }
+# Served by their own process, not (yet) started by `masar up`.
+STANDALONE_PORTS: dict[ServiceName, int] = {"network": 50055}
 # Prometheus scrape ports, one per process.
 DEFAULT_METRICS_PORTS: dict[str, int] = {
     "intake": 9461,
@@ -28,6 +37,7 @@ DEFAULT_METRICS_PORTS: dict[str, int] = {
     "legal": 9463,
     "employment": 9464,
     "journey": 9465,
+    "network": 9466,
 }
 
 
@@ -35,11 +45,18 @@ class SettingsError(Exception):
     """A setting is missing or malformed; the message names the variable."""
 
 
+def process_environ() -> Mapping[str, str]:
+    """The process environment: read here and nowhere else. Code that needs
+    raw variables (children's environments, key files) receives this mapping
+    or a settings object from its entry point."""
+    return os.environ
+
+
 class Env:
     """Typed access to an environment mapping; every error names the variable."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        self._environ = os.environ if environ is None else environ
+        self._environ = process_environ() if environ is None else environ
 
     def text(self, name: str, default: str | None = None) -> str:
         value = self._environ.get(name)
@@ -97,6 +114,62 @@ class TemporalSettings:
         )
 
 
+OtlpProtocol = Literal["grpc", "http/protobuf"]
+OTLP_PROTOCOLS: tuple[OtlpProtocol, ...] = ("grpc", "http/protobuf")
+TRACES_EXPORTERS = ("otlp", "console", "none")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TelemetrySettings:
+    """Which span exporters the OpenTelemetry SDK builds, from the standard
+    variables: OTEL_TRACES_EXPORTER (default otlp; console; none),
+    OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL (grpc, the Python SDK's default, or
+    http/protobuf). OTLP export happens only when an endpoint is set
+    (OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT): without one nothing leaves the
+    process. The exporters read the endpoint, headers, compression and
+    timeout themselves; the tracer provider reads OTEL_TRACES_SAMPLER[_ARG];
+    the resource reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME."""
+
+    exporters: tuple[str, ...] = ("otlp",)
+    otlp_protocol: OtlpProtocol = "grpc"
+    otlp_endpoint_set: bool = False
+
+    @property
+    def otlp(self) -> bool:
+        return "otlp" in self.exporters and self.otlp_endpoint_set
+
+    @property
+    def console(self) -> bool:
+        return "console" in self.exporters
+
+    @classmethod
+    def from_env(cls, env: Env) -> TelemetrySettings:
+        names = tuple(
+            n.strip().lower() for n in env.text("OTEL_TRACES_EXPORTER", "otlp").split(",")
+        )
+        unknown = [n for n in names if n not in TRACES_EXPORTERS]
+        if unknown:
+            raise SettingsError(
+                "OTEL_TRACES_EXPORTER must be a comma list of " + ", ".join(TRACES_EXPORTERS)
+            )
+        protocol_var = (
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+            if env.optional("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            else "OTEL_EXPORTER_OTLP_PROTOCOL"
+        )
+        protocol = env.text(protocol_var, "grpc")
+        if protocol not in OTLP_PROTOCOLS:
+            raise SettingsError(f"{protocol_var} must be grpc or http/protobuf")
+        endpoint = env.optional("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.optional(
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        )
+        return cls(
+            exporters=() if "none" in names else names,
+            otlp_protocol=protocol,
+            otlp_endpoint_set=endpoint is not None,
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class CommonSettings:
     data_dir: Path
@@ -104,6 +177,7 @@ class CommonSettings:
     service_addrs: dict[ServiceName, str]
     log_level: str
     log_format: Literal["json", "text"]
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
     @classmethod
     def from_env(cls, env: Env) -> CommonSettings:
@@ -116,10 +190,11 @@ class CommonSettings:
             temporal=TemporalSettings.from_env(env),
             service_addrs={
                 name: env.address(f"MASAR_{name.upper()}_ADDR", f"127.0.0.1:{port}")
-                for name, port in DEFAULT_PORTS.items()
+                for name, port in {**DEFAULT_PORTS, **STANDALONE_PORTS}.items()
             },
             log_level=env.text("MASAR_LOG_LEVEL", "INFO").upper(),
             log_format=log_format,  # type: ignore[arg-type]
+            telemetry=TelemetrySettings.from_env(env),
         )
 
 
@@ -181,4 +256,31 @@ class WorkerSettings:
             metrics_port=env.integer(
                 "MASAR_JOURNEY_METRICS_PORT", DEFAULT_METRICS_PORTS["journey"], maximum=65535
             ),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CliSettings:
+    """Settings of one `masar` command: where the stack is, and who the CLI
+    acts as (MASAR_TOKEN, else tokens signed with the local issuer key)."""
+
+    common: CommonSettings
+    token: str | None
+    token_signing_key: str | None
+    token_public_key_set: bool
+    keyring_configured: bool
+    user: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CliSettings:
+        env = Env(environ)
+        return cls(
+            common=CommonSettings.from_env(env),
+            token=env.optional("MASAR_TOKEN"),
+            token_signing_key=env.optional("MASAR_TOKEN_SIGNING_KEY"),
+            token_public_key_set=env.optional("MASAR_TOKEN_PUBLIC_KEY") is not None,
+            keyring_configured=bool(
+                env.optional("MASAR_KEYRING") or env.optional("MASAR_KEY_FILE")
+            ),
+            user=env.text("MASAR_USER", "coordinator-cli"),
         )

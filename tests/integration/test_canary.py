@@ -32,7 +32,7 @@ from prometheus_client import generate_latest
 
 from masar import contract as c
 from masar.cli import main as cli_main
-from masar.platform.audit import audit_verify_main
+from masar.cli.audit import audit_verify_main
 from masar.platform.crypto import Keyring, process_keyring
 from masar.platform.db import make_engine
 from masar.platform.identity import Role

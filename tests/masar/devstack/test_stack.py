@@ -21,9 +21,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from masar.contract import JOURNEY_TASK_QUEUE
-from masar.devstack.stack import SERVICES, endpoints, plan_stack, port_problems
+from masar.devstack.plan import SERVICES, endpoints, plan_stack, port_problems
 from masar.platform.settings import SettingsError
-from tests.processes import Up, stack_env
+from tests.processes import UP, Up, stack_env
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -147,7 +147,7 @@ def test_port_in_use_gives_one_clear_line_and_starts_nothing(tmp_path: Path) -> 
         port = squatter.getsockname()[1]
         env["MASAR_LEGAL_ADDR"] = f"127.0.0.1:{port}"
         result = subprocess.run(
-            [sys.executable, "-m", "masar.devstack.stack"],
+            UP,
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -168,7 +168,7 @@ def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path: Path) -> None:
     env = stack_env(tmp_path / "data")
     env["MASAR_SHELTER_ADDR"] = "no-port-here"
     result = subprocess.run(
-        [sys.executable, "-m", "masar.devstack.stack", "--json"],
+        [*UP, "--json"],
         cwd=ROOT,
         env=env,
         capture_output=True,

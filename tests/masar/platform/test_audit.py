@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
+from masar.cli.audit import audit_verify_main
 from masar.platform import audit
 from masar.platform.crypto import Keyring
 from masar.platform.db import Database, migrate, new_metadata
@@ -202,7 +203,7 @@ def test_audit_verify_command(tmp_path, ring, capsys) -> None:
     db = _database(ServiceSettings.from_env("intake", env).database_url)
     _fill(db, ring, 3)
 
-    assert audit.audit_verify_main(["--json"], environ=env) == 0
+    assert audit_verify_main(["--json"], environ=env) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] and report["services"]["intake"]["status"] == "intact"
     assert report["services"]["intake"]["entries"] == 3
@@ -210,7 +211,7 @@ def test_audit_verify_command(tmp_path, ring, capsys) -> None:
 
     _drop_guard(db)
     _raw(db, "UPDATE audit_log SET target = 'shr-9999' WHERE seq = 2")
-    assert audit.audit_verify_main(["--service", "intake"], environ=env) == 1
+    assert audit_verify_main(["--service", "intake"], environ=env) == 1
     out = capsys.readouterr().out
     assert "intake: tampered" in out and "entry 2: altered" in out
     db.dispose()

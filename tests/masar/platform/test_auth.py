@@ -14,6 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from masar.cli.token import token_issue_main
 from masar.platform.errors import NotFound, Unauthenticated
 from masar.platform.identity import (
     ANY_AUTHENTICATED,
@@ -29,7 +30,6 @@ from masar.platform.identity import (
     parse_duration,
     requires,
     service_token_source,
-    token_issue_main,
 )
 from masar.platform.rpc import GrpcService, start_server
 from masar.platform.settings import SettingsError

@@ -17,9 +17,10 @@ from temporalio.api.common.v1 import Payloads
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 
+from masar.cli.codec import codec_server_main
 from masar.platform import audit
 from masar.platform.codec import encrypt_payload
-from masar.platform.codec_server import ACTION_DECODE, CodecServer, codec_server_main
+from masar.platform.codec_server import ACTION_DECODE, CodecServer
 from masar.platform.crypto import Keyring, install_keyring
 from masar.platform.db import Database
 from masar.platform.identity import TokenIssuer

@@ -1,0 +1,22 @@
+"""`masar up [--json]`: the whole local stack (masar.devstack.stack)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Sequence
+
+from masar.devstack.stack import run_stack
+
+
+def up_main(argv: Sequence[str] | None = None) -> int:
+    """The exit status: 0 after a clean stop."""
+    parser = argparse.ArgumentParser(
+        prog="masar up",
+        description="Run the whole local stack: Temporal, the four services, the journey worker.",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON document of endpoints once ready"
+    )
+    args = parser.parse_args(argv)
+    return asyncio.run(run_stack(json_output=args.json))
