@@ -1,18 +1,30 @@
-"""Employment's Temporal activities: the journey's referral steps, each a
-call to the employment service's own gRPC API (so every step crosses the
-service boundary and is traced). Business refusals become non-retryable
-ApplicationErrors with the contract's types (masar.referral.activity_error)."""
+"""Employment's Temporal activities (task queue masar-employment): the
+journey's referral steps, each a call to employment's own gRPC API —
+RequestEnrolment, RemindProvider, CloseReferral, PurgeCase — as employment's
+service identity."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from masar import contract
-from masar.contract import EmploymentNeeds, ReferralRequest, Risk, Sector
-from masar.referral import ConsentSource, ReferralActivities, risk_to_pb
-from masar.v1 import employment_pb2, employment_pb2_grpc
+from masar.contract import (
+    CasePurge,
+    EmploymentNeeds,
+    ProviderReminder,
+    PurgeResult,
+    ReferralClosure,
+    ReferralCreated,
+    ReferralRequest,
+    Risk,
+    Sector,
+)
+from masar.referral import ConsentSource, SectorActivities
+from masar.referral.messages import risk_to_pb
+from masar.v1 import common_pb2, employment_pb2, employment_pb2_grpc
 
 
 def _kind(code: str) -> employment_pb2.ProgrammeKind.ValueType:
@@ -25,9 +37,7 @@ def _kind(code: str) -> employment_pb2.ProgrammeKind.ValueType:
     return employment_pb2.ProgrammeKind.Value(f"PROGRAMME_KIND_{code.upper()}")
 
 
-class EmploymentActivities(ReferralActivities):
-    """employment.request_referral, .remind_provider, .close_referral, .purge_case."""
-
+class EmploymentActivities(SectorActivities):
     sector: ClassVar[Sector] = Sector.EMPLOYMENT
 
     def __init__(
@@ -35,9 +45,25 @@ class EmploymentActivities(ReferralActivities):
     ) -> None:
         super().__init__(stub, consent)
 
+    @activity.defn(name=contract.EMPLOYMENT_REQUEST_REFERRAL)
+    async def request_referral(self, request: ReferralRequest) -> ReferralCreated:
+        return await self.forward_request(request)
+
+    @activity.defn(name=contract.EMPLOYMENT_REMIND_PROVIDER)
+    async def remind_provider(self, reminder: ProviderReminder) -> None:
+        await self.forward_reminder(reminder)
+
+    @activity.defn(name=contract.EMPLOYMENT_CLOSE_REFERRAL)
+    async def close_referral(self, closure: ReferralClosure) -> None:
+        await self.forward_closure(closure)
+
+    @activity.defn(name=contract.EMPLOYMENT_PURGE_CASE)
+    async def purge_case(self, purge: CasePurge) -> PurgeResult:
+        return await self.forward_purge(purge)
+
     async def submit_request(
         self, request: ReferralRequest, *, rpc_timeout: float, consent_proof: str = ""
-    ) -> Any:
+    ) -> common_pb2.Referral:
         needs = request.employment or EmploymentNeeds()
         reply = await self.stub.RequestEnrolment(
             employment_pb2.RequestEnrolmentRequest(
@@ -55,4 +81,4 @@ class EmploymentActivities(ReferralActivities):
             ),
             timeout=rpc_timeout,
         )
-        return reply.referral
+        return reply.referral  # type: ignore[no-any-return]

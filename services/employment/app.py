@@ -1,4 +1,5 @@
-"""Builds the employment service's components (SectorComponents) from settings."""
+"""Builds the employment service's components (SectorComponents) from settings:
+repository -> service -> servicer, and the activities on employment's own API."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from masar.v1 import employment_pb2_grpc
 from services.employment.activities import EmploymentActivities
 from services.employment.models import TABLES, EnrolmentRow
 from services.employment.repository import EmploymentHooks, ProgrammeRepository
+from services.employment.service import EmploymentService
 from services.employment.servicer import SERVICE_NAME, EmploymentServicer
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -37,7 +39,9 @@ def build_components(
         model=EnrolmentRow,
         tables=TABLES,
         hooks=EmploymentHooks(programmes),
-        servicer=lambda handshake: EmploymentServicer(handshake=handshake, programmes=programmes),
+        servicer=lambda referrals: EmploymentServicer(
+            EmploymentService(referrals=referrals, programmes=programmes)
+        ),
         service=(SERVICE_NAME, employment_pb2_grpc.add_EmploymentServiceServicer_to_server),
         activities=lambda channel, proofs: EmploymentActivities(
             employment_pb2_grpc.EmploymentServiceStub(channel), proofs

@@ -10,20 +10,15 @@ IMMEDIATE), so concurrent accepts never over-allocate.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from masar.contract import EmploymentNeeds, ReferralStatus
+from masar.platform.clock import as_utc, utcnow
 from masar.platform.errors import NotFound, ResourceExhausted
-from masar.referral import (
-    NoEligibleProvider,
-    ReferralDraft,
-    ReferralRepository,
-    SectorHooks,
-    as_utc,
-)
+from masar.referral import NoEligibleProvider, ReferralDraft, ReferralRecord, SectorHooks
 from services.employment.domain import (
     ContractType,
     EmployerType,
@@ -70,7 +65,7 @@ class ProgrammeRepository:
             seats_taken=0,
             start_date=spec.start_date,
             languages=",".join(sorted(spec.languages)),
-            created_at=datetime.now(UTC),
+            created_at=utcnow(),
         )
         session.add(row)
         session.flush()
@@ -121,8 +116,10 @@ class EmploymentHooks(SectorHooks[EnrolmentRow, EmploymentNeeds]):
     def check_provider(
         self, session: Session, draft: ReferralDraft[EmploymentNeeds], provider_id: str
     ) -> None:
+        # A coordinator's choice may override region, interests, languages,
+        # free seats and earlier attempts; the programme must exist.
         if session.get(ProgrammeRow, provider_id) is None:
-            raise NoEligibleProvider("the named programme does not exist")
+            raise NoEligibleProvider("provider_id: unknown programme (no programme has this id)")
 
     def store_needs(
         self, session: Session, referral: EnrolmentRow, draft: ReferralDraft[EmploymentNeeds]
@@ -158,11 +155,9 @@ def _at(value: datetime | None) -> datetime | None:
     return as_utc(value) if value else None
 
 
-def to_enrolment(
-    repo: ReferralRepository[EnrolmentRow, EmploymentNeeds], row: EnrolmentRow
-) -> Enrolment:
+def to_enrolment(record: ReferralRecord, row: EnrolmentRow) -> Enrolment:
     return Enrolment(
-        referral=repo.to_record(row),
+        referral=record,
         started_at=_at(row.started_at),
         training_outcome=TrainingOutcome(row.training_outcome) if row.training_outcome else None,
         training_completed_at=_at(row.training_completed_at),

@@ -1,49 +1,49 @@
-"""masar.v1.EmploymentService: protobuf <-> domain, validation, nothing else.
-
-The handshake RPCs shared by every sector (DecideReferral, GetReferral,
-ListReferrals, RemindProvider, CloseReferral, PurgeCase) come from
-masar.referral.ReferralRpcs.
+"""masar.v1.EmploymentService: protobuf <-> domain, and a call to the service
+layer (services.employment.service), nothing else.
 
 Who may call what (every method declares it; anything else is refused):
 a coordinator registers programmes in her own region; employment officers,
 coordinators and intake officers list programmes; only employment's service
 identity (its activities, for the journey) requests enrolments, with intake's
-proof of consent; a programme's officers (token org = the programme id)
-start, complete and place, and read the enrolments addressed to their
-programme — each read is audited.
+proof of consent, and reminds, closes and purges; a programme's officers
+(token org = the programme id) decide, start, complete and place, and read
+the enrolments addressed to their programme — each read is audited. An RPC
+on one referral is authorised (`referrals.authorise`) before the rest of its
+request is read.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import grpc
+import grpc.aio
 
-from sqlalchemy.orm import Session
-
-from masar.contract import EmploymentNeeds, Milestone, ReferralStatus, Sector
-from masar.platform.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from masar.platform.identity import Role, current_caller, requires
-from masar.referral import (
-    ReferralHandshake,
-    ReferralRpcs,
-    code_from_pb,
-    code_to_pb,
-    delivery_to_pb,
-    fingerprint,
-    from_timestamp_pb,
-    parse_draft,
-    referral_to_pb,
-    request_fingerprint,
+from masar.contract import EmploymentNeeds
+from masar.platform.errors import InvalidArgument
+from masar.platform.idempotency import request_fingerprint
+from masar.platform.identity import Role, requires
+from masar.platform.validation import (
+    require_case_id,
     require_idempotency_key,
     require_region,
     require_text,
-    run_retrying_conflicts,
+)
+from masar.referral.messages import (
+    closing_status_from_pb,
+    code_from_pb,
+    code_to_pb,
+    decided_to_pb,
+    decision_from_pb,
+    delivery_to_pb,
+    filter_from_pb,
+    from_timestamp_pb,
+    page_to_pb,
+    parse_draft,
+    purged_to_pb,
+    referral_to_pb,
     timestamp_pb,
-    utcnow,
 )
 from masar.v1 import common_pb2, employment_pb2, employment_pb2_grpc
 from services.employment.domain import (
-    DETAIL_DROPPED_OUT,
-    DETAIL_JOB_PLACED,
     ContractType,
     EmployerType,
     Enrolment,
@@ -54,8 +54,7 @@ from services.employment.domain import (
     check_needs,
     check_spec,
 )
-from services.employment.models import EnrolmentRow
-from services.employment.repository import ProgrammeRepository, to_enrolment
+from services.employment.service import EmploymentService
 
 SERVICE_NAME = "masar.v1.EmploymentService"
 
@@ -108,33 +107,18 @@ STAFF = Role.EMPLOYMENT_OFFICER
 READERS = (Role.EMPLOYMENT_OFFICER, Role.COORDINATOR, Role.INTAKE_OFFICER)
 
 
-def require_own_region(region: str) -> str:
-    """A coordinator manages the reference data of her own region only."""
-    if current_caller().region != region:
-        raise PermissionDenied("a coordinator registers programmes in her own region only")
-    return region
-
-
-class EmploymentServicer(
-    ReferralRpcs, employment_pb2_grpc.EmploymentServiceServicer, sector=Sector.EMPLOYMENT
-):
-    def __init__(
-        self,
-        *,
-        handshake: ReferralHandshake[EnrolmentRow, EmploymentNeeds],
-        programmes: ProgrammeRepository,
-    ) -> None:
-        self.handshake = handshake
-        self.programmes = programmes
-        self.database = handshake.database
+class EmploymentServicer(employment_pb2_grpc.EmploymentServiceServicer):
+    def __init__(self, service: EmploymentService) -> None:
+        self.service = service
+        self.referrals = service.referrals
 
     # -- programmes --
 
     @requires(Role.COORDINATOR)
     async def CreateProgramme(
-        self, request: Any, context: Any
+        self, request: employment_pb2.CreateProgrammeRequest, context: grpc.aio.ServicerContext
     ) -> employment_pb2.CreateProgrammeResponse:
-        region = require_own_region(require_region(request.region))
+        region = self.service.require_own_region(require_region(request.region))
         if not request.HasField("start_date"):
             raise InvalidArgument("start_date", "is required")
         spec = check_spec(
@@ -147,32 +131,20 @@ class EmploymentServicer(
                 languages=check_languages(request.languages, "languages"),
             )
         )
-        key = require_idempotency_key(request.idempotency_key)
-        print_ = request_fingerprint(request)
-        ledger = self.handshake.ledger
-
-        def work(session: Session) -> Programme:
-            programme_id, _ = ledger.once(
-                session,
-                scope="employment.create_programme",
-                key=key,
-                fingerprint=print_,
-                create=lambda: self.programmes.insert(session, spec),
-            )
-            return self.programmes.get(session, programme_id)
-
-        programme = await run_retrying_conflicts(self.database, work)
+        programme = await self.service.create_programme(
+            spec,
+            idempotency_key=require_idempotency_key(request.idempotency_key),
+            request_print=request_fingerprint(request),
+        )
         return employment_pb2.CreateProgrammeResponse(programme=programme_to_pb(programme))
 
     @requires(*READERS)
     async def ListProgrammes(
-        self, request: Any, context: Any
+        self, request: employment_pb2.ListProgrammesRequest, context: grpc.aio.ServicerContext
     ) -> employment_pb2.ListProgrammesResponse:
         region = require_region(request.region) if request.region else None
         kind = kind_from_pb(request.kind, "kind") if request.kind else None
-        programmes = await self.database.run(
-            lambda s: self.programmes.list(s, region=region, kind=kind)
-        )
+        programmes = await self.service.list_programmes(region=region, kind=kind)
         return employment_pb2.ListProgrammesResponse(
             programmes=[programme_to_pb(p) for p in programmes]
         )
@@ -181,7 +153,7 @@ class EmploymentServicer(
 
     @requires(Role.SERVICE_EMPLOYMENT)
     async def RequestEnrolment(
-        self, request: Any, context: Any
+        self, request: employment_pb2.RequestEnrolmentRequest, context: grpc.aio.ServicerContext
     ) -> employment_pb2.RequestEnrolmentResponse:
         interests: list[str] = []
         for value in request.needs.interests:
@@ -200,79 +172,49 @@ class EmploymentServicer(
             exclude_provider_ids=request.exclude_provider_ids,
             provider_id=request.provider_id,
         )
-        self.handshake.require_consent(request.consent_proof, draft.case_id)
-        record = await self.handshake.create(draft)
+        record = await self.service.request_enrolment(draft, consent_proof=request.consent_proof)
         return employment_pb2.RequestEnrolmentResponse(referral=referral_to_pb(record))
 
     @requires(STAFF)
     async def StartEnrolment(
-        self, request: Any, context: Any
+        self, request: employment_pb2.StartEnrolmentRequest, context: grpc.aio.ServicerContext
     ) -> employment_pb2.StartEnrolmentResponse:
-        referral_id = self.handshake.check_referral_id(request.referral_id)
-        await self.handshake.authorise(referral_id)
-        key = require_idempotency_key(request.idempotency_key)
-
-        def start(session: Session, row: EnrolmentRow) -> None:
-            row.started_at = utcnow()
-
-        result = await self.handshake.record_milestone(
-            referral_id, milestone=Milestone.STARTED, idempotency_key=key, apply=start
+        referral = await self.referrals.authorise(request.referral_id)
+        enrolment, delivery = await self.service.start(
+            referral.referral_id,
+            idempotency_key=require_idempotency_key(request.idempotency_key),
         )
         return employment_pb2.StartEnrolmentResponse(
-            enrolment=enrolment_to_pb(await self._enrolment(referral_id)),
-            delivery=delivery_to_pb(result.delivery),
+            enrolment=enrolment_to_pb(enrolment), delivery=delivery_to_pb(delivery)
         )
 
     @requires(STAFF)
     async def CompleteTraining(
-        self, request: Any, context: Any
+        self, request: employment_pb2.CompleteTrainingRequest, context: grpc.aio.ServicerContext
     ) -> employment_pb2.CompleteTrainingResponse:
-        referral_id = self.handshake.check_referral_id(request.referral_id)
-        await self.handshake.authorise(referral_id)
+        referral = await self.referrals.authorise(request.referral_id)
         outcome = TrainingOutcome(
             code_from_pb(
                 employment_pb2.TrainingOutcome, request.outcome, prefix=OUTCOME, field="outcome"
             )
         )
-        key = require_idempotency_key(request.idempotency_key)
-
-        def finish(session: Session, row: EnrolmentRow) -> None:
-            if row.training_outcome is not None:
-                raise FailedPrecondition("the training outcome is already recorded")
-            row.training_outcome = outcome.value
-            row.training_completed_at = utcnow()
-
-        delivery = common_pb2.DELIVERY_STATE_UNSPECIFIED
-        if outcome is TrainingOutcome.CERTIFIED:
-            # The referral stays open for the job search: nothing for the journey yet.
-            await self.handshake.update_local(
-                referral_id,
-                step="training_completed",
-                idempotency_key=key,
-                allowed={ReferralStatus.IN_SERVICE},
-                apply=finish,
-                request_print=outcome.value,
-                wrong_state="the enrolment has not started",
-            )
-        else:
-            result = await self.handshake.record_milestone(
-                referral_id,
-                milestone=Milestone.COMPLETED,
-                idempotency_key=key,
-                detail=DETAIL_DROPPED_OUT,
-                apply=finish,
-            )
-            delivery = delivery_to_pb(result.delivery)
+        enrolment, delivery = await self.service.complete_training(
+            referral.referral_id,
+            outcome,
+            idempotency_key=require_idempotency_key(request.idempotency_key),
+        )
         return employment_pb2.CompleteTrainingResponse(
-            enrolment=enrolment_to_pb(await self._enrolment(referral_id)), delivery=delivery
+            enrolment=enrolment_to_pb(enrolment),
+            delivery=common_pb2.DELIVERY_STATE_UNSPECIFIED
+            if delivery is None
+            else delivery_to_pb(delivery),
         )
 
     @requires(STAFF)
     async def RecordJobPlacement(
-        self, request: Any, context: Any
+        self, request: employment_pb2.RecordJobPlacementRequest, context: grpc.aio.ServicerContext
     ) -> employment_pb2.RecordJobPlacementResponse:
-        referral_id = self.handshake.check_referral_id(request.referral_id)
-        await self.handshake.authorise(referral_id)
+        referral = await self.referrals.authorise(request.referral_id)
         employer = EmployerType(
             code_from_pb(
                 employment_pb2.EmployerType,
@@ -289,36 +231,75 @@ class EmploymentServicer(
                 field="contract_type",
             )
         )
-        key = require_idempotency_key(request.idempotency_key)
-
-        def place(session: Session, row: EnrolmentRow) -> None:
-            row.employer_type = employer.value
-            row.contract_type = contract_type.value
-            row.placed_at = utcnow()
-
-        result = await self.handshake.record_milestone(
-            referral_id,
-            milestone=Milestone.COMPLETED,
-            idempotency_key=key,
-            detail=DETAIL_JOB_PLACED,
-            apply=place,
-            request_print=fingerprint(employer, contract_type),
+        enrolment, delivery = await self.service.record_job_placement(
+            referral.referral_id,
+            employer=employer,
+            contract_type=contract_type,
+            idempotency_key=require_idempotency_key(request.idempotency_key),
         )
         return employment_pb2.RecordJobPlacementResponse(
-            enrolment=enrolment_to_pb(await self._enrolment(referral_id)),
-            delivery=delivery_to_pb(result.delivery),
+            enrolment=enrolment_to_pb(enrolment), delivery=delivery_to_pb(delivery)
         )
 
     @requires(STAFF)
-    async def GetEnrolment(self, request: Any, context: Any) -> employment_pb2.GetEnrolmentResponse:
-        referral_id = self.handshake.check_referral_id(request.referral_id)
-        await self.handshake.authorise(referral_id)
-        repo = self.handshake.repository
-        enrolment = await self.handshake.read_file(
-            referral_id, lambda s, row: to_enrolment(repo, row)
-        )
+    async def GetEnrolment(
+        self, request: employment_pb2.GetEnrolmentRequest, context: grpc.aio.ServicerContext
+    ) -> employment_pb2.GetEnrolmentResponse:
+        referral = await self.referrals.authorise(request.referral_id)
+        enrolment = await self.service.enrolment(referral.referral_id)
         return employment_pb2.GetEnrolmentResponse(enrolment=enrolment_to_pb(enrolment))
 
-    async def _enrolment(self, referral_id: str) -> Enrolment:
-        repo = self.handshake.repository
-        return await self.database.run(lambda s: to_enrolment(repo, repo.load(s, referral_id)))
+    # -- the handshake every sector shares (common.proto) --
+
+    @requires(STAFF)
+    async def DecideReferral(
+        self, request: common_pb2.DecideReferralRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.DecideReferralResponse:
+        referral = await self.referrals.authorise(request.referral_id)
+        result = await self.referrals.decide(referral.referral_id, decision_from_pb(request))
+        return decided_to_pb(result)
+
+    @requires(STAFF, Role.COORDINATOR, Role.SERVICE_EMPLOYMENT)
+    async def GetReferral(
+        self, request: common_pb2.GetReferralRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.GetReferralResponse:
+        referral = await self.referrals.authorise(request.referral_id)
+        return common_pb2.GetReferralResponse(referral=referral_to_pb(referral))
+
+    @requires(STAFF, Role.COORDINATOR)
+    async def ListReferrals(
+        self, request: common_pb2.ListReferralsRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.ListReferralsResponse:
+        page = await self.referrals.list_visible(filter_from_pb(request))
+        return page_to_pb(page)
+
+    @requires(Role.SERVICE_EMPLOYMENT)
+    async def RemindProvider(
+        self, request: common_pb2.RemindProviderRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.RemindProviderResponse:
+        referral = await self.referrals.remind(
+            self.referrals.check_referral_id(request.referral_id),
+            idempotency_key=require_idempotency_key(request.idempotency_key),
+        )
+        return common_pb2.RemindProviderResponse(referral=referral_to_pb(referral))
+
+    @requires(Role.SERVICE_EMPLOYMENT)
+    async def CloseReferral(
+        self, request: common_pb2.CloseReferralRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.CloseReferralResponse:
+        referral = await self.referrals.close(
+            self.referrals.check_referral_id(request.referral_id),
+            status=closing_status_from_pb(request.status),
+            idempotency_key=require_idempotency_key(request.idempotency_key),
+        )
+        return common_pb2.CloseReferralResponse(referral=referral_to_pb(referral))
+
+    @requires(Role.SERVICE_EMPLOYMENT)
+    async def PurgeCase(
+        self, request: common_pb2.PurgeCaseRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.PurgeCaseResponse:
+        result = await self.referrals.purge_case(
+            require_case_id(request.case_id),
+            idempotency_key=require_idempotency_key(request.idempotency_key),
+        )
+        return purged_to_pb(result)

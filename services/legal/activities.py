@@ -1,18 +1,29 @@
-"""Legal aid's Temporal activities: the journey's referral steps, each a call
-to legal aid's own gRPC API (so every step crosses the service boundary and is
-traced). Business refusals become non-retryable ApplicationErrors with the
-contract's types (masar.referral.activity_error)."""
+"""Legal aid's Temporal activities (task queue masar-legal): the journey's
+referral steps, each a call to legal aid's own gRPC API — RequestLegalAid,
+RemindProvider, CloseReferral, PurgeCase — as legal aid's service identity."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from masar import contract
-from masar.contract import LegalNeeds, ReferralRequest, Risk, Sector
-from masar.referral import ConsentSource, ReferralActivities, risk_to_pb
-from masar.v1 import legal_pb2, legal_pb2_grpc
+from masar.contract import (
+    CasePurge,
+    LegalNeeds,
+    ProviderReminder,
+    PurgeResult,
+    ReferralClosure,
+    ReferralCreated,
+    ReferralRequest,
+    Risk,
+    Sector,
+)
+from masar.referral import ConsentSource, SectorActivities
+from masar.referral.messages import risk_to_pb
+from masar.v1 import common_pb2, legal_pb2, legal_pb2_grpc
 
 _MATTERS = {m.lower(): v for m, v in legal_pb2.LegalMatter.items() if v}
 
@@ -28,9 +39,7 @@ def _matter(code: str) -> legal_pb2.LegalMatter.ValueType:
     return value
 
 
-class LegalActivities(ReferralActivities):
-    """legal.request_referral, .remind_provider, .close_referral, .purge_case."""
-
+class LegalActivities(SectorActivities):
     sector: ClassVar[Sector] = Sector.LEGAL
 
     def __init__(
@@ -38,9 +47,25 @@ class LegalActivities(ReferralActivities):
     ) -> None:
         super().__init__(stub, consent)
 
+    @activity.defn(name=contract.LEGAL_REQUEST_REFERRAL)
+    async def request_referral(self, request: ReferralRequest) -> ReferralCreated:
+        return await self.forward_request(request)
+
+    @activity.defn(name=contract.LEGAL_REMIND_PROVIDER)
+    async def remind_provider(self, reminder: ProviderReminder) -> None:
+        await self.forward_reminder(reminder)
+
+    @activity.defn(name=contract.LEGAL_CLOSE_REFERRAL)
+    async def close_referral(self, closure: ReferralClosure) -> None:
+        await self.forward_closure(closure)
+
+    @activity.defn(name=contract.LEGAL_PURGE_CASE)
+    async def purge_case(self, purge: CasePurge) -> PurgeResult:
+        return await self.forward_purge(purge)
+
     async def submit_request(
         self, request: ReferralRequest, *, rpc_timeout: float, consent_proof: str = ""
-    ) -> Any:
+    ) -> common_pb2.Referral:
         needs = request.legal or LegalNeeds()
         reply = await self.stub.RequestLegalAid(
             legal_pb2.RequestLegalAidRequest(
@@ -58,4 +83,4 @@ class LegalActivities(ReferralActivities):
             ),
             timeout=rpc_timeout,
         )
-        return reply.referral
+        return reply.referral  # type: ignore[no-any-return]

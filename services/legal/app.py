@@ -1,4 +1,5 @@
-"""Builds the legal aid service's components (SectorComponents) from settings."""
+"""Builds the legal aid service's components (SectorComponents) from settings:
+repositories -> service -> servicer, and the activities on legal aid's own API."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from masar.v1 import legal_pb2_grpc
 from services.legal.activities import LegalActivities
 from services.legal.models import TABLES, LegalReferralRow
 from services.legal.repository import FileRepository, LegalHooks, ProviderRepository
+from services.legal.service import LegalAidService
 from services.legal.servicer import SERVICE_NAME, LegalAidServicer
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -37,8 +39,8 @@ def build_components(
         model=LegalReferralRow,
         tables=TABLES,
         hooks=LegalHooks(providers),
-        servicer=lambda handshake: LegalAidServicer(
-            handshake=handshake, providers=providers, files=FileRepository()
+        servicer=lambda referrals: LegalAidServicer(
+            LegalAidService(referrals=referrals, providers=providers, files=FileRepository())
         ),
         service=(SERVICE_NAME, legal_pb2_grpc.add_LegalAidServiceServicer_to_server),
         activities=lambda channel, proofs: LegalActivities(

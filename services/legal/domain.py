@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from masar.contract import ReferralStatus
+from masar.platform.clock import utcnow
 from masar.platform.errors import FailedPrecondition, InvalidArgument
-from masar.referral import ReferralRecord, utcnow
+from masar.referral import ReferralRecord
 
 # Events that already happened may not be dated in the future, beyond the
 # clock skew between a provider's device and the server.

@@ -18,15 +18,14 @@ from typing import Any
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session
 
+from masar.platform.clock import as_utc, utcnow
 from masar.platform.errors import NotFound
 from masar.referral import (
     OPEN_STATUSES,
     NoEligibleProvider,
     ReferralDraft,
-    ReferralRepository,
+    ReferralRecord,
     SectorHooks,
-    as_utc,
-    utcnow,
 )
 from services.legal import domain as d
 from services.legal.models import (
@@ -242,9 +241,14 @@ class LegalHooks(SectorHooks[LegalReferralRow, d.AidNeeds]):
         # A coordinator's choice may override region, language and earlier
         # attempts (she knows the network), but not what the provider takes.
         if not self.providers.exists(session, provider_id):
-            raise NoEligibleProvider("the named provider does not exist")
+            raise NoEligibleProvider(
+                "provider_id: unknown legal aid provider (no provider has this id)"
+            )
         if not self.providers.get(session, provider_id).takes(draft.needs.matters):
-            raise NoEligibleProvider("the named provider does not take these matters")
+            raise NoEligibleProvider(
+                "provider_id: not eligible: the provider does not take every matter "
+                "of this referral"
+            )
 
     def store_needs(
         self, session: Session, referral: LegalReferralRow, draft: ReferralDraft[d.AidNeeds]
@@ -355,15 +359,10 @@ class FileRepository:
         row.updated_at = hearing.updated_at
         session.flush()
 
-    def load(
-        self,
-        session: Session,
-        referrals: ReferralRepository[LegalReferralRow, d.AidNeeds],
-        referral_id: str,
-    ) -> d.LegalFile:
-        row = referrals.load(session, referral_id)
+    def load(self, session: Session, record: ReferralRecord, row: LegalReferralRow) -> d.LegalFile:
+        referral_id = row.referral_id
         return d.LegalFile(
-            referral=referrals.to_record(row),
+            referral=record,
             languages=languages_of(row),
             matters=matters_of(row),
             first_meeting_at=_utc_or_none(row.first_meeting_at),

@@ -1,16 +1,15 @@
-"""masar.v1.LegalAidService: protobuf <-> domain, validation, nothing else.
-
-The handshake RPCs shared by every sector (DecideReferral, GetReferral,
-ListReferrals, RemindProvider, CloseReferral, PurgeCase) come from
-masar.referral.ReferralRpcs.
+"""masar.v1.LegalAidService: protobuf <-> domain, and a call to the service
+layer (services.legal.service), nothing else.
 
 Who may call what (every method declares it; anything else is refused):
 a coordinator registers providers in her own region; legal aid staff,
 coordinators and intake officers list providers; only legal aid's service
 identity (its activities, for the journey) requests legal aid, with intake's
-proof of consent; a provider's staff (token org = the provider id) record
-meetings, orders, hearings and outcomes, and read the legal file, of the
-referrals addressed to them — each read of the file is audited.
+proof of consent, and reminds, closes and purges; a provider's staff (token
+org = the provider id) decide, record meetings, orders, hearings and
+outcomes, and read the legal file, of the referrals addressed to them — each
+read of the file is audited. An RPC on one referral is authorised
+(`referrals.authorise`) before the rest of its request is read.
 """
 
 from __future__ import annotations
@@ -23,40 +22,37 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, TypeVar
 
+import grpc
+import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy.orm import Session
 
-from masar.contract import Milestone, ReferralStatus, Sector
-from masar.platform.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from masar.platform.identity import Role, current_caller, requires
-from masar.referral import (
-    DEFAULT_PAGE_SIZE,
-    MAX_PAGE_SIZE,
-    ReferralHandshake,
-    ReferralRpcs,
+from masar.platform.errors import InvalidArgument
+from masar.platform.idempotency import request_fingerprint
+from masar.platform.identity import Role, requires
+from masar.platform.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from masar.platform.validation import (
     check_provider_id,
-    delivery_to_pb,
-    fingerprint,
-    parse_draft,
-    referral_to_pb,
-    request_fingerprint,
+    require_case_id,
     require_idempotency_key,
     require_region,
     require_text,
-    run_retrying_conflicts,
+)
+from masar.referral.messages import (
+    closing_status_from_pb,
+    decided_to_pb,
+    decision_from_pb,
+    delivery_to_pb,
+    filter_from_pb,
+    page_to_pb,
+    parse_draft,
+    purged_to_pb,
+    referral_to_pb,
     timestamp_pb,
-    utcnow,
 )
 from masar.v1 import common_pb2, legal_pb2, legal_pb2_grpc
 from services.legal import domain as d
-from services.legal.models import LegalReferralRow
-from services.legal.repository import (
-    FileRepository,
-    ProviderRepository,
-    derived_id,
-    matters_of,
-    set_matters,
-)
+from services.legal.repository import derived_id
+from services.legal.service import LegalAidService
 
 SERVICE_NAME = "masar.v1.LegalAidService"
 
@@ -64,7 +60,6 @@ ORDER_ID_PREFIX = "po"
 HEARING_ID_PREFIX = "hr"
 _ORDER_ID = re.compile(rf"^{ORDER_ID_PREFIX}-[0-9a-f]{{16}}$")
 _HEARING_ID = re.compile(rf"^{HEARING_ID_PREFIX}-[0-9a-f]{{16}}$")
-CLOSE_MATTER_SCOPE = "legal.close_matter"
 
 E = TypeVar("E", bound=Enum)
 
@@ -201,33 +196,18 @@ STAFF = Role.LEGAL_AID
 READERS = (Role.LEGAL_AID, Role.COORDINATOR, Role.INTAKE_OFFICER)
 
 
-def require_own_region(region: str) -> str:
-    """A coordinator manages the reference data of her own region only."""
-    if current_caller().region != region:
-        raise PermissionDenied("a coordinator registers providers in her own region only")
-    return region
-
-
-class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer, sector=Sector.LEGAL):
-    def __init__(
-        self,
-        *,
-        handshake: ReferralHandshake[LegalReferralRow, d.AidNeeds],
-        providers: ProviderRepository,
-        files: FileRepository,
-    ) -> None:
-        self.handshake = handshake
-        self.providers = providers
-        self.files = files
-        self.database = handshake.database
+class LegalAidServicer(legal_pb2_grpc.LegalAidServiceServicer):
+    def __init__(self, service: LegalAidService) -> None:
+        self.service = service
+        self.referrals = service.referrals
 
     # -- providers --
 
     @requires(Role.COORDINATOR)
     async def CreateProvider(
-        self, request: Any, context: Any
+        self, request: legal_pb2.CreateLegalProviderRequest, context: grpc.aio.ServicerContext
     ) -> legal_pb2.CreateLegalProviderResponse:
-        region = require_own_region(require_region(request.region))
+        region = self.service.require_own_region(require_region(request.region))
         spec = d.NewProvider(
             kind=require_enum(
                 legal_pb2.LegalProviderKind,
@@ -241,26 +221,16 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer, sec
             languages=tuple(d.check_languages(request.languages, "languages", required=True)),
             matters=tuple(_matters(request.matters, "matters")),
         )
-        key = require_idempotency_key(request.idempotency_key)
-        print_ = request_fingerprint(request)
-        ledger = self.handshake.ledger
-
-        def work(session: Session) -> d.Provider:
-            provider_id, _ = ledger.once(
-                session,
-                scope="legal.create_provider",
-                key=key,
-                fingerprint=print_,
-                create=lambda: self.providers.insert(session, spec),
-            )
-            return self.providers.get(session, provider_id)
-
-        provider = await run_retrying_conflicts(self.database, work)
+        provider = await self.service.create_provider(
+            spec,
+            idempotency_key=require_idempotency_key(request.idempotency_key),
+            request_print=request_fingerprint(request),
+        )
         return legal_pb2.CreateLegalProviderResponse(provider=provider_to_pb(provider))
 
     @requires(*READERS)
     async def ListProviders(
-        self, request: Any, context: Any
+        self, request: legal_pb2.ListLegalProvidersRequest, context: grpc.aio.ServicerContext
     ) -> legal_pb2.ListLegalProvidersResponse:
         region = require_region(request.region) if request.region else None
         matter = enum_from_pb(
@@ -278,19 +248,9 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer, sec
             raise InvalidArgument("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
         size = request.page_size or DEFAULT_PAGE_SIZE
         after = decode_provider_token(request.page_token) if request.page_token else None
-
-        def work(session: Session) -> list[d.Provider]:
-            return self.providers.list(
-                session,
-                region=region,
-                matters=[matter] if matter else [],
-                language=language,
-                kind=kind,
-                after=after,
-                limit=size + 1,
-            )
-
-        providers = await self.database.run(work)
+        providers = await self.service.list_providers(
+            region=region, matter=matter, language=language, kind=kind, after=after, limit=size + 1
+        )
         token = ""
         if len(providers) > size:
             providers = providers[:size]
@@ -303,7 +263,7 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer, sec
 
     @requires(Role.SERVICE_LEGAL)
     async def RequestLegalAid(
-        self, request: Any, context: Any
+        self, request: legal_pb2.RequestLegalAidRequest, context: grpc.aio.ServicerContext
     ) -> legal_pb2.RequestLegalAidResponse:
         if not request.HasField("needs"):
             raise InvalidArgument("needs", "is required")
@@ -320,42 +280,31 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer, sec
             exclude_provider_ids=request.exclude_provider_ids,
             provider_id=request.provider_id,
         )
-        self.handshake.require_consent(request.consent_proof, draft.case_id)
-        record = await self.handshake.create(draft)
-        file = await self._file(record.referral_id)
+        file = await self.service.request_legal_aid(draft, consent_proof=request.consent_proof)
         return legal_pb2.RequestLegalAidResponse(
-            referral=referral_to_pb(record), matters=[matter_to_pb(m) for m in file.matters]
+            referral=referral_to_pb(file.referral), matters=[matter_to_pb(m) for m in file.matters]
         )
 
     @requires(STAFF)
     async def RecordFirstMeeting(
-        self, request: Any, context: Any
+        self, request: legal_pb2.RecordFirstMeetingRequest, context: grpc.aio.ServicerContext
     ) -> legal_pb2.RecordFirstMeetingResponse:
-        referral_id = self.handshake.check_referral_id(request.referral_id)
-        await self.handshake.authorise(referral_id)
+        referral = await self.referrals.authorise(request.referral_id)
         met_at = d.check_past(_required_time(request, "met_at"), "met_at")
-        key = require_idempotency_key(request.idempotency_key)
-
-        def meet(session: Session, row: LegalReferralRow) -> None:
-            row.first_meeting_at = met_at
-
-        result = await self.handshake.record_milestone(
-            referral_id,
-            milestone=Milestone.STARTED,
-            idempotency_key=key,
-            apply=meet,
-            request_print=fingerprint(met_at),
+        record, delivery = await self.service.record_first_meeting(
+            referral.referral_id,
+            met_at,
+            idempotency_key=require_idempotency_key(request.idempotency_key),
         )
         return legal_pb2.RecordFirstMeetingResponse(
-            referral=referral_to_pb(result.referral), delivery=delivery_to_pb(result.delivery)
+            referral=referral_to_pb(record), delivery=delivery_to_pb(delivery)
         )
 
     @requires(STAFF)
     async def RecordProtectionOrder(
-        self, request: Any, context: Any
+        self, request: legal_pb2.RecordProtectionOrderRequest, context: grpc.aio.ServicerContext
     ) -> legal_pb2.RecordProtectionOrderResponse:
-        referral_id = self.handshake.check_referral_id(request.referral_id)
-        await self.handshake.authorise(referral_id)
+        referral_id = (await self.referrals.authorise(request.referral_id)).referral_id
         measure = enum_from_pb(
             legal_pb2.ProtectionMeasure,
             "PROTECTION_MEASURE_",
@@ -373,58 +322,32 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer, sec
         at = _required_time(request, "at")
         effective_until = _time(request, "effective_until", required=False)
         key = require_idempotency_key(request.idempotency_key)
-        existing = request.order_id or None
-        if existing is not None:
-            if not _ORDER_ID.match(existing):
+        if request.order_id:
+            if not _ORDER_ID.match(request.order_id):
                 raise InvalidArgument("order_id", "is not a protection order id")
-            order_id = existing
+            order_id = request.order_id
         else:
             if measure is None:
                 raise InvalidArgument("measure", "is required for a new order")
             order_id = derived_id(ORDER_ID_PREFIX, referral_id, key)
-
-        def apply(session: Session, row: LegalReferralRow) -> None:
-            now = utcnow()
-            if existing is None:
-                assert measure is not None
-                order = d.open_protection_order(
-                    order_id=order_id,
-                    referral_id=referral_id,
-                    measure=measure,
-                    status=status,
-                    at=at,
-                    effective_until=effective_until,
-                    now=now,
-                )
-            else:
-                found = self.files.find_order(session, referral_id, order_id)
-                if found is None:
-                    raise NotFound("protection order not found")
-                if measure is not None and measure is not found.measure:
-                    raise InvalidArgument("measure", "cannot change on an existing order")
-                order = d.advance_protection_order(
-                    found, status=status, at=at, effective_until=effective_until, now=now
-                )
-            self.files.save_order(session, order)
-
-        await self.handshake.update_local(
+        order = await self.service.record_protection_order(
             referral_id,
-            step="protection_order",
+            order_id=order_id,
+            new=not request.order_id,
+            measure=measure,
+            status=status,
+            at=at,
+            effective_until=effective_until,
             idempotency_key=key,
-            allowed=d.WORKING if existing is None else d.ORDER_FOLLOW_UP,
-            apply=apply,
             request_print=request_fingerprint(request),
-            wrong_state="the referral is not accepted or in service",
         )
-        order = await self.database.run(lambda s: self.files.find_order(s, referral_id, order_id))
-        if order is None:  # erased by a purge since
-            raise NotFound("protection order not found")
         return legal_pb2.RecordProtectionOrderResponse(order=order_to_pb(order))
 
     @requires(STAFF)
-    async def RecordHearing(self, request: Any, context: Any) -> legal_pb2.RecordHearingResponse:
-        referral_id = self.handshake.check_referral_id(request.referral_id)
-        await self.handshake.authorise(referral_id)
+    async def RecordHearing(
+        self, request: legal_pb2.RecordHearingRequest, context: grpc.aio.ServicerContext
+    ) -> legal_pb2.RecordHearingResponse:
+        referral_id = (await self.referrals.authorise(request.referral_id)).referral_id
         matter = enum_from_pb(
             legal_pb2.LegalMatter, "LEGAL_MATTER_", d.LegalMatter, request.matter, "matter"
         )
@@ -440,13 +363,12 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer, sec
         scheduled_at = _time(request, "scheduled_at", required=False)
         note = d.check_note(request.note)
         key = require_idempotency_key(request.idempotency_key)
-        existing = request.hearing_id or None
-        if existing is not None:
-            if not _HEARING_ID.match(existing):
+        if request.hearing_id:
+            if not _HEARING_ID.match(request.hearing_id):
                 raise InvalidArgument("hearing_id", "is not a hearing id")
             if status is None:
                 raise InvalidArgument("status", "is required to update a hearing")
-            hearing_id = existing
+            hearing_id = request.hearing_id
         else:
             if matter is None:
                 raise InvalidArgument("matter", "is required for a new hearing")
@@ -462,132 +384,56 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer, sec
             if status is d.HearingStatus.HELD:
                 d.check_past(scheduled_at, "scheduled_at")
             hearing_id = derived_id(HEARING_ID_PREFIX, referral_id, key)
-
-        def apply(session: Session, row: LegalReferralRow) -> None:
-            now = utcnow()
-            assert status is not None
-            if existing is None:
-                assert matter is not None and court is not None and kind is not None
-                assert scheduled_at is not None
-                if matter not in {m.matter for m in matters_of(row)}:
-                    raise InvalidArgument("matter", "is not one of the referral's matters")
-                hearing = d.Hearing(
-                    hearing_id=hearing_id,
-                    referral_id=referral_id,
-                    matter=matter,
-                    court=court,
-                    kind=kind,
-                    status=status,
-                    scheduled_at=scheduled_at,
-                    updated_at=now,
-                    note=note,
-                )
-            else:
-                found = self.files.find_hearing(session, referral_id, hearing_id)
-                if found is None:
-                    raise NotFound("hearing not found")
-                for name, value in (("matter", matter), ("court", court), ("kind", kind)):
-                    if value is not None and value is not getattr(found, name):
-                        raise InvalidArgument(name, "cannot change on an existing hearing")
-                hearing = d.advance_hearing(
-                    found, status=status, scheduled_at=scheduled_at, note=note, now=now
-                )
-            self.files.save_hearing(session, hearing)
-
-        await self.handshake.update_local(
+        hearing = await self.service.record_hearing(
             referral_id,
-            step="hearing",
+            hearing_id=hearing_id,
+            new=not request.hearing_id,
+            matter=matter,
+            court=court,
+            kind=kind,
+            status=status,
+            scheduled_at=scheduled_at,
+            note=note,
             idempotency_key=key,
-            allowed=d.WORKING,
-            apply=apply,
             request_print=request_fingerprint(request),
-            wrong_state="the referral is not accepted or in service",
         )
-        hearing = await self.database.run(
-            lambda s: self.files.find_hearing(s, referral_id, hearing_id)
-        )
-        if hearing is None:  # erased by a purge since
-            raise NotFound("hearing not found")
         return legal_pb2.RecordHearingResponse(hearing=hearing_to_pb(hearing))
 
     @requires(STAFF)
-    async def CloseMatter(self, request: Any, context: Any) -> legal_pb2.CloseMatterResponse:
-        referral_id = self.handshake.check_referral_id(request.referral_id)
-        await self.handshake.authorise(referral_id)
+    async def CloseMatter(
+        self, request: legal_pb2.CloseMatterRequest, context: grpc.aio.ServicerContext
+    ) -> legal_pb2.CloseMatterResponse:
+        referral = await self.referrals.authorise(request.referral_id)
         matter = _matter(request.matter, "matter")
         outcome = require_enum(
             legal_pb2.MatterOutcome, "MATTER_OUTCOME_", d.MatterOutcome, request.outcome, "outcome"
         )
         closed_at = d.check_past(_required_time(request, "closed_at"), "closed_at")
-        key = require_idempotency_key(request.idempotency_key)
-        print_ = fingerprint(referral_id, request_fingerprint(request))
-        handshake = self.handshake
-        ledger = handshake.ledger
-
-        def close(row: LegalReferralRow) -> bool:
-            matters = matters_of(row)
-            _, last = d.close_matter(matters, matter, outcome=outcome, closed_at=closed_at)
-            set_matters(row, matters)
-            return last
-
-        def local(session: Session) -> bool:
-            """Close the matter here unless it is the last open one: then the
-            referral completes, which the journey must hear about (True)."""
-            row = handshake.repository.load(session, referral_id, for_update=True)
-            if ledger.lookup(session, scope=CLOSE_MATTER_SCOPE, key=key, fingerprint=print_):
-                return False  # this key closed it here already
-            if ReferralStatus(row.status) is not ReferralStatus.IN_SERVICE:
-                # Not ours to judge: the milestone step replays or refuses.
-                return True
-            matters = matters_of(row)
-            _, last = d.close_matter(matters, matter, outcome=outcome, closed_at=closed_at)
-            if last:
-                return True
-            set_matters(row, matters)
-            row.updated_at = utcnow()
-            ledger.record(
-                session,
-                scope=CLOSE_MATTER_SCOPE,
-                key=key,
-                fingerprint=print_,
-                subject_id=referral_id,
-            )
-            return False
-
-        completes = await run_retrying_conflicts(self.database, local)
-        delivery = common_pb2.DELIVERY_STATE_UNSPECIFIED
-        if completes:
-
-            def complete(session: Session, row: LegalReferralRow) -> None:
-                if not close(row):
-                    raise FailedPrecondition("other matters of the referral are still open")
-
-            result = await handshake.record_milestone(
-                referral_id,
-                milestone=Milestone.COMPLETED,
-                idempotency_key=key,
-                detail=outcome.value,
-                apply=complete,
-                request_print=print_,
-            )
-            delivery = delivery_to_pb(result.delivery)
-        file = await self._file(referral_id)
-        record = next((m for m in file.matters if m.matter is matter), None)
-        response = legal_pb2.CloseMatterResponse(
-            referral=referral_to_pb(file.referral), delivery=delivery
+        file, delivery = await self.service.close_matter(
+            referral.referral_id,
+            matter,
+            outcome=outcome,
+            closed_at=closed_at,
+            idempotency_key=require_idempotency_key(request.idempotency_key),
+            request_print=request_fingerprint(request),
         )
+        response = legal_pb2.CloseMatterResponse(
+            referral=referral_to_pb(file.referral),
+            delivery=common_pb2.DELIVERY_STATE_UNSPECIFIED
+            if delivery is None
+            else delivery_to_pb(delivery),
+        )
+        record = next((m for m in file.matters if m.matter is matter), None)
         if record is not None:
             response.matter.CopyFrom(matter_to_pb(record))
         return response
 
     @requires(STAFF)
-    async def GetLegalFile(self, request: Any, context: Any) -> legal_pb2.GetLegalFileResponse:
-        referral_id = self.handshake.check_referral_id(request.referral_id)
-        await self.handshake.authorise(referral_id)
-        repo = self.handshake.repository
-        file = await self.handshake.read_file(
-            referral_id, lambda s, row: self.files.load(s, repo, referral_id)
-        )
+    async def GetLegalFile(
+        self, request: legal_pb2.GetLegalFileRequest, context: grpc.aio.ServicerContext
+    ) -> legal_pb2.GetLegalFileResponse:
+        referral = await self.referrals.authorise(request.referral_id)
+        file = await self.service.legal_file(referral.referral_id)
         response = legal_pb2.GetLegalFileResponse(
             referral=referral_to_pb(file.referral),
             matters=[matter_to_pb(m) for m in file.matters],
@@ -598,6 +444,57 @@ class LegalAidServicer(ReferralRpcs, legal_pb2_grpc.LegalAidServiceServicer, sec
         _set_time(response, "first_meeting_at", file.first_meeting_at)
         return response
 
-    async def _file(self, referral_id: str) -> d.LegalFile:
-        repo = self.handshake.repository
-        return await self.database.run(lambda s: self.files.load(s, repo, referral_id))
+    # -- the handshake every sector shares (common.proto) --
+
+    @requires(STAFF)
+    async def DecideReferral(
+        self, request: common_pb2.DecideReferralRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.DecideReferralResponse:
+        referral = await self.referrals.authorise(request.referral_id)
+        result = await self.referrals.decide(referral.referral_id, decision_from_pb(request))
+        return decided_to_pb(result)
+
+    @requires(STAFF, Role.COORDINATOR, Role.SERVICE_LEGAL)
+    async def GetReferral(
+        self, request: common_pb2.GetReferralRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.GetReferralResponse:
+        referral = await self.referrals.authorise(request.referral_id)
+        return common_pb2.GetReferralResponse(referral=referral_to_pb(referral))
+
+    @requires(STAFF, Role.COORDINATOR)
+    async def ListReferrals(
+        self, request: common_pb2.ListReferralsRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.ListReferralsResponse:
+        page = await self.referrals.list_visible(filter_from_pb(request))
+        return page_to_pb(page)
+
+    @requires(Role.SERVICE_LEGAL)
+    async def RemindProvider(
+        self, request: common_pb2.RemindProviderRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.RemindProviderResponse:
+        referral = await self.referrals.remind(
+            self.referrals.check_referral_id(request.referral_id),
+            idempotency_key=require_idempotency_key(request.idempotency_key),
+        )
+        return common_pb2.RemindProviderResponse(referral=referral_to_pb(referral))
+
+    @requires(Role.SERVICE_LEGAL)
+    async def CloseReferral(
+        self, request: common_pb2.CloseReferralRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.CloseReferralResponse:
+        referral = await self.referrals.close(
+            self.referrals.check_referral_id(request.referral_id),
+            status=closing_status_from_pb(request.status),
+            idempotency_key=require_idempotency_key(request.idempotency_key),
+        )
+        return common_pb2.CloseReferralResponse(referral=referral_to_pb(referral))
+
+    @requires(Role.SERVICE_LEGAL)
+    async def PurgeCase(
+        self, request: common_pb2.PurgeCaseRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.PurgeCaseResponse:
+        result = await self.referrals.purge_case(
+            require_case_id(request.case_id),
+            idempotency_key=require_idempotency_key(request.idempotency_key),
+        )
+        return purged_to_pb(result)

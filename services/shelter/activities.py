@@ -1,18 +1,29 @@
-"""The shelter's Temporal activities: the journey's referral steps, each a
-call to the shelter's own gRPC API (so every step crosses the service
-boundary and is traced). Business refusals become non-retryable
-ApplicationErrors with the contract's types (masar.referral.activity_error)."""
+"""The shelter's Temporal activities (task queue masar-shelter): the journey's
+referral steps, each a call to the shelter's own gRPC API — RequestPlacement,
+RemindProvider, CloseReferral, PurgeCase — as the shelter's service identity."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from masar import contract
-from masar.contract import ReferralRequest, Risk, Sector, ShelterNeeds
-from masar.referral import ConsentSource, ReferralActivities, risk_to_pb
-from masar.v1 import shelter_pb2, shelter_pb2_grpc
+from masar.contract import (
+    CasePurge,
+    ProviderReminder,
+    PurgeResult,
+    ReferralClosure,
+    ReferralCreated,
+    ReferralRequest,
+    Risk,
+    Sector,
+    ShelterNeeds,
+)
+from masar.referral import ConsentSource, SectorActivities
+from masar.referral.messages import risk_to_pb
+from masar.v1 import common_pb2, shelter_pb2, shelter_pb2_grpc
 
 
 def _feature(code: str) -> shelter_pb2.AccessibilityFeature.ValueType:
@@ -25,9 +36,7 @@ def _feature(code: str) -> shelter_pb2.AccessibilityFeature.ValueType:
     return shelter_pb2.AccessibilityFeature.Value(f"ACCESSIBILITY_FEATURE_{code.upper()}")
 
 
-class ShelterActivities(ReferralActivities):
-    """shelter.request_referral, .remind_provider, .close_referral, .purge_case."""
-
+class ShelterActivities(SectorActivities):
     sector: ClassVar[Sector] = Sector.SHELTER
 
     def __init__(
@@ -35,9 +44,25 @@ class ShelterActivities(ReferralActivities):
     ) -> None:
         super().__init__(stub, consent)
 
+    @activity.defn(name=contract.SHELTER_REQUEST_REFERRAL)
+    async def request_referral(self, request: ReferralRequest) -> ReferralCreated:
+        return await self.forward_request(request)
+
+    @activity.defn(name=contract.SHELTER_REMIND_PROVIDER)
+    async def remind_provider(self, reminder: ProviderReminder) -> None:
+        await self.forward_reminder(reminder)
+
+    @activity.defn(name=contract.SHELTER_CLOSE_REFERRAL)
+    async def close_referral(self, closure: ReferralClosure) -> None:
+        await self.forward_closure(closure)
+
+    @activity.defn(name=contract.SHELTER_PURGE_CASE)
+    async def purge_case(self, purge: CasePurge) -> PurgeResult:
+        return await self.forward_purge(purge)
+
     async def submit_request(
         self, request: ReferralRequest, *, rpc_timeout: float, consent_proof: str = ""
-    ) -> Any:
+    ) -> common_pb2.Referral:
         needs = request.shelter or ShelterNeeds()
         reply = await self.stub.RequestPlacement(
             shelter_pb2.RequestPlacementRequest(
@@ -56,4 +81,4 @@ class ShelterActivities(ReferralActivities):
             ),
             timeout=rpc_timeout,
         )
-        return reply.referral
+        return reply.referral  # type: ignore[no-any-return]

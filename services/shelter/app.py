@@ -1,4 +1,5 @@
-"""Builds the shelter service's components (SectorComponents) from settings."""
+"""Builds the shelter service's components (SectorComponents) from settings:
+repository -> service -> servicer, and the activities on the shelter's own API."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from masar.v1 import shelter_pb2_grpc
 from services.shelter.activities import ShelterActivities
 from services.shelter.models import TABLES, PlacementRow
 from services.shelter.repository import ShelterHooks, ShelterRepository
+from services.shelter.service import ShelterService
 from services.shelter.servicer import SERVICE_NAME, ShelterServicer
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -37,7 +39,9 @@ def build_components(
         model=PlacementRow,
         tables=TABLES,
         hooks=ShelterHooks(shelters),
-        servicer=lambda handshake: ShelterServicer(handshake=handshake, shelters=shelters),
+        servicer=lambda referrals: ShelterServicer(
+            ShelterService(referrals=referrals, shelters=shelters)
+        ),
         service=(SERVICE_NAME, shelter_pb2_grpc.add_ShelterServiceServicer_to_server),
         activities=lambda channel, proofs: ShelterActivities(
             shelter_pb2_grpc.ShelterServiceStub(channel), proofs

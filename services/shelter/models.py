@@ -12,7 +12,6 @@ from datetime import datetime
 from sqlalchemy import Boolean, CheckConstraint, DateTime, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from masar.platform.audit import audit_tables
 from masar.platform.crypto import EncryptedText
 from masar.platform.db import new_metadata
 from masar.referral import ReferralColumns, handshake_tables
@@ -22,9 +21,8 @@ class Base(DeclarativeBase):
     metadata = new_metadata()
 
 
+# The outbox, the idempotency ledger and the audit log (migrations 0001 and 0002).
 TABLES = handshake_tables(Base.metadata)
-# Append-only and hash-chained (migration 0002): who did what to which case.
-AUDIT = audit_tables(Base.metadata)
 
 
 class ShelterRow(Base):

@@ -10,20 +10,14 @@ BEGIN IMMEDIATE), so concurrent accepts never over-allocate.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from masar.contract import ReferralStatus, ShelterNeeds
+from masar.platform.clock import as_utc, utcnow
 from masar.platform.errors import NotFound, ResourceExhausted
-from masar.referral import (
-    NoEligibleProvider,
-    ReferralDraft,
-    ReferralRepository,
-    SectorHooks,
-    as_utc,
-)
+from masar.referral import NoEligibleProvider, ReferralDraft, ReferralRecord, SectorHooks
 from services.shelter.domain import (
     ExitReason,
     Placement,
@@ -73,7 +67,7 @@ class ShelterRepository:
             address=spec.address,
             reserved_beds=0,
             occupied_beds=0,
-            created_at=datetime.now(UTC),
+            created_at=utcnow(),
         )
         session.add(row)
         session.flush()
@@ -118,8 +112,10 @@ class ShelterHooks(SectorHooks[PlacementRow, ShelterNeeds]):
     def check_provider(
         self, session: Session, draft: ReferralDraft[ShelterNeeds], provider_id: str
     ) -> None:
+        # A coordinator's choice may override region, capacity and earlier
+        # attempts (she knows the network); the shelter must exist.
         if session.get(ShelterRow, provider_id) is None:
-            raise NoEligibleProvider("the named shelter does not exist")
+            raise NoEligibleProvider("provider_id: unknown shelter (no shelter has this id)")
 
     def store_needs(
         self, session: Session, referral: PlacementRow, draft: ReferralDraft[ShelterNeeds]
@@ -161,11 +157,9 @@ class ShelterHooks(SectorHooks[PlacementRow, ShelterNeeds]):
         return 1
 
 
-def to_placement(
-    repo: ReferralRepository[PlacementRow, ShelterNeeds], row: PlacementRow
-) -> Placement:
+def to_placement(record: ReferralRecord, row: PlacementRow) -> Placement:
     return Placement(
-        referral=repo.to_record(row),
+        referral=record,
         beds=row.household_size or 0,
         checked_in_at=as_utc(row.checked_in_at) if row.checked_in_at else None,
         checked_out_at=as_utc(row.checked_out_at) if row.checked_out_at else None,

@@ -1,42 +1,45 @@
-"""masar.v1.ShelterService: protobuf <-> domain, validation, nothing else.
-
-The handshake RPCs shared by every sector (DecideReferral, GetReferral,
-ListReferrals, RemindProvider, CloseReferral, PurgeCase) come from
-masar.referral.ReferralRpcs.
+"""masar.v1.ShelterService: protobuf <-> domain, and a call to the service
+layer (services.shelter.service), nothing else.
 
 Who may call what (every method declares it; anything else is refused):
 a coordinator registers shelters in her own region; staff, coordinators and
 intake officers list shelters and beds (no personal data, addresses never
 leave); only the shelter's service identity (its activities, for the
-journey) requests placements, with intake's proof of consent; a shelter's
-staff (token org = the shelter id) check in and out, and read the
-placements, addressed to their own shelter — each read is audited.
+journey) requests placements, with intake's proof of consent, and reminds,
+closes and purges; a shelter's staff (token org = the shelter id) decide,
+check in and out, and read the placements addressed to their own shelter —
+each read is audited. An RPC on one referral is authorised
+(`referrals.authorise`) before the rest of its request is read.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import grpc
+import grpc.aio
 
-from sqlalchemy.orm import Session
-
-from masar.contract import Milestone, Sector, ShelterNeeds
-from masar.platform.errors import InvalidArgument, PermissionDenied
-from masar.platform.identity import Role, current_caller, requires
-from masar.referral import (
-    ReferralHandshake,
-    ReferralRpcs,
-    delivery_to_pb,
-    parse_draft,
-    referral_to_pb,
-    request_fingerprint,
+from masar.contract import ShelterNeeds
+from masar.platform.errors import InvalidArgument
+from masar.platform.idempotency import request_fingerprint
+from masar.platform.identity import Role, requires
+from masar.platform.validation import (
+    require_case_id,
     require_idempotency_key,
     require_region,
     require_text,
-    run_retrying_conflicts,
-    timestamp_pb,
-    utcnow,
 )
-from masar.v1 import shelter_pb2, shelter_pb2_grpc
+from masar.referral.messages import (
+    closing_status_from_pb,
+    decided_to_pb,
+    decision_from_pb,
+    delivery_to_pb,
+    filter_from_pb,
+    page_to_pb,
+    parse_draft,
+    purged_to_pb,
+    referral_to_pb,
+    timestamp_pb,
+)
+from masar.v1 import common_pb2, shelter_pb2, shelter_pb2_grpc
 from services.shelter.domain import (
     ExitReason,
     Placement,
@@ -46,13 +49,10 @@ from services.shelter.domain import (
     check_accessibility,
     check_needs,
     check_spec,
-    summarise,
 )
-from services.shelter.models import PlacementRow
-from services.shelter.repository import ShelterRepository, to_placement
+from services.shelter.service import ShelterService
 
 SERVICE_NAME = "masar.v1.ShelterService"
-
 
 # --- conversions ---------------------------------------------------------------------
 
@@ -130,34 +130,22 @@ def placement_to_pb(placement: Placement) -> shelter_pb2.Placement:
 
 # --- servicer ------------------------------------------------------------------------
 
-
-def require_own_region(region: str) -> str:
-    """A coordinator manages the reference data of her own region only."""
-    if current_caller().region != region:
-        raise PermissionDenied("a coordinator registers shelters in her own region only")
-    return region
-
-
 STAFF = Role.SHELTER_STAFF
 READERS = (Role.SHELTER_STAFF, Role.COORDINATOR, Role.INTAKE_OFFICER)
 
 
-class ShelterServicer(ReferralRpcs, shelter_pb2_grpc.ShelterServiceServicer, sector=Sector.SHELTER):
-    def __init__(
-        self,
-        *,
-        handshake: ReferralHandshake[PlacementRow, ShelterNeeds],
-        shelters: ShelterRepository,
-    ) -> None:
-        self.handshake = handshake
-        self.shelters = shelters
-        self.database = handshake.database
+class ShelterServicer(shelter_pb2_grpc.ShelterServiceServicer):
+    def __init__(self, service: ShelterService) -> None:
+        self.service = service
+        self.referrals = service.referrals
 
     # -- shelters --
 
     @requires(Role.COORDINATOR)
-    async def CreateShelter(self, request: Any, context: Any) -> shelter_pb2.CreateShelterResponse:
-        region = require_own_region(require_region(request.region))
+    async def CreateShelter(
+        self, request: shelter_pb2.CreateShelterRequest, context: grpc.aio.ServicerContext
+    ) -> shelter_pb2.CreateShelterResponse:
+        region = self.service.require_own_region(require_region(request.region))
         spec = check_spec(
             ShelterSpec(
                 name=require_text(request.name, "name"),
@@ -171,42 +159,34 @@ class ShelterServicer(ReferralRpcs, shelter_pb2_grpc.ShelterServiceServicer, sec
                 address=require_text(request.address, "address", max_length=500),
             )
         )
-        key = require_idempotency_key(request.idempotency_key)
-        print_ = request_fingerprint(request)
-        ledger = self.handshake.ledger
-
-        def work(session: Session) -> Shelter:
-            shelter_id, _ = ledger.once(
-                session,
-                scope="shelter.create_shelter",
-                key=key,
-                fingerprint=print_,
-                create=lambda: self.shelters.insert(session, spec),
-            )
-            return self.shelters.get(session, shelter_id)
-
-        shelter = await run_retrying_conflicts(self.database, work)
+        shelter = await self.service.create_shelter(
+            spec,
+            idempotency_key=require_idempotency_key(request.idempotency_key),
+            request_print=request_fingerprint(request),
+        )
         return shelter_pb2.CreateShelterResponse(shelter=shelter_to_pb(shelter))
 
     @requires(*READERS)
-    async def ListShelters(self, request: Any, context: Any) -> shelter_pb2.ListSheltersResponse:
+    async def ListShelters(
+        self, request: shelter_pb2.ListSheltersRequest, context: grpc.aio.ServicerContext
+    ) -> shelter_pb2.ListSheltersResponse:
         region = require_region(request.region) if request.region else None
-        shelters = await self.database.run(lambda s: self.shelters.list(s, region=region))
+        shelters = await self.service.list_shelters(region)
         return shelter_pb2.ListSheltersResponse(shelters=[shelter_to_pb(s) for s in shelters])
 
     @requires(*READERS)
-    async def GetCapacity(self, request: Any, context: Any) -> shelter_pb2.GetCapacityResponse:
+    async def GetCapacity(
+        self, request: shelter_pb2.GetCapacityRequest, context: grpc.aio.ServicerContext
+    ) -> shelter_pb2.GetCapacityResponse:
         region = require_region(request.region) if request.region else None
-        shelters = await self.database.run(lambda s: self.shelters.list(s, region=region))
-        return shelter_pb2.GetCapacityResponse(
-            regions=[capacity_to_pb(c) for c in summarise(shelters)]
-        )
+        regions = await self.service.capacity(region)
+        return shelter_pb2.GetCapacityResponse(regions=[capacity_to_pb(c) for c in regions])
 
     # -- placements --
 
     @requires(Role.SERVICE_SHELTER)
     async def RequestPlacement(
-        self, request: Any, context: Any
+        self, request: shelter_pb2.RequestPlacementRequest, context: grpc.aio.ServicerContext
     ) -> shelter_pb2.RequestPlacementResponse:
         if not request.HasField("needs"):
             raise InvalidArgument("needs", "is required")
@@ -231,60 +211,96 @@ class ShelterServicer(ReferralRpcs, shelter_pb2_grpc.ShelterServiceServicer, sec
             exclude_provider_ids=request.exclude_provider_ids,
             provider_id=request.provider_id,
         )
-        self.handshake.require_consent(request.consent_proof, draft.case_id)
-        record = await self.handshake.create(draft)
+        record = await self.service.request_placement(draft, consent_proof=request.consent_proof)
         return shelter_pb2.RequestPlacementResponse(referral=referral_to_pb(record))
 
     @requires(STAFF)
-    async def CheckIn(self, request: Any, context: Any) -> shelter_pb2.CheckInResponse:
-        referral_id = self.handshake.check_referral_id(request.referral_id)
-        await self.handshake.authorise(referral_id)
-        key = require_idempotency_key(request.idempotency_key)
-
-        def arrive(session: Session, row: PlacementRow) -> None:
-            row.checked_in_at = utcnow()
-
-        result = await self.handshake.record_milestone(
-            referral_id, milestone=Milestone.STARTED, idempotency_key=key, apply=arrive
+    async def CheckIn(
+        self, request: shelter_pb2.CheckInRequest, context: grpc.aio.ServicerContext
+    ) -> shelter_pb2.CheckInResponse:
+        referral = await self.referrals.authorise(request.referral_id)
+        placement, delivery = await self.service.check_in(
+            referral.referral_id,
+            idempotency_key=require_idempotency_key(request.idempotency_key),
         )
-        placement = await self._placement(referral_id)
         return shelter_pb2.CheckInResponse(
-            placement=placement_to_pb(placement), delivery=delivery_to_pb(result.delivery)
+            placement=placement_to_pb(placement), delivery=delivery_to_pb(delivery)
         )
 
     @requires(STAFF)
-    async def CheckOut(self, request: Any, context: Any) -> shelter_pb2.CheckOutResponse:
-        referral_id = self.handshake.check_referral_id(request.referral_id)
-        await self.handshake.authorise(referral_id)
+    async def CheckOut(
+        self, request: shelter_pb2.CheckOutRequest, context: grpc.aio.ServicerContext
+    ) -> shelter_pb2.CheckOutResponse:
+        referral = await self.referrals.authorise(request.referral_id)
         reason = exit_reason_from_pb(request.exit_reason)
-        key = require_idempotency_key(request.idempotency_key)
-
-        def leave(session: Session, row: PlacementRow) -> None:
-            row.checked_out_at = utcnow()
-            row.exit_reason = reason.value
-
-        result = await self.handshake.record_milestone(
-            referral_id,
-            milestone=Milestone.COMPLETED,
-            idempotency_key=key,
-            detail=reason.value,
-            apply=leave,
+        placement, delivery = await self.service.check_out(
+            referral.referral_id,
+            reason,
+            idempotency_key=require_idempotency_key(request.idempotency_key),
         )
-        placement = await self._placement(referral_id)
         return shelter_pb2.CheckOutResponse(
-            placement=placement_to_pb(placement), delivery=delivery_to_pb(result.delivery)
+            placement=placement_to_pb(placement), delivery=delivery_to_pb(delivery)
         )
 
     @requires(STAFF)
-    async def GetPlacement(self, request: Any, context: Any) -> shelter_pb2.GetPlacementResponse:
-        referral_id = self.handshake.check_referral_id(request.referral_id)
-        await self.handshake.authorise(referral_id)
-        repo = self.handshake.repository
-        placement = await self.handshake.read_file(
-            referral_id, lambda s, row: to_placement(repo, row)
-        )
+    async def GetPlacement(
+        self, request: shelter_pb2.GetPlacementRequest, context: grpc.aio.ServicerContext
+    ) -> shelter_pb2.GetPlacementResponse:
+        referral = await self.referrals.authorise(request.referral_id)
+        placement = await self.service.placement(referral.referral_id)
         return shelter_pb2.GetPlacementResponse(placement=placement_to_pb(placement))
 
-    async def _placement(self, referral_id: str) -> Placement:
-        repo = self.handshake.repository
-        return await self.database.run(lambda s: to_placement(repo, repo.load(s, referral_id)))
+    # -- the handshake every sector shares (common.proto) --
+
+    @requires(STAFF)
+    async def DecideReferral(
+        self, request: common_pb2.DecideReferralRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.DecideReferralResponse:
+        referral = await self.referrals.authorise(request.referral_id)
+        result = await self.referrals.decide(referral.referral_id, decision_from_pb(request))
+        return decided_to_pb(result)
+
+    @requires(STAFF, Role.COORDINATOR, Role.SERVICE_SHELTER)
+    async def GetReferral(
+        self, request: common_pb2.GetReferralRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.GetReferralResponse:
+        referral = await self.referrals.authorise(request.referral_id)
+        return common_pb2.GetReferralResponse(referral=referral_to_pb(referral))
+
+    @requires(STAFF, Role.COORDINATOR)
+    async def ListReferrals(
+        self, request: common_pb2.ListReferralsRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.ListReferralsResponse:
+        page = await self.referrals.list_visible(filter_from_pb(request))
+        return page_to_pb(page)
+
+    @requires(Role.SERVICE_SHELTER)
+    async def RemindProvider(
+        self, request: common_pb2.RemindProviderRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.RemindProviderResponse:
+        referral = await self.referrals.remind(
+            self.referrals.check_referral_id(request.referral_id),
+            idempotency_key=require_idempotency_key(request.idempotency_key),
+        )
+        return common_pb2.RemindProviderResponse(referral=referral_to_pb(referral))
+
+    @requires(Role.SERVICE_SHELTER)
+    async def CloseReferral(
+        self, request: common_pb2.CloseReferralRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.CloseReferralResponse:
+        referral = await self.referrals.close(
+            self.referrals.check_referral_id(request.referral_id),
+            status=closing_status_from_pb(request.status),
+            idempotency_key=require_idempotency_key(request.idempotency_key),
+        )
+        return common_pb2.CloseReferralResponse(referral=referral_to_pb(referral))
+
+    @requires(Role.SERVICE_SHELTER)
+    async def PurgeCase(
+        self, request: common_pb2.PurgeCaseRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.PurgeCaseResponse:
+        result = await self.referrals.purge_case(
+            require_case_id(request.case_id),
+            idempotency_key=require_idempotency_key(request.idempotency_key),
+        )
+        return purged_to_pb(result)

@@ -1,11 +1,12 @@
 """The shared referral handshake's pure parts: conversions, ids, tokens,
-validation and the activity error mapping. The handshake's units of work are
-exercised through real services in tests/services/."""
+validation, the activity error mapping and the activities' names. The
+handshake's units of work are exercised through real services in
+tests/services/."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -13,30 +14,30 @@ import pytest
 from temporalio import activity
 
 from masar import contract
-from masar.contract import DeclineReason, ReferralRequest, ReferralStatus, Risk, Sector
+from masar.contract import DeclineReason, ReferralStatus, Risk, Sector
 from masar.platform.errors import InvalidArgument
-from masar.referral import (
-    ReferralActivities,
-    ReferralRecord,
-    activity_error,
+from masar.platform.idempotency import request_fingerprint
+from masar.platform.paging import decode_page_token, encode_page_token
+from masar.referral import ReferralRecord, SectorActivities, dial_address
+from masar.referral._activities import activity_error
+from masar.referral._domain import stable_event_id
+from masar.referral.messages import (
     code_from_pb,
     code_to_pb,
     decline_reason_from_pb,
     decline_reason_to_pb,
-    decode_page_token,
-    dial_address,
-    encode_page_token,
     parse_draft,
     referral_from_pb,
     referral_to_pb,
-    request_fingerprint,
     risk_from_pb,
     risk_to_pb,
-    stable_event_id,
     status_from_pb,
     status_to_pb,
 )
 from masar.v1 import common_pb2
+from services.employment.activities import EmploymentActivities
+from services.legal.activities import LegalActivities
+from services.shelter.activities import ShelterActivities
 
 
 def test_every_contract_value_has_its_protobuf_twin() -> None:
@@ -186,24 +187,30 @@ def test_rpc_failures_become_typed_activity_errors(
     assert "close_referral" in str(error)
 
 
-class _Legal(ReferralActivities):
-    sector: ClassVar[Sector] = Sector.LEGAL
-
-    async def submit_request(
-        self, request: ReferralRequest, *, rpc_timeout: float, consent_proof: str = ""
-    ) -> Any:
-        raise NotImplementedError
+def _names(activities: SectorActivities) -> set[str]:
+    return {activity._Definition.must_from_callable(fn).name for fn in activities.definitions()}
 
 
 def test_activities_are_named_as_the_contract_says() -> None:
-    names = {
-        activity._Definition.must_from_callable(fn).name for fn in _Legal(stub=None).definitions()
-    }
+    names = _names(LegalActivities(stub=None))
     assert names == {
         "legal.request_referral",
         "legal.remind_provider",
         "legal.close_referral",
         "legal.purge_case",
+    }
+
+
+@pytest.mark.parametrize(
+    "activities", [ShelterActivities(stub=None), EmploymentActivities(stub=None)]
+)
+def test_every_sector_registers_the_contract_names(activities: SectorActivities) -> None:
+    expected = contract.SECTOR_ACTIVITIES[activities.sector]
+    assert _names(activities) == {
+        expected.request_referral,
+        expected.remind_provider,
+        expected.close_referral,
+        expected.purge_case,
     }
 
 

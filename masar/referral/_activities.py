@@ -1,0 +1,205 @@
+"""What every sector's Temporal activities share: calling the sector's own
+gRPC API as its service identity (so every step crosses the service boundary
+and is traced), getting intake's consent proof first, and turning gRPC
+refusals into the contract's non-retryable ApplicationErrors.
+
+Each sector's `activities.py` subclasses `SectorActivities` and declares the
+four activities itself, under the contract's names::
+
+    @activity.defn(name=contract.SHELTER_REQUEST_REFERRAL)
+    async def request_referral(self, request: ReferralRequest) -> ReferralCreated:
+        return await self.forward_request(request)
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, Protocol, TypeVar
+
+import grpc
+import grpc.aio
+from temporalio.exceptions import ApplicationError
+
+from masar import contract
+from masar.contract import (
+    CasePurge,
+    ProviderReminder,
+    PurgeResult,
+    ReferralClosure,
+    ReferralCreated,
+    ReferralRequest,
+    ReferralStatus,
+    Sector,
+)
+from masar.referral.messages import sector_to_pb, status_to_pb
+from masar.v1 import common_pb2, intake_pb2
+
+T = TypeVar("T")
+
+# gRPC refusals that retrying cannot fix, as the contract's ApplicationError types.
+_REFUSALS: dict[grpc.StatusCode, str] = {
+    grpc.StatusCode.INVALID_ARGUMENT: contract.ERR_INVALID,
+    grpc.StatusCode.FAILED_PRECONDITION: contract.ERR_INVALID,
+    grpc.StatusCode.OUT_OF_RANGE: contract.ERR_INVALID,
+    grpc.StatusCode.ALREADY_EXISTS: contract.ERR_INVALID,
+    grpc.StatusCode.NOT_FOUND: contract.ERR_UNKNOWN_REFERRAL,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: contract.ERR_NO_PROVIDER,
+    grpc.StatusCode.PERMISSION_DENIED: "PermissionDenied",
+    grpc.StatusCode.UNAUTHENTICATED: "Unauthenticated",
+    grpc.StatusCode.UNIMPLEMENTED: "Unimplemented",
+}
+
+
+def activity_error(rpc: str, error: grpc.aio.AioRpcError) -> ApplicationError:
+    """A sector RPC failure as an activity failure: business refusals are
+    non-retryable with a contract type; anything else (UNAVAILABLE,
+    DEADLINE_EXCEEDED, INTERNAL, ...) is retried by the caller's policy. The
+    message carries the RPC, the code and the server's detail (which names
+    a field or a state, never a value)."""
+    code = error.code()
+    refusal = _REFUSALS.get(code)
+    name = code.name if code is not None else "UNKNOWN"
+    if refusal is not None:
+        return ApplicationError(
+            f"{rpc}: {name}: {error.details() or ''}", type=refusal, non_retryable=True
+        )
+    return ApplicationError(f"{rpc}: {name}", type=name, non_retryable=False)
+
+
+class ConsentSource(Protocol):
+    """Where a sector's activity gets intake's proof of consent for a case."""
+
+    async def proof(self, case_id: str, sector: Sector) -> str: ...
+
+
+class IntakeConsent:
+    """Asks intake (`IssueConsentProof`) over a channel that carries the
+    sector's service identity. No consent is a non-retryable NoConsent."""
+
+    def __init__(self, stub: Any, *, rpc_timeout: float = 10.0) -> None:
+        self.stub = stub
+        self.rpc_timeout = rpc_timeout
+
+    async def proof(self, case_id: str, sector: Sector) -> str:
+        try:
+            reply = await self.stub.IssueConsentProof(
+                intake_pb2.IssueConsentProofRequest(case_id=case_id, sector=sector_to_pb(sector)),
+                timeout=self.rpc_timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise ApplicationError(
+                    "request_referral: no consent for this sector",
+                    type=contract.ERR_NO_CONSENT,
+                    non_retryable=True,
+                ) from None
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise ApplicationError(
+                    "request_referral: unknown case",
+                    type=contract.ERR_UNKNOWN_CASE,
+                    non_retryable=True,
+                ) from None
+            raise activity_error("issue_consent_proof", exc) from None
+        return str(reply.proof)
+
+
+class SectorActivities(abc.ABC):
+    """The four contract activities of a sector, calling its own gRPC API.
+
+    A subclass sets `sector`, implements `submit_request` (the sector's own
+    request RPC, e.g. RequestPlacement, with the consent proof it is given),
+    and declares `request_referral`, `remind_provider`, `close_referral` and
+    `purge_case` with `@activity.defn(name=contract.<SECTOR>_<VERB>)`, each
+    calling the matching `forward_*` method. The stub must also have the
+    common RemindProvider, CloseReferral and PurgeCase RPCs. `consent`
+    obtains intake's proof of consent before each request (without one the
+    sector refuses the request). Register `definitions()` with the worker.
+    """
+
+    sector: ClassVar[Sector]
+    rpc_timeout: ClassVar[float] = 10.0
+
+    def __init__(self, stub: Any, consent: ConsentSource | None = None) -> None:
+        self.stub = stub
+        self.consent = consent
+
+    @abc.abstractmethod
+    async def submit_request(
+        self, request: ReferralRequest, *, rpc_timeout: float, consent_proof: str = ""
+    ) -> common_pb2.Referral:
+        """Call the sector's request RPC; return the masar.v1.Referral it created."""
+
+    @abc.abstractmethod
+    async def request_referral(self, request: ReferralRequest) -> ReferralCreated: ...
+
+    @abc.abstractmethod
+    async def remind_provider(self, reminder: ProviderReminder) -> None: ...
+
+    @abc.abstractmethod
+    async def close_referral(self, closure: ReferralClosure) -> None: ...
+
+    @abc.abstractmethod
+    async def purge_case(self, purge: CasePurge) -> PurgeResult: ...
+
+    def definitions(self) -> list[Callable[..., Awaitable[Any]]]:
+        """The four activities, for the sector's worker."""
+        return [self.request_referral, self.remind_provider, self.close_referral, self.purge_case]
+
+    async def _call(self, rpc: str, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except grpc.aio.AioRpcError as exc:
+            raise activity_error(rpc, exc) from None
+
+    async def forward_request(self, request: ReferralRequest) -> ReferralCreated:
+        proof = ""
+        if self.consent is not None:
+            proof = await self.consent.proof(request.case_id, self.sector)
+        referral = await self._call(
+            "request_referral",
+            self.submit_request(request, rpc_timeout=self.rpc_timeout, consent_proof=proof),
+        )
+        return ReferralCreated(
+            referral_id=referral.referral_id,
+            provider_id=referral.provider_id,
+            region=referral.region,
+        )
+
+    async def forward_reminder(self, reminder: ProviderReminder) -> None:
+        await self._call(
+            "remind_provider",
+            self.stub.RemindProvider(
+                common_pb2.RemindProviderRequest(
+                    referral_id=reminder.referral_id, idempotency_key=reminder.idempotency_key
+                ),
+                timeout=self.rpc_timeout,
+            ),
+        )
+
+    async def forward_closure(self, closure: ReferralClosure) -> None:
+        await self._call(
+            "close_referral",
+            self.stub.CloseReferral(
+                common_pb2.CloseReferralRequest(
+                    referral_id=closure.referral_id,
+                    status=status_to_pb(ReferralStatus(closure.status)),
+                    idempotency_key=closure.idempotency_key,
+                ),
+                timeout=self.rpc_timeout,
+            ),
+        )
+
+    async def forward_purge(self, purge: CasePurge) -> PurgeResult:
+        reply = await self._call(
+            "purge_case",
+            self.stub.PurgeCase(
+                common_pb2.PurgeCaseRequest(
+                    case_id=purge.case_id, idempotency_key=purge.idempotency_key
+                ),
+                timeout=self.rpc_timeout,
+            ),
+        )
+        return PurgeResult(
+            referrals_withdrawn=reply.referrals_withdrawn, records_purged=reply.records_purged
+        )

@@ -1,0 +1,109 @@
+"""The wiring every referral-receiving sector shares (`assemble_sector`):
+its handshake on its own tables and outbox, its servicer, and its activities
+calling its own API as the sector's service identity."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from masar.contract import Sector
+from masar.platform.db import Database
+from masar.platform.idempotency import IdempotencyLedger
+from masar.platform.identity import TokenVerifier, authorised_channel, service_token_source
+from masar.platform.outbox import Outbox
+from masar.platform.process import SectorComponents, identity_environ
+from masar.platform.rpc import GrpcService
+from masar.platform.settings import ServiceSettings
+from masar.platform.temporal import TemporalConnector
+from masar.referral._activities import ConsentSource, IntakeConsent, SectorActivities
+from masar.referral._handshake import SectorHandshake
+from masar.referral._models import HandshakeTables
+from masar.referral._repository import M, N, SectorHooks
+from masar.referral.consent import ConsentVerifier
+from masar.v1 import intake_pb2_grpc
+
+
+def dial_address(listen_address: str) -> str:
+    """Where a process reaches its own gRPC server: a wildcard listen host
+    ("0.0.0.0", "[::]") becomes the loopback address."""
+    host, _, port = listen_address.rpartition(":")
+    if host in ("0.0.0.0", "[::]", "::", ""):
+        return f"127.0.0.1:{port}"
+    return listen_address
+
+
+@dataclass
+class SectorClients:
+    """What a sector's components need to act as its own service identity:
+    a channel to its own API (its activities) and one to intake (consent
+    proofs), both carrying the identity's tokens, and the verifier of the
+    consent proofs its request RPC receives."""
+
+    own: grpc.aio.Channel
+    intake: grpc.aio.Channel
+    consent_verifier: ConsentVerifier
+
+    @property
+    def closers(self) -> list[Callable[[], Any]]:
+        return [self.own.close, self.intake.close]
+
+
+def sector_clients(settings: ServiceSettings, sector: Sector) -> SectorClients:
+    """Built from the sector's settings (token keys: `masar.platform.identity`,
+    read from `masar.platform.process.identity_environ(settings)`)."""
+    environ = identity_environ(settings)
+    identity = service_token_source(sector.value, environ)
+    return SectorClients(
+        own=authorised_channel(dial_address(settings.addr), identity),
+        intake=authorised_channel(dial_address(settings.common.service_addrs["intake"]), identity),
+        consent_verifier=ConsentVerifier(TokenVerifier.from_env(environ), sector),
+    )
+
+
+def assemble_sector(
+    *,
+    sector: Sector,
+    settings: ServiceSettings,
+    database: Database,
+    connector: TemporalConnector,
+    model: type[M],
+    tables: HandshakeTables,
+    hooks: SectorHooks[M, N],
+    servicer: Callable[[SectorHandshake[M, N]], Any],
+    service: tuple[str, Callable[[Any, grpc.aio.Server], None]],
+    activities: Callable[[grpc.aio.Channel, ConsentSource], SectorActivities],
+    consent: ConsentSource | None = None,
+) -> SectorComponents:
+    """A sector's components: `servicer` builds the sector's servicer (and
+    its service layer) on the handshake; `service` is the gRPC service name
+    and its registration function; `activities` builds the sector's activities
+    on a channel to its own API, with intake proving each request's consent
+    (`consent` replaces intake in tests only)."""
+    clients = sector_clients(settings, sector)
+    outbox = Outbox(database, tables.outbox, connector)
+    handshake: SectorHandshake[M, N] = SectorHandshake(
+        sector=sector,
+        model=model,
+        database=database,
+        outbox=outbox,
+        ledger=IdempotencyLedger(tables.idempotency),
+        consent=clients.consent_verifier,
+        audited=True,
+        hooks=hooks,
+    )
+    name, register = service
+    steps = activities(
+        clients.own,
+        consent or IntakeConsent(intake_pb2_grpc.IntakeServiceStub(clients.intake)),
+    )
+    return SectorComponents(
+        grpc_services=[GrpcService(name, servicer(handshake), register)],
+        activities=steps.definitions(),
+        outbox=outbox,
+        closers=clients.closers,
+    )

@@ -1,0 +1,160 @@
+"""Employment's business rules, between the servicer (protobuf) and the
+repository (SQL): registering programmes, requesting enrolments, the start,
+the end of training and the job placement. The referral handshake itself is
+the kit's `SectorHandshake` (`self.referrals`), which this service delegates to.
+
+A certified training leaves the referral open for the job search (a local
+step); dropping out or a job placement completes it (COMPLETED, with a
+structured detail). Every read of an enrolment (personal data) is audited.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from masar.contract import EmploymentNeeds, Milestone, ReferralStatus
+from masar.platform.clock import utcnow
+from masar.platform.errors import FailedPrecondition, PermissionDenied
+from masar.platform.idempotency import fingerprint
+from masar.platform.identity import current_caller
+from masar.platform.outbox import DeliveryOutcome
+from masar.referral import ReferralDraft, ReferralRecord, SectorHandshake
+from services.employment.domain import (
+    DETAIL_DROPPED_OUT,
+    DETAIL_JOB_PLACED,
+    ContractType,
+    EmployerType,
+    Enrolment,
+    Programme,
+    ProgrammeSpec,
+    TrainingOutcome,
+)
+from services.employment.models import EnrolmentRow
+from services.employment.repository import ProgrammeRepository, to_enrolment
+
+
+class EmploymentService:
+    def __init__(
+        self,
+        *,
+        referrals: SectorHandshake[EnrolmentRow, EmploymentNeeds],
+        programmes: ProgrammeRepository,
+    ) -> None:
+        self.referrals = referrals
+        self.programmes = programmes
+        self.database = referrals.database
+
+    # -- programmes --
+
+    def require_own_region(self, region: str) -> str:
+        """A coordinator manages the reference data of her own region only
+        (checked before the rest of the request is read)."""
+        if current_caller().region != region:
+            raise PermissionDenied("a coordinator registers programmes in her own region only")
+        return region
+
+    async def create_programme(
+        self, spec: ProgrammeSpec, *, idempotency_key: str, request_print: str
+    ) -> Programme:
+        """Register a programme, once per key."""
+        return await self.referrals.register_once(
+            scope="employment.create_programme",
+            idempotency_key=idempotency_key,
+            request_print=request_print,
+            create=lambda session: self.programmes.insert(session, spec),
+            load=self.programmes.get,
+        )
+
+    async def list_programmes(self, *, region: str | None, kind: str | None) -> list[Programme]:
+        return await self.database.run(lambda s: self.programmes.list(s, region=region, kind=kind))
+
+    # -- enrolments --
+
+    async def request_enrolment(
+        self, draft: ReferralDraft[EmploymentNeeds], *, consent_proof: str
+    ) -> ReferralRecord:
+        """A PENDING enrolment in a programme that fits (or the one a
+        coordinator named)."""
+        return await self.referrals.create(draft, consent_proof=consent_proof)
+
+    async def start(
+        self, referral_id: str, *, idempotency_key: str
+    ) -> tuple[Enrolment, DeliveryOutcome]:
+        """Training started (STARTED)."""
+
+        def start(session: Session, row: EnrolmentRow) -> None:
+            row.started_at = utcnow()
+
+        result = await self.referrals.record_milestone(
+            referral_id, milestone=Milestone.STARTED, idempotency_key=idempotency_key, apply=start
+        )
+        return await self._enrolment(referral_id), result.delivery
+
+    async def complete_training(
+        self, referral_id: str, outcome: TrainingOutcome, *, idempotency_key: str
+    ) -> tuple[Enrolment, DeliveryOutcome | None]:
+        """Certified: a local step, the job search goes on (no delivery).
+        Dropped out: the referral completes, which the journey hears of."""
+
+        def finish(session: Session, row: EnrolmentRow) -> None:
+            if row.training_outcome is not None:
+                raise FailedPrecondition("the training outcome is already recorded")
+            row.training_outcome = outcome.value
+            row.training_completed_at = utcnow()
+
+        delivery = None
+        if outcome is TrainingOutcome.CERTIFIED:
+            await self.referrals.update_local(
+                referral_id,
+                step="training_completed",
+                idempotency_key=idempotency_key,
+                allowed={ReferralStatus.IN_SERVICE},
+                apply=finish,
+                request_print=outcome.value,
+                wrong_state="the enrolment has not started",
+            )
+        else:
+            result = await self.referrals.record_milestone(
+                referral_id,
+                milestone=Milestone.COMPLETED,
+                idempotency_key=idempotency_key,
+                detail=DETAIL_DROPPED_OUT,
+                apply=finish,
+            )
+            delivery = result.delivery
+        return await self._enrolment(referral_id), delivery
+
+    async def record_job_placement(
+        self,
+        referral_id: str,
+        *,
+        employer: EmployerType,
+        contract_type: ContractType,
+        idempotency_key: str,
+    ) -> tuple[Enrolment, DeliveryOutcome]:
+        """She found work: the referral completes (COMPLETED, job_placed)."""
+
+        def place(session: Session, row: EnrolmentRow) -> None:
+            row.employer_type = employer.value
+            row.contract_type = contract_type.value
+            row.placed_at = utcnow()
+
+        result = await self.referrals.record_milestone(
+            referral_id,
+            milestone=Milestone.COMPLETED,
+            idempotency_key=idempotency_key,
+            detail=DETAIL_JOB_PLACED,
+            apply=place,
+            request_print=fingerprint(employer, contract_type),
+        )
+        return await self._enrolment(referral_id), result.delivery
+
+    async def enrolment(self, referral_id: str) -> Enrolment:
+        """The enrolment (personal data): an audited read."""
+        return await self.referrals.read_file(referral_id, self._to_enrolment)
+
+    async def _enrolment(self, referral_id: str) -> Enrolment:
+        return await self.referrals.read(referral_id, self._to_enrolment)
+
+    def _to_enrolment(self, session: Session, row: EnrolmentRow) -> Enrolment:
+        return to_enrolment(self.referrals.repository.to_record(row), row)

@@ -1,0 +1,118 @@
+"""The shelter's business rules, between the servicer (protobuf) and the
+repository (SQL): registering shelters, requesting placements, check-in and
+check-out. The referral handshake itself is the kit's `SectorHandshake`
+(`self.referrals`), which this service delegates to.
+
+Who may see what: a coordinator registers shelters in her own region only;
+every read of a placement (personal data) is audited.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from masar.contract import Milestone, ShelterNeeds
+from masar.platform.clock import utcnow
+from masar.platform.errors import PermissionDenied
+from masar.platform.identity import current_caller
+from masar.platform.outbox import DeliveryOutcome
+from masar.referral import ReferralDraft, ReferralRecord, SectorHandshake
+from services.shelter.domain import (
+    ExitReason,
+    Placement,
+    RegionCapacity,
+    Shelter,
+    ShelterSpec,
+    summarise,
+)
+from services.shelter.models import PlacementRow
+from services.shelter.repository import ShelterRepository, to_placement
+
+
+class ShelterService:
+    def __init__(
+        self,
+        *,
+        referrals: SectorHandshake[PlacementRow, ShelterNeeds],
+        shelters: ShelterRepository,
+    ) -> None:
+        self.referrals = referrals
+        self.shelters = shelters
+        self.database = referrals.database
+
+    # -- shelters --
+
+    def require_own_region(self, region: str) -> str:
+        """A coordinator manages the reference data of her own region only
+        (checked before the rest of the request is read)."""
+        if current_caller().region != region:
+            raise PermissionDenied("a coordinator registers shelters in her own region only")
+        return region
+
+    async def create_shelter(
+        self, spec: ShelterSpec, *, idempotency_key: str, request_print: str
+    ) -> Shelter:
+        """Register a shelter, once per key."""
+        return await self.referrals.register_once(
+            scope="shelter.create_shelter",
+            idempotency_key=idempotency_key,
+            request_print=request_print,
+            create=lambda session: self.shelters.insert(session, spec),
+            load=self.shelters.get,
+        )
+
+    async def list_shelters(self, region: str | None) -> list[Shelter]:
+        return await self.database.run(lambda s: self.shelters.list(s, region=region))
+
+    async def capacity(self, region: str | None) -> list[RegionCapacity]:
+        return summarise(await self.list_shelters(region))
+
+    # -- placements --
+
+    async def request_placement(
+        self, draft: ReferralDraft[ShelterNeeds], *, consent_proof: str
+    ) -> ReferralRecord:
+        """A PENDING placement at a shelter that can host the household (or
+        the one a coordinator named)."""
+        return await self.referrals.create(draft, consent_proof=consent_proof)
+
+    async def check_in(
+        self, referral_id: str, *, idempotency_key: str
+    ) -> tuple[Placement, DeliveryOutcome]:
+        """She arrived: the reserved beds become occupied (STARTED)."""
+
+        def arrive(session: Session, row: PlacementRow) -> None:
+            row.checked_in_at = utcnow()
+
+        result = await self.referrals.record_milestone(
+            referral_id, milestone=Milestone.STARTED, idempotency_key=idempotency_key, apply=arrive
+        )
+        return await self._placement(referral_id), result.delivery
+
+    async def check_out(
+        self, referral_id: str, reason: ExitReason, *, idempotency_key: str
+    ) -> tuple[Placement, DeliveryOutcome]:
+        """She left: the beds are free again (COMPLETED, the exit reason as detail)."""
+
+        def leave(session: Session, row: PlacementRow) -> None:
+            row.checked_out_at = utcnow()
+            row.exit_reason = reason.value
+
+        result = await self.referrals.record_milestone(
+            referral_id,
+            milestone=Milestone.COMPLETED,
+            idempotency_key=idempotency_key,
+            detail=reason.value,
+            apply=leave,
+        )
+        return await self._placement(referral_id), result.delivery
+
+    async def placement(self, referral_id: str) -> Placement:
+        """The placement (personal data): an audited read."""
+        return await self.referrals.read_file(referral_id, self._to_placement)
+
+    async def _placement(self, referral_id: str) -> Placement:
+        return await self.referrals.read(referral_id, self._to_placement)
+
+    def _to_placement(self, session: Session, row: PlacementRow) -> Placement:
+        return to_placement(self.referrals.repository.to_record(row), row)
