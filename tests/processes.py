@@ -71,18 +71,28 @@ def stack_env(data_dir: Path) -> dict[str, str]:
 
 
 class Up:
-    """`masar up --json` (as `python -m masar.cli up --json`)."""
+    """`masar up --json` (as `python -m masar.cli up --json`), or `command`
+    running it (e.g. `make`); with `own_group`, in a process group of its own
+    (as a service manager or a terminal starts it)."""
 
-    def __init__(self, env: dict[str, str], err_path: Path) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        err_path: Path,
+        *,
+        command: list[str] | None = None,
+        own_group: bool = False,
+    ) -> None:
         self.err_path = err_path
         self._err = open(err_path, "ab")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [*UP, "--json"],
+            command or [*UP, "--json"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
             stderr=self._err,
             text=True,
+            process_group=0 if own_group else None,
         )
         self._lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()

@@ -16,6 +16,11 @@ services.<sector>`, each with its activity worker) and the journey worker
   and returns only once the Temporal server has exited (so its SQLite file is
   released and `masar up` can start again at once). Journeys live in that
   file: running `masar up` again on the same data dir continues them.
+- A stop is a stop: once one is requested nothing is restarted or said to
+  be. The same stop may arrive more than once — `make` forwards the SIGTERM
+  its process group received, systemd signals every process of the unit — and
+  is still one ordered stop; only Ctrl-C pressed again, a moment after the
+  first, kills every part at once.
 - Children are in their own process group (the terminal's Ctrl-C reaches
   only the supervisor, which stops them in order) and, on Linux, get SIGTERM
   if the supervisor dies without stopping them.
@@ -80,6 +85,12 @@ RESET_AFTER = 60.0
 MAX_EARLY_EXITS = 3
 STOP_TIMEOUT = 15.0
 TEMPORAL_STOP_TIMEOUT = 30.0
+# A part that exits is restarted only if no stop is requested within this
+# time: a service manager may signal the parts and the supervisor together.
+STOP_SETTLE = 0.5
+# A second Ctrl-C forces the stop only this long after the first (a faster
+# one is the same signal delivered twice).
+FORCE_AFTER = 1.0
 
 # Run in the child between fork and exec (Linux): ask the kernel to send
 # SIGTERM when the supervisor dies, so a `kill -9` of `masar up` leaves no
@@ -446,7 +457,7 @@ class Supervisor:
                 return
             status = await proc.wait()
             part.last_status = status
-            if self.stopping or part.stopping:
+            if await self._stop_follows(part):
                 return
             if not part.ever_ready:
                 part.early_exits += 1
@@ -458,7 +469,7 @@ class Supervisor:
                 f"(restart {part.restarts}; log {part.log_path})"
             )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop_requested.wait(), backoff)
+                await asyncio.wait_for(self.stop_requested.wait(), max(backoff - STOP_SETTLE, 0))
             if self.stop_requested.is_set():
                 return
             try:
@@ -470,6 +481,15 @@ class Supervisor:
             backoff = min(backoff * 2, MAX_BACKOFF)
             if part.ever_ready:
                 await self._announce_recovery(part)
+
+    async def _stop_follows(self, part: Part) -> bool:
+        """Whether the exit of `part` belongs to a stop (requested now or
+        within STOP_SETTLE): then it is neither announced nor restarted."""
+        if self.stopping or part.stopping:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop_requested.wait(), STOP_SETTLE)
+        return self.stopping or part.stopping or self.stop_requested.is_set()
 
     async def _announce_recovery(self, part: Part) -> None:
         deadline = time.monotonic() + self.ready_timeout
@@ -486,10 +506,14 @@ class Supervisor:
 
     # -- stop ------------------------------------------------------------------------------
 
-    async def stop_all(self) -> None:
-        """Services and worker first, Temporal last; returns once all exited."""
+    def request_stop(self) -> None:
+        """From the first stop signal on, no part is restarted."""
         self.stopping = True
         self.stop_requested.set()
+
+    async def stop_all(self) -> None:
+        """Services and worker first, Temporal last; returns once all exited."""
+        self.request_stop()
         await asyncio.gather(*(part.stop(STOP_TIMEOUT) for part in self.apps))
         await self.temporal.stop(TEMPORAL_STOP_TIMEOUT)
         for task in self._watchers:
@@ -580,16 +604,20 @@ async def run_stack(
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-    def on_signal() -> None:
-        if supervisor.stop_requested.is_set():
-            supervisor.say("second signal: killing every part now")
+    stop_asked_at: list[float] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        now = time.monotonic()
+        if not stop_asked_at:
+            stop_asked_at.append(now)
+            supervisor.say("stopping: services and worker first, Temporal last...")
+            supervisor.request_stop()
+        elif sig is signal.SIGINT and now - stop_asked_at[0] >= FORCE_AFTER:
+            supervisor.say("Ctrl-C again: killing every part now")
             supervisor.kill_all()
-            return
-        supervisor.say("stopping: services and worker first, Temporal last...")
-        supervisor.stop_requested.set()
 
     for sig in signals:
-        loop.add_signal_handler(sig, on_signal)
+        loop.add_signal_handler(sig, on_signal, sig)
     status = 0
     try:
         supervisor.say(f"starting Masar in {plan.data_dir} (logs in {plan.logs_dir})")
