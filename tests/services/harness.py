@@ -1,13 +1,15 @@
 """Test support: a sector service running in-process on a free port, with a
-real gRPC client, a real database and its own key ring.
+real gRPC client, a real database and its own key ring; and the real journey
+on a Temporal dev server of its own, for the sectors' contract tests.
 
 `RunningSector.channel` acts as the rightful caller of each RPC
 (tests/support_auth.py); `channel_as(role, org, region)` acts as anyone."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -15,12 +17,22 @@ from typing import Any
 import grpc
 import grpc.aio
 from sqlalchemy import func, select, text
+from temporalio.client import Client, WorkflowHandle
 
-from masar.contract import ServiceName
+from masar.contract import (
+    JOURNEY_TASK_QUEUE,
+    JOURNEY_WORKFLOW,
+    QUERY_STATUS,
+    JourneyInput,
+    JourneyStatus,
+    ServiceName,
+    journey_workflow_id,
+)
 from masar.platform.identity import Role
 from masar.platform.process import ComponentsFactory, SectorProcess, start_sector
 from masar.platform.rpc import FIELD_METADATA_KEY
-from masar.platform.settings import ServiceSettings
+from masar.platform.settings import ServiceSettings, TemporalSettings
+from masar.platform.temporal import connect_temporal
 from tests.conftest import free_port
 from tests.support_auth import authed_channel, rightful_channel
 
@@ -92,3 +104,66 @@ async def running_sector(
 
 def error_field(error: grpc.aio.AioRpcError) -> str | None:
     return dict(error.trailing_metadata() or ()).get(FIELD_METADATA_KEY)
+
+
+# --- the REAL journey, for each sector's contract test ---------------------------------
+
+
+@dataclasses.dataclass
+class JourneyBed:
+    """A Temporal dev server of its own running the real journey worker."""
+
+    client: Client
+    address: str
+
+    async def start(self, inp: JourneyInput) -> WorkflowHandle[Any, Any]:
+        """Start the journey as intake does (workflow id journey-<case_id>)."""
+        await self.client.start_workflow(
+            JOURNEY_WORKFLOW,
+            inp,
+            id=journey_workflow_id(inp.case_id),
+            task_queue=JOURNEY_TASK_QUEUE,
+        )
+        return self.client.get_workflow_handle(
+            journey_workflow_id(inp.case_id), result_type=JourneyStatus
+        )
+
+    async def until(
+        self,
+        handle: WorkflowHandle[Any, Any],
+        predicate: Callable[[JourneyStatus], bool],
+        *,
+        within: float = 30.0,
+    ) -> JourneyStatus:
+        """Poll the journey's `status` query until `predicate` holds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        status: JourneyStatus | None = None
+        while loop.time() < deadline:
+            status = await handle.query(QUERY_STATUS, result_type=JourneyStatus)
+            if predicate(status):
+                return status
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"the journey did not get there; last status: {status}")
+
+
+@asynccontextmanager
+async def real_journey() -> AsyncIterator[JourneyBed]:
+    """A fresh in-memory Temporal dev server (search attributes registered)
+    and the real journey worker on it: workflows.worker.build_worker, i.e.
+    workflows.journey.SurvivorJourney with the shipped SLA policy, on
+    masar-journey. The server is the test's own because the journey calls
+    the sectors on the contract's fixed task queues (masar-shelter, ...)."""
+    from tests.conftest import DevServer
+    from workflows.policy import load_policy
+    from workflows.worker import build_worker
+
+    server = DevServer(free_port())
+    try:
+        client = await connect_temporal(
+            TemporalSettings(address=server.address, namespace=server.namespace)
+        )
+        async with build_worker(client, load_policy()):
+            yield JourneyBed(client=client, address=server.address)
+    finally:
+        server.stop()

@@ -1,5 +1,8 @@
-"""Test support for sector services: a stub journey, an activity caller, and
-a TCP gate that makes Temporal unreachable until it is opened.
+"""Test support for sector services: a STAND-IN for the journey (StubJourney:
+it records the referral updates it is sent and refuses the referrals it is
+told to; it is not workflows.journey.SurvivorJourney), an activity caller,
+and a TCP gate that makes Temporal unreachable until it is opened. Tests that
+use it say so; each sector's test_<sector>_contract.py runs the real journey.
 
 The workflows are unsandboxed (they are tiny and deterministic), so this
 module can import anything.

@@ -1,5 +1,7 @@
-"""The employment service with a real Temporal dev server: its activities run
-against the real service, and staff steps reach the journey at once."""
+"""The employment service with a real Temporal dev server and a STAND-IN
+journey (tests.services.journey_stub.StubJourney, not workflows.journey): its
+activities run against the real service, and staff steps reach the stand-in
+at once. The real journey is test_employment_contract.py's."""
 
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ from tests.support_auth import GrantingConsent
 consenting = functools.partial(build_components, consent=GrantingConsent())
 
 
-async def test_employment_activities_and_staff_steps_with_a_real_journey(
+async def test_employment_activities_and_staff_steps_with_a_stub_journey(
     tmp_path, database_url, temporal_dev_server
 ) -> None:
     token = secrets.token_hex(4)
@@ -73,11 +75,11 @@ async def test_employment_activities_and_staff_steps_with_a_real_journey(
             stub, seats=2, kind=employment_pb2.PROGRAMME_KIND_COOKERY
         )
 
-        async def call(verb: str, arg: object) -> object:
+        async def call(name: str, arg: object) -> object:
             return await client.execute_workflow(
                 CallSectorActivity.run,
                 ActivityCall(
-                    activity=contract.activity_name(Sector.EMPLOYMENT, verb),
+                    activity=name,
                     task_queue=sector_queue,
                     arg=asdict(arg),  # type: ignore[call-overload]
                 ),
@@ -97,12 +99,14 @@ async def test_employment_activities_and_staff_steps_with_a_real_journey(
                 employment=EmploymentNeeds(**needs),
             )
 
-        created = await call(contract.ACT_REQUEST_REFERRAL, request(1, interests=["cookery"]))
+        created = await call(
+            contract.EMPLOYMENT_REQUEST_REFERRAL, request(1, interests=["cookery"])
+        )
         assert isinstance(created, dict)
         assert created["provider_id"] == programme.programme_id
-        assert await call(contract.ACT_REQUEST_REFERRAL, request(1, interests=["cookery"])) == (
-            created
-        )
+        assert await call(
+            contract.EMPLOYMENT_REQUEST_REFERRAL, request(1, interests=["cookery"])
+        ) == (created)
         referral_id = created["referral_id"]
 
         # Staff steps reach the running journey synchronously.
@@ -134,10 +138,10 @@ async def test_employment_activities_and_staff_steps_with_a_real_journey(
             await journey.signal(StubJourney.finish)
 
         # Remind, close (gives the seat back), purge.
-        second = await call(contract.ACT_REQUEST_REFERRAL, request(2))
+        second = await call(contract.EMPLOYMENT_REQUEST_REFERRAL, request(2))
         assert isinstance(second, dict)
         await call(
-            contract.ACT_REMIND_PROVIDER,
+            contract.EMPLOYMENT_REMIND_PROVIDER,
             ProviderReminder(referral_id=second["referral_id"], idempotency_key=f"{case}/r1"),
         )
         got = await stub.GetReferral(
@@ -145,7 +149,7 @@ async def test_employment_activities_and_staff_steps_with_a_real_journey(
         )
         assert got.referral.reminders == 1
         await call(
-            contract.ACT_CLOSE_REFERRAL,
+            contract.EMPLOYMENT_CLOSE_REFERRAL,
             ReferralClosure(
                 referral_id=second["referral_id"],
                 status=ReferralStatus.EXPIRED,
@@ -158,16 +162,20 @@ async def test_employment_activities_and_staff_steps_with_a_real_journey(
         assert got.referral.status == common_pb2.REFERRAL_STATUS_EXPIRED
         assert await seats(stub, programme.programme_id) == (0, 2)
         purged = await call(
-            contract.ACT_PURGE_CASE,
+            contract.EMPLOYMENT_PURGE_CASE,
             CasePurge(case_id=case, sector=Sector.EMPLOYMENT, idempotency_key=f"{case}/p"),
         )
         assert purged == {"referrals_withdrawn": 0, "records_purged": 2}
 
         refusals = [
-            (contract.ACT_REQUEST_REFERRAL, request(3, interests=["goldsmithing"]), "NoEligible"),
-            (contract.ACT_REQUEST_REFERRAL, request(4, interests=["astronomy"]), "Invalid"),
             (
-                contract.ACT_REMIND_PROVIDER,
+                contract.EMPLOYMENT_REQUEST_REFERRAL,
+                request(3, interests=["goldsmithing"]),
+                "NoEligible",
+            ),
+            (contract.EMPLOYMENT_REQUEST_REFERRAL, request(4, interests=["astronomy"]), "Invalid"),
+            (
+                contract.EMPLOYMENT_REMIND_PROVIDER,
                 ProviderReminder(referral_id="emp-0123456789abcdef", idempotency_key="x"),
                 "Unknown",
             ),
@@ -177,9 +185,9 @@ async def test_employment_activities_and_staff_steps_with_a_real_journey(
             "Invalid": contract.ERR_INVALID,
             "Unknown": contract.ERR_UNKNOWN_REFERRAL,
         }
-        for verb, arg, which in refusals:
+        for name, arg, which in refusals:
             with pytest.raises(WorkflowFailureError) as err:
-                await call(verb, arg)
+                await call(name, arg)
             failure = err.value.cause
             assert isinstance(failure, ActivityError)
             cause = failure.cause

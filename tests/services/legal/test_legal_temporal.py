@@ -1,7 +1,8 @@
-"""Legal aid with a real Temporal dev server: staff decisions and milestones
-reach a stub journey (also when Temporal was down when they were made), a
-refused update is undone, and the legal activities run against the real
-service."""
+"""Legal aid with a real Temporal dev server and a STAND-IN journey
+(tests.services.journey_stub.StubJourney, not workflows.journey): staff
+decisions and milestones reach the stand-in (also when Temporal was down when
+they were made), a refused update is undone, and the legal activities run
+against the real service. The real journey is test_legal_contract.py's."""
 
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ async def events_until(handle, count: int, within: float = 20.0) -> list[SeenEve
         await asyncio.sleep(0.2)
 
 
-async def test_decisions_reach_the_journey_also_after_temporal_was_down(
+async def test_decisions_reach_the_stub_journey_also_after_temporal_was_down(
     tmp_path, database_url, temporal_dev_server, client, journeys
 ) -> None:
     gate = TcpGate(free_port(), temporal_dev_server.address)  # closed: Temporal is "down"
@@ -152,11 +153,11 @@ async def test_decisions_reach_the_journey_also_after_temporal_was_down(
         await gate.close()
 
 
-async def call_activity(client: Client, task_queue: str, verb: str, arg: Any) -> Any:
+async def call_activity(client: Client, task_queue: str, name: str, arg: Any) -> Any:
     return await client.execute_workflow(
         CallSectorActivity.run,
         ActivityCall(
-            activity=contract.activity_name(Sector.LEGAL, verb),
+            activity=name,
             task_queue=settings_queue(task_queue),
             arg=arg,
         ),
@@ -192,9 +193,9 @@ async def test_legal_activities_run_against_the_service(
             idempotency_key=f"journey-{case}-legal-1",
             legal=LegalNeeds(matters=["protection_order", "criminal_complaint"], languages=["ary"]),
         )
-        created = await call_activity(client, journeys, contract.ACT_REQUEST_REFERRAL, request)
+        created = await call_activity(client, journeys, contract.LEGAL_REQUEST_REFERRAL, request)
         assert created["provider_id"] == provider.provider_id and created["region"] == FES
-        again = await call_activity(client, journeys, contract.ACT_REQUEST_REFERRAL, request)
+        again = await call_activity(client, journeys, contract.LEGAL_REQUEST_REFERRAL, request)
         assert again == created
         rid = created["referral_id"]
         file = await stub.GetLegalFile(legal_pb2.GetLegalFileRequest(referral_id=rid))
@@ -205,17 +206,17 @@ async def test_legal_activities_run_against_the_service(
         assert file.referral.risk == common_pb2.RISK_LEVEL_CRITICAL
 
         reminder = contract.ProviderReminder(referral_id=rid, idempotency_key=key())
-        await call_activity(client, journeys, contract.ACT_REMIND_PROVIDER, reminder)
-        await call_activity(client, journeys, contract.ACT_REMIND_PROVIDER, reminder)
+        await call_activity(client, journeys, contract.LEGAL_REMIND_PROVIDER, reminder)
+        await call_activity(client, journeys, contract.LEGAL_REMIND_PROVIDER, reminder)
         closure = contract.ReferralClosure(
             referral_id=rid, status=ReferralStatus.REROUTED, idempotency_key=key()
         )
-        await call_activity(client, journeys, contract.ACT_CLOSE_REFERRAL, closure)
+        await call_activity(client, journeys, contract.LEGAL_CLOSE_REFERRAL, closure)
         got = (await stub.GetReferral(common_pb2.GetReferralRequest(referral_id=rid))).referral
         assert (got.reminders, got.status) == (1, common_pb2.REFERRAL_STATUS_REROUTED)
 
         purge = contract.CasePurge(case_id=case, sector=Sector.LEGAL, idempotency_key=key())
-        result = await call_activity(client, journeys, contract.ACT_PURGE_CASE, purge)
+        result = await call_activity(client, journeys, contract.LEGAL_PURGE_CASE, purge)
         assert result == {"referrals_withdrawn": 0, "records_purged": 1}
 
         # Business refusals are non-retryable, typed application errors.
@@ -246,7 +247,7 @@ async def test_legal_activities_run_against_the_service(
         ]
         for refused, error_type in refusals:
             with pytest.raises(WorkflowFailureError) as err:
-                await call_activity(client, journeys, contract.ACT_REQUEST_REFERRAL, refused)
+                await call_activity(client, journeys, contract.LEGAL_REQUEST_REFERRAL, refused)
             cause = err.value.cause
             assert isinstance(cause, ActivityError)
             assert isinstance(cause.cause, ApplicationError)
@@ -255,7 +256,7 @@ async def test_legal_activities_run_against_the_service(
             await call_activity(
                 client,
                 journeys,
-                contract.ACT_REMIND_PROVIDER,
+                contract.LEGAL_REMIND_PROVIDER,
                 contract.ProviderReminder(referral_id="leg-0123456789abcdef", idempotency_key="k"),
             )
         assert isinstance(err.value.cause, ActivityError)

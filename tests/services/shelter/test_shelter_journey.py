@@ -1,7 +1,9 @@
-"""The shelter service with a real Temporal dev server: staff actions reach the
-journey (at once, or later through the outbox when Temporal was down), a
-refusal from the journey is reverted, and the shelter's activities run
-against the real service."""
+"""The shelter service with a real Temporal dev server and a STAND-IN journey
+(tests.services.journey_stub.StubJourney, not workflows.journey): staff
+actions reach the stand-in (at once, or later through the outbox when
+Temporal was down), a refusal from it is reverted, and the shelter's
+activities run against the real service. The real journey is
+test_shelter_contract.py's."""
 
 from __future__ import annotations
 
@@ -70,7 +72,7 @@ async def wait_for_events(handle, count: int, within: float = 20.0) -> list[Seen
         await asyncio.sleep(0.2)
 
 
-async def test_decision_made_while_temporal_is_down_reaches_the_journey_once(
+async def test_decision_made_while_temporal_is_down_reaches_the_stub_journey_once(
     tmp_path, database_url, temporal_dev_server
 ) -> None:
     client = await client_for(temporal_dev_server.address)
@@ -122,7 +124,7 @@ async def test_decision_made_while_temporal_is_down_reaches_the_journey_once(
     await gate.close()
 
 
-async def test_journey_answers_staff_at_once_and_a_refusal_is_reverted(
+async def test_stub_journey_answers_staff_at_once_and_a_refusal_is_reverted(
     tmp_path, database_url, temporal_dev_server
 ) -> None:
     client = await client_for(temporal_dev_server.address)
@@ -200,11 +202,11 @@ async def test_shelter_activities_run_against_the_real_service(
         stub = shelter_pb2_grpc.ShelterServiceStub(running.channel)
         home = await create_shelter(stub, capacity=2)
 
-        async def call(verb: str, arg: object) -> object:
+        async def call(name: str, arg: object) -> object:
             return await client.execute_workflow(
                 CallSectorActivity.run,
                 ActivityCall(
-                    activity=contract.activity_name(Sector.SHELTER, verb),
+                    activity=name,
                     task_queue=sector_queue,
                     arg=asdict(arg),  # type: ignore[call-overload]
                 ),
@@ -221,16 +223,18 @@ async def test_shelter_activities_run_against_the_real_service(
             idempotency_key=f"journey-{case}/request/1",
             shelter=ShelterNeeds(household_size=2, children=1),
         )
-        created = await call(contract.ACT_REQUEST_REFERRAL, request)
+        created = await call(contract.SHELTER_REQUEST_REFERRAL, request)
         assert isinstance(created, dict)
         assert created["provider_id"] == home.shelter_id
         assert created["region"] == FES
-        assert await call(contract.ACT_REQUEST_REFERRAL, request) == created  # retried: same one
+        assert (
+            await call(contract.SHELTER_REQUEST_REFERRAL, request) == created
+        )  # retried: same one
         referral_id = created["referral_id"]
         journey = await start_stub_journey(client, case, caller_queue)
 
         await call(
-            contract.ACT_REMIND_PROVIDER,
+            contract.SHELTER_REMIND_PROVIDER,
             ProviderReminder(referral_id=referral_id, idempotency_key=f"journey-{case}/remind/1"),
         )
         got = await stub.GetReferral(common_pb2.GetReferralRequest(referral_id=referral_id))
@@ -240,7 +244,7 @@ async def test_shelter_activities_run_against_the_real_service(
         await decide(stub, referral_id)
         assert await beds(stub, home.shelter_id) == (2, 0, 0)
         await call(
-            contract.ACT_CLOSE_REFERRAL,
+            contract.SHELTER_CLOSE_REFERRAL,
             ReferralClosure(
                 referral_id=referral_id,
                 status=ReferralStatus.REROUTED,
@@ -252,7 +256,7 @@ async def test_shelter_activities_run_against_the_real_service(
         assert await beds(stub, home.shelter_id) == (0, 0, 2)
 
         second = await call(
-            contract.ACT_REQUEST_REFERRAL,
+            contract.SHELTER_REQUEST_REFERRAL,
             ReferralRequest(
                 case_id=case,
                 sector=Sector.SHELTER,
@@ -262,7 +266,7 @@ async def test_shelter_activities_run_against_the_real_service(
             ),
         )
         purged = await call(
-            contract.ACT_PURGE_CASE,
+            contract.SHELTER_PURGE_CASE,
             CasePurge(case_id=case, sector=Sector.SHELTER, idempotency_key=f"journey-{case}/p"),
         )
         assert purged == {"referrals_withdrawn": 1, "records_purged": 2}
@@ -272,7 +276,7 @@ async def test_shelter_activities_run_against_the_real_service(
         # Business refusals fail at once, with the contract's error types.
         refusals = [
             (
-                contract.ACT_REQUEST_REFERRAL,
+                contract.SHELTER_REQUEST_REFERRAL,
                 ReferralRequest(
                     case_id=case,
                     sector=Sector.SHELTER,
@@ -284,7 +288,7 @@ async def test_shelter_activities_run_against_the_real_service(
                 contract.ERR_NO_PROVIDER,
             ),
             (
-                contract.ACT_REQUEST_REFERRAL,
+                contract.SHELTER_REQUEST_REFERRAL,
                 ReferralRequest(
                     case_id=case,
                     sector=Sector.SHELTER,
@@ -295,7 +299,7 @@ async def test_shelter_activities_run_against_the_real_service(
                 contract.ERR_INVALID,
             ),
             (
-                contract.ACT_CLOSE_REFERRAL,
+                contract.SHELTER_CLOSE_REFERRAL,
                 ReferralClosure(
                     referral_id="shr-0123456789abcdef",
                     status=ReferralStatus.EXPIRED,
@@ -304,9 +308,9 @@ async def test_shelter_activities_run_against_the_real_service(
                 contract.ERR_UNKNOWN_REFERRAL,
             ),
         ]
-        for verb, arg, error_type in refusals:
+        for name, arg, error_type in refusals:
             with pytest.raises(WorkflowFailureError) as err:
-                await call(verb, arg)
+                await call(name, arg)
             activity_error = err.value.cause
             assert isinstance(activity_error, ActivityError)
             assert activity_error.retry_state is not None

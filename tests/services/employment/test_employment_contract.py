@@ -1,0 +1,83 @@
+"""The contract between employment and the REAL journey: the employment
+service (real gRPC server, real database, its activity worker on
+masar-employment) and workflows.journey.SurvivorJourney (run by the journey
+worker on a Temporal dev server of the test's own). The journey requests an
+enrolment, the programme accepts through employment's gRPC API, and the
+journey's status shows it ACCEPTED. Intake does not run: consent proofs come
+from a stand-in."""
+
+from __future__ import annotations
+
+import functools
+import secrets
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+
+from masar import contract
+from masar.contract import JourneyInput, Need, Reassignment, ReferralStatus, Risk, Sector
+from masar.platform.clock import utcnow
+from masar.v1 import common_pb2, employment_pb2_grpc
+from services.employment.app import MIGRATIONS_DIR, build_components
+from tests.services.employment.helpers import FES, create_programme, decide
+from tests.services.harness import real_journey, running_sector, sector_settings
+from tests.support_auth import GrantingConsent
+
+consenting = functools.partial(build_components, consent=GrantingConsent())
+
+
+async def test_the_real_journey_refers_and_hears_employment_accept(tmp_path, sqlite_url) -> None:
+    async with real_journey() as journeys:
+        settings = sector_settings(
+            "employment", tmp_path, sqlite_url, temporal_address=journeys.address
+        )
+        async with running_sector(
+            settings, consenting, MIGRATIONS_DIR, run_worker=True
+        ) as employment:
+            stub = employment_pb2_grpc.EmploymentServiceStub(employment.channel)
+            programme = await create_programme(stub)
+            case_id = contract.new_case_id()
+            journey = await journeys.start(
+                JourneyInput(
+                    case_id=case_id,
+                    region=FES,
+                    risk=Risk.HIGH,
+                    needs=[Need.EMPLOYMENT],
+                    consents=[Sector.EMPLOYMENT],
+                    opened_at=utcnow(),
+                    employment=contract.EmploymentNeeds(interests=["sewing"], languages=["ary"]),
+                )
+            )
+            status = await journeys.until(journey, lambda s: bool(s.referrals))
+            (referral,) = status.referrals
+            assert (referral.sector, referral.provider_id) == (
+                Sector.EMPLOYMENT,
+                programme.programme_id,
+            )
+            assert referral.status is ReferralStatus.PENDING
+
+            # A coordinator names a programme that does not exist: employment refuses.
+            with pytest.raises(WorkflowUpdateFailedError) as err:
+                await journey.execute_update(
+                    contract.UPDATE_REASSIGN,
+                    Reassignment(
+                        event_id=secrets.token_hex(8),
+                        referral_id=referral.referral_id,
+                        provider_id="prg-000000000000",
+                        coordinator_id="coordinator-1",
+                        reason="test",
+                    ),
+                )
+            assert isinstance(err.value.cause, ApplicationError)
+            assert err.value.cause.type == contract.ERR_NO_PROVIDER
+
+            accepted = await decide(stub, referral.referral_id)
+            assert accepted.delivery == common_pb2.DELIVERY_STATE_DELIVERED
+            status = await journeys.until(
+                journey,
+                lambda s: any(r.status is ReferralStatus.ACCEPTED for r in s.referrals),
+            )
+            (seen,) = [r for r in status.referrals if r.referral_id == referral.referral_id]
+            assert seen.status is ReferralStatus.ACCEPTED
+            await journey.terminate("test over")
