@@ -77,6 +77,12 @@ class Role(StrEnum):
     EMPLOYMENT_OFFICER = "employment_officer"
     COORDINATOR = "coordinator"
     OPERATOR = "operator"
+    # Staff roles of the referral network (services/network).
+    SUPERVISOR = "supervisor"
+    CARE_UNIT_OFFICER = "care_unit_officer"
+    HEALTH_STAFF = "health_staff"
+    PSYCHOSOCIAL_STAFF = "psychosocial_staff"
+    NETWORK_ADMIN = "network_admin"
     # Service identities: a sector's activities call its own API as these.
     SERVICE_INTAKE = "service:intake"
     SERVICE_SHELTER = "service:shelter"
@@ -94,6 +100,9 @@ SERVICE_ROLES = frozenset(r for r in Role if r.is_service)
 ORG_SCOPED_ROLES = frozenset({Role.SHELTER_STAFF, Role.LEGAL_AID, Role.EMPLOYMENT_OFFICER})
 # In a policy: any valid token, whatever its role.
 ANY_AUTHENTICATED = "*"
+# In a policy: no token at all (signing in is how a person gets one); the
+# method authenticates its caller itself.
+NO_TOKEN = "-"
 
 
 def service_role(name: ServiceName) -> Role:
@@ -502,7 +511,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _role_set(roles: Iterable[Role | str]) -> frozenset[str]:
     result = set()
     for role in roles:
-        if role != ANY_AUTHENTICATED:
+        if role not in (ANY_AUTHENTICATED, NO_TOKEN):
             Role(role)  # ValueError on a typo, at import time
         result.add(str(role))
     return frozenset(result)
@@ -514,6 +523,8 @@ def requires(*roles: Role | str) -> Callable[[F], F]:
     allowed = _role_set(roles)
     if not allowed:
         raise ValueError("requires() needs at least one role")
+    if NO_TOKEN in allowed and len(allowed) > 1:
+        raise ValueError("requires(NO_TOKEN) takes no role")
 
     def mark(fn: F) -> F:
         setattr(fn, _ROLES_ATTRIBUTE, allowed)
@@ -556,6 +567,9 @@ class AccessPolicy:
 
     def roles_for(self, method: str) -> frozenset[str] | None:
         return self._rules.get(method)
+
+    def needs_no_token(self, method: str) -> bool:
+        return self._rules.get(method) == frozenset({NO_TOKEN})
 
     @property
     def methods(self) -> frozenset[str]:
@@ -610,7 +624,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         method = handler_call_details.method
         handler = await continuation(handler_call_details)
-        if handler is None or is_open_method(method):
+        if handler is None or is_open_method(method) or self._policy.needs_no_token(method):
             return handler
         try:
             caller = self.authorise(method, handler_call_details.invocation_metadata)

@@ -147,7 +147,8 @@ async def start_sector(
     )
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
-    if run_worker:
+    # A service without activities (yet) has no worker to run.
+    if run_worker and components.activities:
         tasks.append(
             asyncio.create_task(
                 _run_worker(connector, settings.task_queue, components.activities, stop)
