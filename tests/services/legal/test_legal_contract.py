@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import secrets
 
+import grpc
+import grpc.aio
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -20,7 +22,7 @@ from masar.platform.clock import utcnow
 from masar.v1 import common_pb2, legal_pb2_grpc
 from services.legal.app import MIGRATIONS_DIR, build_components
 from tests.services.harness import real_journey, running_sector, sector_settings
-from tests.services.legal.helpers import FES, create_provider, decide
+from tests.services.legal.helpers import FAMILY, FES, aid_request, create_provider, decide
 from tests.support_auth import GrantingConsent
 
 consenting = functools.partial(build_components, consent=GrantingConsent())
@@ -63,6 +65,18 @@ async def test_the_real_journey_refers_and_hears_legal_aid_accept(tmp_path, sqli
                 )
             assert isinstance(err.value.cause, ApplicationError)
             assert err.value.cause.type == contract.ERR_NO_PROVIDER
+            # ... and says why, naming the field (the journey keeps only the type).
+            refusals = {
+                "lgp-000000000000": "provider_id: unknown legal aid provider",
+                (await create_provider(stub, matters=[FAMILY])).provider_id: (
+                    "provider_id: not eligible: the provider does not take every matter"
+                ),
+            }
+            for named, why in refusals.items():
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await stub.RequestLegalAid(aid_request(provider_id=named))
+                assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert (refused.value.details() or "").startswith(why)
 
             accepted = await decide(stub, referral.referral_id)
             assert accepted.delivery == common_pb2.DELIVERY_STATE_DELIVERED

@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import secrets
 
+import grpc
+import grpc.aio
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -20,7 +22,7 @@ from masar.platform.clock import utcnow
 from masar.v1 import common_pb2, shelter_pb2_grpc
 from services.shelter.app import MIGRATIONS_DIR, build_components
 from tests.services.harness import real_journey, running_sector, sector_settings
-from tests.services.shelter.helpers import FES, create_shelter, decide
+from tests.services.shelter.helpers import FES, create_shelter, decide, placement
 from tests.support_auth import GrantingConsent
 
 consenting = functools.partial(build_components, consent=GrantingConsent())
@@ -65,6 +67,11 @@ async def test_the_real_journey_refers_and_hears_the_shelter_accept(tmp_path, sq
                 )
             assert isinstance(err.value.cause, ApplicationError)
             assert err.value.cause.type == contract.ERR_NO_PROVIDER
+            # ... and says why, naming the field (the journey keeps only the type).
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.RequestPlacement(placement(provider_id="shl-000000000000"))
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert (refused.value.details() or "").startswith("provider_id: unknown shelter")
 
             accepted = await decide(stub, referral.referral_id)
             assert accepted.delivery == common_pb2.DELIVERY_STATE_DELIVERED
