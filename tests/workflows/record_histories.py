@@ -2,13 +2,21 @@
 
     .venv/bin/python -m tests.workflows.record_histories
 
+    .venv/bin/python -m tests.workflows.record_histories SCENARIO ...
+
 Runs each scenario on the time-skipping server against the fake
 collaborators and writes every run's history (`WorkflowHistory.to_json()`)
 to tests/workflows/histories/<scenario>@<workflow id>[.<n>].json. The replay
 test replays them all with the current workflow code: a change that is not
-deterministic for a running journey fails it. Re-record only for a change
-that is behind `workflow.patched(...)` AND keep the old fixtures next to the
-new ones, so both code paths stay covered.
+deterministic for a running journey fails it.
+
+A fixture is never recorded over: it is what a journey started by older code
+looks like, and running journeys do not change when the code does. Asked for
+a scenario that already has fixtures, the script refuses before running
+anything; without arguments it records only the scenarios that have none.
+New behaviour (a change behind `workflow.patched(...)`, a new path) gets a
+new scenario with a new name, next to the old fixtures, so both code paths
+stay covered.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from tests.workflows.support import (
     CaseScript,
     Journey,
     JourneyTestbed,
+    events,
     journey_testbed,
     new_event_id,
     seconds_policy,
@@ -38,6 +47,8 @@ from tests.workflows.support import (
 HISTORIES = Path(__file__).with_name("histories")
 SECONDS_QUEUE = "test-journey-seconds"
 HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
+SECOND = timedelta(seconds=1)
 
 Scenario = Callable[[JourneyTestbed], Awaitable[Journey]]
 
@@ -221,6 +232,79 @@ async def continue_as_new(bed: JourneyTestbed) -> Journey:
     return journey
 
 
+async def retries_exhausted(bed: JourneyTestbed) -> Journey:
+    """The shelter service is down for all five attempts of the request: the
+    lane notes the outage, waits a minute and asks again with the same key."""
+    script = CaseScript(outages={c.SHELTER_REQUEST_REFERRAL: 5})
+    journey = await bed.start(needs=[c.Need.SHELTER], script=script)
+    await bed.skip(5 * MINUTE)
+    ref = await journey.pending_referral(c.Sector.SHELTER)
+    await journey.until(lambda s: bool(events(s, "collaborator_unavailable")))
+    await journey.decide(ref)
+    await journey.until(lambda s: s.referrals[0].status is c.ReferralStatus.ACCEPTED)
+    return journey
+
+
+async def activity_timeout(bed: JourneyTestbed) -> Journey:
+    """The shelter never answers: each of the five attempts ends on the 30 s
+    start-to-close timeout, the journey sees the activity time out, notes the
+    outage and its lane asks again a minute later (same idempotency key).
+
+    The test server does not skip time while an activity runs, so the
+    timeouts take real time (about 3 minutes to record); time is skipped only
+    once nothing runs."""
+    script = CaseScript(hangs={c.SHELTER_REQUEST_REFERRAL: 5})
+    journey = await bed.start(needs=[c.Need.SHELTER], script=script)
+    await journey.until(lambda s: bool(events(s, "collaborator_unavailable")), within=240)
+    await bed.skip(61 * SECOND)
+    ref = await journey.pending_referral(c.Sector.SHELTER)
+    calls = journey.calls(c.SHELTER_REQUEST_REFERRAL)
+    if len(calls) != 6 or len({call.arg.idempotency_key for call in calls}) != 1:
+        raise RuntimeError("activity_timeout scenario: expected five timed-out attempts")
+    await journey.decide(ref)
+    await journey.until(lambda s: s.referrals[0].status is c.ReferralStatus.ACCEPTED)
+    return journey
+
+
+async def reroute_queued_in_lane(bed: JourneyTestbed) -> Journey:
+    """A reroute queued behind another action in the same lane, and actions
+    queued behind the reroute (seconds policy: the shelter has 100 s).
+
+    The reminder (50 s) finds the shelter service down: five attempts, then
+    the lane waits a minute. At 100 s the escalation owes a reroute, which
+    queues in the shelter lane behind the reminder. At ~125 s the reminder
+    goes through and the reroute's request starts; while it is under way the
+    survivor withdraws her shelter consent, which owes the close of the first
+    referral and a purge behind the reroute. The request then returns a
+    referral nobody wants: its close goes right behind the request, ahead of
+    the two queued earlier (close new, close first, purge)."""
+    script = CaseScript(outages={c.SHELTER_REMIND_PROVIDER: 5})
+    journey = await bed.start(needs=[c.Need.SHELTER], script=script, task_queue=SECONDS_QUEUE)
+    await journey.pending_referral(c.Sector.SHELTER)
+    script.holds[c.SHELTER_REQUEST_REFERRAL] = 1
+    await bed.skip(110 * SECOND)
+    status = await journey.until(lambda s: bool(events(s, "escalated")))
+    if len(status.referrals) != 1 or not events(status, "collaborator_unavailable"):
+        raise RuntimeError("reroute_queued_in_lane: the reroute is not queued behind the reminder")
+    await bed.skip(20 * SECOND)
+    await asyncio.wait_for(script.held.wait(), timeout=15)
+    if len(journey.calls(c.SHELTER_REMIND_PROVIDER)) != 6:
+        raise RuntimeError("reroute_queued_in_lane: the reminder did not go first")
+    await journey.update(
+        c.UPDATE_CONSENT,
+        c.ConsentChange(
+            event_id=new_event_id(), sector=c.Sector.SHELTER, granted=False, at=await bed.now()
+        ),
+    )
+    script.release.set()
+    await journey.until(lambda s: bool(events(s, "case_purged")))
+    closes = journey.calls(c.SHELTER_CLOSE_REFERRAL)
+    first, second = (await journey.status()).referrals
+    if [call.arg.referral_id for call in closes] != [second.referral_id, first.referral_id]:
+        raise RuntimeError("reroute_queued_in_lane: unexpected close order")
+    return journey
+
+
 SCENARIOS: dict[str, Scenario] = {
     "full_chain": full_chain,
     "ladder_to_expiry": ladder_to_expiry,
@@ -228,7 +312,34 @@ SCENARIOS: dict[str, Scenario] = {
     "clinical_windows": clinical_windows,
     "coordinators_and_closure": coordinators_and_closure,
     "continue_as_new": continue_as_new,
+    "retries_exhausted": retries_exhausted,
+    "activity_timeout": activity_timeout,
+    "reroute_queued_in_lane": reroute_queued_in_lane,
 }
+
+
+class FixtureExists(Exception):
+    """A scenario already has recorded histories: they are never recorded over."""
+
+
+def fixtures_of(name: str) -> list[Path]:
+    return sorted(HISTORIES.glob(f"{name}@*.json"))
+
+
+def check_new(names: list[str]) -> None:
+    """Refuse, before anything runs, to record a scenario that has fixtures."""
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown:
+        known = ", ".join(SCENARIOS)
+        raise ValueError(f"unknown scenario(s): {', '.join(unknown)}; known: {known}")
+    for name in names:
+        existing = fixtures_of(name)
+        if existing:
+            raise FixtureExists(
+                f"{existing[0].relative_to(HISTORIES.parent)} already exists: recorded "
+                "histories are never recorded over (running journeys keep their history). "
+                "Record new behaviour as a new scenario with a new name."
+            )
 
 
 def fixed_case_ids(bed: JourneyTestbed, scenario: str) -> None:
@@ -244,6 +355,7 @@ def fixed_case_ids(bed: JourneyTestbed, scenario: str) -> None:
 
 
 async def record(names: list[str]) -> None:
+    check_new(names)
     HISTORIES.mkdir(exist_ok=True)
     async with journey_testbed(
         binary("temporal-test-server"), policies={SECONDS_QUEUE: seconds_policy()}
@@ -252,13 +364,13 @@ async def record(names: list[str]) -> None:
             fixed_case_ids(bed, name)
             journey = await SCENARIOS[name](bed)
             await asyncio.sleep(0.5)  # let the last workflow task complete
-            for old in HISTORIES.glob(f"{name}@*.json"):
-                old.unlink()
+            check_new([name])
             runs = [run async for run in _runs(journey)]
             for index, history in enumerate(runs):
                 suffix = f".{index}" if len(runs) > 1 else ""
                 path = HISTORIES / f"{name}@{journey.handle.id}{suffix}.json"
-                path.write_text(history + "\n")
+                with path.open("x") as fixture:  # never over an existing file
+                    fixture.write(history + "\n")
                 print(f"wrote {path.relative_to(Path.cwd())}")
             await journey.terminate()
 
@@ -278,5 +390,23 @@ async def _runs(journey: Journey) -> AsyncIterator[str]:
                 run_id = attrs.new_execution_run_id
 
 
+def unrecorded() -> list[str]:
+    """The scenarios that have no fixtures yet."""
+    return [name for name in SCENARIOS if not fixtures_of(name)]
+
+
+def main(argv: list[str]) -> int:
+    names = argv or unrecorded()
+    if not names:
+        print("every scenario has its fixtures; nothing to record")
+        return 0
+    try:
+        asyncio.run(record(names))
+    except (FixtureExists, ValueError) as exc:
+        print(f"record_histories: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    asyncio.run(record(sys.argv[1:] or list(SCENARIOS)))
+    raise SystemExit(main(sys.argv[1:]))

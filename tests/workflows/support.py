@@ -88,6 +88,13 @@ class CaseScript:
     )
     # activity name -> number of calls that fail as if the service were down
     outages: dict[str, int] = field(default_factory=dict)
+    # activity name -> number of calls that never answer (the journey's
+    # start-to-close timeout ends them; the worker cancels them at shutdown)
+    hangs: dict[str, int] = field(default_factory=dict)
+    # activity name -> number of calls that wait until the test sets `release`
+    holds: dict[str, int] = field(default_factory=dict)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    held: asyncio.Event = field(default_factory=asyncio.Event)  # set when a call waits
 
 
 class FakeCollaborators:
@@ -106,12 +113,19 @@ class FakeCollaborators:
         calls = self.calls[case_id]
         return [call for call in calls if name is None or call.activity == name]
 
-    def _record(self, case_id: str, name: str, arg: Any) -> None:
+    async def _record(self, case_id: str, name: str, arg: Any) -> None:
         self.calls[case_id].append(Call(name, arg))
-        outages = self.script(case_id).outages
-        if outages.get(name, 0) > 0:
-            outages[name] -= 1
+        script = self.script(case_id)
+        if script.outages.get(name, 0) > 0:
+            script.outages[name] -= 1
             raise RuntimeError("service unavailable")
+        if script.hangs.get(name, 0) > 0:
+            script.hangs[name] -= 1
+            await asyncio.Event().wait()
+        if script.holds.get(name, 0) > 0:
+            script.holds[name] -= 1
+            script.held.set()
+            await script.release.wait()
 
     def activities(self) -> dict[str, list[Callable[..., Any]]]:
         """Activity callables per task queue."""
@@ -123,11 +137,11 @@ class FakeCollaborators:
 
     def _sector_activities(self, sector: c.Sector) -> list[Callable[..., Any]]:
         fakes = self
+        names = c.SECTOR_ACTIVITIES[sector]
 
-        @activity.defn(name=c.activity_name(sector, c.ACT_REQUEST_REFERRAL))
+        @activity.defn(name=names.request_referral)
         async def request_referral(req: c.ReferralRequest) -> c.ReferralCreated:
-            name = c.activity_name(sector, c.ACT_REQUEST_REFERRAL)
-            fakes._record(req.case_id, name, req)
+            await fakes._record(req.case_id, names.request_referral, req)
             if req.idempotency_key in fakes._referrals:
                 return fakes._referrals[req.idempotency_key]
             pool = fakes.script(req.case_id).providers.get(sector.value, [])
@@ -146,25 +160,19 @@ class FakeCollaborators:
             fakes._case_of_referral[created.referral_id] = req.case_id
             return created
 
-        @activity.defn(name=c.activity_name(sector, c.ACT_REMIND_PROVIDER))
+        @activity.defn(name=names.remind_provider)
         async def remind_provider(reminder: c.ProviderReminder) -> None:
-            fakes._record(
-                case_of_key(reminder.idempotency_key),
-                c.activity_name(sector, c.ACT_REMIND_PROVIDER),
-                reminder,
+            await fakes._record(
+                case_of_key(reminder.idempotency_key), names.remind_provider, reminder
             )
 
-        @activity.defn(name=c.activity_name(sector, c.ACT_CLOSE_REFERRAL))
+        @activity.defn(name=names.close_referral)
         async def close_referral(closure: c.ReferralClosure) -> None:
-            fakes._record(
-                case_of_key(closure.idempotency_key),
-                c.activity_name(sector, c.ACT_CLOSE_REFERRAL),
-                closure,
-            )
+            await fakes._record(case_of_key(closure.idempotency_key), names.close_referral, closure)
 
-        @activity.defn(name=c.activity_name(sector, c.ACT_PURGE_CASE))
+        @activity.defn(name=names.purge_case)
         async def purge_case(purge: c.CasePurge) -> c.PurgeResult:
-            fakes._record(purge.case_id, c.activity_name(sector, c.ACT_PURGE_CASE), purge)
+            await fakes._record(purge.case_id, names.purge_case, purge)
             return c.PurgeResult(referrals_withdrawn=1, records_purged=2)
 
         return [request_referral, remind_provider, close_referral, purge_case]
@@ -172,21 +180,15 @@ class FakeCollaborators:
     def _escalation_activity(self) -> Callable[..., Any]:
         fakes = self
 
-        @activity.defn(name=c.activity_name("intake", c.ACT_RECORD_ESCALATION))
+        @activity.defn(name=c.INTAKE_RECORD_ESCALATION)
         async def record_escalation(notice: c.EscalationNotice) -> None:
-            fakes._record(
-                notice.case_id, c.activity_name("intake", c.ACT_RECORD_ESCALATION), notice
-            )
+            await fakes._record(notice.case_id, c.INTAKE_RECORD_ESCALATION, notice)
 
         return record_escalation
 
 
-# Activity names, for assertions.
-def act(sector: c.Sector | str, verb: str) -> str:
-    return c.activity_name(sector, verb)  # type: ignore[arg-type]
-
-
-ESCALATION = act("intake", c.ACT_RECORD_ESCALATION)
+# Activity names, for assertions: the contract's written-out names.
+ESCALATION = c.INTAKE_RECORD_ESCALATION
 
 
 @dataclass

@@ -14,7 +14,6 @@ from tests.workflows.support import (
     CaseScript,
     Journey,
     JourneyTestbed,
-    act,
     events,
     near,
     new_event_id,
@@ -23,8 +22,8 @@ from tests.workflows.support import (
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SHELTER = c.Sector.SHELTER
-REQUEST = act(SHELTER, c.ACT_REQUEST_REFERRAL)
-REMIND = act(SHELTER, c.ACT_REMIND_PROVIDER)
+REQUEST = c.SHELTER_REQUEST_REFERRAL
+REMIND = c.SHELTER_REMIND_PROVIDER
 MINUTE = timedelta(minutes=1)
 
 

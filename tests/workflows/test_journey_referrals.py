@@ -13,14 +13,14 @@ import pytest
 
 from masar import contract as c
 from tests.workflows.conftest import SECONDS_QUEUE
-from tests.workflows.support import ESCALATION, CaseScript, JourneyTestbed, act, events, near
+from tests.workflows.support import ESCALATION, CaseScript, JourneyTestbed, events, near
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SHELTER = c.Sector.SHELTER
-REQUEST = act(SHELTER, c.ACT_REQUEST_REFERRAL)
-REMIND = act(SHELTER, c.ACT_REMIND_PROVIDER)
-CLOSE = act(SHELTER, c.ACT_CLOSE_REFERRAL)
+REQUEST = c.SHELTER_REQUEST_REFERRAL
+REMIND = c.SHELTER_REMIND_PROVIDER
+CLOSE = c.SHELTER_CLOSE_REFERRAL
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
 

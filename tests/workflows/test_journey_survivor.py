@@ -12,7 +12,6 @@ from masar import contract as c
 from tests.workflows.support import (
     ESCALATION,
     JourneyTestbed,
-    act,
     events,
     near,
     new_event_id,
@@ -35,12 +34,12 @@ async def test_consent_withdrawn_while_a_referral_waits(bed: JourneyTestbed) -> 
         c.ConsentChange(event_id=new_event_id(), sector=SHELTER, granted=False, at=await bed.now()),
     )
     assert result.stage is c.Stage.RECOVERY
-    closes = await journey.until_calls(act(SHELTER, c.ACT_CLOSE_REFERRAL), 1)
+    closes = await journey.until_calls(c.SHELTER_CLOSE_REFERRAL, 1)
     assert (closes[0].arg.referral_id, closes[0].arg.status) == (
         ref.referral_id,
         c.ReferralStatus.WITHDRAWN,
     )
-    purges = await journey.until_calls(act(SHELTER, c.ACT_PURGE_CASE), 1)
+    purges = await journey.until_calls(c.SHELTER_PURGE_CASE, 1)
     assert purges[0].arg.case_id == journey.case_id
     status = await journey.until(lambda s: bool(events(s, "case_purged")))
     assert status.referrals[0].status is c.ReferralStatus.WITHDRAWN
@@ -50,7 +49,7 @@ async def test_consent_withdrawn_while_a_referral_waits(bed: JourneyTestbed) -> 
     await journey.pending_referral(EMPLOYMENT)
     # The withdrawn referral's ladder is gone: no reminder, ever.
     await bed.skip(3 * HOUR)
-    assert journey.calls(act(SHELTER, c.ACT_REMIND_PROVIDER)) == []
+    assert journey.calls(c.SHELTER_REMIND_PROVIDER) == []
     assert [n.arg.wait for n in journey.calls(ESCALATION)] == []
 
 
@@ -83,7 +82,7 @@ async def test_declining_a_service_withdraws_and_purges(bed: JourneyTestbed) -> 
             reason="declined",
         ),
     )
-    await journey.until_calls(act(LEGAL, c.ACT_PURGE_CASE), 1)
+    await journey.until_calls(c.LEGAL_PURGE_CASE, 1)
     status = await journey.until(lambda s: s.stage is c.Stage.FOLLOW_UP)
     assert status.referrals[0].status is c.ReferralStatus.WITHDRAWN
     assert events(status, "service_declined")[0].sector is LEGAL
@@ -247,7 +246,7 @@ async def test_closure_refused_then_approved_then_reopened(bed: JourneyTestbed) 
     assert approved.stage is c.Stage.CLOSED
     status = await journey.until(lambda s: s.referrals[0].status is c.ReferralStatus.WITHDRAWN)
     assert status.next_follow_up is None and status.next_deadline is None
-    closes = await journey.until_calls(act(SHELTER, c.ACT_CLOSE_REFERRAL), 1)
+    closes = await journey.until_calls(c.SHELTER_CLOSE_REFERRAL, 1)
     assert closes[0].arg.referral_id == ref.referral_id
     sa = await journey.until_search_attributes(lambda v: v.get(c.SA_STAGE) == "CLOSED")
     assert c.SA_NEXT_DEADLINE not in sa and c.SA_PENDING_SECTORS not in sa
