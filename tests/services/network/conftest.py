@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
@@ -54,7 +55,7 @@ def clock() -> StepClock:
 
 @asynccontextmanager
 async def network_service(
-    tmp_path: Path, database_url: str, **options: object
+    tmp_path: Path, database_url: str, **options: Any
 ) -> AsyncIterator[RunningSector]:
     settings = sector_settings("network", tmp_path, database_url)
     factory = functools.partial(build_components, **options)

@@ -15,6 +15,7 @@ from masar.v1 import network_pb2 as pb
 from masar.v1 import network_pb2_grpc
 from services.network.credentials import totp_code
 from tests.services.harness import RunningSector
+from tests.support_auth import token_for
 
 FES = "fes-meknes"
 RABAT = "rabat-sale-kenitra"
@@ -24,13 +25,9 @@ NEW_PASSWORD = "correct horse battery staple"
 def stub_as(
     running: RunningSector, role: Role, org: str = "", region: str = "", subject: str | None = None
 ) -> network_pb2_grpc.NetworkServiceStub:
-    kw = {"subject": subject} if subject else {}
-    if kw:
-        from tests.support_auth import token_for
-
-        return network_pb2_grpc.NetworkServiceStub(
-            running.channel_as(token=token_for(role, org, region, **kw))
-        )
+    if subject:
+        token = token_for(role, org, region, subject=subject)
+        return network_pb2_grpc.NetworkServiceStub(running.channel_as(token=token))
     return network_pb2_grpc.NetworkServiceStub(running.channel_as(role, org, region))
 
 

@@ -4,6 +4,7 @@ who manages what, bad input refused before anything is written, no deletion."""
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import grpc
 import pytest
@@ -204,7 +205,7 @@ async def test_bad_sign_in_input_names_the_field_and_writes_nothing(network, req
 
 async def test_bad_organisation_input_names_the_field(network):
     stub = admin(network)
-    base = dict(
+    base: dict[str, Any] = dict(
         name="Amal",
         kind=pb.ORGANISATION_KIND_ASSOCIATION,
         region=FES,
