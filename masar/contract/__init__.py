@@ -187,25 +187,14 @@ def sector_of_referral(referral_id: str) -> Sector | None:
 
 
 # --- activities ---------------------------------------------------------------
-# Each sector (shelter, legal, employment) implements these four activities on
-# its own task queue, named "<sector>.<verb>", e.g. "shelter.request_referral".
-
-
-def activity_name(sector: Sector | ServiceName, verb: str) -> str:
-    return f"{sector}.{verb}"
-
-
-ACT_REQUEST_REFERRAL = "request_referral"  # ReferralRequest -> ReferralCreated
-ACT_REMIND_PROVIDER = "remind_provider"  # ProviderReminder -> None
-ACT_CLOSE_REFERRAL = "close_referral"  # ReferralClosure -> None
-ACT_PURGE_CASE = "purge_case"  # CasePurge -> PurgeResult
-# Intake implements "intake.record_escalation" (EscalationNotice -> None): the
-# coordinators' inbox and the case worker's reminders live with intake.
-ACT_RECORD_ESCALATION = "record_escalation"
-
+# Each sector (shelter, legal, employment) implements four activities on its own
+# task queue, named "<sector>.<verb>"; intake implements
+# "intake.record_escalation" (EscalationNotice -> None): the coordinators' inbox
+# and the case worker's reminders live with intake.
+#
 # The registered activity names, written out so that grep lands on them. Each
 # sector's activity class decorates its methods with these; the journey calls
-# them through SECTOR_ACTIVITIES.
+# them through SECTOR_ACTIVITIES and INTAKE_RECORD_ESCALATION.
 SHELTER_REQUEST_REFERRAL = "shelter.request_referral"
 SHELTER_REMIND_PROVIDER = "shelter.remind_provider"
 SHELTER_CLOSE_REFERRAL = "shelter.close_referral"

@@ -60,7 +60,7 @@ async def activity_started(client: Client, case_id: str, sector: str) -> bool:
     """The journey's request to `sector` has been handed to a worker."""
     handle = client.get_workflow_handle(c.journey_workflow_id(case_id))
     description = await handle.describe()
-    name = c.activity_name(sector, c.ACT_REQUEST_REFERRAL)  # type: ignore[arg-type]
+    name = c.SECTOR_ACTIVITIES[c.Sector(sector)].request_referral
     return any(
         p.activity_type.name == name
         and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
