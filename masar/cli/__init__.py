@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from masar.cli import admin, cases, connect, demo, staff
+from masar.cli import admin, cases, connect, demo, providers, staff
 from masar.cli.output import CliError, Output
 from masar.platform.settings import CliSettings, SettingsError
 
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     admin.register(sub, common)
     cases.register(sub, common)
+    providers.register(sub, common)
     staff.register(sub, common)
     demo.register(sub, common)
     return parser
