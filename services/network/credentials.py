@@ -79,9 +79,6 @@ class Passwords:
         except (VerificationError, InvalidHashError):
             return False
 
-    def needs_rehash(self, stored_hash: str) -> bool:
-        return self._hasher.check_needs_rehash(stored_hash)
-
 
 def one_time_password() -> str:
     """A first or reset password to hand to the person (about 96 bits)."""

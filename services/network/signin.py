@@ -140,7 +140,7 @@ class SignInDesk:
     # --- the public calls ---------------------------------------------------------------
 
     async def sign_in(self, login: str, password: str, totp_code: str, *, source: str) -> SignedIn:
-        def succeed(session: Session, row: AccountRow, now: datetime) -> SignedIn:
+        def succeed(session: Session, row: AccountRow, now: datetime, _: str) -> SignedIn:
             if row.password_change_required:
                 audit.append(
                     session,
@@ -171,9 +171,7 @@ class SignInDesk:
         source: str,
         check_new: Callable[[AccountRow], None],
     ) -> SignedIn:
-        new_hash = await asyncio.to_thread(self.passwords.hash, new_password)
-
-        def succeed(session: Session, row: AccountRow, now: datetime) -> SignedIn:
+        def succeed(session: Session, row: AccountRow, now: datetime, new_hash: str) -> SignedIn:
             row.password_hash = new_hash
             row.password_change_required = False
             row.updated_at = now
@@ -190,7 +188,13 @@ class SignInDesk:
             return signed_in
 
         return await self._authenticated(
-            login, current_password, totp_code, source=source, then=succeed, check=check_new
+            login,
+            current_password,
+            totp_code,
+            source=source,
+            then=succeed,
+            check=check_new,
+            new_password=new_password,
         )
 
     async def refresh(self, token: str) -> SignedIn:
@@ -242,9 +246,13 @@ class SignInDesk:
         totp_code: str,
         *,
         source: str,
-        then: Callable[[Session, AccountRow, datetime], SignedIn],
+        then: Callable[[Session, AccountRow, datetime, str], SignedIn],
         check: Callable[[AccountRow], None] | None = None,
+        new_password: str | None = None,
     ) -> SignedIn:
+        """`then` runs once she has proven who she is, with the hash of
+        `new_password` (computed only then: no one makes the service hash
+        for free)."""
         login = normalise_login(login)
         attempt = await self.database.run(lambda s: self._claim(s, login, source))
         if attempt.refused:
@@ -254,6 +262,9 @@ class SignInDesk:
         password_ok = await asyncio.to_thread(
             self.passwords.verify_or_dummy, attempt.password_hash, password
         )
+        new_hash = ""
+        if password_ok and new_password is not None:
+            new_hash = await asyncio.to_thread(self.passwords.hash, new_password)
 
         def record(session: Session) -> SignedIn:
             now = self.clock()
@@ -278,7 +289,7 @@ class SignInDesk:
             # She proved who she is: her account's failures are forgotten (not
             # her address's, or one account could clear an address's record).
             self.failures.store(self.failures.lock(session, attempt.account_key), FailureCount())
-            return then(session, row, now)
+            return then(session, row, now, new_hash)
 
         return await self._run_recording_refusals(record)
 

@@ -239,6 +239,30 @@ async def test_a_disabled_account_cannot_refresh(network, clock):
     assert ("network.sign_in_failed", person.account_id, "account_disabled") in actions
 
 
+async def test_a_suspended_organisations_staff_cannot_sign_in_or_refresh(network, clock):
+    anon = anonymous(network)
+    person, org = await officer_of(network)
+    await activate(anon, person)
+    signed_in = await sign_in(anon, person)
+    coordinator = stub_as(network, Role.COORDINATOR, region=FES)
+    await coordinator.SuspendOrganisation(
+        pb.SuspendOrganisationRequest(organisation_id=org.organisation_id)
+    )
+    error = await refused(
+        anon.RefreshToken(pb.RefreshTokenRequest(refresh_token=signed_in.refresh_token))
+    )
+    assert error.code() is grpc.StatusCode.UNAUTHENTICATED
+    error = await refused(sign_in(anon, person))
+    assert error.details() == SIGN_IN_FAILED
+    await coordinator.ReinstateOrganisation(
+        pb.ReinstateOrganisationRequest(organisation_id=org.organisation_id)
+    )
+    assert (await sign_in(anon, person)).access_token
+    actions = audit_actions(network)
+    assert ("network.refresh_refused", person.account_id, "organisation_suspended") in actions
+    assert ("network.sign_in_failed", person.account_id, "organisation_suspended") in actions
+
+
 async def test_password_change_and_a_coordinators_reset_are_audited(network, clock, keyring):
     anon = anonymous(network)
     person, _ = await officer_of(network)
