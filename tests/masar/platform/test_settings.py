@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from masar.platform.settings import ServiceSettings, SettingsError, WorkerSettings
+from masar.platform.settings import CliSettings, ServiceSettings, SettingsError, WorkerSettings
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_defaults_follow_the_design(tmp_path) -> None:
@@ -38,6 +42,7 @@ def test_database_url_and_addresses_from_environment() -> None:
         ({"MASAR_SHELTER_DATABASE_URL": "mysql://x"}, "MASAR_SHELTER_DATABASE_URL"),
         ({"MASAR_SHELTER_METRICS_PORT": "nine"}, "MASAR_SHELTER_METRICS_PORT"),
         ({"MASAR_LOG_FORMAT": "xml"}, "MASAR_LOG_FORMAT"),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL"),
     ],
 )
 def test_malformed_setting_names_the_variable(env, variable) -> None:
@@ -62,3 +67,26 @@ def test_process_stops_with_a_message_naming_the_variable(tmp_path) -> None:
     assert result.returncode == 2
     assert "MASAR_SHELTER_ADDR" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_only_the_settings_module_reads_the_environment() -> None:
+    reads = re.compile(r"\bos\.(environ|getenv|putenv)\b|\bgetenv\(")
+    found = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for top in ("masar", "services", "workflows")
+        for path in sorted((ROOT / top).rglob("*.py"))
+        if "v1" not in path.relative_to(ROOT).parts[:2]
+        and path != ROOT / "masar" / "platform" / "settings.py"
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if reads.search(line)
+    ]
+    assert found == []
+
+
+def test_cli_settings(tmp_path) -> None:
+    cli = CliSettings.from_env({"MASAR_DATA_DIR": str(tmp_path), "MASAR_TOKEN": " t0k "})
+    assert (cli.token, cli.user, cli.common.data_dir) == ("t0k", "coordinator-cli", tmp_path)
+    assert not cli.keyring_configured and not cli.token_public_key_set
+    assert CliSettings.from_env({"MASAR_USER": "coord-7", "MASAR_KEY_FILE": "/k"}).user == "coord-7"
+    with pytest.raises(SettingsError, match="MASAR_INTAKE_ADDR"):
+        CliSettings.from_env({"MASAR_INTAKE_ADDR": "nowhere"})

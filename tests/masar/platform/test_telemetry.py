@@ -37,8 +37,13 @@ from masar.platform.metrics import (
     temporal_metrics_runtime,
 )
 from masar.platform.rpc import GrpcService, start_server
-from masar.platform.settings import TemporalSettings
-from masar.platform.telemetry import Telemetry, setup_telemetry
+from masar.platform.settings import Env, SettingsError, TelemetrySettings, TemporalSettings
+from masar.platform.telemetry import (
+    Telemetry,
+    build_tracer_provider,
+    setup_telemetry,
+    span_exporters,
+)
 from masar.platform.temporal import client_options, connect_temporal
 from tests.conftest import DevServer, free_port
 from tests.masar.platform.trace_workflow import LOOKUP_ACTIVITY, ProbeRequest, TraceProbeWorkflow
@@ -278,6 +283,128 @@ async def test_temporal_sdk_metrics_share_the_process_endpoint(
     assert 'operation="StartWorkflowExecution"' in body
     assert "temporal_request_latency_seconds_bucket{" in body
     assert "# TYPE masar_rpc_server_handled_total counter" in body
+
+
+# --- the standard OTEL_* variables ------------------------------------------------------
+
+OTEL_VARIABLES = (
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_SERVICE_NAME",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+)
+
+
+@pytest.fixture
+def otel_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in OTEL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_sampler_and_resource_come_from_the_standard_variables(
+    otel_env: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    default = build_tracer_provider("shelter")
+    assert isinstance(default.sampler, ParentBased)  # the SDK's default
+    assert default.resource.attributes["service.name"] == "masar-shelter"
+
+    otel_env.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+    otel_env.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    otel_env.setenv(
+        "OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=staging,service.namespace=masar"
+    )
+    provider = build_tracer_provider("shelter")
+    assert isinstance(provider.sampler, TraceIdRatioBased) and provider.sampler.rate == 0.25
+    attrs = provider.resource.attributes
+    assert attrs["deployment.environment"] == "staging"
+    assert attrs["service.namespace"] == "masar"
+    assert attrs["service.name"] == "masar-shelter"
+    assert attrs["telemetry.sdk.name"] == "opentelemetry"
+
+    otel_env.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attributes")
+    assert build_tracer_provider("shelter").resource.attributes["service.name"] == (
+        "from-attributes"
+    )
+    otel_env.setenv("OTEL_SERVICE_NAME", "shelter-fes")
+    assert build_tracer_provider("shelter").resource.attributes["service.name"] == "shelter-fes"
+
+    otel_env.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    span = build_tracer_provider("shelter").get_tracer("t").start_span("nothing")
+    assert not span.is_recording()
+
+
+def _exporters(otel_env: pytest.MonkeyPatch, **variables: str) -> list[Any]:
+    for name in OTEL_VARIABLES:
+        otel_env.delenv(name, raising=False)
+    for name, value in variables.items():
+        otel_env.setenv(name, value)
+    return span_exporters(TelemetrySettings.from_env(Env()))
+
+
+def test_the_exporter_follows_the_otlp_protocol(otel_env: pytest.MonkeyPatch) -> None:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+        OTLPSpanExporter as GrpcExporter,
+    )
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HttpExporter,
+    )
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    # Without an endpoint nothing leaves the process.
+    assert _exporters(otel_env) == []
+    assert _exporters(otel_env, OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf") == []
+
+    http = _exporters(
+        otel_env,
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4318",
+    )
+    assert [type(e) for e in http] == [HttpExporter]
+    assert http[0]._endpoint == "http://127.0.0.1:4318/v1/traces"
+
+    grpc_default = _exporters(otel_env, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4317")
+    assert [type(e) for e in grpc_default] == [GrpcExporter]
+    traces_only = _exporters(
+        otel_env,
+        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="http/protobuf",
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://collector:4318/v1/traces",
+    )
+    assert [type(e) for e in traces_only] == [HttpExporter]
+    assert traces_only[0]._endpoint == "http://collector:4318/v1/traces"
+
+    assert (
+        _exporters(
+            otel_env, OTEL_TRACES_EXPORTER="none", OTEL_EXPORTER_OTLP_ENDPOINT="http://c:4317"
+        )
+        == []
+    )
+    console = _exporters(otel_env, OTEL_TRACES_EXPORTER="console")
+    assert [type(e) for e in console] == [ConsoleSpanExporter]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "thrift"),
+        ("OTEL_TRACES_EXPORTER", "zipkin"),
+    ],
+)
+def test_an_unsupported_otel_value_names_the_variable(
+    otel_env: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    otel_env.setenv(variable, value)
+    with pytest.raises(SettingsError, match=variable):
+        TelemetrySettings.from_env(Env())
 
 
 def _scrape(url: str) -> str:
