@@ -18,6 +18,28 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
+# Case transfers between organisations (masar.contract.transfer), re-exported.
+from masar.contract.transfer import ERR_STALE_TRANSFER as ERR_STALE_TRANSFER
+from masar.contract.transfer import ERR_TRANSFER_OPEN as ERR_TRANSFER_OPEN
+from masar.contract.transfer import ERR_UNKNOWN_TRANSFER as ERR_UNKNOWN_TRANSFER
+from masar.contract.transfer import INTAKE_RECORD_TRANSFER_RUNG as INTAKE_RECORD_TRANSFER_RUNG
+from masar.contract.transfer import (
+    TRANSFER_ACCEPT_DEFAULT_SECONDS as TRANSFER_ACCEPT_DEFAULT_SECONDS,
+)
+from masar.contract.transfer import TRANSFER_ACCEPT_WAIT as TRANSFER_ACCEPT_WAIT
+from masar.contract.transfer import UPDATE_TRANSFER_DECISION as UPDATE_TRANSFER_DECISION
+from masar.contract.transfer import UPDATE_TRANSFER_REDIRECT as UPDATE_TRANSFER_REDIRECT
+from masar.contract.transfer import UPDATE_TRANSFER_REQUEST as UPDATE_TRANSFER_REQUEST
+from masar.contract.transfer import TransferDecision as TransferDecision
+from masar.contract.transfer import TransferDeclineReason as TransferDeclineReason
+from masar.contract.transfer import TransferReason as TransferReason
+from masar.contract.transfer import TransferRedirect as TransferRedirect
+from masar.contract.transfer import TransferRequest as TransferRequest
+from masar.contract.transfer import TransferRungNotice as TransferRungNotice
+from masar.contract.transfer import TransferStatus as TransferStatus
+from masar.contract.transfer import TransferView as TransferView
+from masar.contract.transfer import new_transfer_id as new_transfer_id
+
 # --- names ------------------------------------------------------------------
 
 ServiceName = Literal["intake", "shelter", "legal", "employment", "network"]
@@ -571,3 +593,5 @@ class JourneyStatus:
     consents: list[Sector] = field(default_factory=list)
     closure_requested: bool = False
     next_follow_up: datetime | None = None
+    # Case transfers between organisations (masar.contract.transfer), oldest first.
+    transfers: list[TransferView] = field(default_factory=list)

@@ -6,6 +6,15 @@ assesses risk and needs, records the survivor's consents, and keeps the
 case's journey informed. Coordinators read their inbox of escalations here.
 Package masar.v1.
 
+Scopes: a case records the organisation that registered it (its source)
+and the organisation that holds it now. Intake officers and supervisors
+read and change only the cases their own organisation holds; a care unit
+that registers a case names the holding organisation and keeps only a
+follow-up view of it (GetCaseFollowUp: no personal data); coordinators see
+their region's cases; anything else needs an emergency grant. A case moves
+from one organisation to another by a transfer (RequestTransfer ...), with
+the survivor's consent, and the organisation that held it loses access.
+
 Confidentiality: the survivor profile, contact details, the narrative and
 free-text notes are personal data, encrypted at rest and returned only by
 GetCase (the intake officer's view). Lists (ListCases, ListEscalations)
@@ -341,6 +350,9 @@ class _CaseChangeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CaseCh
     CASE_CHANGE_KIND_MEDICAL_CARE: _CaseChangeKind.ValueType  # 6
     CASE_CHANGE_KIND_CLOSURE_REQUESTED: _CaseChangeKind.ValueType  # 7
     CASE_CHANGE_KIND_REOPENED: _CaseChangeKind.ValueType  # 8
+    CASE_CHANGE_KIND_TRANSFER_REQUESTED: _CaseChangeKind.ValueType  # 9
+    CASE_CHANGE_KIND_TRANSFER_DECIDED: _CaseChangeKind.ValueType  # 10
+    CASE_CHANGE_KIND_TRANSFER_REDIRECTED: _CaseChangeKind.ValueType  # 11
 
 class CaseChangeKind(_CaseChangeKind, metaclass=_CaseChangeKindEnumTypeWrapper): ...
 
@@ -353,7 +365,82 @@ CASE_CHANGE_KIND_FOLLOW_UP: CaseChangeKind.ValueType  # 5
 CASE_CHANGE_KIND_MEDICAL_CARE: CaseChangeKind.ValueType  # 6
 CASE_CHANGE_KIND_CLOSURE_REQUESTED: CaseChangeKind.ValueType  # 7
 CASE_CHANGE_KIND_REOPENED: CaseChangeKind.ValueType  # 8
+CASE_CHANGE_KIND_TRANSFER_REQUESTED: CaseChangeKind.ValueType  # 9
+CASE_CHANGE_KIND_TRANSFER_DECIDED: CaseChangeKind.ValueType  # 10
+CASE_CHANGE_KIND_TRANSFER_REDIRECTED: CaseChangeKind.ValueType  # 11
 Global___CaseChangeKind: _TypeAlias = CaseChangeKind  # noqa: Y015
+
+class _TransferReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TransferReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TransferReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TRANSFER_REASON_UNSPECIFIED: _TransferReason.ValueType  # 0
+    TRANSFER_REASON_CLOSER_TO_HOME: _TransferReason.ValueType  # 1
+    TRANSFER_REASON_SPECIALISED_SERVICE: _TransferReason.ValueType  # 2
+    TRANSFER_REASON_CAPACITY: _TransferReason.ValueType  # 3
+    TRANSFER_REASON_LANGUAGE: _TransferReason.ValueType  # 4
+    TRANSFER_REASON_SURVIVOR_REQUEST: _TransferReason.ValueType  # 5
+    """She asked for it."""
+
+class TransferReason(_TransferReason, metaclass=_TransferReasonEnumTypeWrapper):
+    """Why an organisation asks another to take over a case."""
+
+TRANSFER_REASON_UNSPECIFIED: TransferReason.ValueType  # 0
+TRANSFER_REASON_CLOSER_TO_HOME: TransferReason.ValueType  # 1
+TRANSFER_REASON_SPECIALISED_SERVICE: TransferReason.ValueType  # 2
+TRANSFER_REASON_CAPACITY: TransferReason.ValueType  # 3
+TRANSFER_REASON_LANGUAGE: TransferReason.ValueType  # 4
+TRANSFER_REASON_SURVIVOR_REQUEST: TransferReason.ValueType  # 5
+"""She asked for it."""
+Global___TransferReason: _TypeAlias = TransferReason  # noqa: Y015
+
+class _TransferDeclineReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TransferDeclineReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TransferDeclineReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TRANSFER_DECLINE_REASON_UNSPECIFIED: _TransferDeclineReason.ValueType  # 0
+    TRANSFER_DECLINE_REASON_NO_CAPACITY: _TransferDeclineReason.ValueType  # 1
+    TRANSFER_DECLINE_REASON_SERVICE_NOT_OFFERED: _TransferDeclineReason.ValueType  # 2
+    TRANSFER_DECLINE_REASON_OUT_OF_AREA: _TransferDeclineReason.ValueType  # 3
+    TRANSFER_DECLINE_REASON_LANGUAGE: _TransferDeclineReason.ValueType  # 4
+    TRANSFER_DECLINE_REASON_OTHER: _TransferDeclineReason.ValueType  # 5
+
+class TransferDeclineReason(_TransferDeclineReason, metaclass=_TransferDeclineReasonEnumTypeWrapper): ...
+
+TRANSFER_DECLINE_REASON_UNSPECIFIED: TransferDeclineReason.ValueType  # 0
+TRANSFER_DECLINE_REASON_NO_CAPACITY: TransferDeclineReason.ValueType  # 1
+TRANSFER_DECLINE_REASON_SERVICE_NOT_OFFERED: TransferDeclineReason.ValueType  # 2
+TRANSFER_DECLINE_REASON_OUT_OF_AREA: TransferDeclineReason.ValueType  # 3
+TRANSFER_DECLINE_REASON_LANGUAGE: TransferDeclineReason.ValueType  # 4
+TRANSFER_DECLINE_REASON_OTHER: TransferDeclineReason.ValueType  # 5
+Global___TransferDeclineReason: _TypeAlias = TransferDeclineReason  # noqa: Y015
+
+class _TransferStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TransferStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TransferStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TRANSFER_STATUS_UNSPECIFIED: _TransferStatus.ValueType  # 0
+    TRANSFER_STATUS_PENDING: _TransferStatus.ValueType  # 1
+    TRANSFER_STATUS_ACCEPTED: _TransferStatus.ValueType  # 2
+    TRANSFER_STATUS_DECLINED: _TransferStatus.ValueType  # 3
+    TRANSFER_STATUS_LAPSED: _TransferStatus.ValueType  # 4
+    """Unanswered past the ladder's last rung: the case stayed with its holder."""
+
+class TransferStatus(_TransferStatus, metaclass=_TransferStatusEnumTypeWrapper): ...
+
+TRANSFER_STATUS_UNSPECIFIED: TransferStatus.ValueType  # 0
+TRANSFER_STATUS_PENDING: TransferStatus.ValueType  # 1
+TRANSFER_STATUS_ACCEPTED: TransferStatus.ValueType  # 2
+TRANSFER_STATUS_DECLINED: TransferStatus.ValueType  # 3
+TRANSFER_STATUS_LAPSED: TransferStatus.ValueType  # 4
+"""Unanswered past the ladder's last rung: the case stayed with its holder."""
+Global___TransferStatus: _TypeAlias = TransferStatus  # noqa: Y015
 
 class _EmergencyReason:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -716,6 +803,8 @@ class CaseSummary(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     REOPEN_COUNT_FIELD_NUMBER: _builtins.int
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    SOURCE_ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    HOLDING_ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     region: _builtins.str
     risk: _common_pb2.RiskLevel.ValueType
@@ -724,6 +813,14 @@ class CaseSummary(_message.Message):
     reopen_count: _builtins.int
     workflow_id: _builtins.str
     """`journey-<case_id>`."""
+    source_organisation_id: _builtins.str
+    """The organisation that registered the case (an association, a centre or
+    a care unit); empty for cases registered before organisations were recorded.
+    """
+    holding_organisation_id: _builtins.str
+    """The organisation that holds it now; empty when unknown (then only
+    coordinators see it).
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -740,10 +837,12 @@ class CaseSummary(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         reopen_count: _builtins.int = ...,
         workflow_id: _builtins.str = ...,
+        source_organisation_id: _builtins.str = ...,
+        holding_organisation_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "created_at", b"created_at", "journey", b"journey", "region", b"region", "reopen_count", b"reopen_count", "risk", b"risk", "status", b"status", "updated_at", b"updated_at", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "created_at", b"created_at", "holding_organisation_id", b"holding_organisation_id", "journey", b"journey", "region", b"region", "reopen_count", b"reopen_count", "risk", b"risk", "source_organisation_id", b"source_organisation_id", "status", b"status", "updated_at", b"updated_at", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -767,6 +866,7 @@ class CaseChange(_message.Message):
     FOLLOW_UP_CHANNEL_FIELD_NUMBER: _builtins.int
     NOTES_FIELD_NUMBER: _builtins.int
     RISK_FIELD_NUMBER: _builtins.int
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
     change_id: _builtins.str
     kind: Global___CaseChangeKind.ValueType
     delivery: _common_pb2.DeliveryState.ValueType
@@ -781,6 +881,8 @@ class CaseChange(_message.Message):
     notes: _builtins.str
     """Follow-up notes (personal data)."""
     risk: _common_pb2.RiskLevel.ValueType
+    transfer_id: _builtins.str
+    """Set for transfer changes."""
     @_builtins.property
     def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -802,10 +904,11 @@ class CaseChange(_message.Message):
         follow_up_channel: Global___FollowUpChannel.ValueType = ...,
         notes: _builtins.str = ...,
         risk: _common_pb2.RiskLevel.ValueType = ...,
+        transfer_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "recorded_at", b"recorded_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "change_id", b"change_id", "clinical_item", b"clinical_item", "closure_reason", b"closure_reason", "delivery", b"delivery", "follow_up_channel", b"follow_up_channel", "kind", b"kind", "notes", b"notes", "recorded_at", b"recorded_at", "rejected", b"rejected", "risk", b"risk", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "change_id", b"change_id", "clinical_item", b"clinical_item", "closure_reason", b"closure_reason", "delivery", b"delivery", "follow_up_channel", b"follow_up_channel", "kind", b"kind", "notes", b"notes", "recorded_at", b"recorded_at", "rejected", b"rejected", "risk", b"risk", "scope", b"scope", "transfer_id", b"transfer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -896,8 +999,15 @@ class RegisterCaseRequest(_message.Message):
     LEGAL_MATTERS_FIELD_NUMBER: _builtins.int
     EMPLOYMENT_INTERESTS_FIELD_NUMBER: _builtins.int
     CONSENTS_FIELD_NUMBER: _builtins.int
+    HOLDING_ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     """Required; retrying with the same key returns the first case."""
+    holding_organisation_id: _builtins.str
+    """Required when a care unit registers the case: the organisation that will
+    hold it (a multifunctional centre or an association of the region). An
+    intake officer or supervisor registers for her own organisation: empty,
+    or her own.
+    """
     @_builtins.property
     def survivor(self) -> Global___SurvivorProfile: ...
     @_builtins.property
@@ -938,10 +1048,11 @@ class RegisterCaseRequest(_message.Message):
         legal_matters: _abc.Iterable[_legal_pb2.LegalMatter.ValueType] | None = ...,
         employment_interests: _abc.Iterable[_builtins.str] | None = ...,
         consents: _abc.Iterable[Global___ConsentScope.ValueType] | None = ...,
+        holding_organisation_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["household", b"household", "incident", b"incident", "risk", b"risk", "survivor", b"survivor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consents", b"consents", "employment_interests", b"employment_interests", "household", b"household", "idempotency_key", b"idempotency_key", "incident", b"incident", "legal_matters", b"legal_matters", "needs", b"needs", "risk", b"risk", "survivor", b"survivor"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consents", b"consents", "employment_interests", b"employment_interests", "holding_organisation_id", b"holding_organisation_id", "household", b"household", "idempotency_key", b"idempotency_key", "incident", b"incident", "legal_matters", b"legal_matters", "needs", b"needs", "risk", b"risk", "survivor", b"survivor"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1553,6 +1664,8 @@ class Escalation(_message.Message):
     DUE_AT_FIELD_NUMBER: _builtins.int
     REFERRAL_ID_FIELD_NUMBER: _builtins.int
     RECORDED_AT_FIELD_NUMBER: _builtins.int
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     escalation_id: _builtins.str
     case_id: _builtins.str
     region: _builtins.str
@@ -1563,6 +1676,12 @@ class Escalation(_message.Message):
     "clinical:pep", ...
     """
     referral_id: _builtins.str
+    transfer_id: _builtins.str
+    """Set for a transfer's rungs."""
+    organisation_id: _builtins.str
+    """The organisation a reminder is addressed to (a transfer's receiving
+    organisation); empty for the case's holder and the coordinators.
+    """
     @_builtins.property
     def due_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -1578,10 +1697,12 @@ class Escalation(_message.Message):
         due_at: _timestamp_pb2.Timestamp | None = ...,
         referral_id: _builtins.str = ...,
         recorded_at: _timestamp_pb2.Timestamp | None = ...,
+        transfer_id: _builtins.str = ...,
+        organisation_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "recorded_at", b"recorded_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "due_at", b"due_at", "escalation_id", b"escalation_id", "level", b"level", "recorded_at", b"recorded_at", "referral_id", b"referral_id", "region", b"region", "wait", b"wait"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "due_at", b"due_at", "escalation_id", b"escalation_id", "level", b"level", "organisation_id", b"organisation_id", "recorded_at", b"recorded_at", "referral_id", b"referral_id", "region", b"region", "transfer_id", b"transfer_id", "wait", b"wait"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1881,3 +2002,524 @@ class RevokeEmergencyGrantResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RevokeEmergencyGrantResponse: _TypeAlias = RevokeEmergencyGrantResponse  # noqa: Y015
+
+@_typing.final
+class GetCaseFollowUpRequest(_message.Message):
+    """--- follow-up view -------------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCaseFollowUpRequest: _TypeAlias = GetCaseFollowUpRequest  # noqa: Y015
+
+@_typing.final
+class FollowedReferral(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECTOR_FIELD_NUMBER: _builtins.int
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    sector: _common_pb2.Sector.ValueType
+    referral_id: _builtins.str
+    status: _common_pb2.ReferralStatus.ValueType
+    def __init__(
+        self,
+        *,
+        sector: _common_pb2.Sector.ValueType = ...,
+        referral_id: _builtins.str = ...,
+        status: _common_pb2.ReferralStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["referral_id", b"referral_id", "sector", b"sector", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FollowedReferral: _TypeAlias = FollowedReferral  # noqa: Y015
+
+@_typing.final
+class CaseFollowUp(_message.Message):
+    """A case without personal data: what a care unit keeps of a case it registered."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    NEEDS_FIELD_NUMBER: _builtins.int
+    DECLINED_FIELD_NUMBER: _builtins.int
+    CONSENTS_FIELD_NUMBER: _builtins.int
+    REFERRALS_FIELD_NUMBER: _builtins.int
+    REFERRALS_KNOWN_FIELD_NUMBER: _builtins.int
+    referrals_known: _builtins.bool
+    @_builtins.property
+    def summary(self) -> Global___CaseSummary: ...
+    @_builtins.property
+    def needs(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.Sector.ValueType]: ...
+    @_builtins.property
+    def declined(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.Sector.ValueType]: ...
+    @_builtins.property
+    def consents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Consent]: ...
+    @_builtins.property
+    def referrals(self) -> _containers.RepeatedCompositeFieldContainer[Global___FollowedReferral]:
+        """From the journey; empty with referrals_known = false when it could not
+        be asked.
+        """
+
+    def __init__(
+        self,
+        *,
+        summary: Global___CaseSummary | None = ...,
+        needs: _abc.Iterable[_common_pb2.Sector.ValueType] | None = ...,
+        declined: _abc.Iterable[_common_pb2.Sector.ValueType] | None = ...,
+        consents: _abc.Iterable[Global___Consent] | None = ...,
+        referrals: _abc.Iterable[Global___FollowedReferral] | None = ...,
+        referrals_known: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["summary", b"summary"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consents", b"consents", "declined", b"declined", "needs", b"needs", "referrals", b"referrals", "referrals_known", b"referrals_known", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseFollowUp: _TypeAlias = CaseFollowUp  # noqa: Y015
+
+@_typing.final
+class GetCaseFollowUpResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FOLLOW_UP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def follow_up(self) -> Global___CaseFollowUp: ...
+    def __init__(
+        self,
+        *,
+        follow_up: Global___CaseFollowUp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["follow_up", b"follow_up"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow_up", b"follow_up"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCaseFollowUpResponse: _TypeAlias = GetCaseFollowUpResponse  # noqa: Y015
+
+@_typing.final
+class Transfer(_message.Message):
+    """--- transfers ---------------------------------------------------------------------
+
+    No personal data.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    FROM_ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    TO_ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REQUESTED_AT_FIELD_NUMBER: _builtins.int
+    CONSENT_RECORDED_AT_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
+    DECLINE_REASON_FIELD_NUMBER: _builtins.int
+    REDIRECT_COUNT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    transfer_id: _builtins.str
+    case_id: _builtins.str
+    region: _builtins.str
+    """The case's region when the transfer was asked."""
+    from_organisation_id: _builtins.str
+    to_organisation_id: _builtins.str
+    """The organisation it is addressed to now (a redirect changes it)."""
+    reason: Global___TransferReason.ValueType
+    status: Global___TransferStatus.ValueType
+    decline_reason: Global___TransferDeclineReason.ValueType
+    redirect_count: _builtins.int
+    @_builtins.property
+    def requested_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def consent_recorded_at(self) -> _timestamp_pb2.Timestamp:
+        """When the survivor's consent to the (latest) receiving organisation was recorded."""
+
+    @_builtins.property
+    def decided_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        transfer_id: _builtins.str = ...,
+        case_id: _builtins.str = ...,
+        region: _builtins.str = ...,
+        from_organisation_id: _builtins.str = ...,
+        to_organisation_id: _builtins.str = ...,
+        reason: Global___TransferReason.ValueType = ...,
+        status: Global___TransferStatus.ValueType = ...,
+        requested_at: _timestamp_pb2.Timestamp | None = ...,
+        consent_recorded_at: _timestamp_pb2.Timestamp | None = ...,
+        decided_at: _timestamp_pb2.Timestamp | None = ...,
+        decline_reason: Global___TransferDeclineReason.ValueType = ...,
+        redirect_count: _builtins.int = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consent_recorded_at", b"consent_recorded_at", "decided_at", b"decided_at", "requested_at", b"requested_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "consent_recorded_at", b"consent_recorded_at", "decided_at", b"decided_at", "decline_reason", b"decline_reason", "from_organisation_id", b"from_organisation_id", "reason", b"reason", "redirect_count", b"redirect_count", "region", b"region", "requested_at", b"requested_at", "status", b"status", "to_organisation_id", b"to_organisation_id", "transfer_id", b"transfer_id", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Transfer: _TypeAlias = Transfer  # noqa: Y015
+
+@_typing.final
+class RequestTransferRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    TO_ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SURVIVOR_CONSENTS_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.str
+    to_organisation_id: _builtins.str
+    """Another organisation of the network."""
+    reason: Global___TransferReason.ValueType
+    survivor_consents: _builtins.bool
+    """Required and true: the survivor consents to this transfer (recorded)."""
+    idempotency_key: _builtins.str
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.str = ...,
+        to_organisation_id: _builtins.str = ...,
+        reason: Global___TransferReason.ValueType = ...,
+        survivor_consents: _builtins.bool = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "idempotency_key", b"idempotency_key", "reason", b"reason", "survivor_consents", b"survivor_consents", "to_organisation_id", b"to_organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestTransferRequest: _TypeAlias = RequestTransferRequest  # noqa: Y015
+
+@_typing.final
+class RequestTransferResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_FIELD_NUMBER: _builtins.int
+    CASE_FIELD_NUMBER: _builtins.int
+    CHANGE_ID_FIELD_NUMBER: _builtins.int
+    DELIVERY_FIELD_NUMBER: _builtins.int
+    change_id: _builtins.str
+    delivery: _common_pb2.DeliveryState.ValueType
+    @_builtins.property
+    def transfer(self) -> Global___Transfer: ...
+    @_builtins.property
+    def case(self) -> Global___CaseSummary: ...
+    def __init__(
+        self,
+        *,
+        transfer: Global___Transfer | None = ...,
+        case: Global___CaseSummary | None = ...,
+        change_id: _builtins.str = ...,
+        delivery: _common_pb2.DeliveryState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["case", b"case", "transfer", b"transfer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case", b"case", "change_id", b"change_id", "delivery", b"delivery", "transfer", b"transfer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestTransferResponse: _TypeAlias = RequestTransferResponse  # noqa: Y015
+
+@_typing.final
+class DecideTransferRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    ACCEPT_FIELD_NUMBER: _builtins.int
+    DECLINE_REASON_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    transfer_id: _builtins.str
+    accept: _builtins.bool
+    decline_reason: Global___TransferDeclineReason.ValueType
+    """Required when declining."""
+    idempotency_key: _builtins.str
+    def __init__(
+        self,
+        *,
+        transfer_id: _builtins.str = ...,
+        accept: _builtins.bool = ...,
+        decline_reason: Global___TransferDeclineReason.ValueType = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept", b"accept", "decline_reason", b"decline_reason", "idempotency_key", b"idempotency_key", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecideTransferRequest: _TypeAlias = DecideTransferRequest  # noqa: Y015
+
+@_typing.final
+class DecideTransferResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_FIELD_NUMBER: _builtins.int
+    CASE_FIELD_NUMBER: _builtins.int
+    CHANGE_ID_FIELD_NUMBER: _builtins.int
+    DELIVERY_FIELD_NUMBER: _builtins.int
+    change_id: _builtins.str
+    delivery: _common_pb2.DeliveryState.ValueType
+    @_builtins.property
+    def transfer(self) -> Global___Transfer: ...
+    @_builtins.property
+    def case(self) -> Global___CaseSummary: ...
+    def __init__(
+        self,
+        *,
+        transfer: Global___Transfer | None = ...,
+        case: Global___CaseSummary | None = ...,
+        change_id: _builtins.str = ...,
+        delivery: _common_pb2.DeliveryState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["case", b"case", "transfer", b"transfer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case", b"case", "change_id", b"change_id", "delivery", b"delivery", "transfer", b"transfer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecideTransferResponse: _TypeAlias = DecideTransferResponse  # noqa: Y015
+
+@_typing.final
+class RedirectTransferRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    TO_ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    SURVIVOR_CONSENTS_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    transfer_id: _builtins.str
+    to_organisation_id: _builtins.str
+    """Neither the organisation holding the case nor the one asked now."""
+    survivor_consents: _builtins.bool
+    """Required and true: the survivor consents to the transfer to this organisation."""
+    idempotency_key: _builtins.str
+    def __init__(
+        self,
+        *,
+        transfer_id: _builtins.str = ...,
+        to_organisation_id: _builtins.str = ...,
+        survivor_consents: _builtins.bool = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "survivor_consents", b"survivor_consents", "to_organisation_id", b"to_organisation_id", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedirectTransferRequest: _TypeAlias = RedirectTransferRequest  # noqa: Y015
+
+@_typing.final
+class RedirectTransferResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_FIELD_NUMBER: _builtins.int
+    CHANGE_ID_FIELD_NUMBER: _builtins.int
+    DELIVERY_FIELD_NUMBER: _builtins.int
+    change_id: _builtins.str
+    delivery: _common_pb2.DeliveryState.ValueType
+    @_builtins.property
+    def transfer(self) -> Global___Transfer: ...
+    def __init__(
+        self,
+        *,
+        transfer: Global___Transfer | None = ...,
+        change_id: _builtins.str = ...,
+        delivery: _common_pb2.DeliveryState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["transfer", b"transfer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_id", b"change_id", "delivery", b"delivery", "transfer", b"transfer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedirectTransferResponse: _TypeAlias = RedirectTransferResponse  # noqa: Y015
+
+@_typing.final
+class GetTransferRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    transfer_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        transfer_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTransferRequest: _TypeAlias = GetTransferRequest  # noqa: Y015
+
+@_typing.final
+class GetTransferResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def transfer(self) -> Global___Transfer: ...
+    def __init__(
+        self,
+        *,
+        transfer: Global___Transfer | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["transfer", b"transfer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["transfer", b"transfer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTransferResponse: _TypeAlias = GetTransferResponse  # noqa: Y015
+
+@_typing.final
+class ListTransfersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.str
+    """Optional filters."""
+    status: Global___TransferStatus.ValueType
+    page_size: _builtins.int
+    """1 to 500; 0 = 50."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.str = ...,
+        status: Global___TransferStatus.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTransfersRequest: _TypeAlias = ListTransfersRequest  # noqa: Y015
+
+@_typing.final
+class ListTransfersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def transfers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Transfer]:
+        """Newest first."""
+
+    def __init__(
+        self,
+        *,
+        transfers: _abc.Iterable[Global___Transfer] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "transfers", b"transfers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTransfersResponse: _TypeAlias = ListTransfersResponse  # noqa: Y015
+
+@_typing.final
+class RecordTransferRungRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    TO_ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    LAPSED_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.str
+    region: _builtins.str
+    transfer_id: _builtins.str
+    to_organisation_id: _builtins.str
+    level: _builtins.int
+    lapsed: _builtins.bool
+    """The last rung: the request lapsed."""
+    idempotency_key: _builtins.str
+    """Required: a repeated notice is recorded once."""
+    @_builtins.property
+    def due_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.str = ...,
+        region: _builtins.str = ...,
+        transfer_id: _builtins.str = ...,
+        to_organisation_id: _builtins.str = ...,
+        level: _builtins.int = ...,
+        due_at: _timestamp_pb2.Timestamp | None = ...,
+        lapsed: _builtins.bool = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "due_at", b"due_at", "idempotency_key", b"idempotency_key", "lapsed", b"lapsed", "level", b"level", "region", b"region", "to_organisation_id", b"to_organisation_id", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordTransferRungRequest: _TypeAlias = RecordTransferRungRequest  # noqa: Y015
+
+@_typing.final
+class RecordTransferRungResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ESCALATION_FIELD_NUMBER: _builtins.int
+    TRANSFER_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    duplicate: _builtins.bool
+    @_builtins.property
+    def escalation(self) -> Global___Escalation: ...
+    @_builtins.property
+    def transfer(self) -> Global___Transfer: ...
+    def __init__(
+        self,
+        *,
+        escalation: Global___Escalation | None = ...,
+        transfer: Global___Transfer | None = ...,
+        duplicate: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["escalation", b"escalation", "transfer", b"transfer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "escalation", b"escalation", "transfer", b"transfer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordTransferRungResponse: _TypeAlias = RecordTransferRungResponse  # noqa: Y015

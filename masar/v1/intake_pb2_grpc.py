@@ -89,6 +89,41 @@ class IntakeServiceStub:
                 request_serializer=masar_dot_v1_dot_intake__pb2.ReopenCaseRequest.SerializeToString,
                 response_deserializer=masar_dot_v1_dot_intake__pb2.ReopenCaseResponse.FromString,
                 _registered_method=True)
+        self.GetCaseFollowUp = channel.unary_unary(
+                '/masar.v1.IntakeService/GetCaseFollowUp',
+                request_serializer=masar_dot_v1_dot_intake__pb2.GetCaseFollowUpRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_intake__pb2.GetCaseFollowUpResponse.FromString,
+                _registered_method=True)
+        self.RequestTransfer = channel.unary_unary(
+                '/masar.v1.IntakeService/RequestTransfer',
+                request_serializer=masar_dot_v1_dot_intake__pb2.RequestTransferRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_intake__pb2.RequestTransferResponse.FromString,
+                _registered_method=True)
+        self.DecideTransfer = channel.unary_unary(
+                '/masar.v1.IntakeService/DecideTransfer',
+                request_serializer=masar_dot_v1_dot_intake__pb2.DecideTransferRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_intake__pb2.DecideTransferResponse.FromString,
+                _registered_method=True)
+        self.RedirectTransfer = channel.unary_unary(
+                '/masar.v1.IntakeService/RedirectTransfer',
+                request_serializer=masar_dot_v1_dot_intake__pb2.RedirectTransferRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_intake__pb2.RedirectTransferResponse.FromString,
+                _registered_method=True)
+        self.GetTransfer = channel.unary_unary(
+                '/masar.v1.IntakeService/GetTransfer',
+                request_serializer=masar_dot_v1_dot_intake__pb2.GetTransferRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_intake__pb2.GetTransferResponse.FromString,
+                _registered_method=True)
+        self.ListTransfers = channel.unary_unary(
+                '/masar.v1.IntakeService/ListTransfers',
+                request_serializer=masar_dot_v1_dot_intake__pb2.ListTransfersRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_intake__pb2.ListTransfersResponse.FromString,
+                _registered_method=True)
+        self.RecordTransferRung = channel.unary_unary(
+                '/masar.v1.IntakeService/RecordTransferRung',
+                request_serializer=masar_dot_v1_dot_intake__pb2.RecordTransferRungRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_intake__pb2.RecordTransferRungResponse.FromString,
+                _registered_method=True)
         self.ListEscalations = channel.unary_unary(
                 '/masar.v1.IntakeService/ListEscalations',
                 request_serializer=masar_dot_v1_dot_intake__pb2.ListEscalationsRequest.SerializeToString,
@@ -207,6 +242,65 @@ class IntakeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCaseFollowUp(self, request, context):
+        """What a case's source (a care unit) keeps: the case without personal data,
+        its consents and the statuses of its referrals. Also open to whoever may
+        read the case.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestTransfer(self, request, context):
+        """Transfers: the holding organisation asks another to take the case over
+        (the survivor's consent is required and recorded); the receiving
+        organisation accepts or declines before the `transfer_accept` deadline,
+        or the journey climbs the ladder (reminder to it, then the region's
+        coordinators) and the request lapses. On acceptance the receiving
+        organisation holds the case and the previous one loses access. Like the
+        changes above, each is stored, then delivered to the journey, and undone
+        (FAILED_PRECONDITION) if the journey refuses it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideTransfer(self, request, context):
+        """By the organisation the request is addressed to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedirectTransfer(self, request, context):
+        """By a coordinator of the case's region: the request goes to another
+        organisation instead, and its wait starts over.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTransfer(self, request, context):
+        """Visible to both organisations and to the region's coordinators.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTransfers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordTransferRung(self, request, context):
+        """Internal: called by the "intake.record_transfer_rung" activity (a rung of
+        a transfer's ladder; the last one records the lapse).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListEscalations(self, request, context):
         """The coordinators' inbox: reminders and escalations raised by journeys.
         """
@@ -305,6 +399,41 @@ def add_IntakeServiceServicer_to_server(servicer, server):
                     servicer.ReopenCase,
                     request_deserializer=masar_dot_v1_dot_intake__pb2.ReopenCaseRequest.FromString,
                     response_serializer=masar_dot_v1_dot_intake__pb2.ReopenCaseResponse.SerializeToString,
+            ),
+            'GetCaseFollowUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCaseFollowUp,
+                    request_deserializer=masar_dot_v1_dot_intake__pb2.GetCaseFollowUpRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_intake__pb2.GetCaseFollowUpResponse.SerializeToString,
+            ),
+            'RequestTransfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestTransfer,
+                    request_deserializer=masar_dot_v1_dot_intake__pb2.RequestTransferRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_intake__pb2.RequestTransferResponse.SerializeToString,
+            ),
+            'DecideTransfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideTransfer,
+                    request_deserializer=masar_dot_v1_dot_intake__pb2.DecideTransferRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_intake__pb2.DecideTransferResponse.SerializeToString,
+            ),
+            'RedirectTransfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedirectTransfer,
+                    request_deserializer=masar_dot_v1_dot_intake__pb2.RedirectTransferRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_intake__pb2.RedirectTransferResponse.SerializeToString,
+            ),
+            'GetTransfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTransfer,
+                    request_deserializer=masar_dot_v1_dot_intake__pb2.GetTransferRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_intake__pb2.GetTransferResponse.SerializeToString,
+            ),
+            'ListTransfers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTransfers,
+                    request_deserializer=masar_dot_v1_dot_intake__pb2.ListTransfersRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_intake__pb2.ListTransfersResponse.SerializeToString,
+            ),
+            'RecordTransferRung': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordTransferRung,
+                    request_deserializer=masar_dot_v1_dot_intake__pb2.RecordTransferRungRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_intake__pb2.RecordTransferRungResponse.SerializeToString,
             ),
             'ListEscalations': grpc.unary_unary_rpc_method_handler(
                     servicer.ListEscalations,
@@ -629,6 +758,195 @@ class IntakeService:
             '/masar.v1.IntakeService/ReopenCase',
             masar_dot_v1_dot_intake__pb2.ReopenCaseRequest.SerializeToString,
             masar_dot_v1_dot_intake__pb2.ReopenCaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCaseFollowUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.IntakeService/GetCaseFollowUp',
+            masar_dot_v1_dot_intake__pb2.GetCaseFollowUpRequest.SerializeToString,
+            masar_dot_v1_dot_intake__pb2.GetCaseFollowUpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestTransfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.IntakeService/RequestTransfer',
+            masar_dot_v1_dot_intake__pb2.RequestTransferRequest.SerializeToString,
+            masar_dot_v1_dot_intake__pb2.RequestTransferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideTransfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.IntakeService/DecideTransfer',
+            masar_dot_v1_dot_intake__pb2.DecideTransferRequest.SerializeToString,
+            masar_dot_v1_dot_intake__pb2.DecideTransferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedirectTransfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.IntakeService/RedirectTransfer',
+            masar_dot_v1_dot_intake__pb2.RedirectTransferRequest.SerializeToString,
+            masar_dot_v1_dot_intake__pb2.RedirectTransferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTransfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.IntakeService/GetTransfer',
+            masar_dot_v1_dot_intake__pb2.GetTransferRequest.SerializeToString,
+            masar_dot_v1_dot_intake__pb2.GetTransferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTransfers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.IntakeService/ListTransfers',
+            masar_dot_v1_dot_intake__pb2.ListTransfersRequest.SerializeToString,
+            masar_dot_v1_dot_intake__pb2.ListTransfersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordTransferRung(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.IntakeService/RecordTransferRung',
+            masar_dot_v1_dot_intake__pb2.RecordTransferRungRequest.SerializeToString,
+            masar_dot_v1_dot_intake__pb2.RecordTransferRungResponse.FromString,
             options,
             channel_credentials,
             insecure,

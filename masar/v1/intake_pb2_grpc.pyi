@@ -6,6 +6,15 @@ assesses risk and needs, records the survivor's consents, and keeps the
 case's journey informed. Coordinators read their inbox of escalations here.
 Package masar.v1.
 
+Scopes: a case records the organisation that registered it (its source)
+and the organisation that holds it now. Intake officers and supervisors
+read and change only the cases their own organisation holds; a care unit
+that registers a case names the holding organisation and keeps only a
+follow-up view of it (GetCaseFollowUp: no personal data); coordinators see
+their region's cases; anything else needs an emergency grant. A case moves
+from one organisation to another by a transfer (RequestTransfer ...), with
+the survivor's consent, and the organisation that held it loses access.
+
 Confidentiality: the survivor profile, contact details, the narrative and
 free-text notes are personal data, encrypted at rest and returned only by
 GetCase (the intake officer's view). Lists (ListCases, ListEscalations)
@@ -79,6 +88,34 @@ class IntakeServiceStub:
     """Reopens a case; if its journey has ended, a new run of the same workflow
     id starts with the case's current facts.
     """
+    GetCaseFollowUp: _grpc.UnaryUnaryMultiCallable[_intake_pb2.GetCaseFollowUpRequest, _intake_pb2.GetCaseFollowUpResponse]
+    """What a case's source (a care unit) keeps: the case without personal data,
+    its consents and the statuses of its referrals. Also open to whoever may
+    read the case.
+    """
+    RequestTransfer: _grpc.UnaryUnaryMultiCallable[_intake_pb2.RequestTransferRequest, _intake_pb2.RequestTransferResponse]
+    """Transfers: the holding organisation asks another to take the case over
+    (the survivor's consent is required and recorded); the receiving
+    organisation accepts or declines before the `transfer_accept` deadline,
+    or the journey climbs the ladder (reminder to it, then the region's
+    coordinators) and the request lapses. On acceptance the receiving
+    organisation holds the case and the previous one loses access. Like the
+    changes above, each is stored, then delivered to the journey, and undone
+    (FAILED_PRECONDITION) if the journey refuses it.
+    """
+    DecideTransfer: _grpc.UnaryUnaryMultiCallable[_intake_pb2.DecideTransferRequest, _intake_pb2.DecideTransferResponse]
+    """By the organisation the request is addressed to."""
+    RedirectTransfer: _grpc.UnaryUnaryMultiCallable[_intake_pb2.RedirectTransferRequest, _intake_pb2.RedirectTransferResponse]
+    """By a coordinator of the case's region: the request goes to another
+    organisation instead, and its wait starts over.
+    """
+    GetTransfer: _grpc.UnaryUnaryMultiCallable[_intake_pb2.GetTransferRequest, _intake_pb2.GetTransferResponse]
+    """Visible to both organisations and to the region's coordinators."""
+    ListTransfers: _grpc.UnaryUnaryMultiCallable[_intake_pb2.ListTransfersRequest, _intake_pb2.ListTransfersResponse]
+    RecordTransferRung: _grpc.UnaryUnaryMultiCallable[_intake_pb2.RecordTransferRungRequest, _intake_pb2.RecordTransferRungResponse]
+    """Internal: called by the "intake.record_transfer_rung" activity (a rung of
+    a transfer's ladder; the last one records the lapse).
+    """
     ListEscalations: _grpc.UnaryUnaryMultiCallable[_intake_pb2.ListEscalationsRequest, _intake_pb2.ListEscalationsResponse]
     """The coordinators' inbox: reminders and escalations raised by journeys."""
     RecordEscalation: _grpc.UnaryUnaryMultiCallable[_intake_pb2.RecordEscalationRequest, _intake_pb2.RecordEscalationResponse]
@@ -138,6 +175,34 @@ class IntakeServiceAsyncStub(IntakeServiceStub):
     ReopenCase: _aio.UnaryUnaryMultiCallable[_intake_pb2.ReopenCaseRequest, _intake_pb2.ReopenCaseResponse]  # type: ignore[assignment]
     """Reopens a case; if its journey has ended, a new run of the same workflow
     id starts with the case's current facts.
+    """
+    GetCaseFollowUp: _aio.UnaryUnaryMultiCallable[_intake_pb2.GetCaseFollowUpRequest, _intake_pb2.GetCaseFollowUpResponse]  # type: ignore[assignment]
+    """What a case's source (a care unit) keeps: the case without personal data,
+    its consents and the statuses of its referrals. Also open to whoever may
+    read the case.
+    """
+    RequestTransfer: _aio.UnaryUnaryMultiCallable[_intake_pb2.RequestTransferRequest, _intake_pb2.RequestTransferResponse]  # type: ignore[assignment]
+    """Transfers: the holding organisation asks another to take the case over
+    (the survivor's consent is required and recorded); the receiving
+    organisation accepts or declines before the `transfer_accept` deadline,
+    or the journey climbs the ladder (reminder to it, then the region's
+    coordinators) and the request lapses. On acceptance the receiving
+    organisation holds the case and the previous one loses access. Like the
+    changes above, each is stored, then delivered to the journey, and undone
+    (FAILED_PRECONDITION) if the journey refuses it.
+    """
+    DecideTransfer: _aio.UnaryUnaryMultiCallable[_intake_pb2.DecideTransferRequest, _intake_pb2.DecideTransferResponse]  # type: ignore[assignment]
+    """By the organisation the request is addressed to."""
+    RedirectTransfer: _aio.UnaryUnaryMultiCallable[_intake_pb2.RedirectTransferRequest, _intake_pb2.RedirectTransferResponse]  # type: ignore[assignment]
+    """By a coordinator of the case's region: the request goes to another
+    organisation instead, and its wait starts over.
+    """
+    GetTransfer: _aio.UnaryUnaryMultiCallable[_intake_pb2.GetTransferRequest, _intake_pb2.GetTransferResponse]  # type: ignore[assignment]
+    """Visible to both organisations and to the region's coordinators."""
+    ListTransfers: _aio.UnaryUnaryMultiCallable[_intake_pb2.ListTransfersRequest, _intake_pb2.ListTransfersResponse]  # type: ignore[assignment]
+    RecordTransferRung: _aio.UnaryUnaryMultiCallable[_intake_pb2.RecordTransferRungRequest, _intake_pb2.RecordTransferRungResponse]  # type: ignore[assignment]
+    """Internal: called by the "intake.record_transfer_rung" activity (a rung of
+    a transfer's ladder; the last one records the lapse).
     """
     ListEscalations: _aio.UnaryUnaryMultiCallable[_intake_pb2.ListEscalationsRequest, _intake_pb2.ListEscalationsResponse]  # type: ignore[assignment]
     """The coordinators' inbox: reminders and escalations raised by journeys."""
@@ -261,6 +326,76 @@ class IntakeServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_intake_pb2.ReopenCaseResponse, _abc.Awaitable[_intake_pb2.ReopenCaseResponse]]:
         """Reopens a case; if its journey has ended, a new run of the same workflow
         id starts with the case's current facts.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCaseFollowUp(
+        self,
+        request: _intake_pb2.GetCaseFollowUpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.GetCaseFollowUpResponse, _abc.Awaitable[_intake_pb2.GetCaseFollowUpResponse]]:
+        """What a case's source (a care unit) keeps: the case without personal data,
+        its consents and the statuses of its referrals. Also open to whoever may
+        read the case.
+        """
+
+    @_abc_1.abstractmethod
+    def RequestTransfer(
+        self,
+        request: _intake_pb2.RequestTransferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.RequestTransferResponse, _abc.Awaitable[_intake_pb2.RequestTransferResponse]]:
+        """Transfers: the holding organisation asks another to take the case over
+        (the survivor's consent is required and recorded); the receiving
+        organisation accepts or declines before the `transfer_accept` deadline,
+        or the journey climbs the ladder (reminder to it, then the region's
+        coordinators) and the request lapses. On acceptance the receiving
+        organisation holds the case and the previous one loses access. Like the
+        changes above, each is stored, then delivered to the journey, and undone
+        (FAILED_PRECONDITION) if the journey refuses it.
+        """
+
+    @_abc_1.abstractmethod
+    def DecideTransfer(
+        self,
+        request: _intake_pb2.DecideTransferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.DecideTransferResponse, _abc.Awaitable[_intake_pb2.DecideTransferResponse]]:
+        """By the organisation the request is addressed to."""
+
+    @_abc_1.abstractmethod
+    def RedirectTransfer(
+        self,
+        request: _intake_pb2.RedirectTransferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.RedirectTransferResponse, _abc.Awaitable[_intake_pb2.RedirectTransferResponse]]:
+        """By a coordinator of the case's region: the request goes to another
+        organisation instead, and its wait starts over.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTransfer(
+        self,
+        request: _intake_pb2.GetTransferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.GetTransferResponse, _abc.Awaitable[_intake_pb2.GetTransferResponse]]:
+        """Visible to both organisations and to the region's coordinators."""
+
+    @_abc_1.abstractmethod
+    def ListTransfers(
+        self,
+        request: _intake_pb2.ListTransfersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.ListTransfersResponse, _abc.Awaitable[_intake_pb2.ListTransfersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RecordTransferRung(
+        self,
+        request: _intake_pb2.RecordTransferRungRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.RecordTransferRungResponse, _abc.Awaitable[_intake_pb2.RecordTransferRungResponse]]:
+        """Internal: called by the "intake.record_transfer_rung" activity (a rung of
+        a transfer's ladder; the last one records the lapse).
         """
 
     @_abc_1.abstractmethod

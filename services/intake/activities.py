@@ -14,7 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from masar import contract
-from masar.contract import ERR_INVALID, ERR_UNKNOWN_CASE, EscalationNotice
+from masar.contract import ERR_INVALID, ERR_UNKNOWN_CASE, EscalationNotice, TransferRungNotice
 from masar.platform.rpc import FIELD_METADATA_KEY
 from masar.v1 import intake_pb2
 
@@ -45,7 +45,8 @@ def _business_refusal(error: grpc.aio.AioRpcError) -> ApplicationError | None:
 
 
 class IntakeActivities:
-    """intake.record_escalation, through intake's own gRPC API (`stub`)."""
+    """intake.record_escalation and intake.record_transfer_rung, through
+    intake's own gRPC API (`stub`)."""
 
     def __init__(self, stub: IntakeServiceAsyncStub, *, rpc_timeout: float = RPC_TIMEOUT) -> None:
         self._stub = stub
@@ -68,6 +69,31 @@ class IntakeActivities:
         )
         try:
             await self._stub.RecordEscalation(request, timeout=self._rpc_timeout)
+        except grpc.aio.AioRpcError as exc:
+            refusal = _business_refusal(exc)
+            if refusal is not None:
+                raise refusal from None
+            raise
+
+    @activity.defn(name=contract.INTAKE_RECORD_TRANSFER_RUNG)
+    async def record_transfer_rung(self, notice: TransferRungNotice) -> None:
+        """A rung of a transfer's ladder: a reminder to the receiving
+        organisation, an escalation to the region's coordinators, or the
+        lapse (idempotent by the notice's key)."""
+        due_at = Timestamp()
+        due_at.FromDatetime(notice.due_at)
+        request = intake_pb2.RecordTransferRungRequest(
+            case_id=notice.case_id,
+            region=notice.region,
+            transfer_id=notice.transfer_id,
+            to_organisation_id=notice.to_organisation_id,
+            level=notice.level,
+            due_at=due_at,
+            lapsed=notice.lapsed,
+            idempotency_key=notice.idempotency_key,
+        )
+        try:
+            await self._stub.RecordTransferRung(request, timeout=self._rpc_timeout)
         except grpc.aio.AioRpcError as exc:
             refusal = _business_refusal(exc)
             if refusal is not None:

@@ -24,6 +24,7 @@ from services.intake.journey import IntakeOutbox, JourneyStarter
 from services.intake.models import EMERGENCY_GRANTS, IDEMPOTENCY
 from services.intake.service import CaseService
 from services.intake.servicer import SERVICE_NAME, IntakeServicer
+from services.intake.transfers import TransferService
 
 if TYPE_CHECKING:
     from masar.v1.intake_pb2_grpc import IntakeServiceAsyncStub
@@ -45,16 +46,18 @@ def build_components(
     starter = JourneyStarter(database, connector, task_queue=journey_task_queue)
     outbox = IntakeOutbox(database, connector, starter=starter)
     environ = identity_environ(settings)
+    ledger = IdempotencyLedger(IDEMPOTENCY)
     cases = CaseService(
         database,
         outbox,
         starter,
-        ledger=IdempotencyLedger(IDEMPOTENCY),
+        ledger=ledger,
         access=EmergencyAccess(EMERGENCY_GRANTS, clock=clock),
         # Intake signs the consent proofs the sectors need for each referral.
         issuer=TokenIssuer.from_env(environ),
         clock=clock or utcnow,
     )
+    transfers = TransferService(database, cases.changes, ledger=ledger, clock=clock or utcnow)
     # The activities call this very service through its gRPC API, as intake's
     # service identity.
     channel = authorised_channel(
@@ -64,9 +67,13 @@ def build_components(
     activities = IntakeActivities(stub)
     return SectorComponents(
         grpc_services=[
-            GrpcService(SERVICE_NAME, IntakeServicer(cases), add_IntakeServiceServicer_to_server)
+            GrpcService(
+                SERVICE_NAME,
+                IntakeServicer(cases, transfers),
+                add_IntakeServiceServicer_to_server,
+            )
         ],
-        activities=[activities.record_escalation],
+        activities=[activities.record_escalation, activities.record_transfer_rung],
         outbox=outbox,
         closers=[channel.close],
     )

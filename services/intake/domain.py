@@ -129,6 +129,9 @@ class ChangeKind(StrEnum):
     MEDICAL_CARE = "medical_care"
     CLOSURE_REQUESTED = "closure_requested"
     REOPENED = "reopened"
+    TRANSFER_REQUESTED = "transfer_requested"
+    TRANSFER_DECIDED = "transfer_decided"
+    TRANSFER_REDIRECTED = "transfer_redirected"
 
 
 # --- risk triage ----------------------------------------------------------------
@@ -579,6 +582,9 @@ class CaseSummary:
     created_at: datetime
     updated_at: datetime
     reopen_count: int
+    # Who registered the case and who holds it now (None: not recorded).
+    source_organisation_id: str | None = None
+    holding_organisation_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -604,6 +610,7 @@ class ChangeView:
     risk: Risk | None = None
     notes: str | None = None
     new_journey_run: bool = False
+    transfer_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -635,6 +642,9 @@ class Escalation:
     due_at: datetime
     referral_id: str | None
     recorded_at: datetime
+    transfer_id: str | None = None
+    # The organisation a reminder is addressed to (a transfer's receiver).
+    organisation_id: str | None = None
 
 
 ESCALATION_LEVELS = (LEVEL_REMINDER, LEVEL_COORDINATOR, LEVEL_REGIONAL)
@@ -653,3 +663,17 @@ def validate_escalation(
         raise InvalidArgument("wait", "must be a wait code, e.g. shelter_accept or clinical:pep")
     if referral_id is not None and not _REFERRAL_ID.match(referral_id):
         raise InvalidArgument("referral_id", "is not a referral id")
+
+
+# --- organisations ----------------------------------------------------------------
+
+# The token's `org` claim: an id, never free text.
+_ORGANISATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$")
+
+
+def require_organisation_id(value: str, field_path: str) -> str:
+    if not value:
+        raise InvalidArgument(field_path, "is required")
+    if not _ORGANISATION_ID.match(value):
+        raise InvalidArgument(field_path, "is not an organisation id")
+    return value

@@ -25,6 +25,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -42,11 +43,15 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from masar.contract import (
     JOURNEY_TASK_QUEUE,
     JOURNEY_WORKFLOW,
+    QUERY_STATUS,
     SA_REGION,
     SA_RISK,
     SA_STAGE,
     UPDATE_REOPEN,
     JourneyInput,
+    JourneyStatus,
+    ReferralStatus,
+    Sector,
     Stage,
     journey_workflow_id,
 )
@@ -90,6 +95,15 @@ def search_attributes(journey: JourneyInput) -> TypedSearchAttributes:
             SearchAttributePair(REGION_KEY, journey.region),
         ]
     )
+
+
+@dataclass(frozen=True)
+class FollowedReferral:
+    """A referral's status as the journey reports it (the follow-up view)."""
+
+    sector: Sector
+    referral_id: str
+    status: ReferralStatus
 
 
 class StartOutcome(StrEnum):
@@ -174,6 +188,30 @@ class JourneyStarter:
         )
         log.info("journey started", extra={"case_id": case_id, "outcome": outcome.value})
         return True
+
+    async def referral_statuses(self, case_id: str) -> list[FollowedReferral] | None:
+        """The case's referrals from its journey's `status` query; None when
+        the journey cannot be asked (Temporal away, not started yet)."""
+        client = await self._client()
+        if client is None:
+            return None
+        handle = client.get_workflow_handle(journey_workflow_id(case_id))
+        try:
+            status = await handle.query(
+                QUERY_STATUS,
+                result_type=JourneyStatus,
+                rpc_timeout=timedelta(seconds=self._rpc_timeout),
+            )
+        except Exception as exc:
+            log.info(
+                "journey status unavailable",
+                extra={"case_id": case_id, "error": type(exc).__name__},
+            )
+            return None
+        return [
+            FollowedReferral(sector=r.sector, referral_id=r.referral_id, status=r.status)
+            for r in status.referrals
+        ]
 
     async def start_pending(self, limit: int = 50) -> None:
         """Start every pending journey, oldest first; stop at the first that

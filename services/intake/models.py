@@ -78,6 +78,12 @@ class CaseRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Who registered the case, and who holds it now (migration 0004). NULL:
+    # not recorded (cases from before; a NULL holder is seen by coordinators only).
+    source_organisation_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    holding_organisation_id: Mapped[str | None] = mapped_column(
+        String(128), nullable=True, index=True
+    )
 
     # Survivor profile.
     alias: Mapped[str | None] = mapped_column(EncryptedText("intake.alias"), nullable=True)
@@ -190,3 +196,32 @@ class EscalationRow(Base):
     due_at: Mapped[datetime] = mapped_column(UtcDateTime())
     referral_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    # A transfer's rungs (migration 0004): the transfer, and the organisation a
+    # reminder is addressed to (its receiver).
+    transfer_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    organisation_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+
+
+class TransferRow(Base):
+    """A request that another organisation take over a case (migration 0004).
+    Ids, codes and times only."""
+
+    __tablename__ = "transfers"
+
+    transfer_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), index=True)
+    region: Mapped[str] = mapped_column(String(64), index=True)
+    from_organisation_id: Mapped[str] = mapped_column(String(128), index=True)
+    to_organisation_id: Mapped[str] = mapped_column(String(128), index=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    requested_by: Mapped[str] = mapped_column(String(128))
+    # The survivor's consent to the transfer to `to_organisation_id`.
+    consent_recorded_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    consent_recorded_by: Mapped[str] = mapped_column(String(128))
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    decline_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    redirect_count: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())

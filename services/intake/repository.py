@@ -31,17 +31,37 @@ from services.intake.models import (
     CaseChangeRow,
     CaseRow,
     ConsentRow,
-    EscalationRow,
     JourneyStartRow,
     RiskAssessmentRow,
+    TransferRow,
 )
+from services.intake.scope import CaseFilter
 
 START_PENDING = "PENDING"
 START_DONE = "STARTED"
 CHANGE_APPLIED = "APPLIED"
 CHANGE_REJECTED = "REJECTED"
 # Columns a change may set, and how to put them back if the journey refuses it.
-UNDOABLE_COLUMNS = ("status", "risk", "risk_assessment_id", "needs", "declined", "reopen_count")
+UNDOABLE_COLUMNS = (
+    "status",
+    "risk",
+    "risk_assessment_id",
+    "needs",
+    "declined",
+    "reopen_count",
+    "holding_organisation_id",
+)
+# Transfer columns a change may set (services.intake.transfers).
+UNDOABLE_TRANSFER_COLUMNS = (
+    "status",
+    "to_organisation_id",
+    "decided_at",
+    "decided_by",
+    "decline_reason",
+    "redirect_count",
+    "consent_recorded_at",
+    "consent_recorded_by",
+)
 
 
 def new_change_id() -> str:
@@ -51,10 +71,6 @@ def new_change_id() -> str:
 
 def new_assessment_id() -> str:
     return f"risk-{secrets.token_hex(8)}"
-
-
-def new_escalation_id() -> str:
-    return f"esc-{secrets.token_hex(8)}"
 
 
 @dataclass(frozen=True)
@@ -131,7 +147,14 @@ class CaseRepository(Repository):
         return bool(self.session.execute(query).scalar())
 
     def insert(
-        self, *, case_id: str, reg: d.Registration, assessment: d.RiskAssessment, now: datetime
+        self,
+        *,
+        case_id: str,
+        reg: d.Registration,
+        assessment: d.RiskAssessment,
+        now: datetime,
+        source_organisation_id: str | None = None,
+        holding_organisation_id: str | None = None,
     ) -> CaseRow:
         s = reg.survivor
         assessment_id = new_assessment_id()
@@ -144,6 +167,8 @@ class CaseRepository(Repository):
             created_at=now,
             updated_at=now,
             reopen_count=0,
+            source_organisation_id=source_organisation_id,
+            holding_organisation_id=holding_organisation_id,
             alias=s.alias,
             birth_year=str(s.birth_year) if s.birth_year is not None else None,
             nationality=s.nationality,
@@ -204,6 +229,8 @@ class CaseRepository(Repository):
             created_at=case.created_at,
             updated_at=case.updated_at,
             reopen_count=case.reopen_count,
+            source_organisation_id=case.source_organisation_id,
+            holding_organisation_id=case.holding_organisation_id,
         )
 
     def view(self, case_id: str) -> d.CaseView:
@@ -247,7 +274,7 @@ class CaseRepository(Repository):
     def list(
         self,
         *,
-        region: str | None,
+        scope: CaseFilter,
         risk: Risk | None,
         status: d.CaseStatus | None,
         page: Page,
@@ -261,10 +288,16 @@ class CaseRepository(Repository):
             CaseRow.created_at,
             CaseRow.updated_at,
             CaseRow.reopen_count,
+            CaseRow.source_organisation_id,
+            CaseRow.holding_organisation_id,
             JourneyStartRow.status.label("journey"),
         ).outerjoin(JourneyStartRow, JourneyStartRow.case_id == CaseRow.case_id)
-        if region:
-            query = query.where(CaseRow.region == region)
+        if scope.region:
+            query = query.where(CaseRow.region == scope.region)
+        if scope.holding_organisation_id is not None:
+            query = query.where(CaseRow.holding_organisation_id == scope.holding_organisation_id)
+        if scope.source_organisation_id is not None:
+            query = query.where(CaseRow.source_organisation_id == scope.source_organisation_id)
         if risk:
             query = query.where(CaseRow.risk == risk.value)
         if status:
@@ -284,6 +317,8 @@ class CaseRepository(Repository):
                 created_at=r.created_at,
                 updated_at=r.updated_at,
                 reopen_count=r.reopen_count,
+                source_organisation_id=r.source_organisation_id,
+                holding_organisation_id=r.holding_organisation_id,
             )
             for r in rows[: page.limit]
         ]
@@ -380,13 +415,18 @@ class ChangeRepository(Repository):
         return self.session.get(CaseChangeRow, change_id)
 
     def state_of(self, case: CaseRow) -> dict[str, Any]:
-        """What a change may alter: the undoable columns and the consents."""
+        """What a change may alter: the undoable columns, the consents and
+        the case's transfers."""
+        transfers = self.session.execute(
+            select(TransferRow).where(TransferRow.case_id == case.case_id)
+        ).scalars()
         return {
             "case": {c: getattr(case, c) for c in UNDOABLE_COLUMNS},
             "consents": {
                 scope.value: view.state.value
                 for scope, view in CaseRepository(self.session).consents(case.case_id).items()
             },
+            "transfers": {t.transfer_id: _transfer_state(t) for t in transfers},
         }
 
     def insert(
@@ -412,6 +452,8 @@ class ChangeRepository(Repository):
             "case_after": diff("case", after, before),
             "consents_before": diff("consents", before, after),
             "consents_after": diff("consents", after, before),
+            "transfers_before": diff("transfers", before, after),
+            "transfers_after": diff("transfers", after, before),
         }
         self.session.add(
             CaseChangeRow(
@@ -477,10 +519,38 @@ class ChangeRepository(Repository):
             current = session.get(ConsentRow, (row.case_id, scope))
             if current is not None and current.state == consents_after.get(scope):
                 current.state = state
+        self._revert_transfers(undo)
         row.status = CHANGE_REJECTED
         row.rejection = error[:128]
         session.flush()
         return True
+
+    def _revert_transfers(self, undo: Mapping[str, Any]) -> None:
+        """A transfer the change created goes; one it altered gets its columns
+        back, unless a later change has moved it since."""
+        before = undo.get("transfers_before", {})
+        for transfer_id, after in undo.get("transfers_after", {}).items():
+            current = self.session.get(TransferRow, transfer_id, with_for_update=True)
+            if current is None or _transfer_state(current) != after:
+                continue
+            if transfer_id not in before:
+                self.session.delete(current)
+                continue
+            for column, value in before[transfer_id].items():
+                if column in UNDOABLE_TRANSFER_COLUMNS:
+                    if column.endswith("_at") and value is not None:
+                        value = datetime.fromisoformat(value)
+                    setattr(current, column, value)
+        self.session.flush()
+
+
+def _transfer_state(row: TransferRow) -> dict[str, Any]:
+    """A transfer's undoable columns, as JSON values."""
+    state: dict[str, Any] = {}
+    for column in UNDOABLE_TRANSFER_COLUMNS:
+        value = getattr(row, column)
+        state[column] = value.isoformat() if isinstance(value, datetime) else value
+    return state
 
 
 def _change_view(row: CaseChangeRow, delivery: DeliveryOutcome | None) -> d.ChangeView:
@@ -500,6 +570,7 @@ def _change_view(row: CaseChangeRow, delivery: DeliveryOutcome | None) -> d.Chan
         risk=Risk(detail["risk"]) if "risk" in detail else None,
         notes=row.notes,
         new_journey_run=bool(detail.get("new_run")),
+        transfer_id=detail.get("transfer_id"),
     )
 
 
@@ -589,62 +660,3 @@ class JourneyStartRepository(Repository):
             query = query.where(OUTBOX.c.case_id == case_id)
         query = query.order_by(OUTBOX.c.created_at, OUTBOX.c.event_id).limit(limit)
         return list(self.session.execute(query).scalars())
-
-
-# --- escalations -----------------------------------------------------------------------------
-
-
-def _escalation(row: EscalationRow) -> d.Escalation:
-    return d.Escalation(
-        escalation_id=row.escalation_id,
-        case_id=row.case_id,
-        region=row.region,
-        level=row.level,
-        wait=row.wait,
-        due_at=row.due_at,
-        referral_id=row.referral_id,
-        recorded_at=row.recorded_at,
-    )
-
-
-class EscalationRepository(Repository):
-    def get(self, escalation_id: str) -> d.Escalation:
-        row = self.session.get(EscalationRow, escalation_id)
-        assert row is not None
-        return _escalation(row)
-
-    def insert(self, escalation: d.Escalation) -> None:
-        self.session.add(
-            EscalationRow(
-                escalation_id=escalation.escalation_id,
-                case_id=escalation.case_id,
-                region=escalation.region,
-                level=escalation.level,
-                wait=escalation.wait,
-                due_at=escalation.due_at,
-                referral_id=escalation.referral_id,
-                recorded_at=escalation.recorded_at,
-            )
-        )
-        self.session.flush()
-
-    def list(
-        self, *, region: str | None, case_id: str | None, min_level: int, page: Page
-    ) -> tuple[list[d.Escalation], str | None]:
-        query = select(EscalationRow)
-        if region:
-            query = query.where(EscalationRow.region == region)
-        if case_id:
-            query = query.where(EscalationRow.case_id == case_id)
-        if min_level:
-            query = query.where(EscalationRow.level >= min_level)
-        at = EscalationRow.recorded_at
-        after = page.after(at, EscalationRow.escalation_id)
-        if after is not None:
-            query = query.where(after)
-        query = query.order_by(at.desc(), EscalationRow.escalation_id.desc())
-        rows = list(self.session.execute(query.limit(page.limit + 1)).scalars())
-        items = [_escalation(r) for r in rows[: page.limit]]
-        last = items[-1] if items else None
-        token = page.next_token(len(rows), last.recorded_at, last.escalation_id) if last else None
-        return items, token

@@ -7,11 +7,14 @@ to the journey. If the journey refuses it, the outbox undoes it
 carries an idempotency key (masar.platform.idempotency): a retry returns the
 first answer; the same key with another request is refused.
 
-Access: an intake officer reads any case; a coordinator reads the cases of
-her own region, or one elsewhere under an emergency grant she opened with a
-reason (services.intake.grants). Every read of a case's personal data, every change,
-every consent proof given to a sector and every grant is an audit entry; a
-refused read is one too.
+Access (services.intake.scope): intake officers and supervisors read and
+change the cases their organisation holds; a care unit registers cases for
+another organisation to hold and keeps a follow-up view of them; a
+coordinator reads the cases of her own region, or one elsewhere under an
+emergency grant she opened with a reason (services.intake.grants). Every
+read of a case's personal data, every change, every consent proof given to a
+sector and every grant is an audit entry; a refused read or change is one too.
+Transfers between organisations are services.intake.transfers.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -46,11 +49,12 @@ from masar.platform.clock import utcnow
 from masar.platform.db import Database
 from masar.platform.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from masar.platform.idempotency import IdempotencyLedger, fingerprint, run_retrying_conflicts
-from masar.platform.identity import Role, TokenIssuer, caller_or_none, current_caller
+from masar.platform.identity import Caller, Role, TokenIssuer, caller_or_none, current_caller
 from masar.platform.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_page_token
 from masar.platform.validation import require_idempotency_key, require_region
 from masar.referral.consent import ConsentProof, issue_consent_proof
 from services.intake import domain as d
+from services.intake.changes import ChangeWriter, Prepared, change_scope
 from services.intake.grants import (
     EmergencyAccess,
     EmergencyGrant,
@@ -58,21 +62,27 @@ from services.intake.grants import (
     check_grant_id,
     clean_note,
 )
-from services.intake.journey import IntakeOutbox, JourneyStarter, encode_input
+from services.intake.inbox import EscalationRepository, new_escalation_id
+from services.intake.journey import FollowedReferral, IntakeOutbox, JourneyStarter, encode_input
 from services.intake.models import CaseRow
 from services.intake.repository import (
-    CHANGE_APPLIED,
     CaseRepository,
-    ChangeRepository,
-    EscalationRepository,
     JourneyStartRepository,
     Page,
-    new_change_id,
-    new_escalation_id,
     record_audit,
+)
+from services.intake.scope import (
+    HELD_ELSEWHERE,
+    HOLDER_ROLES,
+    case_filter,
+    follows,
+    holds,
+    registration_orgs,
 )
 
 # Idempotency-ledger scopes (migration 0003 carried the older keys into them).
+R = TypeVar("R")
+
 REGISTER_SCOPE = "intake.register"
 ESCALATION_SCOPE = "intake.escalation"
 
@@ -84,8 +94,7 @@ PROOF_SECTORS = {
 }
 
 
-def change_scope(kind: d.ChangeKind) -> str:
-    return f"intake.{kind.value}"
+__all__ = ["CaseService", "ChangeResult", "Registered", "change_scope"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,20 @@ class Registered:
     case: d.CaseView
     journey_started: bool
     needs_without_consent: list[Sector]
+    # A care unit registered it: it keeps the follow-up view only.
+    follow_up_only: bool = False
+
+
+@dataclass(frozen=True)
+class FollowUpView:
+    """A case without personal data: what its source care unit keeps."""
+
+    summary: d.CaseSummary
+    needs: list[Need]
+    declined: list[Sector]
+    consents: list[d.ConsentView]
+    referrals: list[FollowedReferral]
+    referrals_known: bool
 
 
 @dataclass(frozen=True)
@@ -103,30 +126,7 @@ class ChangeResult:
     assessment: d.RiskAssessment | None = None
 
 
-@dataclass
-class _Prepared:
-    """What one change does, built inside its unit of work."""
-
-    detail: dict[str, Any]
-    update_name: str | None = None
-    event: Any = None  # a contract dataclass with event_id, or None (stays with intake)
-    notes: str | None = None
-
-
-Prepare = Callable[[Session, CaseRow, str, datetime], _Prepared]
-
-
-def _regional_scope(region: str | None) -> str | None:
-    """A coordinator lists her own region only: the filter is hers."""
-    caller = caller_or_none()
-    if caller is None or caller.role is not Role.COORDINATOR:
-        return region
-    if region is not None and region != caller.region:
-        raise PermissionDenied("a coordinator lists her own region only")
-    return caller.region
-
-
-def _page(page_size: int, page_token: str) -> Page:
+def page_of(page_size: int, page_token: str) -> Page:
     if page_size < 0 or page_size > MAX_PAGE_SIZE:
         raise InvalidArgument("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
     if page_token:
@@ -154,20 +154,38 @@ class CaseService:
         self._access = access
         self._clock = clock
         self._issuer = issuer
+        self._changes = ChangeWriter(database, outbox, ledger=ledger, clock=clock)
+
+    @property
+    def changes(self) -> ChangeWriter:
+        return self._changes
 
     # --- registration ------------------------------------------------------------
 
-    async def register(self, registration: d.Registration) -> Registered:
+    async def register(
+        self, registration: d.Registration, *, holding_organisation_id: str = ""
+    ) -> Registered:
         now = self._clock()
         reg = d.validate_registration(registration, now=now)
+        caller = caller_or_none()
+        source, holder = registration_orgs(caller, holding_organisation_id)
         assessment = d.assess_risk(reg.risk_answers, reg.risk_override, at=now)
-        request = fingerprint(reg)
+        # Who registers is part of the request: the same key from another
+        # organisation is another request (refused), never the first's case.
+        request = fingerprint(reg, source, holder) if source or holder else fingerprint(reg)
 
         def write(s: Session) -> str:
             def create() -> str:
                 case_id = new_case_id()
                 cases = CaseRepository.from_session(s)
-                case = cases.insert(case_id=case_id, reg=reg, assessment=assessment, now=now)
+                case = cases.insert(
+                    case_id=case_id,
+                    reg=reg,
+                    assessment=assessment,
+                    now=now,
+                    source_organisation_id=source,
+                    holding_organisation_id=holder,
+                )
                 journey = d.journey_input(cases.facts(case), opened_at=now)
                 JourneyStartRepository.from_session(s).insert(
                     case_id=case_id, payload=encode_input(journey), now=now
@@ -194,7 +212,12 @@ class CaseService:
             return cases.view(case_id), facts.needs_without_consent()
 
         view, without_consent = await self._db.run(read)
-        return Registered(case=view, journey_started=started, needs_without_consent=without_consent)
+        return Registered(
+            case=view,
+            journey_started=started,
+            needs_without_consent=without_consent,
+            follow_up_only=caller is not None and caller.role is Role.CARE_UNIT_OFFICER,
+        )
 
     # --- reading -------------------------------------------------------------------
 
@@ -205,24 +228,75 @@ class CaseService:
 
         def read(s: Session) -> d.CaseView:
             cases = CaseRepository.from_session(s)
-            if caller is not None and caller.role is Role.COORDINATOR:
-                # Her region, or an emergency grant: audited (with the grant).
-                case = cases.get_one(case_id)
-                self._access.check_case_access(
-                    s, caller, case_id=case_id, case_region=case.region, audit_action="case.read"
-                )
-            else:
-                record_audit(s, action="case.read", case_id=case_id, now=now)
+            self._authorise_read(s, caller, cases.get_one(case_id), "case.read", now)
             # Every read of personal data is audited, in the same unit of work.
             return cases.view(case_id)
 
+        return await self._read_audited(read, case_id, "case.read_refused", now)
+
+    def _authorise_read(
+        self,
+        s: Session,
+        caller: Caller | None,
+        case: CaseRow,
+        action: str,
+        now: datetime,
+        *,
+        follow_up: bool = False,
+    ) -> None:
+        """Holders of the case, coordinators of its region (or under a grant),
+        and — for the follow-up view — its source care unit; audited."""
+        if caller is not None and caller.role is Role.COORDINATOR:
+            # Her region, or an emergency grant: audited (with the grant).
+            self._access.check_case_access(
+                s, caller, case_id=case.case_id, case_region=case.region, audit_action=action
+            )
+            return
+        if caller is None or holds(caller, case) or (follow_up and follows(caller, case)):
+            record_audit(s, action=action, case_id=case.case_id, now=now)
+            return
+        raise PermissionDenied(HELD_ELSEWHERE)
+
+    async def _read_audited(
+        self, read: Callable[[Session], R], case_id: str, refused: str, now: datetime
+    ) -> R:
         try:
             return await self._db.run(read)
         except PermissionDenied:
-            await self._db.run(
-                lambda s: record_audit(s, action="case.read_refused", case_id=case_id, now=now)
-            )
+            await self._db.run(lambda s: record_audit(s, action=refused, case_id=case_id, now=now))
             raise
+
+    async def follow_up(self, case_id: str) -> FollowUpView:
+        """The case without personal data, with its referrals' statuses."""
+        d.require_intake_case_id(case_id)
+        now = self._clock()
+        caller = caller_or_none()
+
+        def read(s: Session) -> FollowUpView:
+            cases = CaseRepository.from_session(s)
+            case = cases.get_one(case_id)
+            self._authorise_read(s, caller, case, "case.follow_up_read", now, follow_up=True)
+            return FollowUpView(
+                summary=cases.summary(case),
+                needs=[Need(n) for n in case.needs],
+                declined=[Sector(x) for x in case.declined],
+                consents=list(cases.consents(case_id).values()),
+                referrals=[],
+                referrals_known=False,
+            )
+
+        view = await self._read_audited(read, case_id, "case.follow_up_refused", now)
+        referrals = await self._starter.referral_statuses(case_id)
+        if referrals is None:
+            return view
+        return FollowUpView(
+            summary=view.summary,
+            needs=view.needs,
+            declined=view.declined,
+            consents=view.consents,
+            referrals=referrals,
+            referrals_known=True,
+        )
 
     async def list_cases(
         self,
@@ -235,86 +309,15 @@ class CaseService:
     ) -> tuple[list[d.CaseSummary], str | None]:
         if region:
             require_region(region)
-        region = _regional_scope(region)
-        page = _page(page_size, page_token)
+        scope = case_filter(caller_or_none(), region or None)
+        page = page_of(page_size, page_token)
         return await self._db.run(
             lambda s: CaseRepository.from_session(s).list(
-                region=region, risk=risk, status=status, page=page
+                scope=scope, risk=risk, status=status, page=page
             )
         )
 
-    # --- changes -----------------------------------------------------------------------
-
-    async def _change(
-        self,
-        case_id: str,
-        kind: d.ChangeKind,
-        idempotency_key: str,
-        request: tuple[Any, ...],
-        prepare: Prepare,
-    ) -> tuple[d.CaseSummary, d.ChangeView]:
-        """The change-with-undo: write the change, its outbox entry and its key
-        in one unit of work; deliver it; the outbox undoes what the journey
-        refuses, and the caller then gets FAILED_PRECONDITION."""
-        d.require_intake_case_id(case_id)
-        require_idempotency_key(idempotency_key)
-        now = self._clock()
-        scope = change_scope(kind)
-        print_ = fingerprint(case_id, *request)
-
-        def write(s: Session) -> str:
-            case = CaseRepository.from_session(s).get_one(case_id, lock=True)
-            entry = self._ledger.lookup(s, scope=scope, key=idempotency_key, fingerprint=print_)
-            if entry is not None:
-                return entry.subject_id
-            changes = ChangeRepository.from_session(s)
-            change_id = new_change_id()
-            before = changes.state_of(case)
-            prepared = prepare(s, case, change_id, now)
-            case.updated_at = now
-            s.flush()
-            changes.insert(
-                change_id=change_id,
-                case_id=case_id,
-                kind=kind,
-                now=now,
-                notifies_journey=prepared.event is not None,
-                detail=prepared.detail,
-                before=before,
-                after=changes.state_of(case),
-                notes=prepared.notes,
-            )
-            if prepared.event is not None and prepared.update_name is not None:
-                self._outbox.enqueue(
-                    s, case_id=case_id, update_name=prepared.update_name, event=prepared.event
-                )
-            self._ledger.record(
-                s, scope=scope, key=idempotency_key, fingerprint=print_, subject_id=change_id
-            )
-            record_audit(s, action=f"case.{kind.value}", case_id=case_id, target=change_id, now=now)
-            return change_id
-
-        change_id = await run_retrying_conflicts(self._db, write)
-
-        def pending_delivery(s: Session) -> bool:
-            row = ChangeRepository.from_session(s).get(change_id)
-            assert row is not None
-            return row.notifies_journey and row.status == CHANGE_APPLIED
-
-        rejected = None
-        if await self._db.run(pending_delivery):
-            _, rejected = await self._outbox.deliver_in_order(case_id, change_id)
-
-        def result(s: Session) -> tuple[d.CaseSummary, d.ChangeView]:
-            cases = CaseRepository.from_session(s)
-            view = ChangeRepository.from_session(s).view(change_id)
-            return cases.summary(cases.get_one(case_id)), view
-
-        summary, view = await self._db.run(result)
-        if view.rejected:
-            what = rejected.error_type if rejected and rejected.error_type else "Rejected"
-            raise FailedPrecondition(f"the case's journey refused this change ({what})")
-        return summary, view
+    # --- changes (services.intake.changes) -------------------------------------------
 
     async def _consent_change(
         self,
@@ -323,7 +326,7 @@ class CaseService:
         scope: d.ConsentScope,
         idempotency_key: str,
     ) -> ChangeResult:
-        def prepare(s: Session, case: CaseRow, change_id: str, now: datetime) -> _Prepared:
+        def prepare(s: Session, case: CaseRow, change_id: str, now: datetime) -> Prepared:
             cases = CaseRepository.from_session(s)
             current = cases.consents(case.case_id)
             state = current[scope].state if scope in current else d.ConsentState.NOT_GIVEN
@@ -357,9 +360,11 @@ class CaseService:
                     at=now,
                     reason="declined" if kind is d.ChangeKind.SERVICE_DECLINED else "withdrawn",
                 )
-            return _Prepared(detail={"scope": scope.value}, update_name=UPDATE_CONSENT, event=event)
+            return Prepared(detail={"scope": scope.value}, update_name=UPDATE_CONSENT, event=event)
 
-        summary, change = await self._change(case_id, kind, idempotency_key, (scope,), prepare)
+        summary, change = await self._changes.apply(
+            case_id, kind, idempotency_key, (scope,), prepare
+        )
         consent = await self._db.run(
             lambda s: CaseRepository.from_session(s).consents(case_id)[scope]
         )
@@ -400,15 +405,15 @@ class CaseService:
     ) -> ChangeResult:
         assessment = d.assess_risk(answers, override, at=self._clock())
 
-        def prepare(s: Session, case: CaseRow, change_id: str, now: datetime) -> _Prepared:
+        def prepare(s: Session, case: CaseRow, change_id: str, now: datetime) -> Prepared:
             CaseRepository.from_session(s).apply_assessment(case, assessment)
-            return _Prepared(
+            return Prepared(
                 detail={"risk": assessment.level.value, "assessment_id": case.risk_assessment_id},
                 update_name=UPDATE_RISK,
                 event=RiskChange(event_id=change_id, risk=assessment.level, at=now),
             )
 
-        summary, change = await self._change(
+        summary, change = await self._changes.apply(
             case_id, d.ChangeKind.RISK_REASSESSED, idempotency_key, (answers, override), prepare
         )
         current = await self._current_assessment(case_id)
@@ -426,10 +431,10 @@ class CaseService:
         contacted_at = d.validate_past_time(contacted_at, "contacted_at", now=self._clock())
         notes = d.validate_notes(notes, "notes")
 
-        def prepare(s: Session, case: CaseRow, change_id: str, now: datetime) -> _Prepared:
+        def prepare(s: Session, case: CaseRow, change_id: str, now: datetime) -> Prepared:
             if contacted_at < case.created_at:
                 raise InvalidArgument("contacted_at", "must not be before the case was registered")
-            return _Prepared(
+            return Prepared(
                 detail={"at": contacted_at.isoformat(), "channel": channel.value},
                 update_name=UPDATE_FOLLOW_UP,
                 event=FollowUpContact(event_id=change_id, at=contacted_at),
@@ -437,7 +442,7 @@ class CaseService:
             )
 
         request = (contacted_at, channel, notes)
-        summary, change = await self._change(
+        summary, change = await self._changes.apply(
             case_id, d.ChangeKind.FOLLOW_UP, idempotency_key, request, prepare
         )
         return ChangeResult(summary=summary, change=change)
@@ -447,16 +452,16 @@ class CaseService:
     ) -> ChangeResult:
         given_at = d.validate_past_time(given_at, "given_at", now=self._clock())
 
-        def prepare(s: Session, case: CaseRow, change_id: str, now: datetime) -> _Prepared:
+        def prepare(s: Session, case: CaseRow, change_id: str, now: datetime) -> Prepared:
             if given_at < case.incident_at:
                 raise InvalidArgument("given_at", "must not be before the incident")
-            return _Prepared(
+            return Prepared(
                 detail={"at": given_at.isoformat(), "item": item.value},
                 update_name=UPDATE_MEDICAL_CARE,
                 event=MedicalCareConfirmed(event_id=change_id, item=item, at=given_at),
             )
 
-        summary, change = await self._change(
+        summary, change = await self._changes.apply(
             case_id, d.ChangeKind.MEDICAL_CARE, idempotency_key, (item, given_at), prepare
         )
         return ChangeResult(summary=summary, change=change)
@@ -464,17 +469,17 @@ class CaseService:
     async def request_closure(
         self, case_id: str, reason: d.ClosureReason, idempotency_key: str
     ) -> ChangeResult:
-        def prepare(s: Session, case: CaseRow, change_id: str, now: datetime) -> _Prepared:
+        def prepare(s: Session, case: CaseRow, change_id: str, now: datetime) -> Prepared:
             # Whether closure may be asked now is the journey's call (a refused
             # closure leaves intake's status as it was: the change is undone).
             case.status = d.CaseStatus.CLOSURE_REQUESTED.value
-            return _Prepared(
+            return Prepared(
                 detail={"reason": reason.value},
                 update_name=UPDATE_CLOSURE_REQUEST,
                 event=ClosureRequest(event_id=change_id, at=now, reason=reason.value),
             )
 
-        summary, change = await self._change(
+        summary, change = await self._changes.apply(
             case_id, d.ChangeKind.CLOSURE_REQUESTED, idempotency_key, (reason,), prepare
         )
         return ChangeResult(summary=summary, change=change)
@@ -492,7 +497,7 @@ class CaseService:
         assessment = d.assess_risk(answers, override, at=now) if answers is not None else None
         needs = d.validate_needs(needs, "needs")
 
-        def prepare(s: Session, case: CaseRow, change_id: str, now: datetime) -> _Prepared:
+        def prepare(s: Session, case: CaseRow, change_id: str, now: datetime) -> Prepared:
             cases = CaseRepository.from_session(s)
             if needs:
                 if Need.LEGAL in needs and not case.legal_matters:
@@ -505,7 +510,7 @@ class CaseService:
             case.status = d.CaseStatus.OPEN.value
             case.reopen_count += 1
             facts = cases.facts(case)
-            return _Prepared(
+            return Prepared(
                 detail={"risk": facts.risk.value},
                 update_name=UPDATE_REOPEN,
                 event=ReopenRequest(
@@ -518,7 +523,7 @@ class CaseService:
             )
 
         request = (answers, override, needs)
-        summary, change = await self._change(
+        summary, change = await self._changes.apply(
             case_id, d.ChangeKind.REOPENED, idempotency_key, request, prepare
         )
         current = await self._current_assessment(case_id) if assessment is not None else None
@@ -587,15 +592,25 @@ class CaseService:
     ) -> tuple[list[d.Escalation], str | None]:
         if region:
             require_region(region)
-        region = _regional_scope(region)
+        caller = caller_or_none()
+        organisation_id = None
+        if caller is not None and caller.role in HOLDER_ROLES:
+            # Her organisation's cases, and the reminders addressed to it.
+            organisation_id = caller.org
+        else:
+            region = case_filter(caller, region or None).region
         if case_id:
             d.require_intake_case_id(case_id)
         if not 0 <= min_level <= max(d.ESCALATION_LEVELS):
             raise InvalidArgument("min_level", "must be between 0 and 3")
-        page = _page(page_size, page_token)
+        page = page_of(page_size, page_token)
         return await self._db.run(
             lambda s: EscalationRepository.from_session(s).list(
-                region=region, case_id=case_id, min_level=min_level, page=page
+                region=region,
+                case_id=case_id,
+                min_level=min_level,
+                page=page,
+                organisation_id=organisation_id,
             )
         )
 
