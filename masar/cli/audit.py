@@ -49,10 +49,10 @@ def audit_verify_main(argv: list[str], environ: Mapping[str, str] | None = None)
     names = AUDITED if args.service == "all" else (args.service,)
     try:
         urls = _database_urls(names, environ)
-        ring = Keyring.from_env(environ) if environ is not None else process_keyring()
     except SettingsError as exc:
         print(f"masar audit verify: configuration error: {exc}", file=sys.stderr)
         return 2
+    ring: Keyring | None = None
     report: dict[str, dict[str, Any]] = {}
     for name, url in urls.items():
         if _absent_sqlite(url):
@@ -63,6 +63,13 @@ def audit_verify_main(argv: list[str], environ: Mapping[str, str] | None = None)
             if not has_audit_log(engine):
                 report[name] = {"status": "absent"}
                 continue
+            if ring is None:
+                # Only once a log is found: a data dir without one gets no key ring.
+                try:
+                    ring = Keyring.from_env(environ) if environ is not None else process_keyring()
+                except SettingsError as exc:
+                    print(f"masar audit verify: configuration error: {exc}", file=sys.stderr)
+                    return 2
             result = verify(engine, keyring=ring)
         finally:
             engine.dispose()

@@ -10,6 +10,8 @@ import sys
 import threading
 from collections.abc import Callable
 
+from masar.cli.connect import local_issuer
+from masar.cli.output import CliError
 from masar.platform.codec_server import (
     DEFAULT_ADDR,
     DEFAULT_CORS_ORIGINS,
@@ -19,7 +21,7 @@ from masar.platform.codec_server import (
 from masar.platform.crypto import process_keyring
 from masar.platform.db import Database
 from masar.platform.identity import TokenVerifier
-from masar.platform.settings import Env, SettingsError
+from masar.platform.settings import CliSettings, Env, SettingsError
 
 
 def codec_server_main(
@@ -51,16 +53,26 @@ def codec_server_main(
             configured = env.optional("MASAR_CODEC_CORS_ORIGINS")
             origins = configured.split(",") if configured else list(DEFAULT_CORS_ORIGINS)
         origins = [o.strip() for o in origins if o.strip()]
+        cli = CliSettings.from_env()
+        # The stack's keys, never fresh ones (they would trust no token).
+        verifier = (
+            TokenVerifier.from_env()
+            if cli.token_public_key_set
+            else local_issuer(cli, alternative="MASAR_TOKEN_PUBLIC_KEY").verifier()
+        )
         database = Database(codec_database_url())
         server = CodecServer(
             keyring=process_keyring(),
-            verifier=TokenVerifier.from_env(),
+            verifier=verifier,
             database=database,
             cors_origins=origins,
         )
     except SettingsError as exc:
         print(f"masar codec-server: configuration error: {exc}", file=sys.stderr)
         return 2
+    except CliError as exc:
+        print(f"masar codec-server: {exc}", file=sys.stderr)
+        return exc.exit_code
     try:
         port = server.start(host, int(port_text))
     except OSError:

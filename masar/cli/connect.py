@@ -87,9 +87,10 @@ def _read_key_file(path: Path, alternative: str) -> str:
         raise CliError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def local_issuer(cli: CliSettings) -> TokenIssuer:
+def local_issuer(cli: CliSettings, *, alternative: str = "MASAR_TOKEN") -> TokenIssuer:
     """The issuer key of the stack the CLI acts on: MASAR_TOKEN_SIGNING_KEY,
-    else the local stack's issuer file, which must exist."""
+    else the local stack's issuer file, which must exist (without it, the
+    error names `alternative`, the variable that would do instead)."""
     if cli.token_signing_key:
         return TokenIssuer.from_b64(cli.token_signing_key)
     if cli.token_public_key_set:
@@ -98,7 +99,7 @@ def local_issuer(cli: CliSettings) -> TokenIssuer:
             "set MASAR_TOKEN to your own token (`masar token issue` where the key is)"
         )
     path = cli.common.data_dir / ISSUER_FILE
-    text = _read_key_file(path, "MASAR_TOKEN")
+    text = _read_key_file(path, alternative)
     try:
         return TokenIssuer.from_b64(json.loads(text)["private_key"], source=str(path))
     except (KeyError, ValueError, TypeError):

@@ -58,3 +58,29 @@ def test_no_key_is_created_and_one_line_says_where_to_look(
         assert "MASAR_TOKEN" in line  # the token is what these commands lack
     assert list(data_dir.iterdir()) == []
     assert result.stdout == ""
+
+
+def _run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "masar.cli", *args],
+        cwd=ROOT,
+        env=stack_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_tools_create_no_key_either(tmp_path: Path) -> None:
+    data_dir = tmp_path / "elsewhere"
+    data_dir.mkdir()
+    codec = _run(data_dir, "codec-server", "--listen", "127.0.0.1:0")
+    assert codec.returncode == 1
+    assert codec.stderr.strip().splitlines() == [
+        f"masar codec-server: no local stack found in {data_dir.resolve()} "
+        "(it has no token-issuer.json): point MASAR_DATA_DIR at the data directory "
+        "of a running `masar up`, or set MASAR_TOKEN_PUBLIC_KEY"
+    ]
+    audit = _run(data_dir, "audit", "verify", "--json")
+    assert audit.returncode == 0, audit.stderr  # no log anywhere: nothing to verify
+    assert list(data_dir.iterdir()) == []
