@@ -29,10 +29,13 @@ Every sector folder has the same files: ``domain``, ``models``,
 
    ``migrations/versions/0001_initial.py`` calls
    ``masar.platform.migrations.create_ledger_and_outbox(op)`` and
-   ``create_referrals_table(op, *the sector's columns)``; ``0002_audit_log.py``
-   calls ``masar.platform.audit.create_audit_tables(op)``.
+   ``masar.referral.migrations.create_referrals_table(op, *the sector's
+   columns)``; ``0002_audit_log.py`` is ``upgrade = upgrade_audit_log`` (the
+   same module): the tables every sector has come from one place.
 
-2. ``repository.py`` — a ``SectorHooks`` subclass: choose a provider
+2. ``repository.py`` — the provider table's queries on ``ProviderRows``
+   (``row``, ``lock``, ``exists``, ``check_known``) and a ``SectorHooks``
+   subclass: choose a provider
    (``choose_provider``), vet a provider a coordinator named
    (``check_provider``: ``NoEligibleProvider("provider_id: ...")`` saying
    whether it is unknown or why it cannot take the referral), store the needs
@@ -40,7 +43,7 @@ Every sector folder has the same files: ``domain``, ``models``,
    referral changes status (``on_transition``: e.g. PENDING -> ACCEPTED
    reserves beds, ACCEPTED -> IN_SERVICE turns them into occupied beds,
    anything -> WITHDRAWN frees them), and erase what a purge must erase
-   (``purge_needs``). Every hook runs inside the caller's unit of work; a hook
+   (``purge_needs``, with ``erase``). Every hook runs inside the caller's unit of work; a hook
    that raises rolls everything back. On PostgreSQL a capacity hook locks the
    provider row (``with_for_update()``); on SQLite every unit of work is
    already ``BEGIN IMMEDIATE``.
@@ -50,25 +53,32 @@ Every sector folder has the same files: ``domain``, ``models``,
    ``SectorHandshake`` as ``referrals`` and delegates to it: ``create``
    (consent proof checked), ``record_milestone`` (a step the journey hears
    of), ``update_local`` (one it does not), ``read_file`` (an audited read),
-   ``register_once`` (reference data, once per key). The shared RPCs go to
-   ``referrals`` directly: ``authorise``, ``decide``, ``list_visible``,
-   ``remind``, ``close``, ``purge_case``.
+   ``register`` (reference data, once per key).
 
 4. ``servicer.py`` — every RPC of the sector's service written out, typed
    with its request and response messages and its roles
    (``masar.platform.identity.requires``), translating protobuf <-> domain
    with ``masar.referral.messages`` and calling the service. An RPC on one
    referral first calls ``referrals.authorise(request.referral_id)``, then
-   reads the rest of its request.
+   reads the rest of its request; one registering reference data first calls
+   ``referrals.require_own_region``. The six RPCs of common.proto
+   (DecideReferral, GetReferral, ListReferrals, RemindProvider,
+   CloseReferral, PurgeCase) are written out too, each delegating in one line
+   to ``ReferralEndpoints`` (``self.shared.decide(request)``, ...).
 
 5. ``activities.py`` — a ``SectorActivities`` subclass (set ``sector``,
-   implement ``submit_request``) whose four methods are declared with
+   implement ``submit_request``: the sector's request RPC with the
+   ``RequestFields`` it is given and its needs, ``need_to_pb`` for coded
+   ones) whose four methods are declared with
    ``@activity.defn(name=contract.SHELTER_REQUEST_REFERRAL)`` and so on,
    each calling ``forward_request`` / ``forward_reminder`` /
    ``forward_closure`` / ``forward_purge``.
 
-6. ``app.py`` — ``assemble_sector(...)`` wires the handshake on the sector's
-   tables and outbox, the servicer and the activities.
+6. ``app.py`` — a function giving the sector's ``SectorParts`` (model,
+   tables, hooks, servicer, gRPC service, activities), and
+   ``build_components = sector_builder(that function)``: the kit wires the
+   handshake on the sector's tables and outbox, the servicer and the
+   activities.
 
 Idempotency
 -----------
@@ -118,22 +128,23 @@ closure, every purge and every read of a sector's case file is an audit entry
 Nothing here logs, raises or returns personal data: errors name the field.
 """
 
-from masar.referral._activities import ConsentSource, SectorActivities
-from masar.referral._app import assemble_sector, dial_address
+from masar.referral._activities import (
+    ConsentSource,
+    RequestFields,
+    SectorActivities,
+    need_to_pb,
+)
+from masar.referral._app import SectorParts, dial_address, sector_builder
 from masar.referral._domain import (
     OPEN_STATUSES,
     NoEligibleProvider,
     ReferralDraft,
     ReferralRecord,
 )
+from masar.referral._endpoints import ReferralEndpoints
 from masar.referral._handshake import SectorHandshake
-from masar.referral._models import (
-    ReferralColumns,
-    create_referrals_table,
-    drop_referrals_table,
-    handshake_tables,
-)
-from masar.referral._repository import SectorHooks
+from masar.referral._models import ReferralColumns, handshake_tables
+from masar.referral._repository import ProviderRows, SectorHooks, erase
 from masar.referral._roles import STAFF_ROLES
 
 __all__ = [
@@ -141,15 +152,19 @@ __all__ = [
     "STAFF_ROLES",
     "ConsentSource",
     "NoEligibleProvider",
+    "ProviderRows",
     "ReferralColumns",
     "ReferralDraft",
+    "ReferralEndpoints",
     "ReferralRecord",
+    "RequestFields",
     "SectorActivities",
     "SectorHandshake",
     "SectorHooks",
-    "assemble_sector",
-    "create_referrals_table",
+    "SectorParts",
     "dial_address",
-    "drop_referrals_table",
+    "erase",
     "handshake_tables",
+    "need_to_pb",
+    "sector_builder",
 ]

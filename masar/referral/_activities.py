@@ -4,18 +4,23 @@ and is traced), getting intake's consent proof first, and turning gRPC
 refusals into the contract's non-retryable ApplicationErrors.
 
 Each sector's `activities.py` subclasses `SectorActivities` and declares the
-four activities itself, under the contract's names::
+four activities itself, under the contract's names, each delegating in one
+line::
 
     @activity.defn(name=contract.SHELTER_REQUEST_REFERRAL)
     async def request_referral(self, request: ReferralRequest) -> ReferralCreated:
         return await self.forward_request(request)
+
+and calls its own request RPC in `submit_request`, with the fields every
+request RPC carries (`RequestFields`) and the needs it translates itself
+(`need_to_pb` for a need given as a code).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any, ClassVar, Protocol, TypedDict, TypeVar
 
 import grpc
 import grpc.aio
@@ -30,12 +35,14 @@ from masar.contract import (
     ReferralCreated,
     ReferralRequest,
     ReferralStatus,
+    Risk,
     Sector,
 )
-from masar.referral.messages import sector_to_pb, status_to_pb
+from masar.referral.messages import risk_to_pb, sector_to_pb, status_to_pb
 from masar.v1 import common_pb2, intake_pb2
 
 T = TypeVar("T")
+V_co = TypeVar("V_co", bound=int, covariant=True)
 
 # gRPC refusals that retrying cannot fix, as the contract's ApplicationError types.
 _REFUSALS: dict[grpc.StatusCode, str] = {
@@ -65,6 +72,50 @@ def activity_error(rpc: str, error: grpc.aio.AioRpcError) -> ApplicationError:
             f"{rpc}: {name}: {error.details() or ''}", type=refusal, non_retryable=True
         )
     return ApplicationError(f"{rpc}: {name}", type=name, non_retryable=False)
+
+
+class RequestFields(TypedDict):
+    """The fields every sector's request RPC (RequestPlacement, RequestLegalAid,
+    RequestEnrolment) carries besides its needs, from the journey's request."""
+
+    case_id: str
+    region: str
+    risk: common_pb2.RiskLevel.ValueType
+    exclude_provider_ids: Sequence[str]
+    provider_id: str
+    idempotency_key: str
+    consent_proof: str
+
+
+def request_fields(request: ReferralRequest, consent_proof: str) -> RequestFields:
+    return RequestFields(
+        case_id=request.case_id,
+        region=request.region,
+        risk=risk_to_pb(Risk(request.risk)),
+        exclude_provider_ids=request.exclude_provider_ids,
+        provider_id=request.provider_id or "",
+        idempotency_key=request.idempotency_key,
+        consent_proof=consent_proof,
+    )
+
+
+class EnumValues(Protocol[V_co]):
+    """A generated protobuf enum (e.g. `shelter_pb2.AccessibilityFeature`)."""
+
+    def Value(self, name: str) -> V_co: ...
+
+
+def need_to_pb(
+    enum_type: EnumValues[V_co], code: str, *, prefix: str, known: Collection[str], what: str
+) -> V_co:
+    """A need given as one of the contract's codes (e.g. "wheelchair") as the
+    sector's enum value (ACCESSIBILITY_FEATURE_WHEELCHAIR); a code not in
+    `known` is a non-retryable invalid request naming `what`, never the code."""
+    if code not in known:
+        raise ApplicationError(
+            f"request_referral: unknown {what}", type=contract.ERR_INVALID, non_retryable=True
+        )
+    return enum_type.Value(f"{prefix}{code.upper()}")
 
 
 class ConsentSource(Protocol):
@@ -108,10 +159,11 @@ class SectorActivities(abc.ABC):
     """The four contract activities of a sector, calling its own gRPC API.
 
     A subclass sets `sector`, implements `submit_request` (the sector's own
-    request RPC, e.g. RequestPlacement, with the consent proof it is given),
-    and declares `request_referral`, `remind_provider`, `close_referral` and
-    `purge_case` with `@activity.defn(name=contract.<SECTOR>_<VERB>)`, each
-    calling the matching `forward_*` method. The stub must also have the
+    request RPC, e.g. RequestPlacement, with the `RequestFields` it is given,
+    consent proof included), and declares `request_referral`,
+    `remind_provider`, `close_referral` and `purge_case` with
+    `@activity.defn(name=contract.<SECTOR>_<VERB>)`, each calling the
+    matching `forward_*` method. The stub must also have the
     common RemindProvider, CloseReferral and PurgeCase RPCs. `consent`
     obtains intake's proof of consent before each request (without one the
     sector refuses the request). Register `definitions()` with the worker.
@@ -126,9 +178,10 @@ class SectorActivities(abc.ABC):
 
     @abc.abstractmethod
     async def submit_request(
-        self, request: ReferralRequest, *, rpc_timeout: float, consent_proof: str = ""
+        self, request: ReferralRequest, fields: RequestFields
     ) -> common_pb2.Referral:
-        """Call the sector's request RPC; return the masar.v1.Referral it created."""
+        """Call the sector's request RPC (timeout `rpc_timeout`) with `fields`
+        and the request's needs; return the masar.v1.Referral it created."""
 
     @abc.abstractmethod
     async def request_referral(self, request: ReferralRequest) -> ReferralCreated: ...
@@ -157,8 +210,7 @@ class SectorActivities(abc.ABC):
         if self.consent is not None:
             proof = await self.consent.proof(request.case_id, self.sector)
         referral = await self._call(
-            "request_referral",
-            self.submit_request(request, rpc_timeout=self.rpc_timeout, consent_proof=proof),
+            "request_referral", self.submit_request(request, request_fields(request, proof))
         )
         return ReferralCreated(
             referral_id=referral.referral_id,

@@ -1,12 +1,14 @@
-"""The wiring every referral-receiving sector shares (`assemble_sector`):
-its handshake on its own tables and outbox, its servicer, and its activities
-calling its own API as the sector's service identity."""
+"""The wiring every referral-receiving sector shares: a sector's `app.py`
+gives its `SectorParts` and gets its `build_components` from
+`sector_builder`, which assembles its handshake on its own tables and outbox,
+its servicer, and its activities calling its own API as the sector's service
+identity."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol
 
 import grpc
 import grpc.aio
@@ -65,44 +67,83 @@ def sector_clients(settings: ServiceSettings, sector: Sector) -> SectorClients:
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class SectorParts(Generic[M, N]):
+    """What a sector brings to its wiring: its referral model and tables, its
+    hooks, `servicer` (builds the servicer and its service layer on the
+    handshake), `service` (the gRPC service name and its registration
+    function) and `activities` (built on a channel to its own API and a source
+    of consent proofs)."""
+
+    sector: Sector
+    model: type[M]
+    tables: HandshakeTables
+    hooks: SectorHooks[M, N]
+    servicer: Callable[[SectorHandshake[M, N]], Any]
+    service: tuple[str, Callable[[Any, grpc.aio.Server], None]]
+    activities: Callable[[grpc.aio.Channel, ConsentSource], SectorActivities]
+
+
+class ComponentsBuilder(Protocol):
+    """A sector's `build_components` (a `masar.platform.process.ComponentsFactory`);
+    `consent` replaces intake's consent proofs in tests only."""
+
+    def __call__(
+        self,
+        settings: ServiceSettings,
+        database: Database,
+        connector: TemporalConnector,
+        *,
+        consent: ConsentSource | None = None,
+    ) -> SectorComponents: ...
+
+
+def sector_builder(parts: Callable[[], SectorParts[Any, Any]]) -> ComponentsBuilder:
+    """A sector's `build_components`, from the function that gives its parts
+    (called once per build)."""
+
+    def build_components(
+        settings: ServiceSettings,
+        database: Database,
+        connector: TemporalConnector,
+        *,
+        consent: ConsentSource | None = None,
+    ) -> SectorComponents:
+        return assemble_sector(parts(), settings, database, connector, consent=consent)
+
+    return build_components
+
+
 def assemble_sector(
-    *,
-    sector: Sector,
+    parts: SectorParts[M, N],
     settings: ServiceSettings,
     database: Database,
     connector: TemporalConnector,
-    model: type[M],
-    tables: HandshakeTables,
-    hooks: SectorHooks[M, N],
-    servicer: Callable[[SectorHandshake[M, N]], Any],
-    service: tuple[str, Callable[[Any, grpc.aio.Server], None]],
-    activities: Callable[[grpc.aio.Channel, ConsentSource], SectorActivities],
+    *,
     consent: ConsentSource | None = None,
 ) -> SectorComponents:
-    """A sector's components: `servicer` builds the sector's servicer (and
-    its service layer) on the handshake; `service` is the gRPC service name
-    and its registration function; `activities` builds the sector's activities
-    on a channel to its own API, with intake proving each request's consent
-    (`consent` replaces intake in tests only)."""
-    clients = sector_clients(settings, sector)
-    outbox = Outbox(database, tables.outbox, connector)
+    """A sector's components: its handshake on its own tables and outbox, its
+    servicer, and its activities on a channel to its own API, with intake
+    proving each request's consent (`consent` replaces intake in tests only)."""
+    clients = sector_clients(settings, parts.sector)
+    outbox = Outbox(database, parts.tables.outbox, connector)
     handshake: SectorHandshake[M, N] = SectorHandshake(
-        sector=sector,
-        model=model,
+        sector=parts.sector,
+        model=parts.model,
         database=database,
         outbox=outbox,
-        ledger=IdempotencyLedger(tables.idempotency),
+        ledger=IdempotencyLedger(parts.tables.idempotency),
         consent=clients.consent_verifier,
         audited=True,
-        hooks=hooks,
+        hooks=parts.hooks,
     )
-    name, register = service
-    steps = activities(
+    name, register = parts.service
+    steps = parts.activities(
         clients.own,
         consent or IntakeConsent(intake_pb2_grpc.IntakeServiceStub(clients.intake)),
     )
     return SectorComponents(
-        grpc_services=[GrpcService(name, servicer(handshake), register)],
+        grpc_services=[GrpcService(name, parts.servicer(handshake), register)],
         activities=steps.definitions(),
         outbox=outbox,
         closers=clients.closers,

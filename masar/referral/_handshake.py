@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -28,7 +28,7 @@ from masar.contract import (
 from masar.platform import audit
 from masar.platform.clock import utcnow
 from masar.platform.db import Database
-from masar.platform.errors import FailedPrecondition, InvalidArgument
+from masar.platform.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from masar.platform.idempotency import IdempotencyLedger, fingerprint, run_retrying_conflicts
 from masar.platform.identity import caller_or_none, current_caller
 from masar.platform.outbox import DeliveryOutcome, Outbox
@@ -52,6 +52,22 @@ from masar.referral.consent import ConsentVerifier
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+S = TypeVar("S")
+S_contra = TypeVar("S_contra", contravariant=True)
+T_co = TypeVar("T_co", covariant=True)
+
+
+# A sector's file of one referral, read from its row inside a unit of work.
+FileReader = Callable[[Session, ReferralRecord, M], T]
+
+
+class Registry(Protocol[S_contra, T_co]):
+    """A sector's reference data (shelters, programmes, legal providers):
+    `insert` a new record from its spec (returning its id), `get` one."""
+
+    def insert(self, session: Session, spec: S_contra) -> str: ...
+
+    def get(self, session: Session, record_id: str, /) -> T_co: ...
 
 
 @dataclass
@@ -114,6 +130,14 @@ class SectorHandshake(Generic[M, N]):
         )
         return record
 
+    def require_own_region(self, region: str, records: str) -> str:
+        """A coordinator registers the sector's reference data (`records`:
+        "shelters", ...) in her own region only (checked before the rest of
+        the request is read)."""
+        if current_caller().region != region:
+            raise PermissionDenied(f"a coordinator registers {records} in her own region only")
+        return region
+
     def record_audit(
         self,
         session: Session,
@@ -134,12 +158,12 @@ class SectorHandshake(Generic[M, N]):
                 reason=reason,
             )
 
-    async def read_file(self, referral_id: str, read: Callable[[Session, M], T]) -> T:
+    async def read_file(self, referral_id: str, read: FileReader[M, T]) -> T:
         """Read a referral's sector file (personal data): audited."""
 
         def work(session: Session) -> T:
             referral = self.repository.load(session, referral_id)
-            result = read(session, referral)
+            result = read(session, self.repository.to_record(referral), referral)
             self.record_audit(
                 session, "referral.file_read", case_id=referral.case_id, target=referral_id
             )
@@ -147,9 +171,14 @@ class SectorHandshake(Generic[M, N]):
 
         return await self.database.run(work)
 
-    async def read(self, referral_id: str, read: Callable[[Session, M], T]) -> T:
-        """Read a referral's row (not audited: for answering a change just made)."""
-        return await self.database.run(lambda s: read(s, self.repository.load(s, referral_id)))
+    async def read(self, referral_id: str, read: FileReader[M, T]) -> T:
+        """Read a referral's sector file (not audited: for answering a change just made)."""
+
+        def work(session: Session) -> T:
+            referral = self.repository.load(session, referral_id)
+            return read(session, self.repository.to_record(referral), referral)
+
+        return await self.database.run(work)
 
     # -- reads --
 
@@ -164,17 +193,17 @@ class SectorHandshake(Generic[M, N]):
 
     # -- reference data (shelters, providers, programmes) --
 
-    async def register_once(
+    async def register(
         self,
-        *,
         scope: str,
+        registry: Registry[S, T],
+        spec: S,
+        *,
         idempotency_key: str,
         request_print: str,
-        create: Callable[[Session], str],
-        load: Callable[[Session, str], T],
     ) -> T:
-        """Create a record once per key (`create` returns its id), then load
-        it: a retry with the same key loads the first one."""
+        """Insert a record once per key, then get it: a retry with the same
+        key gets the first one."""
 
         def work(session: Session) -> T:
             record_id, _ = self.ledger.once(
@@ -182,9 +211,9 @@ class SectorHandshake(Generic[M, N]):
                 scope=scope,
                 key=idempotency_key,
                 fingerprint=request_print,
-                create=lambda: create(session),
+                create=lambda: registry.insert(session, spec),
             )
-            return load(session, record_id)
+            return registry.get(session, record_id)
 
         return await run_retrying_conflicts(self.database, work)
 

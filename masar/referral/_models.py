@@ -1,14 +1,13 @@
-"""The tables of the handshake: the columns every sector's referral table
-has, and the platform tables a sector's database holds with it (outbox,
-idempotency ledger, audit log) — for the models and for the migrations."""
+"""The tables of the handshake, for a sector's models: the columns every
+sector's referral table has, and the platform tables a sector's database holds
+with it (outbox, idempotency ledger, audit log). Its migrations create them
+with `masar.referral.migrations`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy import DateTime, Integer, MetaData, String, Table
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -56,45 +55,3 @@ def handshake_tables(metadata: MetaData) -> HandshakeTables:
         idempotency=idempotency_table(metadata),
         audit=audit_tables(metadata),
     )
-
-
-_REFERRAL_INDEXES = (
-    ("ix_referrals_case_id", "case_id"),
-    ("ix_referrals_created_at", "created_at"),
-    ("ix_referrals_provider_id", "provider_id"),
-    ("ix_referrals_region", "region"),
-    ("ix_referrals_status", "status"),
-)
-
-
-def create_referrals_table(op: Any, *sector_columns: sa.Column[Any]) -> None:
-    """For a sector's first revision (`upgrade()`): the `referrals` table,
-    the sector's own columns first, then `ReferralColumns` as first migrated."""
-    op.create_table(
-        "referrals",
-        *sector_columns,
-        sa.Column("referral_id", sa.String(length=32), nullable=False),
-        sa.Column("case_id", sa.String(length=64), nullable=False),
-        sa.Column("provider_id", sa.String(length=64), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("risk", sa.String(length=16), nullable=False),
-        sa.Column("region", sa.String(length=64), nullable=False),
-        sa.Column("idempotency_key", sa.String(length=200), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("decline_reason", sa.String(length=32), nullable=True),
-        sa.Column("reminders", sa.Integer(), nullable=False),
-        sa.Column("needs_purged_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("referral_id", name=op.f("pk_referrals")),
-        sa.UniqueConstraint("idempotency_key", name=op.f("uq_referrals_idempotency_key")),
-    )
-    for name, column in _REFERRAL_INDEXES:
-        op.create_index(op.f(name), "referrals", [column], unique=False)
-
-
-def drop_referrals_table(op: Any) -> None:
-    """For a sector's first revision (`downgrade()`)."""
-    for name, _ in reversed(_REFERRAL_INDEXES):
-        op.drop_index(op.f(name), table_name="referrals")
-    op.drop_table("referrals")

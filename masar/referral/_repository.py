@@ -25,6 +25,66 @@ from masar.referral._models import ReferralColumns
 
 M = TypeVar("M", bound=ReferralColumns)
 N = TypeVar("N")
+R = TypeVar("R")
+
+
+class ProviderRows(Generic[R]):
+    """The rows of a sector's provider table (shelters, programmes, legal aid
+    providers) by id, inside a caller's unit of work. `noun` names a row in
+    errors ("shelter not found"); `long_noun`, when longer, in a refusal of
+    an unknown provider."""
+
+    def __init__(self, model: type[R], *, noun: str, long_noun: str | None = None) -> None:
+        self.model = model
+        self.noun = noun
+        self.long_noun = long_noun or noun
+        mapper = sa_inspect(model)
+        assert mapper is not None
+        self._id = mapper.primary_key[0]
+
+    def add(self, session: Session, row: R) -> R:
+        session.add(row)
+        session.flush()
+        return row
+
+    def find(self, session: Session, provider_id: str) -> R | None:
+        return session.get(self.model, provider_id)
+
+    def row(self, session: Session, provider_id: str) -> R:
+        row = self.find(session, provider_id)
+        if row is None:
+            raise NotFound(f"{self.noun} not found")
+        return row
+
+    def lock(self, session: Session, provider_id: str) -> R:
+        """The row, locked until the unit of work ends (SELECT ... FOR UPDATE
+        on PostgreSQL; SQLite units of work are BEGIN IMMEDIATE)."""
+        row = session.execute(
+            select(self.model).where(self._id == provider_id).with_for_update()
+        ).scalar_one_or_none()
+        if row is None:
+            raise NotFound(f"{self.noun} not found")
+        return row
+
+    def exists(self, session: Session, provider_id: str) -> bool:
+        return self.find(session, provider_id) is not None
+
+    def check_known(self, session: Session, provider_id: str) -> None:
+        """For `SectorHooks.check_provider`: a provider a coordinator named
+        must exist."""
+        if not self.exists(session, provider_id):
+            raise NoEligibleProvider(
+                f"provider_id: unknown {self.long_noun} (no {self.noun} has this id)"
+            )
+
+
+def erase(row: Any, *columns: str) -> int:
+    """For `SectorHooks.purge_needs`: set `columns` of `row` to None; 1 if any
+    of them held something (one record erased), else 0."""
+    held = any(getattr(row, column) is not None for column in columns)
+    for column in columns:
+        setattr(row, column, None)
+    return int(held)
 
 
 class SectorHooks(Generic[M, N]):

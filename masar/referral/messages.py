@@ -5,7 +5,9 @@ protobuf stays here and in the servicers.
 - the shared shapes of common.proto: `referral_to_pb`, `delivery_to_pb`,
   `decision_from_pb`, `filter_from_pb`, `closing_status_from_pb`, and the
   responses `decided_to_pb`, `page_to_pb`, `purged_to_pb`;
-- a sector's request RPC: `parse_draft` validates the fields every one carries;
+- list RPCs: `page_size_from_pb`, and page tokens from `masar.platform.paging`;
+- a sector's request RPC: `draft_from_pb` (or `parse_draft`) validates the
+  fields every one carries;
 - enums and times: `risk_to_pb`/`risk_from_pb`, `status_*`, `decline_reason_*`,
   `code_from_pb`/`code_to_pb` (a sector enum as its lowercase code),
   `timestamp_pb`/`from_timestamp_pb`.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -205,6 +207,37 @@ def parse_draft(
     )
 
 
+class ReferralRequestMessage(Protocol):
+    """The fields every sector's request RPC carries (RequestPlacementRequest,
+    RequestLegalAidRequest, RequestEnrolmentRequest), besides its needs."""
+
+    @property
+    def case_id(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def risk(self) -> int: ...
+    @property
+    def idempotency_key(self) -> str: ...
+    @property
+    def exclude_provider_ids(self) -> Iterable[str]: ...
+    @property
+    def provider_id(self) -> str: ...
+
+
+def draft_from_pb(request: ReferralRequestMessage, needs: N) -> ReferralDraft[N]:
+    """A sector's request RPC as a draft, with the `needs` the sector read from it."""
+    return parse_draft(
+        case_id=request.case_id,
+        region=request.region,
+        risk=request.risk,
+        idempotency_key=request.idempotency_key,
+        needs=needs,
+        exclude_provider_ids=request.exclude_provider_ids,
+        provider_id=request.provider_id,
+    )
+
+
 # --- the shared RPCs of common.proto ----------------------------------------------------------
 
 
@@ -228,16 +261,22 @@ def decided_to_pb(result: StaffActionResult) -> common_pb2.DecideReferralRespons
     )
 
 
+def page_size_from_pb(value: int) -> int:
+    """A list request's page_size: 0 is the default size."""
+    if value < 0 or value > MAX_PAGE_SIZE:
+        raise InvalidArgument("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+    return value or DEFAULT_PAGE_SIZE
+
+
 def filter_from_pb(request: common_pb2.ListReferralsRequest) -> ReferralFilter:
     """The listing asked for (the service narrows it to what the caller may see)."""
-    if request.page_size < 0 or request.page_size > MAX_PAGE_SIZE:
-        raise InvalidArgument("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+    page_size = page_size_from_pb(request.page_size)
     filters = ReferralFilter(
         provider_id=check_provider_id(request.provider_id) if request.provider_id else None,
         region=require_region(request.region) if request.region else None,
         status=status_from_pb(request.status),
         case_id=require_case_id(request.case_id) if request.case_id else None,
-        page_size=request.page_size or DEFAULT_PAGE_SIZE,
+        page_size=page_size,
         page_token=request.page_token or None,
     )
     if filters.page_token:

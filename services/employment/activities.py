@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from masar import contract
 from masar.contract import (
@@ -19,31 +18,14 @@ from masar.contract import (
     ReferralClosure,
     ReferralCreated,
     ReferralRequest,
-    Risk,
     Sector,
 )
-from masar.referral import ConsentSource, SectorActivities
-from masar.referral.messages import risk_to_pb
-from masar.v1 import common_pb2, employment_pb2, employment_pb2_grpc
-
-
-def _kind(code: str) -> employment_pb2.ProgrammeKind.ValueType:
-    if code not in contract.PROGRAMME_KINDS:
-        raise ApplicationError(
-            "request_referral: unknown programme kind",
-            type=contract.ERR_INVALID,
-            non_retryable=True,
-        )
-    return employment_pb2.ProgrammeKind.Value(f"PROGRAMME_KIND_{code.upper()}")
+from masar.referral import RequestFields, SectorActivities, need_to_pb
+from masar.v1 import common_pb2, employment_pb2
 
 
 class EmploymentActivities(SectorActivities):
     sector: ClassVar[Sector] = Sector.EMPLOYMENT
-
-    def __init__(
-        self, stub: employment_pb2_grpc.EmploymentServiceStub, consent: ConsentSource | None = None
-    ) -> None:
-        super().__init__(stub, consent)
 
     @activity.defn(name=contract.EMPLOYMENT_REQUEST_REFERRAL)
     async def request_referral(self, request: ReferralRequest) -> ReferralCreated:
@@ -62,23 +44,22 @@ class EmploymentActivities(SectorActivities):
         return await self.forward_purge(purge)
 
     async def submit_request(
-        self, request: ReferralRequest, *, rpc_timeout: float, consent_proof: str = ""
+        self, request: ReferralRequest, fields: RequestFields
     ) -> common_pb2.Referral:
         needs = request.employment or EmploymentNeeds()
-        reply = await self.stub.RequestEnrolment(
-            employment_pb2.RequestEnrolmentRequest(
-                case_id=request.case_id,
-                risk=risk_to_pb(Risk(request.risk)),
-                region=request.region,
-                needs=employment_pb2.EmploymentNeeds(
-                    interests=[_kind(c) for c in needs.interests],
-                    languages=needs.languages,
-                ),
-                exclude_provider_ids=request.exclude_provider_ids,
-                provider_id=request.provider_id or "",
-                idempotency_key=request.idempotency_key,
-                consent_proof=consent_proof,
-            ),
-            timeout=rpc_timeout,
+        interests = [
+            need_to_pb(
+                employment_pb2.ProgrammeKind,
+                code,
+                prefix="PROGRAMME_KIND_",
+                known=contract.PROGRAMME_KINDS,
+                what="programme kind",
+            )
+            for code in needs.interests
+        ]
+        message = employment_pb2.RequestEnrolmentRequest(
+            needs=employment_pb2.EmploymentNeeds(interests=interests, languages=needs.languages),
+            **fields,
         )
+        reply = await self.stub.RequestEnrolment(message, timeout=self.rpc_timeout)
         return reply.referral  # type: ignore[no-any-return]

@@ -17,8 +17,15 @@ from sqlalchemy.orm import Session
 
 from masar.contract import EmploymentNeeds, ReferralStatus
 from masar.platform.clock import as_utc, utcnow
-from masar.platform.errors import NotFound, ResourceExhausted
-from masar.referral import NoEligibleProvider, ReferralDraft, ReferralRecord, SectorHooks
+from masar.platform.errors import ResourceExhausted
+from masar.referral import (
+    NoEligibleProvider,
+    ProviderRows,
+    ReferralDraft,
+    ReferralRecord,
+    SectorHooks,
+    erase,
+)
 from services.employment.domain import (
     ContractType,
     EmployerType,
@@ -54,7 +61,10 @@ def to_programme(row: ProgrammeRow) -> Programme:
     )
 
 
-class ProgrammeRepository:
+class ProgrammeRepository(ProviderRows[ProgrammeRow]):
+    def __init__(self) -> None:
+        super().__init__(ProgrammeRow, noun="programme")
+
     def insert(self, session: Session, spec: ProgrammeSpec) -> str:
         row = ProgrammeRow(
             programme_id=new_programme_id(),
@@ -67,23 +77,10 @@ class ProgrammeRepository:
             languages=",".join(sorted(spec.languages)),
             created_at=utcnow(),
         )
-        session.add(row)
-        session.flush()
-        return row.programme_id
+        return self.add(session, row).programme_id
 
     def get(self, session: Session, programme_id: str) -> Programme:
-        row = session.get(ProgrammeRow, programme_id)
-        if row is None:
-            raise NotFound("programme not found")
-        return to_programme(row)
-
-    def lock(self, session: Session, programme_id: str) -> ProgrammeRow:
-        row = session.execute(
-            select(ProgrammeRow).where(ProgrammeRow.programme_id == programme_id).with_for_update()
-        ).scalar_one_or_none()
-        if row is None:
-            raise NotFound("programme not found")
-        return row
+        return to_programme(self.row(session, programme_id))
 
     def list(
         self, session: Session, *, region: str | None = None, kind: str | None = None
@@ -118,8 +115,7 @@ class EmploymentHooks(SectorHooks[EnrolmentRow, EmploymentNeeds]):
     ) -> None:
         # A coordinator's choice may override region, interests, languages,
         # free seats and earlier attempts; the programme must exist.
-        if session.get(ProgrammeRow, provider_id) is None:
-            raise NoEligibleProvider("provider_id: unknown programme (no programme has this id)")
+        self.programmes.check_known(session, provider_id)
 
     def store_needs(
         self, session: Session, referral: EnrolmentRow, draft: ReferralDraft[EmploymentNeeds]
@@ -144,18 +140,15 @@ class EmploymentHooks(SectorHooks[EnrolmentRow, EmploymentNeeds]):
         programme.seats_taken = max(taken, 0)
 
     def purge_needs(self, session: Session, referral: EnrolmentRow) -> int:
-        if referral.interests is None and referral.languages is None:
-            return 0
-        referral.interests = None
-        referral.languages = None
-        return 1
+        return erase(referral, "interests", "languages")
 
 
 def _at(value: datetime | None) -> datetime | None:
     return as_utc(value) if value else None
 
 
-def to_enrolment(record: ReferralRecord, row: EnrolmentRow) -> Enrolment:
+def to_enrolment(session: Session, record: ReferralRecord, row: EnrolmentRow) -> Enrolment:
+    """The referral's enrolment file (a `SectorHandshake.read_file` reader)."""
     return Enrolment(
         referral=record,
         started_at=_at(row.started_at),

@@ -14,9 +14,8 @@ from sqlalchemy.orm import Session
 
 from masar.contract import EmploymentNeeds, Milestone, ReferralStatus
 from masar.platform.clock import utcnow
-from masar.platform.errors import FailedPrecondition, PermissionDenied
+from masar.platform.errors import FailedPrecondition
 from masar.platform.idempotency import fingerprint
-from masar.platform.identity import current_caller
 from masar.platform.outbox import DeliveryOutcome
 from masar.referral import ReferralDraft, ReferralRecord, SectorHandshake
 from services.employment.domain import (
@@ -46,23 +45,16 @@ class EmploymentService:
 
     # -- programmes --
 
-    def require_own_region(self, region: str) -> str:
-        """A coordinator manages the reference data of her own region only
-        (checked before the rest of the request is read)."""
-        if current_caller().region != region:
-            raise PermissionDenied("a coordinator registers programmes in her own region only")
-        return region
-
     async def create_programme(
         self, spec: ProgrammeSpec, *, idempotency_key: str, request_print: str
     ) -> Programme:
         """Register a programme, once per key."""
-        return await self.referrals.register_once(
-            scope="employment.create_programme",
+        return await self.referrals.register(
+            "employment.create_programme",
+            self.programmes,
+            spec,
             idempotency_key=idempotency_key,
             request_print=request_print,
-            create=lambda session: self.programmes.insert(session, spec),
-            load=self.programmes.get,
         )
 
     async def list_programmes(self, *, region: str | None, kind: str | None) -> list[Programme]:
@@ -151,10 +143,7 @@ class EmploymentService:
 
     async def enrolment(self, referral_id: str) -> Enrolment:
         """The enrolment (personal data): an audited read."""
-        return await self.referrals.read_file(referral_id, self._to_enrolment)
+        return await self.referrals.read_file(referral_id, to_enrolment)
 
     async def _enrolment(self, referral_id: str) -> Enrolment:
-        return await self.referrals.read(referral_id, self._to_enrolment)
-
-    def _to_enrolment(self, session: Session, row: EnrolmentRow) -> Enrolment:
-        return to_enrolment(self.referrals.repository.to_record(row), row)
+        return await self.referrals.read(referral_id, to_enrolment)

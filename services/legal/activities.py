@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from masar import contract
 from masar.contract import (
@@ -18,34 +17,19 @@ from masar.contract import (
     ReferralClosure,
     ReferralCreated,
     ReferralRequest,
-    Risk,
     Sector,
 )
-from masar.referral import ConsentSource, SectorActivities
-from masar.referral.messages import risk_to_pb
-from masar.v1 import common_pb2, legal_pb2, legal_pb2_grpc
+from masar.referral import RequestFields, SectorActivities, need_to_pb
+from masar.v1 import common_pb2, legal_pb2
 
-_MATTERS = {m.lower(): v for m, v in legal_pb2.LegalMatter.items() if v}
-
-
-def _matter(code: str) -> legal_pb2.LegalMatter.ValueType:
-    value = _MATTERS.get(f"legal_matter_{code}")
-    if value is None:
-        raise ApplicationError(
-            "request_referral: unknown legal matter",
-            type=contract.ERR_INVALID,
-            non_retryable=True,
-        )
-    return value
+_MATTER = "LEGAL_MATTER_"
+_MATTERS = frozenset(
+    name.removeprefix(_MATTER).lower() for name, value in legal_pb2.LegalMatter.items() if value
+)
 
 
 class LegalActivities(SectorActivities):
     sector: ClassVar[Sector] = Sector.LEGAL
-
-    def __init__(
-        self, stub: legal_pb2_grpc.LegalAidServiceStub, consent: ConsentSource | None = None
-    ) -> None:
-        super().__init__(stub, consent)
 
     @activity.defn(name=contract.LEGAL_REQUEST_REFERRAL)
     async def request_referral(self, request: ReferralRequest) -> ReferralCreated:
@@ -64,23 +48,17 @@ class LegalActivities(SectorActivities):
         return await self.forward_purge(purge)
 
     async def submit_request(
-        self, request: ReferralRequest, *, rpc_timeout: float, consent_proof: str = ""
+        self, request: ReferralRequest, fields: RequestFields
     ) -> common_pb2.Referral:
         needs = request.legal or LegalNeeds()
-        reply = await self.stub.RequestLegalAid(
-            legal_pb2.RequestLegalAidRequest(
-                case_id=request.case_id,
-                region=request.region,
-                risk=risk_to_pb(Risk(request.risk)),
-                needs=legal_pb2.LegalNeeds(
-                    matters=[_matter(m) for m in needs.matters],
-                    languages=needs.languages,
-                ),
-                exclude_provider_ids=request.exclude_provider_ids,
-                provider_id=request.provider_id or "",
-                idempotency_key=request.idempotency_key,
-                consent_proof=consent_proof,
-            ),
-            timeout=rpc_timeout,
+        matters = [
+            need_to_pb(
+                legal_pb2.LegalMatter, code, prefix=_MATTER, known=_MATTERS, what="legal matter"
+            )
+            for code in needs.matters
+        ]
+        message = legal_pb2.RequestLegalAidRequest(
+            needs=legal_pb2.LegalNeeds(matters=matters, languages=needs.languages), **fields
         )
+        reply = await self.stub.RequestLegalAid(message, timeout=self.rpc_timeout)
         return reply.referral  # type: ignore[no-any-return]

@@ -15,17 +15,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from masar.platform.clock import as_utc, utcnow
-from masar.platform.errors import NotFound
 from masar.referral import (
     OPEN_STATUSES,
     NoEligibleProvider,
+    ProviderRows,
     ReferralDraft,
     ReferralRecord,
     SectorHooks,
+    erase,
 )
 from services.legal import domain as d
 from services.legal.models import (
@@ -58,19 +59,20 @@ def _utc_or_none(value: datetime | None) -> datetime | None:
 # --- providers ---------------------------------------------------------------------
 
 
-class ProviderRepository:
+class ProviderRepository(ProviderRows[ProviderRow]):
+    def __init__(self) -> None:
+        super().__init__(ProviderRow, noun="provider", long_noun="legal aid provider")
+
     def insert(self, session: Session, spec: d.NewProvider) -> str:
         provider_id = new_provider_id()
-        session.add(
-            ProviderRow(
-                provider_id=provider_id,
-                kind=spec.kind.value,
-                name=spec.name,
-                region=spec.region,
-                created_at=utcnow(),
-            )
+        row = ProviderRow(
+            provider_id=provider_id,
+            kind=spec.kind.value,
+            name=spec.name,
+            region=spec.region,
+            created_at=utcnow(),
         )
-        session.flush()
+        self.add(session, row)
         session.add_all(
             ProviderLanguageRow(provider_id=provider_id, language=language)
             for language in spec.languages
@@ -128,13 +130,7 @@ class ProviderRepository:
         ]
 
     def get(self, session: Session, provider_id: str) -> d.Provider:
-        row = session.get(ProviderRow, provider_id)
-        if row is None:
-            raise NotFound("provider not found")
-        return self._hydrate(session, [row])[0]
-
-    def exists(self, session: Session, provider_id: str) -> bool:
-        return session.get(ProviderRow, provider_id) is not None
+        return self._hydrate(session, [self.row(session, provider_id)])[0]
 
     def list(
         self,
@@ -144,11 +140,13 @@ class ProviderRepository:
         matters: Sequence[d.LegalMatter] = (),
         language: str | None = None,
         kind: d.ProviderKind | None = None,
-        after: str | None = None,
+        after: tuple[datetime, str] | None = None,
         limit: int | None = None,
     ) -> list[d.Provider]:
-        """Providers in id order; each of `matters` must be taken."""
-        query = select(ProviderRow).order_by(ProviderRow.provider_id)
+        """Providers oldest first (keyset paging after `after`, the created_at
+        and id of the last one seen: `masar.platform.paging`); each of
+        `matters` must be taken."""
+        query = select(ProviderRow).order_by(ProviderRow.created_at, ProviderRow.provider_id)
         if region:
             query = query.where(ProviderRow.region == region)
         if kind is not None:
@@ -167,8 +165,14 @@ class ProviderRepository:
                     ProviderMatterRow.matter == matter.value,
                 )
             )
-        if after:
-            query = query.where(ProviderRow.provider_id > after)
+        if after is not None:
+            at, last_id = after
+            query = query.where(
+                or_(
+                    ProviderRow.created_at > at,
+                    and_(ProviderRow.created_at == at, ProviderRow.provider_id > last_id),
+                )
+            )
         if limit is not None:
             query = query.limit(limit)
         return self._hydrate(session, list(session.scalars(query)))
@@ -240,10 +244,7 @@ class LegalHooks(SectorHooks[LegalReferralRow, d.AidNeeds]):
     ) -> None:
         # A coordinator's choice may override region, language and earlier
         # attempts (she knows the network), but not what the provider takes.
-        if not self.providers.exists(session, provider_id):
-            raise NoEligibleProvider(
-                "provider_id: unknown legal aid provider (no provider has this id)"
-            )
+        self.providers.check_known(session, provider_id)
         if not self.providers.get(session, provider_id).takes(draft.needs.matters):
             raise NoEligibleProvider(
                 "provider_id: not eligible: the provider does not take every matter "
@@ -273,16 +274,7 @@ class LegalHooks(SectorHooks[LegalReferralRow, d.AidNeeds]):
                 delete(model).where(model.referral_id == referral.referral_id)
             )
             purged += int(result.rowcount or 0)
-        if (
-            referral.matters is not None
-            or referral.languages is not None
-            or referral.first_meeting_at is not None
-        ):
-            purged += 1
-        referral.matters = None
-        referral.languages = None
-        referral.first_meeting_at = None
-        return purged
+        return purged + erase(referral, "matters", "languages", "first_meeting_at")
 
 
 # --- protection orders and hearings -------------------------------------------------------

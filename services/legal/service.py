@@ -17,9 +17,8 @@ from sqlalchemy.orm import Session
 
 from masar.contract import Milestone, ReferralStatus
 from masar.platform.clock import utcnow
-from masar.platform.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from masar.platform.errors import FailedPrecondition, InvalidArgument, NotFound
 from masar.platform.idempotency import fingerprint, run_retrying_conflicts
-from masar.platform.identity import current_caller
 from masar.platform.outbox import DeliveryOutcome
 from masar.referral import ReferralDraft, ReferralRecord, SectorHandshake
 from services.legal import domain as d
@@ -49,23 +48,16 @@ class LegalAidService:
 
     # -- providers --
 
-    def require_own_region(self, region: str) -> str:
-        """A coordinator manages the reference data of her own region only
-        (checked before the rest of the request is read)."""
-        if current_caller().region != region:
-            raise PermissionDenied("a coordinator registers providers in her own region only")
-        return region
-
     async def create_provider(
         self, spec: d.NewProvider, *, idempotency_key: str, request_print: str
     ) -> d.Provider:
         """Register a provider, once per key."""
-        return await self.referrals.register_once(
-            scope="legal.create_provider",
+        return await self.referrals.register(
+            "legal.create_provider",
+            self.providers,
+            spec,
             idempotency_key=idempotency_key,
             request_print=request_print,
-            create=lambda session: self.providers.insert(session, spec),
-            load=self.providers.get,
         )
 
     async def list_providers(
@@ -75,7 +67,7 @@ class LegalAidService:
         matter: d.LegalMatter | None,
         language: str | None,
         kind: d.ProviderKind | None,
-        after: str | None,
+        after: tuple[datetime, str] | None,
         limit: int,
     ) -> list[d.Provider]:
         def work(session: Session) -> list[d.Provider]:
@@ -306,10 +298,7 @@ class LegalAidService:
 
     async def legal_file(self, referral_id: str) -> d.LegalFile:
         """The whole legal file (personal data): an audited read."""
-        return await self.referrals.read_file(referral_id, self._to_file)
+        return await self.referrals.read_file(referral_id, self.files.load)
 
     async def _file(self, referral_id: str) -> d.LegalFile:
-        return await self.referrals.read(referral_id, self._to_file)
-
-    def _to_file(self, session: Session, row: LegalReferralRow) -> d.LegalFile:
-        return self.files.load(session, self.referrals.repository.to_record(row), row)
+        return await self.referrals.read(referral_id, self.files.load)

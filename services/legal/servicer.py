@@ -14,8 +14,6 @@ read of the file is audited. An RPC on one referral is authorised
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -29,23 +27,17 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from masar.platform.errors import InvalidArgument
 from masar.platform.idempotency import request_fingerprint
 from masar.platform.identity import Role, requires
-from masar.platform.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from masar.platform.paging import decode_page_token, encode_page_token
 from masar.platform.validation import (
-    check_provider_id,
-    require_case_id,
     require_idempotency_key,
     require_region,
     require_text,
 )
+from masar.referral import ReferralEndpoints
 from masar.referral.messages import (
-    closing_status_from_pb,
-    decided_to_pb,
-    decision_from_pb,
     delivery_to_pb,
-    filter_from_pb,
-    page_to_pb,
-    parse_draft,
-    purged_to_pb,
+    draft_from_pb,
+    page_size_from_pb,
     referral_to_pb,
     timestamp_pb,
 )
@@ -177,18 +169,6 @@ def hearing_to_pb(hearing: d.Hearing) -> legal_pb2.Hearing:
     )
 
 
-def encode_provider_token(provider_id: str) -> str:
-    return base64.urlsafe_b64encode(provider_id.encode()).decode().rstrip("=")
-
-
-def decode_provider_token(token: str) -> str:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        return check_provider_id(raw)
-    except (ValueError, UnicodeDecodeError, binascii.Error, InvalidArgument):
-        raise InvalidArgument("page_token", "is malformed") from None
-
-
 # --- servicer ------------------------------------------------------------------------
 
 
@@ -200,6 +180,7 @@ class LegalAidServicer(legal_pb2_grpc.LegalAidServiceServicer):
     def __init__(self, service: LegalAidService) -> None:
         self.service = service
         self.referrals = service.referrals
+        self.shared = ReferralEndpoints(service.referrals)
 
     # -- providers --
 
@@ -207,7 +188,7 @@ class LegalAidServicer(legal_pb2_grpc.LegalAidServiceServicer):
     async def CreateProvider(
         self, request: legal_pb2.CreateLegalProviderRequest, context: grpc.aio.ServicerContext
     ) -> legal_pb2.CreateLegalProviderResponse:
-        region = self.service.require_own_region(require_region(request.region))
+        region = self.referrals.require_own_region(require_region(request.region), "providers")
         spec = d.NewProvider(
             kind=require_enum(
                 legal_pb2.LegalProviderKind,
@@ -244,17 +225,15 @@ class LegalAidServicer(legal_pb2_grpc.LegalAidServiceServicer):
             request.kind,
             "kind",
         )
-        if request.page_size < 0 or request.page_size > MAX_PAGE_SIZE:
-            raise InvalidArgument("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
-        size = request.page_size or DEFAULT_PAGE_SIZE
-        after = decode_provider_token(request.page_token) if request.page_token else None
+        size = page_size_from_pb(request.page_size)
+        after = decode_page_token(request.page_token) if request.page_token else None
         providers = await self.service.list_providers(
             region=region, matter=matter, language=language, kind=kind, after=after, limit=size + 1
         )
         token = ""
         if len(providers) > size:
             providers = providers[:size]
-            token = encode_provider_token(providers[-1].provider_id)
+            token = encode_page_token(providers[-1].created_at, providers[-1].provider_id)
         return legal_pb2.ListLegalProvidersResponse(
             providers=[provider_to_pb(p) for p in providers], next_page_token=token
         )
@@ -271,15 +250,7 @@ class LegalAidServicer(legal_pb2_grpc.LegalAidServiceServicer):
             matters=tuple(_matters(request.needs.matters, "needs.matters")),
             languages=tuple(d.check_languages(request.needs.languages, "needs.languages")),
         )
-        draft = parse_draft(
-            case_id=request.case_id,
-            region=request.region,
-            risk=request.risk,
-            idempotency_key=request.idempotency_key,
-            needs=needs,
-            exclude_provider_ids=request.exclude_provider_ids,
-            provider_id=request.provider_id,
-        )
+        draft = draft_from_pb(request, needs)
         file = await self.service.request_legal_aid(draft, consent_proof=request.consent_proof)
         return legal_pb2.RequestLegalAidResponse(
             referral=referral_to_pb(file.referral), matters=[matter_to_pb(m) for m in file.matters]
@@ -444,57 +415,40 @@ class LegalAidServicer(legal_pb2_grpc.LegalAidServiceServicer):
         _set_time(response, "first_meeting_at", file.first_meeting_at)
         return response
 
-    # -- the handshake every sector shares (common.proto) --
+    # -- the handshake every sector shares (common.proto): ReferralEndpoints --
 
     @requires(STAFF)
     async def DecideReferral(
         self, request: common_pb2.DecideReferralRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.DecideReferralResponse:
-        referral = await self.referrals.authorise(request.referral_id)
-        result = await self.referrals.decide(referral.referral_id, decision_from_pb(request))
-        return decided_to_pb(result)
+        return await self.shared.decide(request)
 
     @requires(STAFF, Role.COORDINATOR, Role.SERVICE_LEGAL)
     async def GetReferral(
         self, request: common_pb2.GetReferralRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.GetReferralResponse:
-        referral = await self.referrals.authorise(request.referral_id)
-        return common_pb2.GetReferralResponse(referral=referral_to_pb(referral))
+        return await self.shared.get(request)
 
     @requires(STAFF, Role.COORDINATOR)
     async def ListReferrals(
         self, request: common_pb2.ListReferralsRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.ListReferralsResponse:
-        page = await self.referrals.list_visible(filter_from_pb(request))
-        return page_to_pb(page)
+        return await self.shared.list(request)
 
     @requires(Role.SERVICE_LEGAL)
     async def RemindProvider(
         self, request: common_pb2.RemindProviderRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.RemindProviderResponse:
-        referral = await self.referrals.remind(
-            self.referrals.check_referral_id(request.referral_id),
-            idempotency_key=require_idempotency_key(request.idempotency_key),
-        )
-        return common_pb2.RemindProviderResponse(referral=referral_to_pb(referral))
+        return await self.shared.remind(request)
 
     @requires(Role.SERVICE_LEGAL)
     async def CloseReferral(
         self, request: common_pb2.CloseReferralRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.CloseReferralResponse:
-        referral = await self.referrals.close(
-            self.referrals.check_referral_id(request.referral_id),
-            status=closing_status_from_pb(request.status),
-            idempotency_key=require_idempotency_key(request.idempotency_key),
-        )
-        return common_pb2.CloseReferralResponse(referral=referral_to_pb(referral))
+        return await self.shared.close(request)
 
     @requires(Role.SERVICE_LEGAL)
     async def PurgeCase(
         self, request: common_pb2.PurgeCaseRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.PurgeCaseResponse:
-        result = await self.referrals.purge_case(
-            require_case_id(request.case_id),
-            idempotency_key=require_idempotency_key(request.idempotency_key),
-        )
-        return purged_to_pb(result)
+        return await self.shared.purge(request)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from masar import contract
 from masar.contract import (
@@ -17,32 +16,15 @@ from masar.contract import (
     ReferralClosure,
     ReferralCreated,
     ReferralRequest,
-    Risk,
     Sector,
     ShelterNeeds,
 )
-from masar.referral import ConsentSource, SectorActivities
-from masar.referral.messages import risk_to_pb
-from masar.v1 import common_pb2, shelter_pb2, shelter_pb2_grpc
-
-
-def _feature(code: str) -> shelter_pb2.AccessibilityFeature.ValueType:
-    if code not in contract.ACCESSIBILITY_FEATURES:
-        raise ApplicationError(
-            "request_referral: unknown accessibility need",
-            type=contract.ERR_INVALID,
-            non_retryable=True,
-        )
-    return shelter_pb2.AccessibilityFeature.Value(f"ACCESSIBILITY_FEATURE_{code.upper()}")
+from masar.referral import RequestFields, SectorActivities, need_to_pb
+from masar.v1 import common_pb2, shelter_pb2
 
 
 class ShelterActivities(SectorActivities):
     sector: ClassVar[Sector] = Sector.SHELTER
-
-    def __init__(
-        self, stub: shelter_pb2_grpc.ShelterServiceStub, consent: ConsentSource | None = None
-    ) -> None:
-        super().__init__(stub, consent)
 
     @activity.defn(name=contract.SHELTER_REQUEST_REFERRAL)
     async def request_referral(self, request: ReferralRequest) -> ReferralCreated:
@@ -61,24 +43,26 @@ class ShelterActivities(SectorActivities):
         return await self.forward_purge(purge)
 
     async def submit_request(
-        self, request: ReferralRequest, *, rpc_timeout: float, consent_proof: str = ""
+        self, request: ReferralRequest, fields: RequestFields
     ) -> common_pb2.Referral:
         needs = request.shelter or ShelterNeeds()
-        reply = await self.stub.RequestPlacement(
-            shelter_pb2.RequestPlacementRequest(
-                case_id=request.case_id,
-                risk=risk_to_pb(Risk(request.risk)),
-                region=request.region,
-                needs=shelter_pb2.ShelterNeeds(
-                    household_size=needs.household_size,
-                    children=needs.children,
-                    accessibility_needs=[_feature(c) for c in needs.accessibility_needs],
-                ),
-                exclude_provider_ids=request.exclude_provider_ids,
-                provider_id=request.provider_id or "",
-                idempotency_key=request.idempotency_key,
-                consent_proof=consent_proof,
+        features = [
+            need_to_pb(
+                shelter_pb2.AccessibilityFeature,
+                code,
+                prefix="ACCESSIBILITY_FEATURE_",
+                known=contract.ACCESSIBILITY_FEATURES,
+                what="accessibility need",
+            )
+            for code in needs.accessibility_needs
+        ]
+        message = shelter_pb2.RequestPlacementRequest(
+            needs=shelter_pb2.ShelterNeeds(
+                household_size=needs.household_size,
+                children=needs.children,
+                accessibility_needs=features,
             ),
-            timeout=rpc_timeout,
+            **fields,
         )
+        reply = await self.stub.RequestPlacement(message, timeout=self.rpc_timeout)
         return reply.referral  # type: ignore[no-any-return]

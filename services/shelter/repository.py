@@ -16,8 +16,15 @@ from sqlalchemy.orm import Session
 
 from masar.contract import ReferralStatus, ShelterNeeds
 from masar.platform.clock import as_utc, utcnow
-from masar.platform.errors import NotFound, ResourceExhausted
-from masar.referral import NoEligibleProvider, ReferralDraft, ReferralRecord, SectorHooks
+from masar.platform.errors import ResourceExhausted
+from masar.referral import (
+    NoEligibleProvider,
+    ProviderRows,
+    ReferralDraft,
+    ReferralRecord,
+    SectorHooks,
+    erase,
+)
 from services.shelter.domain import (
     ExitReason,
     Placement,
@@ -55,7 +62,10 @@ def to_shelter(row: ShelterRow) -> Shelter:
     )
 
 
-class ShelterRepository:
+class ShelterRepository(ProviderRows[ShelterRow]):
+    def __init__(self) -> None:
+        super().__init__(ShelterRow, noun="shelter")
+
     def insert(self, session: Session, spec: ShelterSpec) -> str:
         row = ShelterRow(
             shelter_id=new_shelter_id(),
@@ -69,23 +79,10 @@ class ShelterRepository:
             occupied_beds=0,
             created_at=utcnow(),
         )
-        session.add(row)
-        session.flush()
-        return row.shelter_id
+        return self.add(session, row).shelter_id
 
     def get(self, session: Session, shelter_id: str) -> Shelter:
-        row = session.get(ShelterRow, shelter_id)
-        if row is None:
-            raise NotFound("shelter not found")
-        return to_shelter(row)
-
-    def lock(self, session: Session, shelter_id: str) -> ShelterRow:
-        row = session.execute(
-            select(ShelterRow).where(ShelterRow.shelter_id == shelter_id).with_for_update()
-        ).scalar_one_or_none()
-        if row is None:
-            raise NotFound("shelter not found")
-        return row
+        return to_shelter(self.row(session, shelter_id))
 
     def list(self, session: Session, *, region: str | None = None) -> list[Shelter]:
         query = select(ShelterRow).order_by(ShelterRow.region, ShelterRow.shelter_id)
@@ -114,8 +111,7 @@ class ShelterHooks(SectorHooks[PlacementRow, ShelterNeeds]):
     ) -> None:
         # A coordinator's choice may override region, capacity and earlier
         # attempts (she knows the network); the shelter must exist.
-        if session.get(ShelterRow, provider_id) is None:
-            raise NoEligibleProvider("provider_id: unknown shelter (no shelter has this id)")
+        self.shelters.check_known(session, provider_id)
 
     def store_needs(
         self, session: Session, referral: PlacementRow, draft: ReferralDraft[ShelterNeeds]
@@ -145,19 +141,11 @@ class ShelterHooks(SectorHooks[PlacementRow, ShelterNeeds]):
         shelter.occupied_beds = max(occupied, 0)
 
     def purge_needs(self, session: Session, referral: PlacementRow) -> int:
-        if (
-            referral.household_size is None
-            and referral.children is None
-            and referral.accessibility_needs is None
-        ):
-            return 0
-        referral.household_size = None
-        referral.children = None
-        referral.accessibility_needs = None
-        return 1
+        return erase(referral, "household_size", "children", "accessibility_needs")
 
 
-def to_placement(record: ReferralRecord, row: PlacementRow) -> Placement:
+def to_placement(session: Session, record: ReferralRecord, row: PlacementRow) -> Placement:
+    """The referral's placement file (a `SectorHandshake.read_file` reader)."""
     return Placement(
         referral=record,
         beds=row.household_size or 0,

@@ -13,8 +13,6 @@ from sqlalchemy.orm import Session
 
 from masar.contract import Milestone, ShelterNeeds
 from masar.platform.clock import utcnow
-from masar.platform.errors import PermissionDenied
-from masar.platform.identity import current_caller
 from masar.platform.outbox import DeliveryOutcome
 from masar.referral import ReferralDraft, ReferralRecord, SectorHandshake
 from services.shelter.domain import (
@@ -42,23 +40,16 @@ class ShelterService:
 
     # -- shelters --
 
-    def require_own_region(self, region: str) -> str:
-        """A coordinator manages the reference data of her own region only
-        (checked before the rest of the request is read)."""
-        if current_caller().region != region:
-            raise PermissionDenied("a coordinator registers shelters in her own region only")
-        return region
-
     async def create_shelter(
         self, spec: ShelterSpec, *, idempotency_key: str, request_print: str
     ) -> Shelter:
         """Register a shelter, once per key."""
-        return await self.referrals.register_once(
-            scope="shelter.create_shelter",
+        return await self.referrals.register(
+            "shelter.create_shelter",
+            self.shelters,
+            spec,
             idempotency_key=idempotency_key,
             request_print=request_print,
-            create=lambda session: self.shelters.insert(session, spec),
-            load=self.shelters.get,
         )
 
     async def list_shelters(self, region: str | None) -> list[Shelter]:
@@ -109,10 +100,7 @@ class ShelterService:
 
     async def placement(self, referral_id: str) -> Placement:
         """The placement (personal data): an audited read."""
-        return await self.referrals.read_file(referral_id, self._to_placement)
+        return await self.referrals.read_file(referral_id, to_placement)
 
     async def _placement(self, referral_id: str) -> Placement:
-        return await self.referrals.read(referral_id, self._to_placement)
-
-    def _to_placement(self, session: Session, row: PlacementRow) -> Placement:
-        return to_placement(self.referrals.repository.to_record(row), row)
+        return await self.referrals.read(referral_id, to_placement)

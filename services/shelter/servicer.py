@@ -22,20 +22,14 @@ from masar.platform.errors import InvalidArgument
 from masar.platform.idempotency import request_fingerprint
 from masar.platform.identity import Role, requires
 from masar.platform.validation import (
-    require_case_id,
     require_idempotency_key,
     require_region,
     require_text,
 )
+from masar.referral import ReferralEndpoints
 from masar.referral.messages import (
-    closing_status_from_pb,
-    decided_to_pb,
-    decision_from_pb,
     delivery_to_pb,
-    filter_from_pb,
-    page_to_pb,
-    parse_draft,
-    purged_to_pb,
+    draft_from_pb,
     referral_to_pb,
     timestamp_pb,
 )
@@ -138,6 +132,7 @@ class ShelterServicer(shelter_pb2_grpc.ShelterServiceServicer):
     def __init__(self, service: ShelterService) -> None:
         self.service = service
         self.referrals = service.referrals
+        self.shared = ReferralEndpoints(service.referrals)
 
     # -- shelters --
 
@@ -145,7 +140,7 @@ class ShelterServicer(shelter_pb2_grpc.ShelterServiceServicer):
     async def CreateShelter(
         self, request: shelter_pb2.CreateShelterRequest, context: grpc.aio.ServicerContext
     ) -> shelter_pb2.CreateShelterResponse:
-        region = self.service.require_own_region(require_region(request.region))
+        region = self.referrals.require_own_region(require_region(request.region), "shelters")
         spec = check_spec(
             ShelterSpec(
                 name=require_text(request.name, "name"),
@@ -202,15 +197,7 @@ class ShelterServicer(shelter_pb2_grpc.ShelterServiceServicer):
                 ),
             )
         )
-        draft = parse_draft(
-            case_id=request.case_id,
-            region=request.region,
-            risk=request.risk,
-            idempotency_key=request.idempotency_key,
-            needs=needs,
-            exclude_provider_ids=request.exclude_provider_ids,
-            provider_id=request.provider_id,
-        )
+        draft = draft_from_pb(request, needs)
         record = await self.service.request_placement(draft, consent_proof=request.consent_proof)
         return shelter_pb2.RequestPlacementResponse(referral=referral_to_pb(record))
 
@@ -250,57 +237,40 @@ class ShelterServicer(shelter_pb2_grpc.ShelterServiceServicer):
         placement = await self.service.placement(referral.referral_id)
         return shelter_pb2.GetPlacementResponse(placement=placement_to_pb(placement))
 
-    # -- the handshake every sector shares (common.proto) --
+    # -- the handshake every sector shares (common.proto): ReferralEndpoints --
 
     @requires(STAFF)
     async def DecideReferral(
         self, request: common_pb2.DecideReferralRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.DecideReferralResponse:
-        referral = await self.referrals.authorise(request.referral_id)
-        result = await self.referrals.decide(referral.referral_id, decision_from_pb(request))
-        return decided_to_pb(result)
+        return await self.shared.decide(request)
 
     @requires(STAFF, Role.COORDINATOR, Role.SERVICE_SHELTER)
     async def GetReferral(
         self, request: common_pb2.GetReferralRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.GetReferralResponse:
-        referral = await self.referrals.authorise(request.referral_id)
-        return common_pb2.GetReferralResponse(referral=referral_to_pb(referral))
+        return await self.shared.get(request)
 
     @requires(STAFF, Role.COORDINATOR)
     async def ListReferrals(
         self, request: common_pb2.ListReferralsRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.ListReferralsResponse:
-        page = await self.referrals.list_visible(filter_from_pb(request))
-        return page_to_pb(page)
+        return await self.shared.list(request)
 
     @requires(Role.SERVICE_SHELTER)
     async def RemindProvider(
         self, request: common_pb2.RemindProviderRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.RemindProviderResponse:
-        referral = await self.referrals.remind(
-            self.referrals.check_referral_id(request.referral_id),
-            idempotency_key=require_idempotency_key(request.idempotency_key),
-        )
-        return common_pb2.RemindProviderResponse(referral=referral_to_pb(referral))
+        return await self.shared.remind(request)
 
     @requires(Role.SERVICE_SHELTER)
     async def CloseReferral(
         self, request: common_pb2.CloseReferralRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.CloseReferralResponse:
-        referral = await self.referrals.close(
-            self.referrals.check_referral_id(request.referral_id),
-            status=closing_status_from_pb(request.status),
-            idempotency_key=require_idempotency_key(request.idempotency_key),
-        )
-        return common_pb2.CloseReferralResponse(referral=referral_to_pb(referral))
+        return await self.shared.close(request)
 
     @requires(Role.SERVICE_SHELTER)
     async def PurgeCase(
         self, request: common_pb2.PurgeCaseRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.PurgeCaseResponse:
-        result = await self.referrals.purge_case(
-            require_case_id(request.case_id),
-            idempotency_key=require_idempotency_key(request.idempotency_key),
-        )
-        return purged_to_pb(result)
+        return await self.shared.purge(request)

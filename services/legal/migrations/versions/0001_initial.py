@@ -2,27 +2,19 @@
 
 Revision ID: 0001
 Revises:
-
 """
 
-from typing import Sequence, Union
-
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from masar.platform.migrations import create_ledger_and_outbox, drop_ledger_and_outbox
-from masar.referral import create_referrals_table, drop_referrals_table
+from masar.referral.migrations import create_referrals_table, drop_referrals_table
 
-
-# revision identifiers, used by Alembic.
-revision: str = "0001"
-down_revision: Union[str, Sequence[str], None] = None
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+revision = "0001"
+down_revision = None
 
 
 def upgrade() -> None:
-    """Upgrade schema."""
     create_ledger_and_outbox(op)
 
     op.create_table(
@@ -122,7 +114,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Downgrade schema."""
     op.drop_index(op.f("ix_provider_matters_matter"), table_name="provider_matters")
 
     op.drop_table("provider_matters")

@@ -4,25 +4,11 @@ sector's case files.
 
 Revision ID: 0002
 Revises: 0001
-
 """
 
-from typing import Sequence, Union
+from masar.referral.migrations import downgrade_audit_log, upgrade_audit_log
 
-from alembic import op
-
-from masar.platform.audit import create_audit_tables, drop_audit_tables
-
-# revision identifiers, used by Alembic.
-revision: str = "0002"
-down_revision: Union[str, Sequence[str], None] = "0001"
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
-
-
-def upgrade() -> None:
-    create_audit_tables(op)
-
-
-def downgrade() -> None:
-    drop_audit_tables(op)
+revision = "0002"
+down_revision = "0001"
+upgrade = upgrade_audit_log
+downgrade = downgrade_audit_log
