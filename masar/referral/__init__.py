@@ -68,7 +68,7 @@ Every sector folder has the same files: ``domain``, ``models``,
 
 5. ``activities.py`` — a ``SectorActivities`` subclass (set ``sector``,
    implement ``submit_request``: the sector's request RPC with the
-   ``RequestFields`` it is given and its needs, ``need_to_pb`` for coded
+   ``RequestFields`` it is given and its needs, ``NeedCodes`` for coded
    ones) whose four methods are declared with
    ``@activity.defn(name=contract.SHELTER_REQUEST_REFERRAL)`` and so on,
    each calling ``forward_request`` / ``forward_reminder`` /
@@ -130,9 +130,9 @@ Nothing here logs, raises or returns personal data: errors name the field.
 
 from masar.referral._activities import (
     ConsentSource,
+    NeedCodes,
     RequestFields,
     SectorActivities,
-    need_to_pb,
 )
 from masar.referral._app import SectorParts, dial_address, sector_builder
 from masar.referral._domain import (
@@ -151,6 +151,7 @@ __all__ = [
     "OPEN_STATUSES",
     "STAFF_ROLES",
     "ConsentSource",
+    "NeedCodes",
     "NoEligibleProvider",
     "ProviderRows",
     "ReferralColumns",
@@ -165,6 +166,5 @@ __all__ = [
     "dial_address",
     "erase",
     "handshake_tables",
-    "need_to_pb",
     "sector_builder",
 ]

@@ -13,14 +13,15 @@ line::
 
 and calls its own request RPC in `submit_request`, with the fields every
 request RPC carries (`RequestFields`) and the needs it translates itself
-(`need_to_pb` for a need given as a code).
+(`NeedCodes` for needs given as the contract's codes).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import Any, ClassVar, Protocol, TypedDict, TypeVar
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypedDict, TypeVar
 
 import grpc
 import grpc.aio
@@ -42,6 +43,7 @@ from masar.referral.messages import risk_to_pb, sector_to_pb, status_to_pb
 from masar.v1 import common_pb2, intake_pb2
 
 T = TypeVar("T")
+V = TypeVar("V", bound=int)
 V_co = TypeVar("V_co", bound=int, covariant=True)
 
 # gRPC refusals that retrying cannot fix, as the contract's ApplicationError types.
@@ -105,17 +107,30 @@ class EnumValues(Protocol[V_co]):
     def Value(self, name: str) -> V_co: ...
 
 
-def need_to_pb(
-    enum_type: EnumValues[V_co], code: str, *, prefix: str, known: Collection[str], what: str
-) -> V_co:
-    """A need given as one of the contract's codes (e.g. "wheelchair") as the
-    sector's enum value (ACCESSIBILITY_FEATURE_WHEELCHAIR); a code not in
-    `known` is a non-retryable invalid request naming `what`, never the code."""
-    if code not in known:
-        raise ApplicationError(
-            f"request_referral: unknown {what}", type=contract.ERR_INVALID, non_retryable=True
-        )
-    return enum_type.Value(f"{prefix}{code.upper()}")
+@dataclass(frozen=True)
+class NeedCodes(Generic[V]):
+    """One of the contract's coded needs (accessibility features, programme
+    kinds, legal matters) and the sector's protobuf enum for it: a code
+    ("wheelchair") is the enum value `prefix` + its upper case
+    (ACCESSIBILITY_FEATURE_WHEELCHAIR). A code not in `known` is a
+    non-retryable invalid request naming `what`, never the code."""
+
+    enum_type: EnumValues[V]
+    prefix: str
+    known: Collection[str]
+    what: str
+
+    def to_pb(self, codes: Iterable[str]) -> list[V]:
+        return [self.value(code) for code in codes]
+
+    def value(self, code: str) -> V:
+        if code not in self.known:
+            raise ApplicationError(
+                f"request_referral: unknown {self.what}",
+                type=contract.ERR_INVALID,
+                non_retryable=True,
+            )
+        return self.enum_type.Value(f"{self.prefix}{code.upper()}")
 
 
 class ConsentSource(Protocol):

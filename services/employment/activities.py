@@ -10,53 +10,41 @@ from typing import ClassVar
 from temporalio import activity
 
 from masar import contract
-from masar.contract import (
-    CasePurge,
-    EmploymentNeeds,
-    ProviderReminder,
-    PurgeResult,
-    ReferralClosure,
-    ReferralCreated,
-    ReferralRequest,
-    Sector,
-)
-from masar.referral import RequestFields, SectorActivities, need_to_pb
+from masar.referral import NeedCodes, RequestFields, SectorActivities
 from masar.v1 import common_pb2, employment_pb2
+
+_KINDS = NeedCodes(
+    employment_pb2.ProgrammeKind,
+    prefix="PROGRAMME_KIND_",
+    known=contract.PROGRAMME_KINDS,
+    what="programme kind",
+)
 
 
 class EmploymentActivities(SectorActivities):
-    sector: ClassVar[Sector] = Sector.EMPLOYMENT
+    sector: ClassVar[contract.Sector] = contract.Sector.EMPLOYMENT
 
     @activity.defn(name=contract.EMPLOYMENT_REQUEST_REFERRAL)
-    async def request_referral(self, request: ReferralRequest) -> ReferralCreated:
+    async def request_referral(self, request: contract.ReferralRequest) -> contract.ReferralCreated:
         return await self.forward_request(request)
 
     @activity.defn(name=contract.EMPLOYMENT_REMIND_PROVIDER)
-    async def remind_provider(self, reminder: ProviderReminder) -> None:
+    async def remind_provider(self, reminder: contract.ProviderReminder) -> None:
         await self.forward_reminder(reminder)
 
     @activity.defn(name=contract.EMPLOYMENT_CLOSE_REFERRAL)
-    async def close_referral(self, closure: ReferralClosure) -> None:
+    async def close_referral(self, closure: contract.ReferralClosure) -> None:
         await self.forward_closure(closure)
 
     @activity.defn(name=contract.EMPLOYMENT_PURGE_CASE)
-    async def purge_case(self, purge: CasePurge) -> PurgeResult:
+    async def purge_case(self, purge: contract.CasePurge) -> contract.PurgeResult:
         return await self.forward_purge(purge)
 
     async def submit_request(
-        self, request: ReferralRequest, fields: RequestFields
+        self, request: contract.ReferralRequest, fields: RequestFields
     ) -> common_pb2.Referral:
-        needs = request.employment or EmploymentNeeds()
-        interests = [
-            need_to_pb(
-                employment_pb2.ProgrammeKind,
-                code,
-                prefix="PROGRAMME_KIND_",
-                known=contract.PROGRAMME_KINDS,
-                what="programme kind",
-            )
-            for code in needs.interests
-        ]
+        needs = request.employment or contract.EmploymentNeeds()
+        interests = _KINDS.to_pb(needs.interests)
         message = employment_pb2.RequestEnrolmentRequest(
             needs=employment_pb2.EmploymentNeeds(interests=interests, languages=needs.languages),
             **fields,

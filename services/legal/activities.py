@@ -9,54 +9,42 @@ from typing import ClassVar
 from temporalio import activity
 
 from masar import contract
-from masar.contract import (
-    CasePurge,
-    LegalNeeds,
-    ProviderReminder,
-    PurgeResult,
-    ReferralClosure,
-    ReferralCreated,
-    ReferralRequest,
-    Sector,
-)
-from masar.referral import RequestFields, SectorActivities, need_to_pb
+from masar.referral import NeedCodes, RequestFields, SectorActivities
 from masar.v1 import common_pb2, legal_pb2
 
 _MATTER = "LEGAL_MATTER_"
-_MATTERS = frozenset(
-    name.removeprefix(_MATTER).lower() for name, value in legal_pb2.LegalMatter.items() if value
+_MATTERS = NeedCodes(
+    legal_pb2.LegalMatter,
+    prefix=_MATTER,
+    known={name.removeprefix(_MATTER).lower() for name, v in legal_pb2.LegalMatter.items() if v},
+    what="legal matter",
 )
 
 
 class LegalActivities(SectorActivities):
-    sector: ClassVar[Sector] = Sector.LEGAL
+    sector: ClassVar[contract.Sector] = contract.Sector.LEGAL
 
     @activity.defn(name=contract.LEGAL_REQUEST_REFERRAL)
-    async def request_referral(self, request: ReferralRequest) -> ReferralCreated:
+    async def request_referral(self, request: contract.ReferralRequest) -> contract.ReferralCreated:
         return await self.forward_request(request)
 
     @activity.defn(name=contract.LEGAL_REMIND_PROVIDER)
-    async def remind_provider(self, reminder: ProviderReminder) -> None:
+    async def remind_provider(self, reminder: contract.ProviderReminder) -> None:
         await self.forward_reminder(reminder)
 
     @activity.defn(name=contract.LEGAL_CLOSE_REFERRAL)
-    async def close_referral(self, closure: ReferralClosure) -> None:
+    async def close_referral(self, closure: contract.ReferralClosure) -> None:
         await self.forward_closure(closure)
 
     @activity.defn(name=contract.LEGAL_PURGE_CASE)
-    async def purge_case(self, purge: CasePurge) -> PurgeResult:
+    async def purge_case(self, purge: contract.CasePurge) -> contract.PurgeResult:
         return await self.forward_purge(purge)
 
     async def submit_request(
-        self, request: ReferralRequest, fields: RequestFields
+        self, request: contract.ReferralRequest, fields: RequestFields
     ) -> common_pb2.Referral:
-        needs = request.legal or LegalNeeds()
-        matters = [
-            need_to_pb(
-                legal_pb2.LegalMatter, code, prefix=_MATTER, known=_MATTERS, what="legal matter"
-            )
-            for code in needs.matters
-        ]
+        needs = request.legal or contract.LegalNeeds()
+        matters = _MATTERS.to_pb(needs.matters)
         message = legal_pb2.RequestLegalAidRequest(
             needs=legal_pb2.LegalNeeds(matters=matters, languages=needs.languages), **fields
         )

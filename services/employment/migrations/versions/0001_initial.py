@@ -1,8 +1,4 @@
-"""Employment: initial schema (programmes, referrals, outbox, idempotency keys).
-
-Revision ID: 0001
-Revises:
-"""
+"""Employment: initial schema (programmes, referrals, outbox, idempotency keys)."""
 
 import sqlalchemy as sa
 from alembic import op

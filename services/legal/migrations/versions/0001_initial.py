@@ -1,8 +1,4 @@
-"""initial: providers, referrals with their matters, protection orders, hearings
-
-Revision ID: 0001
-Revises:
-"""
+"""initial: providers, referrals with their matters, protection orders, hearings"""
 
 import sqlalchemy as sa
 from alembic import op

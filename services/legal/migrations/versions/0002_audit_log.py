@@ -1,10 +1,4 @@
-"""Legal: the append-only, hash-chained audit log (masar.platform.audit): referrals
-received, staff decisions and milestones, closures, purges and reads of the
-sector's case files.
-
-Revision ID: 0002
-Revises: 0001
-"""
+"""Legal aid, revision 0002: the append-only, hash-chained audit log every sector has."""
 
 from masar.referral.migrations import downgrade_audit_log, upgrade_audit_log
 

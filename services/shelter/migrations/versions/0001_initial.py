@@ -1,8 +1,4 @@
-"""Shelter: initial schema (shelters, referrals, outbox, idempotency keys).
-
-Revision ID: 0001
-Revises:
-"""
+"""Shelter: initial schema (shelters, referrals, outbox, idempotency keys)."""
 
 import sqlalchemy as sa
 from alembic import op
