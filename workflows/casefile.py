@@ -4,7 +4,8 @@
 `ReferralTrack` per sector (workflows.tracks), the clinical windows
 (workflows.clinical) and the follow-up wait. It decides which sectors to refer
 to, the stage, closure and reopening, and which rungs of the escalation
-ladder are due; it applies validated updates (workflows.validation checks
+ladder are due (the case's transfers between organisations, workflows.transfers,
+included); it applies validated updates (workflows.validation checks
 them) and deduplicates them by event id. What coordinators see is read from
 it by workflows.view.
 
@@ -41,6 +42,9 @@ from masar.contract import (
     RiskChange,
     Sector,
     Stage,
+    TransferDecision,
+    TransferRedirect,
+    TransferRequest,
     UpdateResult,
 )
 from workflows.clinical import ClinicalWindows
@@ -57,9 +61,11 @@ from workflows.state import (
     LadderWait,
     ReferralState,
     TrackState,
+    TransferState,
     clinical_wait_name,
 )
 from workflows.tracks import ReferralTrack
+from workflows.transfers import TransferDesk
 
 # A due rung: (level, when it fell due, what climbs it).
 DueRung = tuple[int, datetime, Callable[[int], None]]
@@ -92,6 +98,7 @@ class CaseFile:
             for sector in Sector
         }
         self.clinical = ClinicalWindows(state, self.lanes, self.timeline)
+        self.transfers = TransferDesk(state, self.lanes, self.timeline)
         self._answers = {answer.event_id: answer for answer in state.answers}
 
     @classmethod
@@ -185,6 +192,8 @@ class CaseFile:
                 ReferralStatus.PENDING,
                 ReferralStatus.ACCEPTED,
             )
+        if action.kind == ActionKind.TRANSFER_RUNG:
+            return self.transfers.is_stale(action)
         return False
 
     def exclusions(self, action: Action) -> list[str]:
@@ -298,6 +307,8 @@ class CaseFile:
         for window in self.state.clinical:
             if window.wait is not None:
                 yield window.wait
+        for _, wait in self.transfers.waits():
+            yield wait
 
     def next_rungs(self) -> list[tuple[LadderWait, datetime]]:
         """Each open wait with the time of its next rung."""
@@ -325,7 +336,14 @@ class CaseFile:
         for window in self.state.clinical:
             if window.wait is not None:
                 add(window.wait, partial(self.clinical.climb, window, now=now, ladder=ladder))
+        for transfer, wait in self.transfers.waits():
+            add(wait, partial(self._climb_transfer, transfer, now=now, ladder=ladder))
         return due
+
+    def _climb_transfer(
+        self, transfer: TransferState, level: int, *, now: datetime, ladder: EscalationLadder
+    ) -> None:
+        self.transfers.climb(transfer, level, now, ladder)
 
     def _climb_referral(
         self, ref: ReferralState, level: int, *, now: datetime, terms: SlaTerms
@@ -350,7 +368,11 @@ class CaseFile:
         self.state.follow_up = self.ladder.wait(FOLLOW_UP_WAIT, start, interval)
 
     def wait_for_target(self, target: str) -> LadderWait | None:
-        """The open wait a coordinator's extension names (a referral id or a wait name)."""
+        """The open wait a coordinator's extension names (a referral id, a
+        transfer id or a wait name)."""
+        transfer = self.transfers.find(target)
+        if transfer is not None:
+            return transfer.wait
         if target == FOLLOW_UP_WAIT:
             return self.state.follow_up
         if target.startswith(CLINICAL_PREFIX):
@@ -406,6 +428,7 @@ class CaseFile:
             interval = terms.deadline(FOLLOW_UP_WAIT)
             if interval is not None:
                 wait.deadline_seconds = interval.total_seconds()
+        self.transfers.retime(terms)
         self.timeline.note(now, "risk_reassessed", detail=f"{previous.value}->{event.risk.value}")
         self.tick(now)
 
@@ -483,4 +506,18 @@ class CaseFile:
             detail=f"{wait.name}:+{event.extend_by_seconds}s:{as_code(event.reason)}",
             actor=event.coordinator_id,
         )
+        self.tick(now)
+
+    # --- transfers between organisations (workflows.transfers) ------------------------
+
+    def apply_transfer_request(self, event: TransferRequest, now: datetime) -> None:
+        self.transfers.request(event, now, self.terms())
+        self.tick(now)
+
+    def apply_transfer_decision(self, event: TransferDecision, now: datetime) -> None:
+        self.transfers.decide(event, now)
+        self.tick(now)
+
+    def apply_transfer_redirect(self, event: TransferRedirect, now: datetime) -> None:
+        self.transfers.redirect(event, now, self.terms())
         self.tick(now)

@@ -94,6 +94,18 @@ with workflow.unsafe.imports_passed_through():
         Sector,
         UpdateResult,
     )
+
+    # The transfer contract's own module (its dataclasses' type hints resolve there).
+    from masar.contract.transfer import (
+        INTAKE_RECORD_TRANSFER_RUNG,
+        UPDATE_TRANSFER_DECISION,
+        UPDATE_TRANSFER_REDIRECT,
+        UPDATE_TRANSFER_REQUEST,
+        TransferDecision,
+        TransferRedirect,
+        TransferRequest,
+        TransferRungNotice,
+    )
     from workflows import validation, view
     from workflows.casefile import CaseFile
     from workflows.policy import LOAD_POLICY_ACTIVITY, SlaPolicy
@@ -337,6 +349,20 @@ class SurvivorJourney:
             )
             await self._activity(INTAKE_RECORD_ESCALATION, SECTOR_TASK_QUEUES["intake"], notice)
             return
+        if action.kind == ActionKind.TRANSFER_RUNG:
+            assert action.due_at is not None and action.transfer_id is not None
+            rung = TransferRungNotice(
+                case_id=state.case_id,
+                region=state.region,
+                transfer_id=action.transfer_id,
+                to_organisation_id=action.to_organisation_id or "",
+                level=action.level,
+                due_at=action.due_at,
+                idempotency_key=action.key,
+                lapsed=action.lapsed,
+            )
+            await self._activity(INTAKE_RECORD_TRANSFER_RUNG, SECTOR_TASK_QUEUES["intake"], rung)
+            return
         sector = Sector(action.lane)
         names = SECTOR_ACTIVITIES[sector]
         queue = SECTOR_TASK_QUEUES[sector.value]
@@ -529,6 +555,45 @@ class SurvivorJourney:
     @reassign_referral.validator
     def _check_reassign(self, event: Reassignment) -> None:
         validation.validate_reassign(self._case, event)
+
+    # Transfers between organisations (workflows.transfers): updates that no
+    # history recorded before them can hold, so they need no patch marker.
+
+    @workflow.update(name=UPDATE_TRANSFER_REQUEST)
+    async def transfer_requested(self, event: TransferRequest) -> UpdateResult:
+        return await self._apply(
+            event.event_id,
+            lambda: validation.validate_transfer_request(self._case, event),
+            lambda now: self._case.apply_transfer_request(event, now),
+        )
+
+    @transfer_requested.validator
+    def _check_transfer_request(self, event: TransferRequest) -> None:
+        validation.validate_transfer_request(self._case, event)
+
+    @workflow.update(name=UPDATE_TRANSFER_DECISION)
+    async def transfer_decided(self, event: TransferDecision) -> UpdateResult:
+        return await self._apply(
+            event.event_id,
+            lambda: validation.validate_transfer_decision(self._case, event),
+            lambda now: self._case.apply_transfer_decision(event, now),
+        )
+
+    @transfer_decided.validator
+    def _check_transfer_decision(self, event: TransferDecision) -> None:
+        validation.validate_transfer_decision(self._case, event)
+
+    @workflow.update(name=UPDATE_TRANSFER_REDIRECT)
+    async def transfer_redirected(self, event: TransferRedirect) -> UpdateResult:
+        return await self._apply(
+            event.event_id,
+            lambda: validation.validate_transfer_redirect(self._case, event),
+            lambda now: self._case.apply_transfer_redirect(event, now),
+        )
+
+    @transfer_redirected.validator
+    def _check_transfer_redirect(self, event: TransferRedirect) -> None:
+        validation.validate_transfer_redirect(self._case, event)
 
     # --- query ------------------------------------------------------------------------
 

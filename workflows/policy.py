@@ -4,7 +4,8 @@ The journey worker loads the policy once at start (the shipped
 `policy.toml`, or the file named by MASAR_POLICY_FILE, which replaces it as a
 whole) and hands it to every journey through the local activity
 `journey.load_policy` (see workflows.activities), so that workflow code never
-reads a file. A malformed file raises `SettingsError` naming the key, e.g.
+reads a file. A wait added later (`transfer_accept`) keeps its shipped default
+when a file leaves it out. A malformed file raises `SettingsError` naming the key, e.g.
 ``deadlines.shelter_accept.high: expected a duration like "90s", "15m", "2h"
 or "7d"``.
 
@@ -21,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from masar.contract import Risk
+from masar.contract import TRANSFER_ACCEPT_DEFAULT_SECONDS, TRANSFER_ACCEPT_WAIT, Risk
 from masar.platform.settings import SettingsError
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("policy.toml")
@@ -38,6 +39,11 @@ REQUIRED_WAITS = (
     "follow_up",
 )
 OPTIONAL_WAITS = ("legal_meeting", "employment_start")
+# Waits added after policy files were first written: a file that leaves one out
+# gets its shipped default (seconds per risk), so older files keep working.
+DEFAULTED_WAITS: dict[str, dict[str, int]] = {
+    TRANSFER_ACCEPT_WAIT: dict(TRANSFER_ACCEPT_DEFAULT_SECONDS),
+}
 RISK_KEYS = tuple(risk.value for risk in Risk)
 DEFAULT_CLOSED_RETENTION = timedelta(days=365)
 
@@ -140,10 +146,14 @@ def parse_policy(text: str) -> SlaPolicy:
         raise PolicyError("ladder.expire", "must be greater than ladder.escalate")
 
     tables = _table(doc, "deadlines", key="deadlines")
-    _unknown(tables, REQUIRED_WAITS + OPTIONAL_WAITS, prefix="deadlines.")
+    known = REQUIRED_WAITS + OPTIONAL_WAITS + tuple(DEFAULTED_WAITS)
+    _unknown(tables, known, prefix="deadlines.")
     deadlines: dict[str, dict[str, int]] = {}
-    for wait in REQUIRED_WAITS + OPTIONAL_WAITS:
+    for wait in known:
         if wait not in tables and wait in OPTIONAL_WAITS:
+            continue
+        if wait not in tables and wait in DEFAULTED_WAITS:
+            deadlines[wait] = dict(DEFAULTED_WAITS[wait])
             continue
         by_risk = _table(tables, wait, key=f"deadlines.{wait}")
         _unknown(by_risk, RISK_KEYS, prefix=f"deadlines.{wait}.")

@@ -26,6 +26,8 @@ from masar.contract import (
     ShelterNeeds,
     Stage,
     TimelineEvent,
+    TransferReason,
+    TransferStatus,
     UpdateResult,
     ViolenceType,
 )
@@ -91,6 +93,22 @@ class ReferralState:
 
 
 @dataclass
+class TransferState:
+    """A request that another organisation take over the case (workflows.transfers)."""
+
+    transfer_id: str
+    from_organisation_id: str
+    to_organisation_id: str  # the organisation asked now (a redirect changes it)
+    reason: TransferReason
+    status: TransferStatus
+    requested_at: datetime
+    wait: LadderWait | None = None  # `transfer_accept`, while PENDING
+    decided_at: datetime | None = None  # accepted, declined or lapsed
+    final_level: int = 0  # the ladder level reached when it ended
+    redirects: int = 0
+
+
+@dataclass
 class TrackState:
     """The journey's dealings with one sector in the current cycle (the state
     a `workflows.tracks.ReferralTrack` works on)."""
@@ -116,6 +134,7 @@ class ActionKind(StrEnum):
     CLOSE = "close"
     PURGE = "purge"
     ESCALATE = "escalate"
+    TRANSFER_RUNG = "transfer_rung"  # intake.record_transfer_rung
 
 
 class RequestPurpose(StrEnum):
@@ -157,6 +176,9 @@ class Action:
     sector: Sector | None = None  # escalate: the sector concerned, if any
     failures: int = 0
     awaited_by: str | None = None  # event id of an update waiting for the outcome
+    transfer_id: str | None = None  # transfer_rung: the transfer
+    to_organisation_id: str | None = None  # transfer_rung: the organisation asked
+    lapsed: bool = False  # transfer_rung: the last rung (the request lapsed)
 
 
 class WindowStatus(StrEnum):
@@ -201,6 +223,7 @@ class JourneyState:
     referrals: list[ReferralState] = field(default_factory=list)
     follow_up: LadderWait | None = None
     clinical: list[ClinicalWindow] = field(default_factory=list)
+    transfers: list[TransferState] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
     timeline: list[TimelineEvent] = field(default_factory=list)
     answers: list[UpdateResult] = field(default_factory=list)

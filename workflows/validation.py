@@ -24,7 +24,10 @@ from masar.contract import (
     ERR_NOT_CLOSED,
     ERR_REFERRAL_BUSY,
     ERR_STALE_REFERRAL,
+    ERR_STALE_TRANSFER,
+    ERR_TRANSFER_OPEN,
     ERR_UNKNOWN_REFERRAL,
+    ERR_UNKNOWN_TRANSFER,
     ERR_UNKNOWN_WAIT,
     ClosureDecision,
     ClosureRequest,
@@ -38,9 +41,14 @@ from masar.contract import (
     ReferralStatus,
     ReopenRequest,
     Sector,
+    TransferDecision,
+    TransferReason,
+    TransferRedirect,
+    TransferRequest,
+    TransferStatus,
 )
 from workflows.casefile import CaseFile
-from workflows.state import CLINICAL_PREFIX, FOLLOW_UP_WAIT, ReferralState
+from workflows.state import CLINICAL_PREFIX, FOLLOW_UP_WAIT, ReferralState, TransferState
 
 MAX_EXTENSION = timedelta(days=365)
 DECLINE_REASONS = frozenset(reason.value for reason in DeclineReason)
@@ -119,6 +127,8 @@ def validate_closure_request(case: CaseFile, event: ClosureRequest) -> None:
         raise reject(ERR_CLOSURE_PENDING, "journey: a closure request is already pending")
     if _blank(event.reason):
         raise reject(ERR_INVALID, "reason: required")
+    if case.transfers.pending() is not None:
+        raise reject(ERR_TRANSFER_OPEN, "journey: a transfer is waiting for an answer")
 
 
 def validate_reopen(case: CaseFile, event: ReopenRequest) -> None:
@@ -166,7 +176,8 @@ def validate_extension(case: CaseFile, event: DeadlineExtension) -> None:
     if case.closed:
         raise reject(ERR_JOURNEY_CLOSED, "journey: closed")
     is_wait = event.target == FOLLOW_UP_WAIT or event.target.startswith(CLINICAL_PREFIX)
-    if not is_wait and case.referral(event.target) is None:
+    known = case.referral(event.target) is not None or case.transfers.find(event.target) is not None
+    if not is_wait and not known:
         raise reject(ERR_UNKNOWN_WAIT, "target: names no referral or wait of this journey")
     if case.wait_for_target(event.target) is None:
         raise reject(ERR_NO_OPEN_WAIT, "target: has no open deadline")
@@ -180,3 +191,60 @@ def validate_closure_decision(case: CaseFile, event: ClosureDecision) -> None:
             raise reject(ERR_INVALID, f"{name}: required")
     if not case.state.closure_requested:
         raise reject(ERR_NO_CLOSURE_PENDING, "journey: no closure request pending")
+
+
+# --- transfers between organisations -------------------------------------------------------
+
+
+def validate_transfer_request(case: CaseFile, event: TransferRequest) -> None:
+    if case.is_answered(event.event_id):
+        return
+    for name in ("transfer_id", "from_organisation_id", "to_organisation_id"):
+        if _blank(getattr(event, name)):
+            raise reject(ERR_INVALID, f"{name}: required")
+    if event.to_organisation_id == event.from_organisation_id:
+        raise reject(ERR_INVALID, "to_organisation_id: already holds the case")
+    if event.reason not in set(TransferReason):
+        raise reject(ERR_INVALID, "reason: not a TransferReason")
+    if event.consent_at is None:
+        raise reject(ERR_INVALID, "consent_at: the survivor's consent is required")
+    if case.closed:
+        raise reject(ERR_JOURNEY_CLOSED, "journey: closed")
+    if case.state.closure_requested:
+        raise reject(ERR_CLOSURE_PENDING, "journey: a closure request is pending")
+    if case.transfers.find(event.transfer_id) is not None:
+        raise reject(ERR_INVALID, "transfer_id: already known to this journey")
+    if case.transfers.pending() is not None:
+        raise reject(ERR_TRANSFER_OPEN, "journey: a transfer is already waiting for an answer")
+
+
+def _waiting_transfer(case: CaseFile, transfer_id: str) -> TransferState:
+    transfer = case.transfers.find(transfer_id)
+    if transfer is None:
+        raise reject(ERR_UNKNOWN_TRANSFER, "transfer_id: unknown to this journey")
+    if transfer.status is not TransferStatus.PENDING:
+        raise reject(ERR_STALE_TRANSFER, f"transfer_id: no answer pending ({transfer.status})")
+    return transfer
+
+
+def validate_transfer_decision(case: CaseFile, event: TransferDecision) -> None:
+    if case.is_answered(event.event_id):
+        return
+    transfer = _waiting_transfer(case, event.transfer_id)
+    if event.to_organisation_id != transfer.to_organisation_id:
+        raise reject(ERR_STALE_TRANSFER, "to_organisation_id: the request went to another one")
+    if not event.accepted and event.decline_reason is None:
+        raise reject(ERR_INVALID, "decline_reason: required when declining")
+
+
+def validate_transfer_redirect(case: CaseFile, event: TransferRedirect) -> None:
+    if case.is_answered(event.event_id):
+        return
+    for name in ("to_organisation_id", "coordinator_id"):
+        if _blank(getattr(event, name)):
+            raise reject(ERR_INVALID, f"{name}: required")
+    if event.consent_at is None:
+        raise reject(ERR_INVALID, "consent_at: the survivor's consent is required")
+    transfer = _waiting_transfer(case, event.transfer_id)
+    if event.to_organisation_id in (transfer.to_organisation_id, transfer.from_organisation_id):
+        raise reject(ERR_INVALID, "to_organisation_id: must name another organisation")

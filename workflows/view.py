@@ -24,6 +24,9 @@ from masar.contract import (
 from workflows.casefile import CaseFile
 from workflows.state import ACCEPT_WAIT, FOLLOW_UP_WAIT, clinical_wait_name
 
+# Escalations of a transfer's wait (workflows.transfers) name it by wait and
+# level; its id is in the status's `transfers` list.
+
 
 def escalations(case: CaseFile) -> list[EscalationView]:
     views: list[EscalationView] = []
@@ -69,6 +72,13 @@ def escalations(case: CaseFile) -> list[EscalationView]:
             views.append(
                 EscalationView(
                     wait=name, level=window.level, at=window.closed_at or window.deadline
+                )
+            )
+    for _, wait in case.transfers.waits():
+        if wait.level > LEVEL_NONE:
+            views.append(
+                EscalationView(
+                    wait=wait.name, level=wait.level, at=wait.last_rung_at or wait.started_at
                 )
             )
     return views
@@ -153,4 +163,5 @@ def status(case: CaseFile) -> JourneyStatus:
         consents=list(state.consents),
         closure_requested=state.closure_requested,
         next_follow_up=(ladder.deadline(follow_up) if ladder is not None and follow_up else None),
+        transfers=case.transfers.views(ladder),
     )

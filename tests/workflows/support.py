@@ -132,7 +132,10 @@ class FakeCollaborators:
         by_queue: dict[str, list[Callable[..., Any]]] = {}
         for sector in c.Sector:
             by_queue[c.SECTOR_TASK_QUEUES[sector.value]] = self._sector_activities(sector)
-        by_queue[c.SECTOR_TASK_QUEUES["intake"]] = [self._escalation_activity()]
+        by_queue[c.SECTOR_TASK_QUEUES["intake"]] = [
+            self._escalation_activity(),
+            self._transfer_rung_activity(),
+        ]
         return by_queue
 
     def _sector_activities(self, sector: c.Sector) -> list[Callable[..., Any]]:
@@ -185,6 +188,15 @@ class FakeCollaborators:
             await fakes._record(notice.case_id, c.INTAKE_RECORD_ESCALATION, notice)
 
         return record_escalation
+
+    def _transfer_rung_activity(self) -> Callable[..., Any]:
+        fakes = self
+
+        @activity.defn(name=c.INTAKE_RECORD_TRANSFER_RUNG)
+        async def record_transfer_rung(notice: c.TransferRungNotice) -> None:
+            await fakes._record(notice.case_id, c.INTAKE_RECORD_TRANSFER_RUNG, notice)
+
+        return record_transfer_rung
 
 
 # Activity names, for assertions: the contract's written-out names.
