@@ -187,7 +187,7 @@ def test_rpc_failures_become_typed_activity_errors(
     assert "close_referral" in str(error)
 
 
-def _names(activities: SectorActivities) -> set[str]:
+def _names(activities: SectorActivities) -> set[str | None]:
     return {activity._Definition.must_from_callable(fn).name for fn in activities.definitions()}
 
 
