@@ -152,7 +152,7 @@ def audit_tables(metadata: MetaData) -> AuditTables:
             event.listen(
                 log_table,
                 "after_create",
-                DDL(statement.replace("%", "%%")).execute_if(dialect=dialect),  # type: ignore[no-untyped-call]  # grpc and DDL ship no types
+                DDL(statement.replace("%", "%%")).execute_if(dialect=dialect),  # type: ignore[no-untyped-call]  # DDL is untyped
             )
     return AuditTables(log=log_table, head=head)
 

@@ -590,7 +590,7 @@ def is_open_method(method: str) -> bool:
     return method.startswith(OPEN_METHOD_PREFIXES)
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc and DDL ship no types
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
     """Deny by default: a valid token of an allowed role, or no call at all.
 
     Placed before the error-mapping interceptor (`start_server(...,
@@ -786,22 +786,22 @@ class _BearerBase:
         return details._replace(metadata=grpc.aio.Metadata(*pairs))
 
 
-class _BearerUnaryUnary(_BearerBase, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]  # grpc and DDL ship no types
+class _BearerUnaryUnary(_BearerBase, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]  # grpc ships no types
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
 
-class _BearerUnaryStream(_BearerBase, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]  # grpc and DDL ship no types
+class _BearerUnaryStream(_BearerBase, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]  # grpc ships no types
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
 
-class _BearerStreamUnary(_BearerBase, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]  # grpc and DDL ship no types
+class _BearerStreamUnary(_BearerBase, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]  # grpc ships no types
     async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
         return await continuation(self._details(details), requests)
 
 
-class _BearerStreamStream(_BearerBase, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]  # grpc and DDL ship no types
+class _BearerStreamStream(_BearerBase, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]  # grpc ships no types
     async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
         return await continuation(self._details(details), requests)
 

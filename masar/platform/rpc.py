@@ -30,7 +30,7 @@ def grpc_status(error: MasarError) -> grpc.StatusCode:
     return grpc.StatusCode[error.code.value]
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc and DDL ship no types
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
     """Maps domain errors to gRPC status codes, in one place for every service."""
 
     async def intercept_service(
