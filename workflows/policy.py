@@ -1,13 +1,21 @@
 """The SLA policy: how long each wait may last, as data.
 
 The journey worker loads the policy once at start (the shipped
-`policy.toml`, or the file named by MASAR_POLICY_FILE, which replaces it as a
-whole) and hands it to every journey through the local activity
-`journey.load_policy` (see workflows.activities), so that workflow code never
-reads a file. A wait added later (`transfer_accept`) keeps its shipped default
-when a file leaves it out. A malformed file raises `SettingsError` naming the key, e.g.
+`policy.toml`, merged with the file named by MASAR_POLICY_FILE) and hands it
+to every journey through the local activity `journey.load_policy` (see
+workflows.activities), so that workflow code never reads a file.
+
+A policy file says only what it changes: any of the ladder's keys, any of the
+waits (each wait a whole table: its four risk levels) and the retention; the
+rest keeps the shipped default, so a file written before a wait was added
+(`transfer_accept`, health, psychosocial) keeps working. An optional wait is
+switched off with `legal_meeting = "none"` under `[deadlines]`. A malformed
+file, or an unknown key, raises `SettingsError` naming the key, e.g.
 ``deadlines.shelter_accept.high: expected a duration like "90s", "15m", "2h"
 or "7d"``.
+
+`python -m workflows.policy [--json]` prints the effective policy of the
+environment it runs in (what `masar policy show` shows).
 
 `SlaPolicy` is a plain dataclass (standard library only): it travels in the
 local activity's result and in the journey's carried state.
@@ -45,6 +53,8 @@ DEFAULTED_WAITS: dict[str, dict[str, int]] = {
     TRANSFER_ACCEPT_WAIT: dict(TRANSFER_ACCEPT_DEFAULT_SECONDS),
 }
 RISK_KEYS = tuple(risk.value for risk in Risk)
+# Most urgent first, as the policy file and DESIGN.md list them.
+SHOWN_RISKS = tuple(reversed(RISK_KEYS))
 DEFAULT_CLOSED_RETENTION = timedelta(days=365)
 
 _DURATION = re.compile(r"^([0-9]+)([smhd])$")
@@ -99,10 +109,22 @@ def parse_duration(value: object, *, key: str) -> int:
     return seconds
 
 
-def _table(doc: dict[str, Any], name: str, *, key: str) -> dict[str, Any]:
+LADDER_KEYS = ("reminder", "escalate", "expire")
+TOP_LEVEL_KEYS = ("ladder", "deadlines", "retention")
+# Under [deadlines]: an optional wait with no deadline.
+NO_DEADLINE = "none"
+
+
+def known_waits() -> tuple[str, ...]:
+    return REQUIRED_WAITS + OPTIONAL_WAITS + tuple(DEFAULTED_WAITS)
+
+
+def _table(doc: dict[str, Any], name: str, *, key: str, required: bool = True) -> dict[str, Any]:
     value = doc.get(name)
     if value is None:
-        raise PolicyError(key, "missing")
+        if required:
+            raise PolicyError(key, "missing")
+        return {}
     if not isinstance(value, dict):
         raise PolicyError(key, "must be a table")
     return value
@@ -126,65 +148,216 @@ def _unknown(table: dict[str, Any], allowed: tuple[str, ...], *, prefix: str) ->
             raise PolicyError(f"{prefix}{name}", "unknown key")
 
 
-def parse_policy(text: str) -> SlaPolicy:
-    """Parse and check a policy document; every error names its key."""
+def _wait_deadlines(tables: dict[str, Any], wait: str) -> dict[str, int]:
+    """One wait's table: all four risk levels, each a duration."""
+    if tables.get(wait) == NO_DEADLINE:
+        raise PolicyError(
+            f"deadlines.{wait}",
+            f'only an optional wait ({", ".join(OPTIONAL_WAITS)}) can be "{NO_DEADLINE}"',
+        )
+    by_risk = _table(tables, wait, key=f"deadlines.{wait}")
+    _unknown(by_risk, RISK_KEYS, prefix=f"deadlines.{wait}.")
+    seconds: dict[str, int] = {}
+    for risk in SHOWN_RISKS:
+        key = f"deadlines.{wait}.{risk}"
+        if risk not in by_risk:
+            raise PolicyError(key, "missing")
+        seconds[risk] = parse_duration(by_risk[risk], key=key)
+    return seconds
+
+
+def parse_policy(text: str, *, base: SlaPolicy | None = None) -> SlaPolicy:
+    """Parse and check a policy document; every error names its key.
+
+    Without `base` the document is a whole policy: the ladder and every
+    required wait (an optional wait left out has no deadline; a defaulted
+    wait left out gets its shipped default). With `base` it says only what
+    it changes — any subset of the ladder's keys, of the waits and of the
+    retention — and the rest is `base`'s."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message says where (line, column), never what was written.
         raise PolicyError("(file)", f"not valid TOML: {exc}") from None
-    _unknown(doc, ("ladder", "deadlines", "retention"), prefix="")
+    _unknown(doc, TOP_LEVEL_KEYS, prefix="")
+    whole = base is None
 
-    ladder = _table(doc, "ladder", key="ladder")
-    _unknown(ladder, ("reminder", "escalate", "expire"), prefix="ladder.")
-    reminder = _fraction(ladder, "reminder")
-    escalate = _fraction(ladder, "escalate")
-    expire = _fraction(ladder, "expire")
-    if not reminder < escalate:
+    ladder = _table(doc, "ladder", key="ladder", required=whole)
+    _unknown(ladder, LADDER_KEYS, prefix="ladder.")
+    fractions = {
+        name: (
+            _fraction(ladder, name)
+            if name in ladder or base is None
+            else float(getattr(base, name))
+        )
+        for name in LADDER_KEYS
+    }
+    if not fractions["reminder"] < fractions["escalate"]:
         raise PolicyError("ladder.escalate", "must be greater than ladder.reminder")
-    if not escalate < expire:
+    if not fractions["escalate"] < fractions["expire"]:
         raise PolicyError("ladder.expire", "must be greater than ladder.escalate")
 
-    tables = _table(doc, "deadlines", key="deadlines")
-    known = REQUIRED_WAITS + OPTIONAL_WAITS + tuple(DEFAULTED_WAITS)
-    _unknown(tables, known, prefix="deadlines.")
-    deadlines: dict[str, dict[str, int]] = {}
-    for wait in known:
-        if wait not in tables and wait in OPTIONAL_WAITS:
+    tables = _table(doc, "deadlines", key="deadlines", required=whole)
+    _unknown(tables, known_waits(), prefix="deadlines.")
+    deadlines: dict[str, dict[str, int]] = (
+        {} if base is None else {wait: dict(by_risk) for wait, by_risk in base.deadlines.items()}
+    )
+    for wait in known_waits():
+        if wait in tables:
+            if tables[wait] == NO_DEADLINE and wait in OPTIONAL_WAITS:
+                deadlines.pop(wait, None)
+            else:
+                deadlines[wait] = _wait_deadlines(tables, wait)
+        elif base is not None or wait in OPTIONAL_WAITS:
             continue
-        if wait not in tables and wait in DEFAULTED_WAITS:
+        elif wait in DEFAULTED_WAITS:
             deadlines[wait] = dict(DEFAULTED_WAITS[wait])
-            continue
-        by_risk = _table(tables, wait, key=f"deadlines.{wait}")
-        _unknown(by_risk, RISK_KEYS, prefix=f"deadlines.{wait}.")
-        deadlines[wait] = {}
-        for risk in RISK_KEYS:
-            key = f"deadlines.{wait}.{risk}"
-            if risk not in by_risk:
-                raise PolicyError(key, "missing")
-            deadlines[wait][risk] = parse_duration(by_risk[risk], key=key)
+        else:
+            raise PolicyError(f"deadlines.{wait}", "missing")
 
-    retention_seconds = int(DEFAULT_CLOSED_RETENTION.total_seconds())
-    if "retention" in doc:
-        retention = _table(doc, "retention", key="retention")
-        _unknown(retention, ("closed",), prefix="retention.")
-        if "closed" in retention:
-            retention_seconds = parse_duration(retention["closed"], key="retention.closed")
+    retention_seconds = (
+        int(DEFAULT_CLOSED_RETENTION.total_seconds())
+        if base is None
+        else base.closed_retention_seconds
+    )
+    retention = _table(doc, "retention", key="retention", required=False)
+    _unknown(retention, ("closed",), prefix="retention.")
+    if "closed" in retention:
+        retention_seconds = parse_duration(retention["closed"], key="retention.closed")
 
     return SlaPolicy(
-        reminder=reminder,
-        escalate=escalate,
-        expire=expire,
+        reminder=fractions["reminder"],
+        escalate=fractions["escalate"],
+        expire=fractions["expire"],
         deadlines=deadlines,
         closed_retention_seconds=retention_seconds,
     )
 
 
-def load_policy(path: Path | None = None) -> SlaPolicy:
-    """The policy in `path`, or the shipped default when `path` is None."""
-    source = path or DEFAULT_POLICY_FILE
+def _read(source: Path) -> str:
     try:
-        text = source.read_text(encoding="utf-8")
+        return source.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         raise PolicyError("(file)", "cannot be read as UTF-8 text") from None
-    return parse_policy(text)
+
+
+def load_policy(path: Path | None = None) -> SlaPolicy:
+    """The shipped default, with what the file at `path` changes (when given)."""
+    shipped = parse_policy(_read(DEFAULT_POLICY_FILE))
+    if path is None:
+        return shipped
+    return parse_policy(_read(path), base=shipped)
+
+
+# --- showing the effective policy ----------------------------------------------------------
+
+
+def format_duration(seconds: int) -> str:
+    """Seconds in the file's notation: days from a week up, else the largest
+    of hours, minutes and seconds that divides them ("72h", "7d", "90s")."""
+    if seconds % 86400 == 0 and seconds >= 7 * 86400:
+        return f"{seconds // 86400}d"
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def changed_keys(policy: SlaPolicy, base: SlaPolicy) -> list[str]:
+    """The dotted keys where `policy` differs from `base`."""
+    changed = [
+        f"ladder.{name}" for name in LADDER_KEYS if getattr(policy, name) != getattr(base, name)
+    ]
+    for wait in known_waits():
+        if policy.deadlines.get(wait) != base.deadlines.get(wait):
+            changed.append(f"deadlines.{wait}")
+    if policy.closed_retention_seconds != base.closed_retention_seconds:
+        changed.append("retention.closed")
+    return changed
+
+
+def policy_document(policy: SlaPolicy, *, source: Path | None) -> dict[str, Any]:
+    """The effective policy as one JSON-able document, in the file's notation:
+    `source` is the file merged over the shipped default (None: the default
+    alone); `changed` lists the keys whose value is not the shipped one."""
+    return {
+        "source": str(source) if source is not None else None,
+        "default_file": str(DEFAULT_POLICY_FILE),
+        "ladder": {name: getattr(policy, name) for name in LADDER_KEYS},
+        "deadlines": {
+            wait: {risk: format_duration(by_risk[risk]) for risk in SHOWN_RISKS}
+            for wait in known_waits()
+            if (by_risk := policy.deadlines.get(wait)) is not None
+        },
+        "retention": {"closed": format_duration(policy.closed_retention_seconds)},
+        "changed": changed_keys(policy, load_policy()),
+    }
+
+
+def policy_text(doc: dict[str, Any]) -> str:
+    """`policy_document` for people: the ladder, then one row per wait; '*'
+    marks a value that is not the shipped default."""
+    changed = set(doc["changed"])
+    source = doc["source"] or f"{doc['default_file']} (shipped default)"
+    lines = [f"SLA policy: {source}", ""]
+    ladder = doc["ladder"]
+    lines.append(
+        "ladder (fractions of a deadline): "
+        + ", ".join(
+            f"{name} {ladder[name]:g}" + ("*" if f"ladder.{name}" in changed else "")
+            for name in LADDER_KEYS
+        )
+    )
+    lines.append("")
+    width = max(len(w) for w in known_waits()) + 1
+    lines.append(
+        "  " + "wait".ljust(width) + "".join(risk.ljust(10) for risk in SHOWN_RISKS).rstrip()
+    )
+    for wait in known_waits():
+        mark = "*" if f"deadlines.{wait}" in changed else " "
+        by_risk = doc["deadlines"].get(wait)
+        cells = (
+            "".join(by_risk[risk].ljust(10) for risk in SHOWN_RISKS).rstrip()
+            if by_risk
+            else "(no deadline)"
+        )
+        lines.append(f"{mark} {wait.ljust(width)}{cells}")
+    retention_mark = "*" if "retention.closed" in changed else ""
+    lines += [
+        "",
+        f"closed journeys kept for {doc['retention']['closed']}{retention_mark}",
+        "* = set by the policy file (the rest is the shipped default)"
+        if changed
+        else "(every value is the shipped default)",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m workflows.policy [--json]`: the effective policy of this
+    environment (MASAR_POLICY_FILE merged over the shipped default), as the
+    journey worker would load it; a bad file is one line naming the key."""
+    import argparse
+    import json
+    import sys
+
+    from masar.platform.settings import WorkerSettings
+
+    parser = argparse.ArgumentParser(
+        prog="masar policy show", description="The effective SLA policy."
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    args = parser.parse_args(argv)
+    try:
+        source = WorkerSettings.from_env().policy_file
+        doc = policy_document(load_policy(source), source=source)
+    except SettingsError as exc:
+        where = "MASAR_POLICY_FILE" if isinstance(exc, PolicyError) else "configuration error"
+        print(f"masar policy show: {where}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(doc, indent=2) if args.json else policy_text(doc))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
