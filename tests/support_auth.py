@@ -33,13 +33,8 @@ import grpc
 import grpc.aio
 
 from masar.contract import REGIONS, Sector
-from masar.platform.identity import (
-    METADATA_KEY,
-    Role,
-    StaticToken,
-    TokenIssuer,
-    bearer_interceptors,
-)
+from masar.platform.channels import StaticToken, bearer_interceptors
+from masar.platform.identity import METADATA_KEY, Role, TokenIssuer
 from masar.referral.consent import issue_consent_proof
 from masar.v1 import common_pb2
 

@@ -30,16 +30,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from masar.cli.output import CliError
 from masar.contract import ServiceName, journey_workflow_id
+from masar.platform.channels import MintedToken, StaticToken, TokenSource, bearer_interceptors
 from masar.platform.crypto import Keyring
-from masar.platform.identity import (
-    ISSUER_FILE,
-    MintedToken,
-    Role,
-    StaticToken,
-    TokenIssuer,
-    TokenSource,
-    bearer_interceptors,
-)
+from masar.platform.identity import ISSUER_FILE, Role, TokenIssuer
 from masar.platform.settings import CliSettings, CommonSettings, SettingsError
 from masar.platform.temporal import connect_temporal
 

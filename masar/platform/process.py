@@ -6,7 +6,7 @@ worker on `masar-<sector>` and its outbox dispatcher, and stops cleanly on
 SIGTERM/SIGINT. A service only provides a `SectorComponents` factory.
 
 Every RPC but health and reflection needs a signed bearer token of a role the
-servicer method declares (`masar.platform.identity.requires`): `start_sector` installs the
+servicer method declares (`masar.platform.access.requires`): `start_sector` installs the
 `AuthInterceptor` with the policy taken from the servicers, so a method
 without a declaration is closed to everyone (deny by default).
 """
@@ -27,8 +27,9 @@ from typing import Any
 from temporalio.worker import Worker
 
 from masar.contract import ServiceName
+from masar.platform.access import AccessPolicy, AuthInterceptor
 from masar.platform.db import Database, migrate
-from masar.platform.identity import AccessPolicy, AuthInterceptor, TokenVerifier
+from masar.platform.identity import TokenVerifier
 from masar.platform.logs import setup_logging
 from masar.platform.metrics import server_interceptors
 from masar.platform.outbox import Outbox

@@ -57,7 +57,7 @@ Every sector folder has the same files: ``domain``, ``models``,
 
 4. ``servicer.py`` — every RPC of the sector's service written out, typed
    with its request and response messages and its roles
-   (``masar.platform.identity.requires``), translating protobuf <-> domain
+   (``masar.platform.access.requires``), translating protobuf <-> domain
    with ``masar.referral.messages`` and calling the service. An RPC on one
    referral first calls ``referrals.authorise(request.referral_id)``, then
    reads the rest of its request; one registering reference data first calls

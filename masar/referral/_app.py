@@ -14,9 +14,10 @@ import grpc
 import grpc.aio
 
 from masar.contract import Sector
+from masar.platform.channels import authorised_channel, service_token_source
 from masar.platform.db import Database
 from masar.platform.idempotency import IdempotencyLedger
-from masar.platform.identity import TokenVerifier, authorised_channel, service_token_source
+from masar.platform.identity import TokenVerifier
 from masar.platform.outbox import Outbox
 from masar.platform.process import SectorComponents, identity_environ
 from masar.platform.rpc import GrpcService

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from masar.contract import JOURNEY_TASK_QUEUE
+from masar.platform.channels import authorised_channel, service_token_source
 from masar.platform.clock import utcnow
 from masar.platform.db import Database
 from masar.platform.idempotency import IdempotencyLedger
-from masar.platform.identity import TokenIssuer, authorised_channel, service_token_source
+from masar.platform.identity import TokenIssuer
 from masar.platform.process import SectorComponents, identity_environ
 from masar.platform.rpc import GrpcService
 from masar.platform.settings import ServiceSettings

@@ -15,8 +15,9 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from masar.platform.access import requires
 from masar.platform.errors import InvalidArgument
-from masar.platform.identity import Role, requires
+from masar.platform.identity import Role
 from masar.platform.outbox import DeliveryOutcome
 from masar.v1 import common_pb2, intake_pb2
 from services.intake import domain as d

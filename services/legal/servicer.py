@@ -24,9 +24,10 @@ import grpc
 import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from masar.platform.access import requires
 from masar.platform.errors import InvalidArgument
 from masar.platform.idempotency import request_fingerprint
-from masar.platform.identity import Role, requires
+from masar.platform.identity import Role
 from masar.platform.paging import decode_page_token, encode_page_token
 from masar.platform.validation import (
     require_idempotency_key,

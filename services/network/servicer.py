@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from masar.platform.access import requires
 from masar.platform.clock import as_utc
 from masar.platform.errors import InvalidArgument
 from masar.platform.idempotency import request_fingerprint
-from masar.platform.identity import ANY_AUTHENTICATED, NO_TOKEN, Role, current_caller, requires
+from masar.platform.identity import ANY_AUTHENTICATED, NO_TOKEN, Role, current_caller
 from masar.platform.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from masar.platform.validation import require_idempotency_key, require_region, require_text
 from masar.v1 import network_pb2, network_pb2_grpc

@@ -18,9 +18,10 @@ import grpc
 import grpc.aio
 
 from masar.contract import ShelterNeeds
+from masar.platform.access import requires
 from masar.platform.errors import InvalidArgument
 from masar.platform.idempotency import request_fingerprint
-from masar.platform.identity import Role, requires
+from masar.platform.identity import Role
 from masar.platform.validation import (
     require_idempotency_key,
     require_region,

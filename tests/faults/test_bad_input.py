@@ -30,7 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from masar.contract import Sector, ServiceName
-from masar.platform.identity import ORG_SCOPED_ROLES, AccessPolicy, Role, TokenIssuer
+from masar.platform.access import AccessPolicy
+from masar.platform.identity import ORG_SCOPED_ROLES, Role, TokenIssuer
 from masar.platform.process import SectorProcess, start_sector
 from masar.platform.settings import ServiceSettings
 from masar.referral.consent import issue_consent_proof

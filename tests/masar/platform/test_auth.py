@@ -15,21 +15,21 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from masar.cli.token import token_issue_main
+from masar.platform.access import AccessPolicy, AuthInterceptor, requires
+from masar.platform.channels import (
+    MintedToken,
+    StaticToken,
+    authorised_channel,
+    service_token_source,
+)
 from masar.platform.errors import NotFound, Unauthenticated
 from masar.platform.identity import (
     ANY_AUTHENTICATED,
-    AccessPolicy,
-    AuthInterceptor,
-    MintedToken,
     Role,
-    StaticToken,
     TokenIssuer,
     TokenVerifier,
-    authorised_channel,
     current_caller,
     parse_duration,
-    requires,
-    service_token_source,
 )
 from masar.platform.rpc import GrpcService, start_server
 from masar.platform.settings import SettingsError
