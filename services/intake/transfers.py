@@ -185,11 +185,11 @@ class TransferService:
         decline_reason: TransferDeclineReason | None,
         idempotency_key: str,
     ) -> TransferResult:
-        if not accept and decline_reason is None:
-            raise InvalidArgument("decline_reason", "is required when declining")
         record = await self._case_of(transfer_id)
         caller = caller_or_none()
         require_receiver(caller, record)
+        if not accept and decline_reason is None:
+            raise InvalidArgument("decline_reason", "is required when declining")
 
         def authorise(s: Session, case: CaseRow) -> None:
             row = TransferRepository.from_session(s).get_one(transfer_id, lock=True)
@@ -240,11 +240,11 @@ class TransferService:
         survivor_consents: bool,
         idempotency_key: str,
     ) -> TransferResult:
-        d.require_organisation_id(to_organisation_id, "to_organisation_id")
-        _require_consent(survivor_consents)
         record = await self._case_of(transfer_id)
         caller = caller_or_none()
         require_regional_coordinator(caller, record.region)
+        d.require_organisation_id(to_organisation_id, "to_organisation_id")
+        _require_consent(survivor_consents)
 
         def authorise(s: Session, case: CaseRow) -> None:
             require_regional_coordinator(caller, case.region)

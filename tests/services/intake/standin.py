@@ -1,7 +1,8 @@
 """A stand-in for the survivor journey, registered under the journey's real
 name (contract.JOURNEY_WORKFLOW) on a test's own task queue: it records the
 JourneyInput and every update intake sends, and refuses a reopen while the
-case is open, as the real journey does. Unsandboxed: it is tiny."""
+case is open, as the real journey does (and a transfer to an organisation
+named "org-refused", to exercise the undo). Unsandboxed: it is tiny."""
 
 from __future__ import annotations
 
@@ -20,8 +21,14 @@ from masar.contract import (
     MedicalCareConfirmed,
     ReopenRequest,
     RiskChange,
+    TransferDecision,
+    TransferRedirect,
+    TransferRequest,
     UpdateResult,
 )
+
+# A transfer to this organisation is refused by the stand-in's validator.
+REFUSED_ORGANISATION = "org-refused"
 
 
 @dataclass
@@ -82,3 +89,20 @@ class StandInJourney:
     @reopen.validator
     def check_reopen(self, event: ReopenRequest) -> None:
         raise ApplicationError("the case is not closed", type="CaseNotClosed")
+
+    @workflow.update(name=contract.UPDATE_TRANSFER_REQUEST)
+    def transfer_requested(self, event: TransferRequest) -> UpdateResult:
+        return self._record(contract.UPDATE_TRANSFER_REQUEST, event)
+
+    @transfer_requested.validator
+    def check_transfer_request(self, event: TransferRequest) -> None:
+        if event.to_organisation_id == REFUSED_ORGANISATION:
+            raise ApplicationError("refused", type=contract.ERR_INVALID)
+
+    @workflow.update(name=contract.UPDATE_TRANSFER_DECISION)
+    def transfer_decided(self, event: TransferDecision) -> UpdateResult:
+        return self._record(contract.UPDATE_TRANSFER_DECISION, event)
+
+    @workflow.update(name=contract.UPDATE_TRANSFER_REDIRECT)
+    def transfer_redirected(self, event: TransferRedirect) -> UpdateResult:
+        return self._record(contract.UPDATE_TRANSFER_REDIRECT, event)
