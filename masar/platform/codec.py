@@ -7,6 +7,17 @@ payload whose metadata says `encoding: binary/encrypted` and names the key id
 rotate without breaking running journeys: put the new key first and keep the
 old ones until no open journey holds a payload sealed under them.
 
+Each payload is also bound to the workflow it belongs to: the codec takes the
+workflow id from Temporal's serialization context (`with_context`: the
+client's target workflow, the worker's running workflow, an activity's
+workflow), writes it in the clear into the wrapper's metadata
+(`masar-workflow-id`: `journey-<case_id>`, an opaque id, no personal data) and
+binds it into the ciphertext's associated data, so it cannot be edited or
+stripped without decryption failing. The codec server
+(masar.platform.codec_server) authorises each decode by that case. Payloads
+sealed without a context (or before the binding existed) carry no workflow id
+and decrypt as before.
+
 Payloads that are not encrypted pass through decoding unchanged (histories
 written before the codec existed stay readable); encoding always encrypts.
 The codec does not cover search attributes, workflow ids or memo keys — those
@@ -18,14 +29,17 @@ encoded attributes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Self
 
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import PayloadCodec
+from temporalio.converter import PayloadCodec, SerializationContext, WithSerializationContext
 
 from masar.platform.crypto import DecryptionError, Keyring, process_keyring
 
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
+# The workflow a payload belongs to (in the clear, bound into the ciphertext).
+WORKFLOW_ID_METADATA = "masar-workflow-id"
 # Bound into every ciphertext, so a payload cannot be replayed as a PII column
 # value (or the reverse) even under the same key.
 PAYLOAD_AAD = b"masar.temporal.payload.v1"
@@ -39,12 +53,28 @@ def is_encrypted(payload: Payload) -> bool:
     return payload.metadata.get("encoding") == ENCODING
 
 
-def encrypt_payload(keyring: Keyring, payload: Payload) -> Payload:
-    key_id, blob = keyring.encrypt(payload.SerializeToString(), aad=PAYLOAD_AAD)
-    return Payload(
-        metadata={"encoding": ENCODING, KEY_ID_METADATA: key_id.encode()},
-        data=blob,
-    )
+def _aad(workflow_id: str | None) -> bytes:
+    if not workflow_id:
+        return PAYLOAD_AAD
+    return PAYLOAD_AAD + b"\x00" + workflow_id.encode()
+
+
+def payload_workflow_id(payload: Payload) -> str | None:
+    """The workflow an encrypted payload is bound to (None: bound to none).
+    Trustworthy only once the payload has decrypted: the binding is checked
+    by the decryption."""
+    raw = payload.metadata.get(WORKFLOW_ID_METADATA)
+    return raw.decode(errors="replace") if raw else None
+
+
+def encrypt_payload(
+    keyring: Keyring, payload: Payload, *, workflow_id: str | None = None
+) -> Payload:
+    key_id, blob = keyring.encrypt(payload.SerializeToString(), aad=_aad(workflow_id))
+    metadata = {"encoding": ENCODING, KEY_ID_METADATA: key_id.encode()}
+    if workflow_id:
+        metadata[WORKFLOW_ID_METADATA] = workflow_id.encode()
+    return Payload(metadata=metadata, data=blob)
 
 
 def decrypt_payload(keyring: Keyring, payload: Payload) -> Payload:
@@ -52,7 +82,7 @@ def decrypt_payload(keyring: Keyring, payload: Payload) -> Payload:
         return payload
     key_id = payload.metadata.get(KEY_ID_METADATA, b"").decode(errors="replace")
     try:
-        plaintext = keyring.decrypt(key_id, payload.data, aad=PAYLOAD_AAD)
+        plaintext = keyring.decrypt(key_id, payload.data, aad=_aad(payload_workflow_id(payload)))
     except DecryptionError as exc:
         raise PayloadDecryptionError(f"payload key {key_id!r}: {exc}") from None
     decoded = Payload()
@@ -60,21 +90,28 @@ def decrypt_payload(keyring: Keyring, payload: Payload) -> Payload:
     return decoded
 
 
-class EncryptionCodec(PayloadCodec):
+class EncryptionCodec(PayloadCodec, WithSerializationContext):
     """AES-256-GCM payload codec over a Masar key ring: the given one, or else
     the process's (`masar.platform.crypto.process_keyring()`, looked up at each use, as
     the encrypted columns do — so every client and worker of a process always
-    share one ring)."""
+    share one ring). Temporal gives it each payload's workflow through
+    `with_context`; it binds the payloads it encodes to that workflow."""
 
-    def __init__(self, keyring: Keyring | None = None) -> None:
+    def __init__(self, keyring: Keyring | None = None, *, workflow_id: str | None = None) -> None:
         self._keyring = keyring
+        self.workflow_id = workflow_id
+
+    def with_context(self, context: SerializationContext) -> Self:
+        workflow_id = getattr(context, "workflow_id", None)
+        return type(self)(self._keyring, workflow_id=workflow_id or None)
 
     @property
     def keyring(self) -> Keyring:
         return self._keyring or process_keyring()
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [encrypt_payload(self.keyring, p) for p in payloads]
+        ring = self.keyring
+        return [encrypt_payload(ring, p, workflow_id=self.workflow_id) for p in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return [decrypt_payload(self.keyring, p) for p in payloads]
