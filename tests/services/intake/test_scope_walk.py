@@ -391,15 +391,16 @@ async def test_each_person_sees_and_changes_exactly_her_scope(intake: Intake) ->
     )
     await walk.allowed_only("RecordFollowUp", {"officer_b"}, follow_up_1)
 
-    # --- the journeys' and the sectors' own calls: nobody here ------------------------------------
-    for method, request in (
+    # --- the journeys' and the sectors' own calls: nobody here -------------------------
+    internal: tuple[tuple[str, Any], ...] = (
         ("RecordEscalation", intake_pb2.RecordEscalationRequest(case_id=case1, region=FES)),
         ("RecordTransferRung", intake_pb2.RecordTransferRungRequest(case_id=case1, region=FES)),
         (
             "IssueConsentProof",
             intake_pb2.IssueConsentProofRequest(case_id=case1, sector=common_pb2.SECTOR_SHELTER),
         ),
-    ):
+    )
+    for method, request in internal:
         await walk.allowed_only(method, set(), request)
 
     # --- emergency access: coordinators only, outside their own region ---------------------
