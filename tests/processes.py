@@ -39,6 +39,12 @@ def port_pair() -> int:
     raise RuntimeError("no free port pair")
 
 
+def config_home(data_dir: Path) -> Path:
+    """The user configuration directory of a test stack's CLI, beside its data dir."""
+    data_dir = data_dir.resolve()
+    return data_dir.parent / f"{data_dir.name}-config"
+
+
 def stack_env(data_dir: Path) -> dict[str, str]:
     """The environment of a stack on free ports, every port distinct."""
     env = {
@@ -57,6 +63,8 @@ def stack_env(data_dir: Path) -> dict[str, str]:
 
     env.update(
         {
+            # `masar login` keeps its session there: never the tester's own.
+            "XDG_CONFIG_HOME": str(config_home(data_dir)),
             "MASAR_DATA_DIR": str(data_dir),
             "MASAR_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal}",
             "MASAR_TEMPORAL_METRICS_PORT": str(distinct()),

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from masar.cli import admin, cases, connect, demo, providers, staff
+from masar.cli import admin, cases, connect, demo, network, policy, providers, signin, staff
 from masar.cli.output import CliError, Output
 from masar.platform.settings import CliSettings, SettingsError
 
@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     cases.register(sub, common)
     providers.register(sub, common)
     staff.register(sub, common)
+    signin.register(sub, common)
+    network.register(sub, common)
+    policy.register(sub, common)
     demo.register(sub, common)
     return parser
 
@@ -49,7 +52,17 @@ def _traced(args: argparse.Namespace, cli: CliSettings, run: Callable[[], int]) 
     telemetry = setup_telemetry("cli", settings=cli.common.telemetry)
     words = [
         args.command,
-        *(getattr(args, k) for k in ("case_command", "referral_command") if getattr(args, k, None)),
+        *(
+            getattr(args, k)
+            for k in (
+                "case_command",
+                "referral_command",
+                "org_command",
+                "account_command",
+                "password_command",
+            )
+            if getattr(args, k, None)
+        ),
     ]
     try:
         with trace.get_tracer("masar.cli").start_as_current_span("masar " + " ".join(words)):

@@ -10,6 +10,7 @@ from masar.cli.audit import audit_verify_main
 from masar.cli.codec import codec_server_main
 from masar.cli.output import Output
 from masar.cli.seed import seed
+from masar.cli.seed_network import accounts_text
 from masar.cli.token import token_issue_main
 from masar.cli.up import up_main
 
@@ -17,7 +18,7 @@ from masar.cli.up import up_main
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     up = sub.add_parser(
         "up",
-        help="run the whole local stack (Temporal, four services, journey worker)",
+        help="run the whole local stack (Temporal, the services, the journey worker)",
         add_help=False,
         prefix_chars="+",
     )
@@ -25,7 +26,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     up.set_defaults(sync_handler=run_up)
 
     seed = sub.add_parser(
-        "seed", help="load sample shelters, legal aid providers and programmes", parents=[common]
+        "seed",
+        help="load a sample network (organisations, one account per role) and "
+        "shelters, legal aid providers and programmes",
+        parents=[common],
     )
     seed.set_defaults(handler=run_seed)
 
@@ -87,7 +91,9 @@ async def run_seed(args: argparse.Namespace, out: Output) -> int:
     summary = await seed()
     if out.json_mode:
         out.document(summary)
-    else:
-        for kind, count in summary.items():
-            print(f"{kind}: {count}", file=sys.stdout)
+        return 0
+    for kind in ("organisations", "shelters", "legal_providers", "programmes"):
+        print(f"{kind}: {summary[kind]}", file=sys.stdout)
+    for line in accounts_text(summary["accounts"]):
+        print(line, file=sys.stdout)
     return 0

@@ -1,15 +1,18 @@
 """How the CLI reaches the stack: the Temporal client and the services' gRPC APIs,
 with one clear line when something is not running.
 
-Every gRPC call carries a bearer token. With MASAR_TOKEN set, that token (the
-user's own identity, from `masar token issue` or an identity provider) is used
-for every command. Otherwise the CLI acts on the local stack as the role the
-command stands for — an intake officer for `case open`, a coordinator of each
-region for `seed`, the staff of the referral's own provider for `referral
-...` — with short-lived tokens it signs with the local issuer key
-(MASAR_TOKEN_SIGNING_KEY, else $MASAR_DATA_DIR/token-issuer.json, the file
-`masar up` creates). The CLI never creates a key: a data dir that holds no
-running stack's keys is one line saying so (`NoLocalStack`).
+Every gRPC call carries a bearer token, the first of:
+1. MASAR_TOKEN, when set: that token for every command;
+2. the signed-in person's (`masar login`; masar.cli.session), renewed with
+   its refresh token when it has expired: every command acts as her;
+3. the local development shortcut, for the local stack only: short-lived
+   tokens signed with the stack's own issuer key ($MASAR_DATA_DIR/token-
+   issuer.json, the file `masar up` creates, or MASAR_TOKEN_SIGNING_KEY) for
+   the role the command stands for — an intake officer for `case open`, a
+   coordinator of each region for `seed`, the staff of the referral's own
+   provider for `referral ...`, a network administrator for `org ...`.
+The CLI never creates a key: a data dir that holds no running stack's keys
+is one line saying so (`NoLocalStack`), and how to sign in instead.
 
 A command's settings are read from the environment once, by `masar.cli.main`
 (`configured`); `settings()` returns them."""
@@ -29,6 +32,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from masar.cli.output import CliError
+from masar.cli.session import signed_in_token
 from masar.contract import ServiceName, journey_workflow_id
 from masar.platform.channels import MintedToken, StaticToken, TokenSource, bearer_interceptors
 from masar.platform.crypto import Keyring
@@ -64,10 +68,11 @@ class NoLocalStack(CliError):
     """The data dir holds no running stack's keys, and the CLI creates none."""
 
     def __init__(self, data_dir: Path, missing: str, alternative: str) -> None:
+        instead = alternative if " " in alternative else f"set {alternative}"
         super().__init__(
             f"no local stack found in {data_dir.resolve()} (it has no {missing}): "
             "point MASAR_DATA_DIR at the data directory of a running `masar up`, "
-            f"or set {alternative}"
+            f"or {instead}"
         )
 
 
@@ -80,7 +85,11 @@ def _read_key_file(path: Path, alternative: str) -> str:
         raise CliError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def local_issuer(cli: CliSettings, *, alternative: str = "MASAR_TOKEN") -> TokenIssuer:
+# What a command without the local stack's keys can do instead.
+SIGN_IN_INSTEAD = "sign in with `masar login` (or set MASAR_TOKEN)"
+
+
+def local_issuer(cli: CliSettings, *, alternative: str = SIGN_IN_INSTEAD) -> TokenIssuer:
     """The issuer key of the stack the CLI acts on: MASAR_TOKEN_SIGNING_KEY,
     else the local stack's issuer file, which must exist (without it, the
     error names `alternative`, the variable that would do instead)."""
@@ -88,8 +97,9 @@ def local_issuer(cli: CliSettings, *, alternative: str = "MASAR_TOKEN") -> Token
         return TokenIssuer.from_b64(cli.token_signing_key)
     if cli.token_public_key_set:
         raise CliError(
-            "MASAR_TOKEN_PUBLIC_KEY is set but MASAR_TOKEN_SIGNING_KEY is not: "
-            "set MASAR_TOKEN to your own token (`masar token issue` where the key is)"
+            "this is not the local stack (MASAR_TOKEN_PUBLIC_KEY is set, "
+            "MASAR_TOKEN_SIGNING_KEY is not): sign in with `masar login` "
+            "(or set MASAR_TOKEN to your own token)"
         )
     path = cli.common.data_dir / ISSUER_FILE
     text = _read_key_file(path, alternative)
@@ -163,10 +173,18 @@ INTAKE_OFFICER = Identity(Role.INTAKE_OFFICER)
 
 def token_source(identity: Identity, cli: CliSettings | None = None) -> TokenSource:
     """MASAR_TOKEN if set; else short-lived tokens for `identity`, signed
-    with the local issuer key."""
+    with the local issuer key (the development shortcut)."""
     cli = cli or settings()
     if cli.token is not None:
         return StaticToken(cli.token)
+    return local_token(identity, cli)
+
+
+def local_token(identity: Identity, cli: CliSettings | None = None) -> TokenSource:
+    """The development shortcut alone — whoever is signed in and whatever
+    MASAR_TOKEN says: `identity`'s tokens signed with the local stack's key
+    (for `masar seed`, which bootstraps the network)."""
+    cli = cli or settings()
     return MintedToken(
         local_issuer(cli),
         role=identity.role,
@@ -177,14 +195,35 @@ def token_source(identity: Identity, cli: CliSettings | None = None) -> TokenSou
     )
 
 
+def own_token(cli: CliSettings | None = None) -> TokenSource | None:
+    """The person's own identity, when she gave one: MASAR_TOKEN, else her
+    signed-in session (renewed if needed). None: the development shortcut."""
+    cli = cli or settings()
+    if cli.token is not None:
+        return StaticToken(cli.token)
+    return signed_in_token(cli)
+
+
+def acting_token(identity: Identity, cli: CliSettings | None = None) -> TokenSource:
+    """Who a command acts as: the person's own identity, else (local stack)
+    `identity`, the role the command stands for."""
+    cli = cli or settings()
+    return own_token(cli) or token_source(identity, cli)
+
+
 @contextlib.asynccontextmanager
 async def channel(
-    service: ServiceName, identity: Identity, common: CommonSettings | None = None
+    service: ServiceName,
+    identity: Identity,
+    common: CommonSettings | None = None,
+    *,
+    source: TokenSource | None = None,
 ) -> AsyncIterator[grpc.aio.Channel]:
-    """A channel to `service` whose calls carry `identity`'s token."""
+    """A channel to `service` whose calls carry the person's own token, else
+    (the local stack's shortcut) `identity`'s; `source` overrides both."""
     cli = settings()
     common = common or cli.common
-    interceptors = bearer_interceptors(token_source(identity, cli))
+    interceptors = bearer_interceptors(source or acting_token(identity, cli))
     async with grpc.aio.insecure_channel(
         common.service_addrs[service], interceptors=interceptors
     ) as chan:
@@ -196,17 +235,33 @@ async def rpc(service: ServiceName, call: Callable[[], Awaitable[T]]) -> T:
     try:
         return await call()
     except grpc.aio.AioRpcError as exc:
-        code = exc.code()
-        if code == grpc.StatusCode.UNAVAILABLE:
-            raise CliError(
-                f"the {service} service is not reachable: is the stack running? (`masar up`)"
-            ) from None
-        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-            raise CliError(
-                f"{service}: {code.name.lower()}: {exc.details()} "
-                "(MASAR_TOKEN, if set, must be a valid token of a role allowed to do this)"
-            ) from None
-        exit_code = 2 if code == grpc.StatusCode.INVALID_ARGUMENT else 1
-        raise CliError(
-            f"{service}: {code.name.lower()}: {exc.details()}", exit_code=exit_code
-        ) from None
+        raise rpc_error(service, exc) from None
+
+
+def rpc_error(service: ServiceName, exc: grpc.aio.AioRpcError) -> CliError:
+    """A refused or failed call as one line."""
+    code = exc.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return CliError(
+            f"the {service} service is not reachable: is the stack running? (`masar up`)"
+        )
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return CliError(f"{service}: {code.name.lower()}: {exc.details()} ({_who_acts()})")
+    exit_code = 2 if code == grpc.StatusCode.INVALID_ARGUMENT else 1
+    return CliError(f"{service}: {code.name.lower()}: {exc.details()}", exit_code=exit_code)
+
+
+def _who_acts() -> str:
+    """Whose token a refused call carried, for the one-line error."""
+    cli = settings()
+    if cli.token is not None:
+        return "MASAR_TOKEN must be a valid token of a role allowed to do this"
+    from masar.cli.session import current_session
+
+    session = current_session(cli)
+    if session is not None:
+        return (
+            f"signed in as {session.username}, {session.role} of {session.organisation_id}: "
+            "`masar logout` to act as the local stack's roles"
+        )
+    return "the local stack's development identity; sign in with `masar login` to act as yourself"

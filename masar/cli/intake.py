@@ -172,6 +172,10 @@ async def open_case(args: argparse.Namespace, out: Output) -> int:
         .removeprefix("RISK_LEVEL_")
         .lower(),
         "journey_start": _delivery(reply.journey_start),
+        # Who registered the case and who holds it: the signed-in officer's
+        # organisation ("" with the local stack's shortcut identity).
+        "source_organisation_id": summary.source_organisation_id,
+        "holding_organisation_id": summary.holding_organisation_id,
         "needs_without_consent": [
             common_pb2.Sector.Name(s).removeprefix("SECTOR_").lower()
             for s in reply.needs_without_consent
@@ -181,6 +185,8 @@ async def open_case(args: argparse.Namespace, out: Output) -> int:
         out.document(doc)
         return 0
     out.line(f"case {doc['case_id']} registered (risk {doc['risk']}); journey {doc['workflow_id']}")
+    if doc["holding_organisation_id"]:
+        out.line(f"  held by {doc['holding_organisation_id']}")
     if doc["journey_start"] == "QUEUED":
         out.line("  the journey will start as soon as Temporal is reachable")
     if doc["needs_without_consent"]:

@@ -1,13 +1,24 @@
-"""Sample reference data for the local stack: shelters, legal aid providers and
-training programmes in several regions. Every create carries a fixed
-idempotency key, so seeding twice changes nothing. Names are illustrative."""
+"""Sample data for the local stack: the referral network — organisations and
+one account per role (masar.cli.seed_network) — then the sectors' reference
+data: shelters, legal aid providers and training programmes in several
+regions. Every create carries a fixed idempotency key, so seeding twice
+changes nothing. Names are illustrative.
+
+Seeding bootstraps the stack, so it acts through the local stack's own key
+(the development shortcut) whoever is signed in: each region's coordinator
+registers her region's reference data."""
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import grpc
+
 from masar.cli import connect
+from masar.cli.seed_network import seed_network
+from masar.contract import ServiceName
 from masar.platform.identity import Role
 from masar.v1 import (
     employment_pb2,
@@ -75,14 +86,22 @@ PROGRAMMES: list[tuple[str, Any, int]] = [
 ]
 
 
-async def seed() -> dict[str, int]:
+async def seed() -> dict[str, Any]:
+    """What was seeded: the network's organisations and accounts (with the
+    first passwords of those created now), and the reference data counts."""
+    network = await seed_network()
+    counts = await seed_reference_data()
+    return {**network, **counts}
+
+
+async def seed_reference_data() -> dict[str, int]:
     counts = {"shelters": 0, "legal_providers": 0, "programmes": 0}
     start = (datetime.now(UTC) + timedelta(days=14)).replace(
         hour=9, minute=0, second=0, microsecond=0
     )
     # Each region's coordinator registers her region's reference data.
     for region, shelters in SHELTERS.items():
-        async with connect.channel("shelter", _coordinator(region)) as chan:
+        async with _channel("shelter", region) as chan:
             shelter = shelter_pb2_grpc.ShelterServiceStub(chan)
             for i, (name, capacity, children, access) in enumerate(shelters):
                 request = shelter_pb2.CreateShelterRequest(
@@ -97,7 +116,7 @@ async def seed() -> dict[str, int]:
                 await connect.rpc("shelter", _bind(shelter.CreateShelter, request))
                 counts["shelters"] += 1
     for region, providers in LEGAL.items():
-        async with connect.channel("legal", _coordinator(region)) as chan:
+        async with _channel("legal", region) as chan:
             legal = legal_pb2_grpc.LegalAidServiceStub(chan)
             for i, (name, kind, languages, matters) in enumerate(providers):
                 legal_request = legal_pb2.CreateLegalProviderRequest(
@@ -111,7 +130,7 @@ async def seed() -> dict[str, int]:
                 await connect.rpc("legal", _bind(legal.CreateProvider, legal_request))
                 counts["legal_providers"] += 1
     for region in REGIONS:
-        async with connect.channel("employment", _coordinator(region)) as chan:
+        async with _channel("employment", region) as chan:
             employment = employment_pb2_grpc.EmploymentServiceStub(chan)
             for i, (name, kind, seats) in enumerate(PROGRAMMES):
                 programme = employment_pb2.CreateProgrammeRequest(
@@ -128,8 +147,10 @@ async def seed() -> dict[str, int]:
     return counts
 
 
-def _coordinator(region: str) -> connect.Identity:
-    return connect.Identity(Role.COORDINATOR, region=region)
+def _channel(service: ServiceName, region: str) -> AbstractAsyncContextManager[grpc.aio.Channel]:
+    """A channel acting as the region's coordinator, through the local key."""
+    coordinator = connect.Identity(Role.COORDINATOR, region=region)
+    return connect.channel(service, coordinator, source=connect.local_token(coordinator))
 
 
 def _bind(method: Any, request: Any) -> Any:

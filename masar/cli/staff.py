@@ -1,11 +1,13 @@
 """Sector staff's commands: decide on a referral, record its milestones.
 
 The referral id says which sector it belongs to (shr-, leg-, emp-), so the CLI
-calls that sector's gRPC API as the sector's staff would. Without MASAR_TOKEN
-it acts as the staff of the referral's own provider: it first looks the
-referral up as the sector's service identity (GetReferral, no personal data)
-to learn its provider, then acts with a staff token naming that provider. With
-MASAR_TOKEN it presents that token, which must be of that provider's staff.
+calls that sector's gRPC API as the sector's staff would. On the local stack,
+unless the person signed in, it acts as the staff of the referral's own
+provider: it first looks the referral up as the sector's service identity
+(GetReferral, no personal data) to learn its provider, then acts with a
+staff token naming that provider.
+Signed in (`masar login`) or with MASAR_TOKEN it presents the person's own
+token, which must be of that provider's staff.
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ async def staff_channel(sector: c.Sector, referral_id: str) -> AsyncIterator[grp
     """A channel acting as the staff of the provider the referral is addressed to."""
     service = SERVICE[sector]
     identity = connect.Identity(Role(f"service:{service}"))
-    if connect.settings().token is None:
+    own = connect.own_token()
+    if own is None:
         async with connect.channel(service, identity) as lookup:
             stub = STUBS[sector](lookup)
             found = await connect.rpc(
@@ -118,7 +121,7 @@ async def staff_channel(sector: c.Sector, referral_id: str) -> AsyncIterator[grp
                 lambda: stub.GetReferral(common_pb2.GetReferralRequest(referral_id=referral_id)),
             )
         identity = connect.Identity(STAFF_ROLES[sector], org=found.referral.provider_id)
-    async with connect.channel(service, identity) as chan:
+    async with connect.channel(service, identity, source=own) as chan:
         yield chan
 
 

@@ -2,9 +2,10 @@
 
 Parts, in start order: the Temporal dev server (SQLite file `temporal.db` in
 MASAR_DATA_DIR, Masar's search attributes registered, web UI on the Temporal
-port + 1000), then together the four sector services (`python -m
-services.<sector>`, each with its activity worker) and the journey worker
-(`python -m workflows`).
+port + 1000), then together the services (`python -m services.<name>`: the
+four sectors, each with its activity worker, and the network service —
+organisations, accounts, sign-in — which has no activities yet and so runs no
+worker) and the journey worker (`python -m workflows`).
 
 - Every port is checked before anything starts; one taken gets one line
   naming the port and the variable that moves it, and exit status 1.

@@ -22,14 +22,14 @@ from typing import Literal
 
 from masar.contract import SECTOR_TASK_QUEUES, ServiceName
 
+# Every service's gRPC port (DESIGN.md); `masar up` starts each of them.
 DEFAULT_PORTS: dict[ServiceName, int] = {
     "intake": 50051,
     "shelter": 50052,
     "legal": 50053,
     "employment": 50054,
+    "network": 50055,
 }
-# Served by their own process, not (yet) started by `masar up`.
-STANDALONE_PORTS: dict[ServiceName, int] = {"network": 50055}
 # Prometheus scrape ports, one per process.
 DEFAULT_METRICS_PORTS: dict[str, int] = {
     "intake": 9461,
@@ -190,7 +190,7 @@ class CommonSettings:
             temporal=TemporalSettings.from_env(env),
             service_addrs={
                 name: env.address(f"MASAR_{name.upper()}_ADDR", f"127.0.0.1:{port}")
-                for name, port in {**DEFAULT_PORTS, **STANDALONE_PORTS}.items()
+                for name, port in DEFAULT_PORTS.items()
             },
             log_level=env.text("MASAR_LOG_LEVEL", "INFO").upper(),
             log_format=log_format,  # type: ignore[arg-type]
@@ -270,6 +270,9 @@ class CliSettings:
     token_public_key_set: bool
     keyring_configured: bool
     user: str
+    # Where `masar login` keeps the signed-in session: $XDG_CONFIG_HOME/masar,
+    # else ~/.config/masar.
+    config_dir: Path = Path("~/.config/masar")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CliSettings:
@@ -283,4 +286,16 @@ class CliSettings:
                 env.optional("MASAR_KEYRING") or env.optional("MASAR_KEY_FILE")
             ),
             user=env.text("MASAR_USER", "coordinator-cli"),
+            config_dir=user_config_dir(env) / "masar",
         )
+
+
+def user_config_dir(env: Env) -> Path:
+    """The XDG base directory for user configuration: $XDG_CONFIG_HOME when it
+    is an absolute path (the specification ignores a relative one), else
+    $HOME/.config."""
+    xdg = env.optional("XDG_CONFIG_HOME")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg)
+    home = env.optional("HOME")
+    return (Path(home) if home else Path("~").expanduser()) / ".config"

@@ -1,13 +1,16 @@
 """The `masar` CLI against `masar up` running as real processes: a journey
 driven with --json across a full stop and restart of the stack, `masar demo`,
-and user errors as one line on stderr."""
+user errors as one line on stderr; `masar login` then `masar case open` acting
+as the signed-in officer; a policy file that says only what it changes."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +21,19 @@ from tests.processes import Up, stack_env
 MASAR = str(Path(sys.executable).parent / "masar")
 
 
-def masar(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([MASAR, *args], env=env, capture_output=True, text=True, timeout=120)
+def masar(
+    env: dict[str, str], *args: str, check: bool = True, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [MASAR, *args], env=env, capture_output=True, text=True, timeout=120, input=stdin
+    )
     if check and result.returncode != 0:
         pytest.fail(f"masar {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
     return result
 
 
-def masar_json(env: dict[str, str], *args: str) -> Any:
-    return json.loads(masar(env, *args, "--json").stdout)
+def masar_json(env: dict[str, str], *args: str, stdin: str = "") -> Any:
+    return json.loads(masar(env, *args, "--json", stdin=stdin).stdout)
 
 
 def wait_referral(env: dict[str, str], case_id: str, sector: str, status: str) -> dict[str, Any]:
@@ -124,3 +131,128 @@ def test_cli_says_when_the_stack_is_not_running(tmp_path: Path) -> None:
     result = masar(env, "case", "show", "0123456789abcdef", check=False)
     assert result.returncode == 1
     assert "masar up" in result.stderr and "Traceback" not in result.stderr
+
+
+NEW_PASSWORD = "her own long passphrase"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_login_then_case_open_acts_as_the_signed_in_officer(
+    tmp_path: Path, up_runner: list[Up]
+) -> None:
+    env = stack_env(tmp_path / "data")
+    up = Up(env, tmp_path / "up.err")
+    up_runner.append(up)
+    up.endpoints(timeout=120)
+
+    seeded = masar_json(env, "seed")
+    officer = next(a for a in seeded["accounts"] if a["username"] == "intake.fes")
+    assert officer["status"] == "created" and officer["first_password"]
+    again = masar_json(env, "seed")
+    assert [a["account_id"] for a in again["accounts"]] == [
+        a["account_id"] for a in seeded["accounts"]
+    ]
+    assert {a["status"] for a in again["accounts"]} == {"unchanged"}
+    assert not any(a["first_password"] for a in again["accounts"])
+
+    # Her first password is changed before she signs in (which signs her in).
+    refused = masar(
+        env, "login", "--username", "intake.fes", "--password-stdin",
+        stdin=officer["first_password"], check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "masar password change" in refused.stderr
+    masar(
+        env, "password", "change", "--username", "intake.fes", "--password-stdin",
+        stdin=f"{officer['first_password']}\n{NEW_PASSWORD}\n",
+    )  # fmt: skip
+    masar(env, "logout")
+    signed = masar_json(
+        env, "login", "--username", "intake.fes", "--password-stdin", stdin=NEW_PASSWORD
+    )
+    assert signed["account_id"] == officer["account_id"]
+
+    opened = masar_json(
+        env, "case", "open", "--region", "fes-meknes", "--risk", "high",
+        "--needs", "shelter", "--consent", "shelter",
+    )  # fmt: skip
+    case_id = opened["case_id"]
+    # Her organisation registered the case and holds it ...
+    assert opened["source_organisation_id"] == officer["organisation_id"]
+    assert opened["holding_organisation_id"] == officer["organisation_id"]
+    wait_referral(env, case_id, "shelter", "PENDING")
+    masar(env, "case", "follow-up", case_id)
+    # ... and intake's audit log names her account, of that organisation.
+    with sqlite3.connect(tmp_path / "data" / "intake.db") as db:
+        actors = set(db.execute("SELECT actor, org FROM audit_log WHERE case_id = ?", (case_id,)))
+    assert (officer["account_id"], officer["organisation_id"]) in actors
+
+    # Signed out, the local shortcut's officer (no organisation) may not touch it.
+    masar(env, "logout")
+    other = masar(env, "case", "follow-up", case_id, check=False)
+    assert other.returncode == 1 and "permission_denied" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+
+
+PARTIAL_POLICY = """
+[ladder]
+reminder = 0.25
+escalate = 1.0
+expire = 3.0
+
+[deadlines.shelter_accept]
+critical = "90m"
+high = "90m"
+medium = "12h"
+low = "48h"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_policy_file_with_only_what_it_changes_runs_the_stack(
+    tmp_path: Path, up_runner: list[Up]
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(PARTIAL_POLICY)
+    env = stack_env(tmp_path / "data")
+    env["MASAR_POLICY_FILE"] = str(policy)
+    up = Up(env, tmp_path / "up.err")
+    up_runner.append(up)
+    up.endpoints(timeout=120)  # the journey worker loaded the file and polls
+
+    shown = masar_json(env, "policy", "show")
+    assert shown["source"] == str(policy)
+    assert shown["ladder"] == {"reminder": 0.25, "escalate": 1.0, "expire": 3.0}
+    deadlines = shown["deadlines"]
+    assert deadlines["shelter_accept"] == {
+        "critical": "90m", "high": "90m", "medium": "12h", "low": "48h",
+    }  # fmt: skip
+    # Everything else is the shipped default.
+    assert deadlines["legal_accept"] == {
+        "critical": "24h", "high": "24h", "medium": "72h", "low": "7d",
+    }  # fmt: skip
+    assert deadlines["transfer_accept"]["medium"] == "72h"
+    assert deadlines["follow_up"]["low"] == "30d"
+    assert shown["changed"] == ["ladder.reminder", "ladder.expire", "deadlines.shelter_accept"]
+    human = masar(env, "policy", "show").stdout
+    assert "* shelter_accept    90m" in human and "reminder 0.25*" in human
+
+    # The journeys follow it: a high-risk shelter referral waits 90 minutes.
+    masar(env, "seed")
+    opened = masar_json(
+        env, "case", "open", "--region", "fes-meknes", "--risk", "high",
+        "--needs", "shelter", "--consent", "shelter",
+    )  # fmt: skip
+    pending = wait_referral(env, opened["case_id"], "shelter", "PENDING")
+    deadline = datetime.fromisoformat(pending["deadline"].replace("Z", "+00:00"))
+    left = deadline - datetime.now(UTC)
+    assert timedelta(minutes=80) < left <= timedelta(minutes=90), left
+
+    # An unknown key is still refused, naming it, in one line.
+    policy.write_text(PARTIAL_POLICY + '\n[deadlines.shelter_acept]\nhigh = "1h"\n')
+    bad = masar(env, "policy", "show", check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "masar: MASAR_POLICY_FILE: deadlines.shelter_acept: unknown key"
+    ]
