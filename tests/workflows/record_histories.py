@@ -305,6 +305,70 @@ async def reroute_queued_in_lane(bed: JourneyTestbed) -> Journey:
     return journey
 
 
+async def transfers(bed: JourneyTestbed) -> Journey:
+    """Transfers between organisations (shipped policy, high risk: 24 h). The
+    first goes to B, is reminded at 12 h, redirected by a coordinator to C
+    and accepted by C; the second, from C back to A, is never answered:
+    reminder, coordinators, lapse."""
+    journey = await bed.start(needs=[], risk=c.Risk.HIGH)
+    now = await bed.now()
+    first = c.TransferRequest(
+        event_id=new_event_id(),
+        transfer_id="trf-0000000000000001",
+        from_organisation_id="org-a",
+        to_organisation_id="org-b",
+        reason=c.TransferReason.CLOSER_TO_HOME,
+        requested_at=now,
+        consent_at=now,
+    )
+    await journey.update(c.UPDATE_TRANSFER_REQUEST, first)
+    await bed.skip(13 * HOUR)
+    await journey.until_calls(c.INTAKE_RECORD_TRANSFER_RUNG, 1)
+    now = await bed.now()
+    await journey.update(
+        c.UPDATE_TRANSFER_REDIRECT,
+        c.TransferRedirect(
+            event_id=new_event_id(),
+            transfer_id=first.transfer_id,
+            to_organisation_id="org-c",
+            coordinator_id="coord-1",
+            redirected_at=now,
+            consent_at=now,
+        ),
+    )
+    await journey.update(
+        c.UPDATE_TRANSFER_DECISION,
+        c.TransferDecision(
+            event_id=new_event_id(),
+            transfer_id=first.transfer_id,
+            to_organisation_id="org-c",
+            accepted=True,
+            decided_at=await bed.now(),
+        ),
+    )
+    now = await bed.now()
+    await journey.update(
+        c.UPDATE_TRANSFER_REQUEST,
+        c.TransferRequest(
+            event_id=new_event_id(),
+            transfer_id="trf-0000000000000002",
+            from_organisation_id="org-c",
+            to_organisation_id="org-a",
+            reason=c.TransferReason.CAPACITY,
+            requested_at=now,
+            consent_at=now,
+        ),
+    )
+    await bed.skip(49 * HOUR)
+    status = await journey.until(
+        lambda s: len(s.transfers) == 2 and s.transfers[1].status is c.TransferStatus.LAPSED
+    )
+    if status.transfers[0].status is not c.TransferStatus.ACCEPTED:
+        raise RuntimeError("transfers: the first transfer was not accepted")
+    await journey.until_calls(c.INTAKE_RECORD_TRANSFER_RUNG, 4)
+    return journey
+
+
 SCENARIOS: dict[str, Scenario] = {
     "full_chain": full_chain,
     "ladder_to_expiry": ladder_to_expiry,
@@ -315,6 +379,7 @@ SCENARIOS: dict[str, Scenario] = {
     "retries_exhausted": retries_exhausted,
     "activity_timeout": activity_timeout,
     "reroute_queued_in_lane": reroute_queued_in_lane,
+    "transfers": transfers,
 }
 
 

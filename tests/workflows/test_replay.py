@@ -61,6 +61,7 @@ def test_the_fixtures_cover_the_scenarios() -> None:
         "retries_exhausted",
         "activity_timeout",
         "reroute_queued_in_lane",
+        "transfers",
     } <= scenarios
     # Every scenario the recorder knows has its fixtures, and nothing else is there.
     assert scenarios == set(record_histories.SCENARIOS)
