@@ -18,6 +18,7 @@ from masar.platform.rpc import GrpcService
 from masar.platform.settings import ServiceSettings
 from masar.platform.temporal import TemporalConnector
 from masar.referral import dial_address
+from masar.referral.anchoring import service_anchorer
 from masar.v1.intake_pb2_grpc import IntakeServiceStub, add_IntakeServiceServicer_to_server
 from services.intake.activities import IntakeActivities
 from services.intake.grants import EmergencyAccess
@@ -77,4 +78,5 @@ def build_components(
         activities=[activities.record_escalation, activities.record_transfer_rung],
         outbox=outbox,
         closers=[channel.close],
+        anchorer=service_anchorer(settings, database),
     )

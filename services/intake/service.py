@@ -54,7 +54,7 @@ from masar.platform.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_page_
 from masar.platform.validation import require_idempotency_key, require_region
 from masar.referral.consent import ConsentProof, issue_consent_proof
 from services.intake import domain as d
-from services.intake.changes import ChangeWriter, Prepared, change_scope
+from services.intake.changes import ChangeWriter, Prepared
 from services.intake.grants import (
     EmergencyAccess,
     EmergencyGrant,
@@ -92,9 +92,6 @@ PROOF_SECTORS = {
     Role.SERVICE_LEGAL: Sector.LEGAL,
     Role.SERVICE_EMPLOYMENT: Sector.EMPLOYMENT,
 }
-
-
-__all__ = ["CaseService", "ChangeResult", "Registered", "change_scope"]
 
 
 @dataclass(frozen=True)

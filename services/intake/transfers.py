@@ -146,7 +146,11 @@ class TransferService:
             )
             # Her consent to this recipient, recorded like a referral consent.
             record_audit(
-                s, action="consent.transfer_granted", case_id=case.case_id, target=transfer_id
+                s,
+                action="consent.transfer_granted",
+                case_id=case.case_id,
+                target=transfer_id,
+                now=now,
             )
             return Prepared(
                 detail={"transfer_id": transfer_id, "transfer_reason": reason.value},
@@ -263,7 +267,11 @@ class TransferService:
             row.consent_recorded_by = _who(caller)
             row.updated_at = now
             record_audit(
-                s, action="consent.transfer_granted", case_id=case.case_id, target=transfer_id
+                s,
+                action="consent.transfer_granted",
+                case_id=case.case_id,
+                target=transfer_id,
+                now=now,
             )
             return Prepared(
                 detail={"transfer_id": transfer_id},
@@ -357,7 +365,9 @@ class TransferService:
             ):
                 row.status = TransferStatus.LAPSED.value
                 row.updated_at = now
-                record_audit(s, action="transfer.lapsed", case_id=case_id, target=transfer_id)
+                record_audit(
+                    s, action="transfer.lapsed", case_id=case_id, target=transfer_id, now=now
+                )
             escalation = d.Escalation(
                 escalation_id=new_escalation_id(),
                 case_id=case_id,
