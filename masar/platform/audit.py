@@ -20,10 +20,14 @@ the key ring:
 - reordered entries (seq is hashed, and each links to the one before);
 - entries removed from the end, or forged ones appended (the head no longer
   matches, and the head cannot be rewritten without the key).
-What it cannot detect: a rewrite by someone who also holds the key ring (the
-service itself, compromised); the whole log and its head deleted together, or
-both restored from an older backup (roll-back) — compare the head that
-`masar audit verify` prints with one recorded elsewhere to catch those.
+What it cannot detect alone: a rewrite by someone who also holds the key ring
+(the service itself, compromised); the whole log and its head deleted
+together, or both restored from an older backup (roll-back). Anchors catch
+those: the service signs its head with an anchoring key of its own (not in
+the key ring, not in the database) and the network service keeps it, append
+only and forward only; `masar audit verify` checks every log against its
+anchors (masar.platform.audit_anchor), and fails on a log rolled back past its
+last anchor, erased, dropped, or rewritten before it.
 
 Triggers refuse UPDATE and DELETE on `audit_log` (and TRUNCATE on PostgreSQL);
 the chain is what proves integrity, the triggers only stop accidents.
@@ -113,24 +117,44 @@ def _head_columns() -> list[Column[Any]]:
     ]
 
 
-def _guard_ddl(dialect: str) -> list[str]:
-    message = "audit_log is append-only"
+def _guard_ddl(
+    dialect: str, table: str = AUDIT_TABLE, function: str = "masar_audit_append_only"
+) -> list[str]:
+    """Triggers that refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL) on
+    `table`: the audit log, or the network service's audit anchors."""
+    message = f"{table} is append-only"
     if dialect == "postgresql":
         return [
-            "CREATE OR REPLACE FUNCTION masar_audit_append_only() RETURNS trigger "
+            f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger "
             f"LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '{message}'; END $$",
-            f"CREATE TRIGGER {AUDIT_TABLE}_append_only BEFORE UPDATE OR DELETE ON "
-            f"{AUDIT_TABLE} FOR EACH ROW EXECUTE FUNCTION masar_audit_append_only()",
-            f"CREATE TRIGGER {AUDIT_TABLE}_no_truncate BEFORE TRUNCATE ON {AUDIT_TABLE} "
-            "FOR EACH STATEMENT EXECUTE FUNCTION masar_audit_append_only()",
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON "
+            f"{table} FOR EACH ROW EXECUTE FUNCTION {function}()",
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
         ]
     if dialect == "sqlite":
         return [
-            f"CREATE TRIGGER {AUDIT_TABLE}_no_{verb.lower()} BEFORE {verb} ON {AUDIT_TABLE} "
+            f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
             f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
             for verb in ("UPDATE", "DELETE")
         ]
     return []
+
+
+def guard_append_only(table: Table, function: str) -> None:
+    """Install `_guard_ddl`'s triggers when `metadata.create_all` creates `table`."""
+    for dialect in ("postgresql", "sqlite"):
+        for statement in _guard_ddl(dialect, table.name, function):
+            event.listen(
+                table,
+                "after_create",
+                DDL(statement.replace("%", "%%")).execute_if(dialect=dialect),  # type: ignore[no-untyped-call]  # DDL is untyped
+            )
+
+
+def guard_ddl(dialect: str, table: str, function: str) -> list[str]:
+    """The statements of `guard_append_only`, for an Alembic migration."""
+    return _guard_ddl(dialect, table, function)
 
 
 @dataclass(frozen=True)
@@ -147,13 +171,7 @@ def audit_tables(metadata: MetaData) -> AuditTables:
         AUDIT_TABLE, metadata, *_log_columns(), Index("ix_audit_log_case_id", "case_id")
     )
     head = Table(HEAD_TABLE, metadata, *_head_columns())
-    for dialect in ("postgresql", "sqlite"):
-        for statement in _guard_ddl(dialect):
-            event.listen(
-                log_table,
-                "after_create",
-                DDL(statement.replace("%", "%%")).execute_if(dialect=dialect),  # type: ignore[no-untyped-call]  # DDL is untyped
-            )
+    guard_append_only(log_table, "masar_audit_append_only")
     return AuditTables(log=log_table, head=head)
 
 
@@ -335,6 +353,21 @@ def append(
         )
     )
     return entry
+
+
+def read_head(session: Session) -> tuple[int, str] | None:
+    """The chain's head as its record says (seq, hash); None before the first
+    entry. What a service signs and anchors (masar.platform.audit_anchor)."""
+    row = session.execute(select(_HEAD).where(_HEAD.c.id == _HEAD_ID)).mappings().one_or_none()
+    return None if row is None else (int(row["seq"]), str(row["hash"]))
+
+
+def hashes_at(session: Session, seqs: list[int]) -> dict[int, str]:
+    """The stored hash of each entry in `seqs` that exists."""
+    if not seqs:
+        return {}
+    rows = session.execute(select(_LOG.c.seq, _LOG.c.hash).where(_LOG.c.seq.in_(seqs)))
+    return {int(seq): str(digest) for seq, digest in rows}
 
 
 def entries_for_case(session: Session, case_id: str) -> list[AuditEntry]:

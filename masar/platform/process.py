@@ -28,6 +28,7 @@ from temporalio.worker import Worker
 
 from masar.contract import ServiceName
 from masar.platform.access import AccessPolicy, AuthInterceptor
+from masar.platform.audit_anchor import AuditAnchorer
 from masar.platform.db import Database, migrate
 from masar.platform.identity import TokenVerifier
 from masar.platform.logs import setup_logging
@@ -47,6 +48,8 @@ class SectorComponents:
     outbox: Outbox | None = None
     # Closed on shutdown (gRPC channels held by activities, ...).
     closers: list[Callable[[], Any]] = field(default_factory=list)
+    # Anchors the audit head periodically and at shutdown (masar.platform.audit_anchor).
+    anchorer: AuditAnchorer | None = None
 
 
 ComponentsFactory = Callable[[ServiceSettings, Database, TemporalConnector], SectorComponents]
@@ -83,6 +86,8 @@ class SectorProcess:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.components.anchorer is not None:
+            await self.components.anchorer.close()
         for close in self.components.closers:
             result = close()
             if asyncio.iscoroutine(result):
@@ -157,6 +162,8 @@ async def start_sector(
         )
     if components.outbox is not None:
         tasks.append(asyncio.create_task(components.outbox.run(stop)))
+    if components.anchorer is not None:
+        tasks.append(asyncio.create_task(components.anchorer.run(stop)))
     return SectorProcess(
         settings=settings,
         database=database,

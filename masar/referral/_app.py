@@ -27,6 +27,7 @@ from masar.referral._activities import ConsentSource, IntakeConsent, SectorActiv
 from masar.referral._handshake import SectorHandshake
 from masar.referral._models import HandshakeTables
 from masar.referral._repository import M, N, SectorHooks
+from masar.referral.anchoring import service_anchorer
 from masar.referral.consent import ConsentVerifier
 from masar.v1 import intake_pb2_grpc
 
@@ -148,4 +149,5 @@ def assemble_sector(
         activities=steps.definitions(),
         outbox=outbox,
         closers=clients.closers,
+        anchorer=service_anchorer(settings, database),
     )

@@ -1111,3 +1111,98 @@ class SignedIn(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SignedIn: _TypeAlias = SignedIn  # noqa: Y015
+
+@_typing.final
+class AnchorAuditHeadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    HEAD_HASH_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    service: _builtins.str
+    """intake, shelter, legal or employment: the caller's own."""
+    sequence: _builtins.int
+    """The head's entry sequence (>= 1) and hash (64 lowercase hex digits)."""
+    head_hash: _builtins.str
+    key_id: _builtins.str
+    """The anchoring key's id (16 hex digits) and its Ed25519 signature over
+    "masar.audit.anchor.v1\\n<service>\\n<sequence>\\n<head_hash>".
+    """
+    signature: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        service: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        head_hash: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["head_hash", b"head_hash", "key_id", b"key_id", "sequence", b"sequence", "service", b"service", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnchorAuditHeadRequest: _TypeAlias = AnchorAuditHeadRequest  # noqa: Y015
+
+@_typing.final
+class AnchorAuditHeadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANCHOR_FIELD_NUMBER: _builtins.int
+    ALREADY_ANCHORED_FIELD_NUMBER: _builtins.int
+    already_anchored: _builtins.bool
+    """True when this anchor was already stored (a retry)."""
+    @_builtins.property
+    def anchor(self) -> Global___AuditAnchor: ...
+    def __init__(
+        self,
+        *,
+        anchor: Global___AuditAnchor | None = ...,
+        already_anchored: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["anchor", b"anchor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_anchored", b"already_anchored", "anchor", b"anchor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnchorAuditHeadResponse: _TypeAlias = AnchorAuditHeadResponse  # noqa: Y015
+
+@_typing.final
+class AuditAnchor(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    HEAD_HASH_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    ANCHORED_AT_FIELD_NUMBER: _builtins.int
+    service: _builtins.str
+    sequence: _builtins.int
+    head_hash: _builtins.str
+    key_id: _builtins.str
+    signature: _builtins.bytes
+    @_builtins.property
+    def anchored_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        service: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        head_hash: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        signature: _builtins.bytes = ...,
+        anchored_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["anchored_at", b"anchored_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anchored_at", b"anchored_at", "head_hash", b"head_hash", "key_id", b"key_id", "sequence", b"sequence", "service", b"service", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditAnchor: _TypeAlias = AuditAnchor  # noqa: Y015

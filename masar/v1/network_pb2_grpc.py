@@ -109,6 +109,11 @@ class NetworkServiceStub:
                 request_serializer=masar_dot_v1_dot_network__pb2.RefreshTokenRequest.SerializeToString,
                 response_deserializer=masar_dot_v1_dot_network__pb2.RefreshTokenResponse.FromString,
                 _registered_method=True)
+        self.AnchorAuditHead = channel.unary_unary(
+                '/masar.v1.NetworkService/AnchorAuditHead',
+                request_serializer=masar_dot_v1_dot_network__pb2.AnchorAuditHeadRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_network__pb2.AnchorAuditHeadResponse.FromString,
+                _registered_method=True)
 
 
 class NetworkServiceServicer:
@@ -228,6 +233,20 @@ class NetworkServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AnchorAuditHead(self, request, context):
+        """Internal: a service anchors its audit log's head here, outside its own
+        database (masar.platform.audit_anchor): the head's sequence and hash,
+        signed with the service's anchoring key. A service anchors only its own
+        chain (its service identity; PERMISSION_DENIED otherwise). Anchors are
+        append-only and their sequence only grows: a lower sequence than the
+        service's last anchor, or another hash at the same one, is refused
+        (FAILED_PRECONDITION: the service's log was rolled back or rewritten);
+        the same anchor again is answered with the stored one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NetworkServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -305,6 +324,11 @@ def add_NetworkServiceServicer_to_server(servicer, server):
                     servicer.RefreshToken,
                     request_deserializer=masar_dot_v1_dot_network__pb2.RefreshTokenRequest.FromString,
                     response_serializer=masar_dot_v1_dot_network__pb2.RefreshTokenResponse.SerializeToString,
+            ),
+            'AnchorAuditHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnchorAuditHead,
+                    request_deserializer=masar_dot_v1_dot_network__pb2.AnchorAuditHeadRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_network__pb2.AnchorAuditHeadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -712,6 +736,33 @@ class NetworkService:
             '/masar.v1.NetworkService/RefreshToken',
             masar_dot_v1_dot_network__pb2.RefreshTokenRequest.SerializeToString,
             masar_dot_v1_dot_network__pb2.RefreshTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnchorAuditHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.NetworkService/AnchorAuditHead',
+            masar_dot_v1_dot_network__pb2.AnchorAuditHeadRequest.SerializeToString,
+            masar_dot_v1_dot_network__pb2.AnchorAuditHeadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -96,6 +96,16 @@ class NetworkServiceStub:
     account is disabled or its organisation suspended. The refresh token is
     rotated: each can be used once.
     """
+    AnchorAuditHead: _grpc.UnaryUnaryMultiCallable[_network_pb2.AnchorAuditHeadRequest, _network_pb2.AnchorAuditHeadResponse]
+    """Internal: a service anchors its audit log's head here, outside its own
+    database (masar.platform.audit_anchor): the head's sequence and hash,
+    signed with the service's anchoring key. A service anchors only its own
+    chain (its service identity; PERMISSION_DENIED otherwise). Anchors are
+    append-only and their sequence only grows: a lower sequence than the
+    service's last anchor, or another hash at the same one, is refused
+    (FAILED_PRECONDITION: the service's log was rolled back or rewritten);
+    the same anchor again is answered with the stored one.
+    """
 
 @_typing.type_check_only
 class NetworkServiceAsyncStub(NetworkServiceStub):
@@ -143,6 +153,16 @@ class NetworkServiceAsyncStub(NetworkServiceStub):
     """No bearer token: the refresh token. Refused (UNAUTHENTICATED) once the
     account is disabled or its organisation suspended. The refresh token is
     rotated: each can be used once.
+    """
+    AnchorAuditHead: _aio.UnaryUnaryMultiCallable[_network_pb2.AnchorAuditHeadRequest, _network_pb2.AnchorAuditHeadResponse]  # type: ignore[assignment]
+    """Internal: a service anchors its audit log's head here, outside its own
+    database (masar.platform.audit_anchor): the head's sequence and hash,
+    signed with the service's anchoring key. A service anchors only its own
+    chain (its service identity; PERMISSION_DENIED otherwise). Anchors are
+    append-only and their sequence only grows: a lower sequence than the
+    service's last anchor, or another hash at the same one, is refused
+    (FAILED_PRECONDITION: the service's log was rolled back or rewritten);
+    the same anchor again is answered with the stored one.
     """
 
 class NetworkServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -278,6 +298,22 @@ class NetworkServiceServicer(metaclass=_abc_1.ABCMeta):
         """No bearer token: the refresh token. Refused (UNAUTHENTICATED) once the
         account is disabled or its organisation suspended. The refresh token is
         rotated: each can be used once.
+        """
+
+    @_abc_1.abstractmethod
+    def AnchorAuditHead(
+        self,
+        request: _network_pb2.AnchorAuditHeadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_network_pb2.AnchorAuditHeadResponse, _abc.Awaitable[_network_pb2.AnchorAuditHeadResponse]]:
+        """Internal: a service anchors its audit log's head here, outside its own
+        database (masar.platform.audit_anchor): the head's sequence and hash,
+        signed with the service's anchoring key. A service anchors only its own
+        chain (its service identity; PERMISSION_DENIED otherwise). Anchors are
+        append-only and their sequence only grows: a lower sequence than the
+        service's last anchor, or another hash at the same one, is refused
+        (FAILED_PRECONDITION: the service's log was rolled back or rewritten);
+        the same anchor again is answered with the stored one.
         """
 
 def add_NetworkServiceServicer_to_server(servicer: NetworkServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -14,6 +14,7 @@ from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from masar.platform.audit import audit_tables
+from masar.platform.audit_anchor import anchor_table
 from masar.platform.crypto import EncryptedText
 from masar.platform.db import new_metadata
 from masar.platform.idempotency import idempotency_table
@@ -26,6 +27,8 @@ class Base(DeclarativeBase):
 IDEMPOTENCY = idempotency_table(Base.metadata)
 # Append-only and hash-chained: account administration and every sign-in.
 AUDIT = audit_tables(Base.metadata)
+# Append-only: the other services' signed audit heads (services/network/anchors.py).
+AUDIT_ANCHORS = anchor_table(Base.metadata)
 
 
 class OrganisationRow(Base):

@@ -22,13 +22,21 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from masar.platform.access import requires
+from masar.platform.audit_anchor import ANCHORED_SERVICES, HASH_PATTERN, KEY_ID_PATTERN, Anchor
 from masar.platform.clock import as_utc
-from masar.platform.errors import InvalidArgument
+from masar.platform.errors import InvalidArgument, PermissionDenied
 from masar.platform.idempotency import request_fingerprint
-from masar.platform.identity import ANY_AUTHENTICATED, NO_TOKEN, Role, current_caller
+from masar.platform.identity import (
+    ANY_AUTHENTICATED,
+    NO_TOKEN,
+    Role,
+    current_caller,
+    service_role,
+)
 from masar.platform.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from masar.platform.validation import require_idempotency_key, require_region, require_text
 from masar.v1 import network_pb2, network_pb2_grpc
+from services.network.anchors import AnchorRegistry
 from services.network.domain import (
     Account,
     AccountRole,
@@ -233,10 +241,12 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
         directory: NetworkDirectory,
         desk: SignInDesk,
         trusted_proxies: frozenset[str] = LOOPBACK,
+        anchors: AnchorRegistry | None = None,
     ) -> None:
         self.directory = directory
         self.desk = desk
         self.trusted_proxies = trusted_proxies
+        self.anchors = anchors or AnchorRegistry(directory.database)
 
     # -- organisations --
 
@@ -478,3 +488,46 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
             raise InvalidArgument("refresh_token", "is required")
         signed_in = await self.desk.refresh(request.refresh_token)
         return network_pb2.RefreshTokenResponse(signed_in=signed_in_to_pb(signed_in))
+
+    # -- audit anchors --
+
+    @requires(*(service_role(name) for name in ANCHORED_SERVICES))
+    async def AnchorAuditHead(
+        self, request: network_pb2.AnchorAuditHeadRequest, context: grpc.aio.ServicerContext
+    ) -> network_pb2.AnchorAuditHeadResponse:
+        proposed = anchor_from_pb(request)
+        caller = current_caller()
+        if caller.role.value != f"service:{proposed.service}":
+            raise PermissionDenied("a service anchors only its own audit log")
+        anchored = await self.anchors.anchor(proposed, anchored_by=caller.subject)
+        anchor = anchored.anchor
+        reply = network_pb2.AuditAnchor(
+            service=anchor.service,
+            sequence=anchor.sequence,
+            head_hash=anchor.head_hash,
+            key_id=anchor.key_id,
+            signature=anchor.signature,
+        )
+        if anchor.anchored_at is not None:
+            reply.anchored_at.FromDatetime(anchor.anchored_at)
+        return network_pb2.AnchorAuditHeadResponse(anchor=reply, already_anchored=anchored.already)
+
+
+def anchor_from_pb(request: network_pb2.AnchorAuditHeadRequest) -> Anchor:
+    if request.service not in ANCHORED_SERVICES:
+        raise InvalidArgument("service", "is not a service whose audit log is anchored")
+    if request.sequence < 1:
+        raise InvalidArgument("sequence", "must be at least 1")
+    if not HASH_PATTERN.fullmatch(request.head_hash):
+        raise InvalidArgument("head_hash", "must be 64 lowercase hex digits")
+    if not KEY_ID_PATTERN.fullmatch(request.key_id):
+        raise InvalidArgument("key_id", "must be 16 lowercase hex digits")
+    if len(request.signature) != 64:
+        raise InvalidArgument("signature", "must be a 64-byte Ed25519 signature")
+    return Anchor(
+        service=request.service,
+        sequence=request.sequence,
+        head_hash=request.head_hash,
+        key_id=request.key_id,
+        signature=bytes(request.signature),
+    )

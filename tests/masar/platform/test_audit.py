@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import Column, String, Table, select, text
 from sqlalchemy.exc import DBAPIError
 
 from masar.cli.audit import audit_verify_main
 from masar.platform import audit
+from masar.platform.audit_anchor import AnchorKey, AnchorSettings, AuditAnchorer, anchor_table
 from masar.platform.crypto import Keyring
 from masar.platform.db import Database, migrate, new_metadata
 from masar.platform.identity import Caller, Role
@@ -252,3 +254,225 @@ def test_alembic_helper_creates_tables_and_guard(database_url, ring, tmp_path) -
         _raw(db, "DELETE FROM audit_log WHERE seq = 1")
     assert audit.verify(db.engine, keyring=ring).ok
     db.dispose()
+
+
+# --- anchors: a head signed with the service's anchoring key, kept elsewhere ----------
+
+
+class _TableSink:
+    """Stores anchors in a network-like database (services/network/anchors.py
+    through gRPC is tested in tests/services/network/test_audit_anchors.py)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.table = anchor_table(new_metadata())
+        self.sent: list[int] = []
+
+    async def anchor(self, service, sequence, head_hash, key_id, signature) -> None:
+        with self.db.engine.begin() as conn:
+            conn.execute(
+                self.table.insert().values(
+                    service=service,
+                    sequence=sequence,
+                    head_hash=head_hash,
+                    key_id=key_id,
+                    signature=signature.hex(),
+                    anchored_at=NOW,
+                    anchored_by="service-intake",
+                )
+            )
+        self.sent.append(sequence)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class _Stack:
+    """A data dir with an intake database (SQLite or PostgreSQL), the network
+    database holding the anchors, and intake's anchoring key."""
+
+    def __init__(self, tmp_path, database_url: str, ring: Keyring) -> None:
+        spec = ",".join(f"{k}:{base64.b64encode(v).decode()}" for k, v in ring.keys.items())
+        self.env = {
+            "MASAR_DATA_DIR": str(tmp_path),
+            "MASAR_KEYRING": spec,
+            "MASAR_INTAKE_DATABASE_URL": database_url,
+        }
+        self.ring = ring
+        metadata = new_metadata()
+        audit.audit_tables(metadata)
+        Table("cases", metadata, Column("case_id", String(32), primary_key=True))
+        self.db = Database(database_url)
+        metadata.create_all(self.db.engine)
+        network_metadata = new_metadata()
+        anchor_table(network_metadata)
+        self.network = Database(ServiceSettings.from_env("network", self.env).database_url)
+        network_metadata.create_all(self.network.engine)
+        self.key = AnchorKey.from_env("intake", self.env)  # the local key file, 0600
+        self.key_path = tmp_path / "audit-anchor-intake.key"
+        self.sink = _TableSink(self.network)
+        self.anchorer = AuditAnchorer(
+            service="intake", database=self.db, key=self.key, sink=self.sink
+        )
+
+    def fill(self, count: int) -> None:
+        _fill(self.db, self.ring, count)
+
+    def anchor(self) -> None:
+        assert asyncio.run(self.anchorer.anchor_now())
+
+    def verify(self, capsys) -> tuple[int, dict, str]:
+        code = audit_verify_main(["--json", "--service", "intake"], environ=self.env)
+        captured = capsys.readouterr()
+        return code, json.loads(captured.out), captured.err
+
+    def dispose(self) -> None:
+        self.db.dispose()
+        self.network.dispose()
+
+
+@pytest.fixture
+def stack(tmp_path, database_url, ring):
+    built = _Stack(tmp_path, database_url, ring)
+    yield built
+    built.dispose()
+
+
+def _kinds(report: dict) -> set[str]:
+    return {p["kind"] for p in report["services"]["intake"].get("problems", [])}
+
+
+def test_anchored_log_verifies(stack, capsys) -> None:
+    stack.fill(3)
+    stack.anchor()
+    stack.fill(2)  # written after the last anchor: fine
+    code, report, err = stack.verify(capsys)
+    assert code == 0 and err == "", report
+    intake = report["services"]["intake"]
+    assert intake["status"] == "intact" and intake["anchor"]["seq"] == 3
+    assert oct(stack.key_path.stat().st_mode & 0o777) == "0o600"
+
+
+def _head_row(db: Database) -> dict:
+    with db.engine.connect() as conn:
+        return dict(conn.execute(text("SELECT * FROM audit_head")).mappings().one())
+
+
+def test_a_rolled_back_head_fails(stack, capsys) -> None:
+    stack.fill(3)
+    backup = _head_row(stack.db)  # the state of an older backup
+    stack.fill(2)
+    stack.anchor()
+    # Restored from the backup: entries 4 and 5 gone, the old (valid) head back.
+    _drop_guard(stack.db)
+    _raw(stack.db, "DELETE FROM audit_log WHERE seq > 3")
+    _raw(
+        stack.db,
+        "UPDATE audit_head SET seq = :seq, hash = :hash, key_id = :key_id, mac = :mac",
+        **{k: backup[k] for k in ("seq", "hash", "key_id", "mac")},
+    )
+    # The chain alone cannot tell...
+    assert audit.verify(stack.db.engine, keyring=stack.ring).ok
+    # ... its anchor can.
+    code, report, err = stack.verify(capsys)
+    assert code == 1 and "rolled_back" in _kinds(report), report
+    assert err.count("\n") == 1 and err.startswith("masar audit verify: FAILED: intake")
+    # And the network refuses to anchor the older head (services/network/anchors.py).
+
+
+def test_erased_entries_fail(stack, capsys) -> None:
+    stack.fill(4)
+    stack.anchor()
+    _drop_guard(stack.db)
+    _raw(stack.db, "DELETE FROM audit_log", "DELETE FROM audit_head")  # log and head together
+    assert audit.verify(stack.db.engine, keyring=stack.ring).ok  # an empty chain is intact
+    code, report, err = stack.verify(capsys)
+    assert code == 1 and "rolled_back" in _kinds(report), report
+    assert "FAILED" in err
+
+
+def test_dropped_tables_fail(stack, capsys) -> None:
+    stack.fill(2)
+    stack.anchor()
+    _raw(stack.db, "DROP TABLE audit_log", "DROP TABLE audit_head")
+    code, report, err = stack.verify(capsys)
+    assert code == 1 and report["services"]["intake"]["status"] == "missing"
+    assert _kinds(report) == {"log_missing"} and "FAILED: intake" in err
+
+
+def test_dropped_tables_fail_even_without_an_anchor(stack, capsys) -> None:
+    stack.fill(2)
+    _raw(stack.db, "DROP TABLE audit_log", "DROP TABLE audit_head")
+    code, report, _ = stack.verify(capsys)
+    assert code == 1 and _kinds(report) == {"tables_missing"}, report
+
+
+def test_an_edited_entry_fails_and_mismatches_its_anchor(stack, capsys) -> None:
+    stack.fill(3)
+    stack.anchor()
+    _drop_guard(stack.db)
+    _raw(stack.db, "UPDATE audit_log SET target = 'shr-9999' WHERE seq = 3")
+    code, report, _ = stack.verify(capsys)
+    assert code == 1 and "altered" in _kinds(report)
+    # Rewritten whole from there on (the hashes recomputed): the anchor still tells.
+    _rewrite_chain_from(stack.db, 3)
+    code, report, _ = stack.verify(capsys)
+    assert code == 1 and {"anchor_mismatch", "head_forged"} <= _kinds(report), report
+
+
+def test_reordered_entries_fail(stack, capsys) -> None:
+    stack.fill(3)
+    stack.anchor()
+    _drop_guard(stack.db)
+    _raw(
+        stack.db,
+        "UPDATE audit_log SET seq = -2 WHERE seq = 2",
+        "UPDATE audit_log SET seq = 2 WHERE seq = 3",
+        "UPDATE audit_log SET seq = 3 WHERE seq = -2",
+    )
+    code, report, _ = stack.verify(capsys)
+    assert code == 1 and {"broken_link", "anchor_mismatch"} <= _kinds(report), report
+
+
+def test_an_anchor_not_signed_by_the_service_is_refused(stack, capsys) -> None:
+    stack.fill(2)
+    impostor = AnchorKey.generate("intake")
+    asyncio.run(
+        stack.sink.anchor("intake", 2, "a" * 64, stack.key.key_id, impostor.sign(2, "a" * 64))
+    )
+    code, report, _ = stack.verify(capsys)
+    assert code == 1 and "anchor_forged" in _kinds(report), report
+
+
+def test_the_anchorer_anchors_every_n_entries_and_at_shutdown(stack) -> None:
+    anchorer = AuditAnchorer(
+        service="intake",
+        database=stack.db,
+        key=lambda: stack.key,
+        sink=stack.sink,
+        settings=AnchorSettings(every_entries=3, every_seconds=3600),
+    )
+
+    async def scenario() -> None:
+        assert not await anchorer.anchor_now()  # nothing to anchor yet
+        stack.fill(2)
+        assert not anchorer._due(2)  # fewer than 3 new entries, within the hour
+        stack.fill(1)
+        assert anchorer._due(3)
+        stop = asyncio.Event()
+        anchorer.settings = AnchorSettings(every_entries=3, every_seconds=0.05)  # poll fast
+        task = asyncio.create_task(anchorer.run(stop))
+        for _ in range(100):
+            if stack.sink.sent:
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await task
+        assert stack.sink.sent == [3]
+        stack.fill(1)
+        await anchorer.close()  # the shutdown anchor
+        assert stack.sink.sent == [3, 4]
+        await anchorer.close()  # nothing new: nothing sent
+        assert stack.sink.sent == [3, 4]
+
+    asyncio.run(scenario())
