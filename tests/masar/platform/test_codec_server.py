@@ -374,7 +374,8 @@ def fake_intake():
     def start(verifier: TokenVerifier) -> str:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         intake_pb2_grpc.add_IntakeServiceServicer_to_server(
-            _FakeIntake(verifier, {FES_CASE: FES, ORIENTAL_CASE: ORIENTAL}), server
+            _FakeIntake(verifier, {FES_CASE: FES, ORIENTAL_CASE: ORIENTAL}),  # type: ignore[abstract]  # serves GetCaseFollowUp only
+            server,
         )
         port = server.add_insecure_port("127.0.0.1:0")
         server.start()

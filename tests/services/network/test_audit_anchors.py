@@ -57,6 +57,18 @@ def _append(db: Database, ring: Keyring, count: int) -> None:
         db.call(lambda s: audit.append(s, actor=NOW_ACTOR, action="case.read", keyring=ring))
 
 
+def _head(db: Database) -> tuple[int, str]:
+    head = db.call(audit.read_head)
+    assert head is not None
+    return head
+
+
+def _anchored(running) -> list[int]:
+    stored = read_anchors(running.process.database.engine)
+    assert stored is not None
+    return [a.sequence for a in stored["intake"]]
+
+
 def _request(key: AnchorKey, seq: int, digest: str, service: str = "intake"):
     return pb.AnchorAuditHeadRequest(
         service=service,
@@ -88,7 +100,7 @@ async def test_a_service_anchors_its_own_head_forward_only(network, tmp_path) ->
         stored = read_anchors(network.process.database.engine)
         assert stored is not None
         [anchor] = stored["intake"]
-        head = db.call(audit.read_head)
+        head = _head(db)
         assert (anchor.sequence, anchor.head_hash, anchor.key_id) == (3, head[1], key.key_id)
 
         intake = stub_as(network, Role.SERVICE_INTAKE)
@@ -129,7 +141,7 @@ async def test_a_service_anchors_its_own_head_forward_only(network, tmp_path) ->
                 grpc.StatusCode.INVALID_ARGUMENT
             )
         # Nothing of that was stored; the table refuses to be edited.
-        assert [a.sequence for a in read_anchors(network.process.database.engine)["intake"]] == [3]
+        assert _anchored(network) == [3]
         with (
             pytest.raises(DBAPIError, match="append-only"),
             network.process.database.engine.begin() as conn,
@@ -139,10 +151,7 @@ async def test_a_service_anchors_its_own_head_forward_only(network, tmp_path) ->
         # Moving on: anchored again further along.
         _append(db, ring, 2)
         assert await anchorer.anchor_now()
-        assert [a.sequence for a in read_anchors(network.process.database.engine)["intake"]] == [
-            3,
-            5,
-        ]
+        assert _anchored(network) == [3, 5]
     finally:
         await sink.aclose()
         db.dispose()
@@ -191,7 +200,7 @@ async def test_a_rolled_back_service_cannot_hide_it(network, tmp_path, database_
         _append(db, ring, 1)  # entry 3 again, another hash
         anchorer.anchored_seq = 0
         assert not await anchorer.anchor_now()
-        head = db.call(audit.read_head)
+        head = _head(db)
         intake = stub_as(network, Role.SERVICE_INTAKE)
         assert await _code(intake.AnchorAuditHead(_request(key, head[0], head[1]))) == (
             grpc.StatusCode.FAILED_PRECONDITION
