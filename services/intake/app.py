@@ -20,9 +20,13 @@ from masar.platform.temporal import TemporalConnector
 from masar.referral import dial_address
 from masar.referral.anchoring import service_anchorer
 from masar.v1.intake_pb2_grpc import IntakeServiceStub, add_IntakeServiceServicer_to_server
+from masar.v1.journey_pb2_grpc import add_JourneyServiceServicer_to_server
 from services.intake.activities import IntakeActivities
 from services.intake.grants import EmergencyAccess
 from services.intake.journey import IntakeOutbox, JourneyStarter
+from services.intake.journey_api import JourneyApi
+from services.intake.journey_servicer import SERVICE_NAME as JOURNEY_SERVICE_NAME
+from services.intake.journey_servicer import JourneyServicer
 from services.intake.models import EMERGENCY_GRANTS, IDEMPOTENCY
 from services.intake.service import CaseService
 from services.intake.servicer import SERVICE_NAME, IntakeServicer
@@ -60,6 +64,15 @@ def build_components(
         clock=clock or utcnow,
     )
     transfers = TransferService(database, cases.changes, ledger=ledger, clock=clock or utcnow)
+    intake_servicer = IntakeServicer(cases, transfers)
+    # The journey API (masar.v1.JourneyService), beside IntakeService.
+    journeys = JourneyApi(
+        database,
+        connector,
+        access=EmergencyAccess(EMERGENCY_GRANTS, clock=clock),
+        ledger=ledger,
+        clock=clock or utcnow,
+    )
     # The activities call this very service through its gRPC API, as intake's
     # service identity.
     channel = authorised_channel(
@@ -69,11 +82,12 @@ def build_components(
     activities = IntakeActivities(stub)
     return SectorComponents(
         grpc_services=[
+            GrpcService(SERVICE_NAME, intake_servicer, add_IntakeServiceServicer_to_server),
             GrpcService(
-                SERVICE_NAME,
-                IntakeServicer(cases, transfers),
-                add_IntakeServiceServicer_to_server,
-            )
+                JOURNEY_SERVICE_NAME,
+                JourneyServicer(journeys, intake_servicer),
+                add_JourneyServiceServicer_to_server,
+            ),
         ],
         activities=[activities.record_escalation, activities.record_transfer_rung],
         outbox=outbox,
