@@ -9,8 +9,10 @@ Every gRPC call carries a bearer token, the first of:
    tokens signed with the stack's own issuer key ($MASAR_DATA_DIR/token-
    issuer.json, the file `masar up` creates, or MASAR_TOKEN_SIGNING_KEY) for
    the role the command stands for — an intake officer for `case open`, a
-   coordinator of each region for `seed`, the staff of the referral's own
-   provider for `referral ...`, a network administrator for `org ...`.
+   coordinator of each region for `providers`, the staff of the organisation
+   a referral is addressed to for `referral ...`, a network administrator
+   for `org ...`. `masar seed` always uses it (`local_token`): it bootstraps
+   the network.
 The CLI never creates a key: a data dir that holds no running stack's keys
 is one line saying so (`NoLocalStack`), and how to sign in instead.
 

@@ -1,6 +1,11 @@
-"""`masar demo`: seed, then walk one journey end to end through the real APIs —
-intake registers, shelter accepts and checks her in, legal aid accepts and
-meets her, employment enrols her — and print the journey's timeline."""
+"""`masar demo`: seed the reference data, then walk one journey end to end
+through the real APIs — intake registers, shelter accepts and checks her in,
+legal aid accepts and meets her, employment enrols her — and print the
+journey's timeline.
+
+The demo acts through the local stack's roles and creates no accounts (the
+sample organisations that run the providers, yes): `masar seed` creates
+them, and prints their first passwords (shown once)."""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from typing import Any
 from masar import contract as c
 from masar.cli import cases, intake, staff
 from masar.cli.output import CliError, Output
-from masar.cli.seed import seed
+from masar.cli.seed import seed_reference_data
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -60,7 +65,7 @@ def _referral(sector: c.Sector, state: c.ReferralStatus) -> Callable[[c.JourneyS
 async def run_demo(args: argparse.Namespace, out: Output) -> int:
     say = out.note
     say("seeding reference data ...")
-    await seed()
+    await seed_reference_data()
     quiet = _Quiet()
     open_args = argparse.Namespace(
         region=args.region,

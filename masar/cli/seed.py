@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from masar.cli import connect
-from masar.cli.seed_network import seed_network
+from masar.cli.seed_network import Organisations, seed_accounts, seed_organisations
 from masar.contract import ServiceName
 from masar.platform.identity import Role
 from masar.v1 import (
@@ -77,6 +77,14 @@ LEGAL: dict[str, list[tuple[str, Any, list[str], list[Any]]]] = {
     for region in REGIONS
 }
 
+# Which sample organisation (masar.cli.seed_network) each kind of legal provider is.
+LEGAL_ORGANISATIONS: dict[Any, str] = {
+    legal_pb2.LEGAL_PROVIDER_KIND_COURT_CARE_CELL: "court",
+    legal_pb2.LEGAL_PROVIDER_KIND_LEGAL_AID_ASSOCIATION: "legal",
+    # The partner lawyer works with the women's rights association.
+    legal_pb2.LEGAL_PROVIDER_KIND_LAWYER: "association-2",
+}
+
 PROGRAMMES: list[tuple[str, Any, int]] = [
     ("Pâtisserie et confiserie", employment_pb2.PROGRAMME_KIND_CONFECTIONERY, 12),
     ("Couture", employment_pb2.PROGRAMME_KIND_SEWING, 15),
@@ -89,12 +97,18 @@ PROGRAMMES: list[tuple[str, Any, int]] = [
 async def seed() -> dict[str, Any]:
     """What was seeded: the network's organisations and accounts (with the
     first passwords of those created now), and the reference data counts."""
-    network = await seed_network()
-    counts = await seed_reference_data()
-    return {**network, **counts}
+    organisations = await seed_organisations()
+    accounts = await seed_accounts(organisations)
+    counts = await seed_reference_data(organisations)
+    return {"organisations": len(organisations), "accounts": accounts, **counts}
 
 
-async def seed_reference_data() -> dict[str, int]:
+async def seed_reference_data(organisations: Organisations | None = None) -> dict[str, int]:
+    """Shelters, legal aid providers and programmes, each run by an
+    organisation of the sample network (whose organisations are seeded
+    first when not given; its accounts only by `seed`)."""
+    found = organisations if organisations is not None else await seed_organisations()
+    orgs = {key: org.organisation_id for key, org in found.items()}
     counts = {"shelters": 0, "legal_providers": 0, "programmes": 0}
     start = (datetime.now(UTC) + timedelta(days=14)).replace(
         hour=9, minute=0, second=0, microsecond=0
@@ -111,6 +125,8 @@ async def seed_reference_data() -> dict[str, int]:
                     accepts_children=children,
                     accessibility=access,
                     address=f"adresse confidentielle {i + 1}, {region}",
+                    # The first run by the shelter operator, the others by the centre.
+                    organisation_id=orgs[(region, "shelter" if i == 0 else "centre")],
                     idempotency_key=f"seed-shelter-{region}-{i}",
                 )
                 await connect.rpc("shelter", _bind(shelter.CreateShelter, request))
@@ -125,6 +141,7 @@ async def seed_reference_data() -> dict[str, int]:
                     region=region,
                     languages=languages,
                     matters=matters,
+                    organisation_id=orgs[(region, LEGAL_ORGANISATIONS[kind])],
                     idempotency_key=f"seed-legal-{region}-{i}",
                 )
                 await connect.rpc("legal", _bind(legal.CreateProvider, legal_request))
@@ -139,6 +156,7 @@ async def seed_reference_data() -> dict[str, int]:
                     region=region,
                     seats=seats,
                     languages=["ar", "ary", "fr"],
+                    organisation_id=orgs[(region, "training")],
                     idempotency_key=f"seed-programme-{region}-{i}",
                 )
                 programme.start_date.FromDatetime(start)

@@ -1,8 +1,9 @@
 """The sample referral network `masar seed` creates through the network
-service: in three regions, associations, a multifunctional centre, a shelter
+service: in each region of the sample data, associations, a multifunctional centre, a shelter
 operator, legal aid and training organisations, and the hospital, court,
-police (DGSN) and gendarmerie care units; and one account per role (a
-coordinator per region), each with its first password — and, for the roles
+police (DGSN) and gendarmerie care units — the organisations that run the
+sample shelters, legal aid providers and programmes; and one account per
+role (a coordinator per region), each with its first password — and, for the roles
 that sign in with a second factor, its authenticator enrolment URI — so a
 newcomer can sign in at once.
 
@@ -50,7 +51,9 @@ K = pb.OrganisationKind
 NETWORK_REGIONS = {
     "fes-meknes": "Fès",
     "casablanca-settat": "Casablanca",
+    "rabat-sale-kenitra": "Rabat",
     "marrakech-safi": "Marrakech",
+    "oriental": "Oujda",
 }
 
 
@@ -168,6 +171,16 @@ ACCOUNTS: list[AccountSeed] = [
         "centre",
     ),
     AccountSeed(
+        "coord.rabat-sale-kenitra",
+        "Ghizlane Sefrioui",
+        pb.ACCOUNT_ROLE_COORDINATOR,
+        "rabat-sale-kenitra",
+        "centre",
+    ),
+    AccountSeed(
+        "coord.oriental", "Karima Ziani", pb.ACCOUNT_ROLE_COORDINATOR, "oriental", "centre"
+    ),
+    AccountSeed(
         "coord.marrakech-safi",
         "Fatima Zahra Ouali",
         pb.ACCOUNT_ROLE_COORDINATOR,
@@ -208,10 +221,14 @@ def _stub(chan: grpc.aio.Channel) -> network_pb2_grpc.NetworkServiceStub:
     return network_pb2_grpc.NetworkServiceStub(chan)
 
 
-async def seed_network() -> dict[str, Any]:
-    """Organisations and accounts; returns what a person needs to sign in."""
+# (region, OrgSeed slug) -> the organisation
+Organisations = dict[tuple[str, str], pb.Organisation]
+
+
+async def seed_organisations() -> Organisations:
+    """The sample organisations of every region, as a network administrator."""
     admin = connect.Identity(Role.NETWORK_ADMIN)
-    orgs: dict[tuple[str, str], pb.Organisation] = {}
+    orgs: Organisations = {}
     async with connect.channel("network", admin, source=connect.local_token(admin)) as chan:
         stub = _stub(chan)
         for region, city in NETWORK_REGIONS.items():
@@ -226,8 +243,12 @@ async def seed_network() -> dict[str, Any]:
                 )
                 reply = await connect.rpc("network", _bind(stub.CreateOrganisation, request))
                 orgs[(region, org.slug)] = reply.organisation
-    accounts = [await _seed_account(spec, orgs[(spec.region, spec.org)]) for spec in ACCOUNTS]
-    return {"organisations": len(orgs), "accounts": accounts}
+    return orgs
+
+
+async def seed_accounts(orgs: Organisations) -> list[dict[str, Any]]:
+    """One account per role; what a person needs to sign in, one document each."""
+    return [await _seed_account(spec, orgs[(spec.region, spec.org)]) for spec in ACCOUNTS]
 
 
 async def _seed_account(spec: AccountSeed, org: pb.Organisation) -> dict[str, Any]:

@@ -2,12 +2,12 @@
 
 The referral id says which sector it belongs to (shr-, leg-, emp-), so the CLI
 calls that sector's gRPC API as the sector's staff would. On the local stack,
-unless the person signed in, it acts as the staff of the referral's own
-provider: it first looks the referral up as the sector's service identity
-(GetReferral, no personal data) to learn its provider, then acts with a
-staff token naming that provider.
+unless the person signed in, it acts as the staff of the organisation the
+referral is addressed to (the one its provider belongs to): it first looks
+the referral up as the sector's service identity (GetReferral, no personal
+data) to learn that organisation, then acts with a staff token naming it.
 Signed in (`masar login`) or with MASAR_TOKEN it presents the person's own
-token, which must be of that provider's staff.
+token, which must be of that organisation's staff.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def _referral_of(reply: Any) -> common_pb2.Referral:
 
 @contextlib.asynccontextmanager
 async def staff_channel(sector: c.Sector, referral_id: str) -> AsyncIterator[grpc.aio.Channel]:
-    """A channel acting as the staff of the provider the referral is addressed to."""
+    """A channel acting as the staff of the organisation the referral is addressed to."""
     service = SERVICE[sector]
     identity = connect.Identity(Role(f"service:{service}"))
     own = connect.own_token()
@@ -120,7 +120,7 @@ async def staff_channel(sector: c.Sector, referral_id: str) -> AsyncIterator[grp
                 service,
                 lambda: stub.GetReferral(common_pb2.GetReferralRequest(referral_id=referral_id)),
             )
-        identity = connect.Identity(STAFF_ROLES[sector], org=found.referral.provider_id)
+        identity = connect.Identity(STAFF_ROLES[sector], org=found.referral.organisation_id)
     async with connect.channel(service, identity, source=own) as chan:
         yield chan
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -159,9 +160,17 @@ async def live_stack(
         temporal.stop()
 
 
+def region_organisation(region: str) -> str:
+    """The organisation of the network that runs a region's test providers (an
+    opaque id; the sectors do not ask the network service about it)."""
+    return "org-" + hashlib.sha256(region.encode()).hexdigest()[:12]
+
+
 async def seed_region(stack: LiveStack, region: str, *, shelters: int = 2) -> dict[str, list[str]]:
-    """Reference data for one region: shelters, legal providers, a programme."""
+    """Reference data for one region: shelters, legal providers, a programme,
+    all run by `region_organisation(region)`."""
     ids: dict[str, list[str]] = {"shelter": [], "legal": [], "employment": []}
+    organisation = region_organisation(region)
     for i in range(shelters):
         reply = await stack.shelter.CreateShelter(
             shelter_pb2.CreateShelterRequest(
@@ -170,6 +179,7 @@ async def seed_region(stack: LiveStack, region: str, *, shelters: int = 2) -> di
                 capacity=6,
                 accepts_children=True,
                 address=f"confidential address {i}",
+                organisation_id=organisation,
                 idempotency_key=f"seed-shelter-{region}-{i}",
             )
         )
@@ -185,6 +195,7 @@ async def seed_region(stack: LiveStack, region: str, *, shelters: int = 2) -> di
                     legal_pb2.LEGAL_MATTER_PROTECTION_ORDER,
                     legal_pb2.LEGAL_MATTER_CRIMINAL_COMPLAINT,
                 ],
+                organisation_id=organisation,
                 idempotency_key=f"seed-legal-{region}-{i}",
             )
         )
@@ -195,6 +206,7 @@ async def seed_region(stack: LiveStack, region: str, *, shelters: int = 2) -> di
         region=region,
         seats=10,
         languages=["ar", "ary", "fr"],
+        organisation_id=organisation,
         idempotency_key=f"seed-programme-{region}",
     )
     programme.start_date.GetCurrentTime()

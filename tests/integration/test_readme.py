@@ -2,7 +2,13 @@
 stack (`masar up` on free ports): read from the README's code blocks, in
 order, with the ids of the README's example run replaced by the ones this
 run produced — the case opened by `case open`, the referrals `case show`
-lists, the provider `providers` lists — and each must exit 0."""
+lists, the provider `providers` lists, the organisation and account `org
+create` and `account create` made — and each must exit 0.
+
+`masar login` and `masar password change` get what a person would type, on
+standard input (`--password-stdin`): the first password `masar seed` printed,
+then her own, and the current code of her authenticator app (from the
+enrolment URI the seed printed) for the roles that need one."""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
 
 from tests.processes import ROOT, Up, stack_env
@@ -34,6 +41,13 @@ SECTOR_OF_PREFIX = {
     "lgp": "legal",
     "prg": "employment",
 }
+ORG_ID = re.compile(r"org-[0-9a-f]{12}")
+ACCOUNT_ID = re.compile(r"acc-[0-9a-f]{12}")
+# `masar seed`'s account rows and enrolment URIs (masar/cli/seed_network.py).
+SEED_ROW = re.compile(r"^\s+(\S+)\s+\S+\s+acc-[0-9a-f]{12}\s+org-[0-9a-f]{12}\s+\S+\s+(\S+)$")
+SEED_TOTP = re.compile(r"^\s+(\S+): (otpauth://\S+)$")
+NEW_PASSWORD = "a README reader's own passphrase"
+TOTP_STEP = 30
 FENCE = re.compile(r"^\s*```")
 
 
@@ -92,6 +106,54 @@ class Run:
     ran: list[str] = field(default_factory=list)
     # The real ids of the command being resolved.
     ids: list[str] = field(default_factory=list)
+    orgs: list[str] = field(default_factory=list)
+    accounts: list[str] = field(default_factory=list)
+    # username -> her current password; -> her TOTP secret; -> the last step used
+    passwords: dict[str, str] = field(default_factory=dict)
+    totp: dict[str, str] = field(default_factory=dict)
+    last_step: dict[str, int] = field(default_factory=dict)
+
+    def code(self, username: str) -> str:
+        """Her app's current code, never one already used (a code works once)."""
+        step = int(time.time() // TOTP_STEP)
+        last = self.last_step.get(username, -1)
+        if step <= last:
+            time.sleep((last + 1) * TOTP_STEP - time.time() + 0.2)
+            step = last + 1
+        self.last_step[username] = step
+        return str(pyotp.TOTP(self.totp[username]).at(step * TOTP_STEP))
+
+    def typed(self, args: list[str]) -> tuple[list[str], str]:
+        """`login` and `password change` with what she types, on stdin."""
+        if args[0] != "login" and args[:2] != ["password", "change"]:
+            return args, ""
+        username = args[args.index("--username") + 1]
+        assert username in self.passwords, f"no password printed for {username}"
+        lines = [self.passwords[username]]
+        if args[0] == "password":
+            lines.append(NEW_PASSWORD)
+        if username in self.totp:
+            lines.append(self.code(username))
+        return [*args, "--password-stdin"], "\n".join(lines) + "\n"
+
+    def learn(self, args: list[str], stdout: str) -> None:
+        """What a person reads in the output: ids, first passwords, URIs."""
+        if args[0] == "seed":
+            for line in stdout.splitlines():
+                if (row := SEED_ROW.match(line)) and not row.group(2).startswith("unchanged"):
+                    self.passwords.setdefault(row.group(1), row.group(2))
+                if enrolment := SEED_TOTP.match(line):
+                    self.totp[enrolment.group(1)] = pyotp.parse_uri(enrolment.group(2)).secret
+        if args[:2] == ["password", "change"]:
+            self.passwords[args[args.index("--username") + 1]] = NEW_PASSWORD
+        if args[:2] == ["org", "create"]:
+            created = re.search(r"organisation (org-[0-9a-f]{12}) registered", stdout)
+            assert created, stdout
+            self.orgs.append(created.group(1))
+        if args[:2] == ["account", "create"]:
+            made = re.search(r"account (acc-[0-9a-f]{12}) created", stdout)
+            assert made, stdout
+            self.accounts.append(made.group(1))
 
     def masar(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -157,6 +219,12 @@ class Run:
             real = self.referral(token)
         elif PROVIDER_ID.fullmatch(token):
             real = self.provider(token)
+        elif ORG_ID.fullmatch(token):
+            assert self.orgs, f"the README uses {token} before `masar org create`"
+            real = self.orgs[-1]
+        elif ACCOUNT_ID.fullmatch(token):
+            assert self.accounts, f"the README uses {token} before `masar account create`"
+            real = self.accounts[-1]
         else:
             return token
         self.bound[token] = real
@@ -167,12 +235,16 @@ class Run:
         self.ids = []
         args = [self.resolve(a) for a in argv[1:]]
         shown = " ".join(argv)
-        result = self.masar(*args)
+        args, stdin = self.typed(args)
+        result = subprocess.run(
+            [MASAR, *args], env=self.env, capture_output=True, text=True, timeout=180, input=stdin
+        )
         assert result.returncode == 0, (
             f"README: `{shown}` ran as `masar {' '.join(args)}` and failed "
             f"({result.returncode}):\n{result.stderr}"
         )
         self.ran.append(shown)
+        self.learn(args, result.stdout)
         if args[:2] == ["case", "open"]:
             opened = re.search(r"case ([0-9a-f]{16}) registered", result.stdout)
             assert opened, result.stdout
@@ -195,6 +267,11 @@ def test_the_readme_commands_run_as_written(tmp_path: Path, up_runner: list[Up])
         "masar case reassign",
         "masar referral decide",
         "masar case closure",
+        "masar password change",
+        "masar login --username",
+        "masar org create",
+        "masar account create",
+        "masar policy show",
     }
 
     env = stack_env(tmp_path / "data")
@@ -207,8 +284,12 @@ def test_the_readme_commands_run_as_written(tmp_path: Path, up_runner: list[Up])
         run.run(argv)
     assert len(run.ran) == len(runnable)
     # The reassignment went to the provider `masar providers` listed.
-    reassigned = run.json("case", "show", run.case())
+    # (the walk-through's journey: the first case the README opens)
+    reassigned = run.json("case", "show", run.opened[0])
     legal = [r for r in reassigned["referrals"] if r["sector"] == "legal"]
     chosen = [run.bound[t] for t in run.bound if PROVIDER_ID.fullmatch(t)]
     assert chosen and any(r["provider_id"] == chosen[0] for r in legal), legal
     assert reassigned["stage"] == "CLOSED"
+    # The README signed people in and out: the last `logout` ended the session.
+    assert run.passwords["intake.fes"] == NEW_PASSWORD
+    assert run.json("whoami")["acts_as"] == "local_stack"
