@@ -14,9 +14,10 @@ the tokens made here.
 - `rightful_channel(address)` — the channel the harness and the live stack
   give tests that are about behaviour, not access: each call carries the
   token of whoever may legitimately make it (the sector's service identity
-  for journey-facing RPCs, the staff of the referral's own provider for staff
-  actions — looked up as the service identity does —, a coordinator of the
-  request's region for reference data, an intake officer for intake). Access
+  for journey-facing RPCs, the staff of the organisation the referral is
+  addressed to for staff actions — looked up as the service identity does —,
+  a coordinator of the request's region for reference data and listings, an
+  intake officer for intake). Access
   itself is tested with explicit tokens (tests/services/test_access_walk.py).
 
 Other engineers' tests (faults, bench) use these too.
@@ -137,7 +138,7 @@ AS_COORDINATOR = frozenset(
         "RevokeEmergencyGrant",
     }
 )
-UNKNOWN_PROVIDER = "unknown-provider"
+UNKNOWN_ORGANISATION = "unknown-organisation"
 
 
 def _method_name(method: Any) -> str:
@@ -153,15 +154,15 @@ class _RightfulCaller(grpc.aio.UnaryUnaryClientInterceptor):
     def __init__(self, address: str) -> None:
         self._address = address
         self._lookup: grpc.aio.Channel | None = None
-        self._providers: dict[str, str] = {}
+        self._organisations: dict[str, str] = {}
 
     async def close(self) -> None:
         if self._lookup is not None:
             await self._lookup.close()
 
-    async def _provider_of(self, service: str, full_service: str, referral_id: str) -> str:
-        if referral_id in self._providers:
-            return self._providers[referral_id]
+    async def _organisation_of(self, service: str, full_service: str, referral_id: str) -> str:
+        if referral_id in self._organisations:
+            return self._organisations[referral_id]
         if self._lookup is None:
             self._lookup = authed_channel(self._address, f"service:{service}")
         get = self._lookup.unary_unary(
@@ -172,10 +173,10 @@ class _RightfulCaller(grpc.aio.UnaryUnaryClientInterceptor):
         try:
             reply = await get(common_pb2.GetReferralRequest(referral_id=referral_id))
         except grpc.aio.AioRpcError:
-            return UNKNOWN_PROVIDER  # the call itself will say what is wrong
-        provider = str(reply.referral.provider_id)
-        self._providers[referral_id] = provider
-        return provider
+            return UNKNOWN_ORGANISATION  # the call itself will say what is wrong
+        organisation = str(reply.referral.organisation_id) or UNKNOWN_ORGANISATION
+        self._organisations[referral_id] = organisation
+        return organisation
 
     async def token_for_call(self, method: str, request: Any) -> str | None:
         full_service, _, name = method.lstrip("/").rpartition("/")
@@ -192,16 +193,16 @@ class _RightfulCaller(grpc.aio.UnaryUnaryClientInterceptor):
         if service == "intake":
             return token_for(Role.INTAKE_OFFICER)
         if name == "ListReferrals":
-            if request.provider_id:
-                return token_for(STAFF[service], org=request.provider_id)
+            if request.organisation_id:
+                return token_for(STAFF[service], org=request.organisation_id)
             return token_for(Role.COORDINATOR, region=_region_of(request))
         referral_id = getattr(request, "referral_id", "")
-        provider = (
-            await self._provider_of(service, full_service, referral_id)
+        organisation = (
+            await self._organisation_of(service, full_service, referral_id)
             if referral_id
-            else UNKNOWN_PROVIDER
+            else UNKNOWN_ORGANISATION
         )
-        return token_for(STAFF[service], org=provider)
+        return token_for(STAFF[service], org=organisation)
 
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         pairs = list(details.metadata or ())

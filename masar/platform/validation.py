@@ -12,6 +12,9 @@ _CASE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 _PROVIDER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# An organisation of the network, as a token's `org` claim names it: an opaque
+# id, never free text.
+_ORGANISATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$")
 
 
 def require_idempotency_key(value: str, field: str = "idempotency_key") -> str:
@@ -33,6 +36,14 @@ def require_case_id(value: str, field: str = "case_id") -> str:
 def check_provider_id(value: str, field: str = "provider_id") -> str:
     if not _PROVIDER_ID.match(value):
         raise InvalidArgument(field, "is not a provider id")
+    return value
+
+
+def require_organisation_id(value: str, field: str = "organisation_id") -> str:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if not _ORGANISATION_ID.fullmatch(value):
+        raise InvalidArgument(field, "is not an organisation id")
     return value
 
 

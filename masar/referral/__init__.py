@@ -34,9 +34,9 @@ Every sector folder has the same files: ``domain``, ``models``,
    same module): the tables every sector has come from one place.
 
 2. ``repository.py`` — the provider table's queries on ``ProviderRows``
-   (``row``, ``lock``, ``exists``, ``check_known``) and a ``SectorHooks``
-   subclass: choose a provider
-   (``choose_provider``), vet a provider a coordinator named
+   (``row``, ``lock``, ``exists``, ``check_known``, ``organisation_of``) and
+   a ``SectorHooks`` subclass: choose a provider (``choose_provider``), name
+   its organisation (``provider_organisation``), vet a provider a coordinator named
    (``check_provider``: ``NoEligibleProvider("provider_id: ...")`` saying
    whether it is unknown or why it cannot take the referral), store the needs
    on a new referral (``store_needs``), hold and release capacity when a
@@ -113,8 +113,23 @@ coordinators (GetReferral, ListReferrals) and its service identity (its
 activities, on behalf of the journey: GetReferral, RemindProvider,
 CloseReferral, PurgeCase). Per referral, ``SectorHandshake.authorise`` lets
 the sector's staff act on the referrals addressed to their own organisation
-(token ``org`` == the referral's ``provider_id``) and a coordinator on those
-of her own region; ``list_visible`` narrows listings the same way.
+(token ``org`` == the referral's ``organisation_id``) and a coordinator on
+those of her own region; ``list_visible`` narrows listings the same way.
+
+Providers belong to organisations
+---------------------------------
+Every provider (shelter, legal aid provider, programme) names the
+organisation of the network it belongs to (``organisation_id``, required
+when it is registered: an opaque id the coordinator gives; the sectors never
+call the network service). A new referral copies its provider's
+organisation (``SectorHooks.provider_organisation``, answered by
+``ProviderRows.organisation_of``), so "the staff of the provider's
+organisation" are the people whose token names that organisation, and an
+organisation running several shelters sees the referrals of all of them.
+Providers registered before this (each sector's migration 0003) name none:
+their referrals are seen by coordinators and by no staff (deny by default)
+until an operator assigns the provider an organisation (the migration says
+how).
 
 A referral request must carry intake's consent proof (``masar.referral.consent``):
 ``SectorHandshake.create`` refuses it otherwise.
@@ -143,12 +158,13 @@ from masar.referral._domain import (
 )
 from masar.referral._endpoints import ReferralEndpoints
 from masar.referral._handshake import SectorHandshake
-from masar.referral._models import ReferralColumns, handshake_tables
+from masar.referral._models import ORGANISATION_ID_LENGTH, ReferralColumns, handshake_tables
 from masar.referral._repository import ProviderRows, SectorHooks, erase
 from masar.referral._roles import STAFF_ROLES
 
 __all__ = [
     "OPEN_STATUSES",
+    "ORGANISATION_ID_LENGTH",
     "STAFF_ROLES",
     "ConsentSource",
     "NeedCodes",

@@ -58,6 +58,8 @@ class ReferralRecord:
     decided_at: datetime | None = None
     decline_reason: DeclineReason | None = None
     reminders: int = 0
+    # The organisation whose staff act on it; None when its provider named none.
+    organisation_id: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +88,7 @@ class StaffDecision:
 @dataclass(frozen=True, kw_only=True)
 class ReferralFilter:
     provider_id: str | None = None
+    organisation_id: str | None = None
     status: ReferralStatus | None = None
     case_id: str | None = None
     region: str | None = None

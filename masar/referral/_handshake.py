@@ -126,7 +126,7 @@ class SectorHandshake(Generic[M, N]):
         caller = current_caller()
         record = await self.get(referral_id)
         check_referral_scope(
-            caller, self.sector, provider_id=record.provider_id, region=record.region
+            caller, self.sector, organisation_id=record.organisation_id, region=record.region
         )
         return record
 

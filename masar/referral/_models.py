@@ -15,6 +15,9 @@ from masar.platform.audit import AuditTables, audit_tables
 from masar.platform.idempotency import MAX_KEY_LENGTH, idempotency_table
 from masar.platform.outbox import outbox_table
 
+# The longest organisation id (masar.platform.validation.require_organisation_id).
+ORGANISATION_ID_LENGTH = 128
+
 
 class ReferralColumns:
     """Columns every sector's referral table has. Mix into the sector's model::
@@ -26,6 +29,11 @@ class ReferralColumns:
     referral_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     case_id: Mapped[str] = mapped_column(String(64), index=True)
     provider_id: Mapped[str] = mapped_column(String(64), index=True)
+    # The provider's organisation when the referral was made (None: a
+    # provider that named none; only coordinators see the referral).
+    organisation_id: Mapped[str | None] = mapped_column(
+        String(ORGANISATION_ID_LENGTH), index=True, nullable=True
+    )
     status: Mapped[str] = mapped_column(String(16), index=True)
     risk: Mapped[str] = mapped_column(String(16))
     region: Mapped[str] = mapped_column(String(64), index=True)

@@ -66,6 +66,19 @@ class ProviderRows(Generic[R]):
             raise NotFound(f"{self.noun} not found")
         return row
 
+    def organisation_of(self, session: Session, provider_id: str) -> str | None:
+        """For `SectorHooks.provider_organisation`: the `organisation_id`
+        column of the provider's row (NotFound for an unknown provider)."""
+        mapper = sa_inspect(self.model)
+        assert mapper is not None
+        found = session.execute(
+            select(mapper.columns["organisation_id"]).where(self._id == provider_id)
+        ).one_or_none()
+        if found is None:
+            raise NotFound(f"{self.noun} not found")
+        organisation: str | None = found[0]
+        return organisation or None
+
     def exists(self, session: Session, provider_id: str) -> bool:
         return self.find(session, provider_id) is not None
 
@@ -101,6 +114,13 @@ class SectorHooks(Generic[M, N]):
         """A coordinator named `provider_id`: raise NoEligibleProvider, its
         message naming `provider_id` and saying why, if the provider does not
         exist or cannot take the referral."""
+
+    def provider_organisation(self, session: Session, provider_id: str) -> str | None:
+        """The organisation of the network `provider_id` belongs to (None: a
+        provider registered before providers named one). The referral keeps
+        it: its staff act on the referral. `ProviderRows.organisation_of`
+        answers it from the provider's row."""
+        raise NotImplementedError("a sector names its providers' organisations")
 
     def store_needs(self, session: Session, referral: M, draft: ReferralDraft[N]) -> None:
         """Copy what the sector needs from `draft.needs` onto the new referral."""
@@ -162,6 +182,7 @@ class ReferralRepository(Generic[M, N]):
         referral.referral_id = contract.new_referral_id(self.sector)
         referral.case_id = draft.case_id
         referral.provider_id = provider_id
+        referral.organisation_id = self.hooks.provider_organisation(session, provider_id)
         referral.status = ReferralStatus.PENDING.value
         referral.risk = draft.risk.value
         referral.region = draft.region
@@ -190,6 +211,8 @@ class ReferralRepository(Generic[M, N]):
         query = select(model)
         if filters.provider_id:
             query = query.where(model.provider_id == filters.provider_id)
+        if filters.organisation_id:
+            query = query.where(model.organisation_id == filters.organisation_id)
         if filters.status is not None:
             query = query.where(model.status == filters.status.value)
         if filters.case_id:
@@ -233,6 +256,7 @@ class ReferralRepository(Generic[M, N]):
             if referral.decline_reason
             else None,
             reminders=referral.reminders or 0,
+            organisation_id=referral.organisation_id or None,
         )
 
     def snapshot(self, referral: M) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from masar.platform.validation import (
     check_provider_id,
     require_case_id,
     require_idempotency_key,
+    require_organisation_id,
     require_region,
 )
 from masar.referral._domain import (
@@ -151,6 +152,7 @@ def referral_to_pb(record: ReferralRecord) -> common_pb2.Referral:
         region=record.region,
         decline_reason=decline_reason_to_pb(record.decline_reason),
         reminders=record.reminders,
+        organisation_id=record.organisation_id or "",
         created_at=timestamp_pb(record.created_at),
         updated_at=timestamp_pb(record.updated_at),
     )
@@ -177,6 +179,7 @@ def referral_from_pb(message: common_pb2.Referral) -> ReferralRecord:
         else None,
         decline_reason=decline_reason_from_pb(message.decline_reason),
         reminders=message.reminders,
+        organisation_id=message.organisation_id or None,
     )
 
 
@@ -273,6 +276,9 @@ def filter_from_pb(request: common_pb2.ListReferralsRequest) -> ReferralFilter:
     page_size = page_size_from_pb(request.page_size)
     filters = ReferralFilter(
         provider_id=check_provider_id(request.provider_id) if request.provider_id else None,
+        organisation_id=require_organisation_id(request.organisation_id)
+        if request.organisation_id
+        else None,
         region=require_region(request.region) if request.region else None,
         status=status_from_pb(request.status),
         case_id=require_case_id(request.case_id) if request.case_id else None,

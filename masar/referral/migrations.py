@@ -11,6 +11,10 @@ every sector come from one place:
       upgrade = upgrade_audit_log
       downgrade = downgrade_audit_log
 
+- revision 0003, providers belong to organisations, calls
+  `add_organisations(op, "<the provider table>")` (and
+  `drop_organisations` in `downgrade()`).
+
 Written out as first migrated, on purpose: a revision must create the same
 schema forever, even after the models move on (a later change is a new
 revision)."""
@@ -64,6 +68,31 @@ def drop_referrals_table(op: Any) -> None:
     for name, _ in reversed(_REFERRAL_INDEXES):
         op.drop_index(op.f(name), table_name="referrals")
     op.drop_table("referrals")
+
+
+def add_organisations(op: Any, provider_table: str) -> None:
+    """For a sector's revision 0003: an `organisation_id` on its providers
+    (the organisation of the network each belongs to) and on its referrals
+    (copied from the provider when the referral is made: its staff act on
+    it). Nullable and left NULL on existing rows: a provider registered
+    before has no organisation, and its referrals are seen by coordinators
+    and by no staff until an operator assigns it one, e.g. on shelter::
+
+        UPDATE shelters SET organisation_id = 'org-...' WHERE shelter_id = 'shl-...';
+        UPDATE referrals SET organisation_id = 'org-...' WHERE provider_id = 'shl-...';
+    """
+    for table in (provider_table, "referrals"):
+        op.add_column(table, sa.Column("organisation_id", sa.String(length=128), nullable=True))
+        op.create_index(
+            op.f(f"ix_{table}_organisation_id"), table, ["organisation_id"], unique=False
+        )
+
+
+def drop_organisations(op: Any, provider_table: str) -> None:
+    """For a sector's revision 0003 (`downgrade()`)."""
+    for table in ("referrals", provider_table):
+        op.drop_index(op.f(f"ix_{table}_organisation_id"), table_name=table)
+        op.drop_column(table, "organisation_id")
 
 
 def upgrade_audit_log() -> None:

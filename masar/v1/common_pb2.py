@@ -25,49 +25,49 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15masar/v1/common.proto\x12\x08masar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x03\n\x08Referral\x12\x13\n\x0breferral_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x02 \x01(\t\x12 \n\x06sector\x18\x03 \x01(\x0e\x32\x10.masar.v1.Sector\x12\x13\n\x0bprovider_id\x18\x04 \x01(\t\x12(\n\x06status\x18\x05 \x01(\x0e\x32\x18.masar.v1.ReferralStatus\x12!\n\x04risk\x18\x06 \x01(\x0e\x32\x13.masar.v1.RiskLevel\x12\x0e\n\x06region\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndecided_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0e\x64\x65\x63line_reason\x18\n \x01(\x0e\x32\x17.masar.v1.DeclineReason\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\treminders\x18\x0c \x01(\x05\"\x9c\x01\n\x15\x44\x65\x63ideReferralRequest\x12\x13\n\x0breferral_id\x18\x01 \x01(\t\x12$\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x12.masar.v1.Decision\x12/\n\x0e\x64\x65\x63line_reason\x18\x03 \x01(\x0e\x32\x17.masar.v1.DeclineReason\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"i\n\x16\x44\x65\x63ideReferralResponse\x12$\n\x08referral\x18\x01 \x01(\x0b\x32\x12.masar.v1.Referral\x12)\n\x08\x64\x65livery\x18\x02 \x01(\x0e\x32\x17.masar.v1.DeliveryState\")\n\x12GetReferralRequest\x12\x13\n\x0breferral_id\x18\x01 \x01(\t\";\n\x13GetReferralResponse\x12$\n\x08referral\x18\x01 \x01(\x0b\x32\x12.masar.v1.Referral\"\x9d\x01\n\x14ListReferralsRequest\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.masar.v1.ReferralStatus\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"W\n\x15ListReferralsResponse\x12%\n\treferrals\x18\x01 \x03(\x0b\x32\x12.masar.v1.Referral\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x15RemindProviderRequest\x12\x13\n\x0breferral_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\">\n\x16RemindProviderResponse\x12$\n\x08referral\x18\x01 \x01(\x0b\x32\x12.masar.v1.Referral\"n\n\x14\x43loseReferralRequest\x12\x13\n\x0breferral_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.masar.v1.ReferralStatus\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"=\n\x15\x43loseReferralResponse\x12$\n\x08referral\x18\x01 \x01(\x0b\x32\x12.masar.v1.Referral\"<\n\x10PurgeCaseRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"H\n\x11PurgeCaseResponse\x12\x1b\n\x13referrals_withdrawn\x18\x01 \x01(\x05\x12\x16\n\x0erecords_purged\x18\x02 \x01(\x05*q\n\x06Sector\x12\x16\n\x12SECTOR_UNSPECIFIED\x10\x00\x12\x12\n\x0eSECTOR_SHELTER\x10\x01\x12\x10\n\x0cSECTOR_LEGAL\x10\x02\x12\x15\n\x11SECTOR_EMPLOYMENT\x10\x03\x12\x12\n\x0eSECTOR_MEDICAL\x10\x04*\x80\x01\n\tRiskLevel\x12\x1a\n\x16RISK_LEVEL_UNSPECIFIED\x10\x00\x12\x12\n\x0eRISK_LEVEL_LOW\x10\x01\x12\x15\n\x11RISK_LEVEL_MEDIUM\x10\x02\x12\x13\n\x0fRISK_LEVEL_HIGH\x10\x03\x12\x17\n\x13RISK_LEVEL_CRITICAL\x10\x04*\xa3\x02\n\x0eReferralStatus\x12\x1f\n\x1bREFERRAL_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17REFERRAL_STATUS_PENDING\x10\x01\x12\x1c\n\x18REFERRAL_STATUS_ACCEPTED\x10\x02\x12\x1c\n\x18REFERRAL_STATUS_DECLINED\x10\x03\x12\x1e\n\x1aREFERRAL_STATUS_IN_SERVICE\x10\x04\x12\x1d\n\x19REFERRAL_STATUS_COMPLETED\x10\x05\x12\x1c\n\x18REFERRAL_STATUS_REROUTED\x10\x06\x12\x1b\n\x17REFERRAL_STATUS_EXPIRED\x10\x07\x12\x1d\n\x19REFERRAL_STATUS_WITHDRAWN\x10\x08*O\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44\x45\x43ISION_ACCEPT\x10\x01\x12\x14\n\x10\x44\x45\x43ISION_DECLINE\x10\x02*\xb5\x02\n\rDeclineReason\x12\x1e\n\x1a\x44\x45\x43LINE_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x44\x45\x43LINE_REASON_NO_CAPACITY\x10\x01\x12\x1f\n\x1b\x44\x45\x43LINE_REASON_NOT_ELIGIBLE\x10\x02\x12\x1e\n\x1a\x44\x45\x43LINE_REASON_OUT_OF_AREA\x10\x03\x12\x1b\n\x17\x44\x45\x43LINE_REASON_LANGUAGE\x10\x04\x12\'\n#DECLINE_REASON_CONFLICT_OF_INTEREST\x10\x05\x12!\n\x1d\x44\x45\x43LINE_REASON_SAFETY_CONCERN\x10\x06\x12 \n\x1c\x44\x45\x43LINE_REASON_ACCESSIBILITY\x10\x07\x12\x18\n\x14\x44\x45\x43LINE_REASON_OTHER\x10\x08*h\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45LIVERY_STATE_DELIVERED\x10\x01\x12\x19\n\x15\x44\x45LIVERY_STATE_QUEUED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15masar/v1/common.proto\x12\x08masar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x03\n\x08Referral\x12\x13\n\x0breferral_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x02 \x01(\t\x12 \n\x06sector\x18\x03 \x01(\x0e\x32\x10.masar.v1.Sector\x12\x13\n\x0bprovider_id\x18\x04 \x01(\t\x12(\n\x06status\x18\x05 \x01(\x0e\x32\x18.masar.v1.ReferralStatus\x12!\n\x04risk\x18\x06 \x01(\x0e\x32\x13.masar.v1.RiskLevel\x12\x0e\n\x06region\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndecided_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0e\x64\x65\x63line_reason\x18\n \x01(\x0e\x32\x17.masar.v1.DeclineReason\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\treminders\x18\x0c \x01(\x05\x12\x17\n\x0forganisation_id\x18\r \x01(\t\"\x9c\x01\n\x15\x44\x65\x63ideReferralRequest\x12\x13\n\x0breferral_id\x18\x01 \x01(\t\x12$\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x12.masar.v1.Decision\x12/\n\x0e\x64\x65\x63line_reason\x18\x03 \x01(\x0e\x32\x17.masar.v1.DeclineReason\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"i\n\x16\x44\x65\x63ideReferralResponse\x12$\n\x08referral\x18\x01 \x01(\x0b\x32\x12.masar.v1.Referral\x12)\n\x08\x64\x65livery\x18\x02 \x01(\x0e\x32\x17.masar.v1.DeliveryState\")\n\x12GetReferralRequest\x12\x13\n\x0breferral_id\x18\x01 \x01(\t\";\n\x13GetReferralResponse\x12$\n\x08referral\x18\x01 \x01(\x0b\x32\x12.masar.v1.Referral\"\xb6\x01\n\x14ListReferralsRequest\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.masar.v1.ReferralStatus\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\x12\x17\n\x0forganisation_id\x18\x07 \x01(\t\"W\n\x15ListReferralsResponse\x12%\n\treferrals\x18\x01 \x03(\x0b\x32\x12.masar.v1.Referral\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x15RemindProviderRequest\x12\x13\n\x0breferral_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\">\n\x16RemindProviderResponse\x12$\n\x08referral\x18\x01 \x01(\x0b\x32\x12.masar.v1.Referral\"n\n\x14\x43loseReferralRequest\x12\x13\n\x0breferral_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.masar.v1.ReferralStatus\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"=\n\x15\x43loseReferralResponse\x12$\n\x08referral\x18\x01 \x01(\x0b\x32\x12.masar.v1.Referral\"<\n\x10PurgeCaseRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"H\n\x11PurgeCaseResponse\x12\x1b\n\x13referrals_withdrawn\x18\x01 \x01(\x05\x12\x16\n\x0erecords_purged\x18\x02 \x01(\x05*q\n\x06Sector\x12\x16\n\x12SECTOR_UNSPECIFIED\x10\x00\x12\x12\n\x0eSECTOR_SHELTER\x10\x01\x12\x10\n\x0cSECTOR_LEGAL\x10\x02\x12\x15\n\x11SECTOR_EMPLOYMENT\x10\x03\x12\x12\n\x0eSECTOR_MEDICAL\x10\x04*\x80\x01\n\tRiskLevel\x12\x1a\n\x16RISK_LEVEL_UNSPECIFIED\x10\x00\x12\x12\n\x0eRISK_LEVEL_LOW\x10\x01\x12\x15\n\x11RISK_LEVEL_MEDIUM\x10\x02\x12\x13\n\x0fRISK_LEVEL_HIGH\x10\x03\x12\x17\n\x13RISK_LEVEL_CRITICAL\x10\x04*\xa3\x02\n\x0eReferralStatus\x12\x1f\n\x1bREFERRAL_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17REFERRAL_STATUS_PENDING\x10\x01\x12\x1c\n\x18REFERRAL_STATUS_ACCEPTED\x10\x02\x12\x1c\n\x18REFERRAL_STATUS_DECLINED\x10\x03\x12\x1e\n\x1aREFERRAL_STATUS_IN_SERVICE\x10\x04\x12\x1d\n\x19REFERRAL_STATUS_COMPLETED\x10\x05\x12\x1c\n\x18REFERRAL_STATUS_REROUTED\x10\x06\x12\x1b\n\x17REFERRAL_STATUS_EXPIRED\x10\x07\x12\x1d\n\x19REFERRAL_STATUS_WITHDRAWN\x10\x08*O\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44\x45\x43ISION_ACCEPT\x10\x01\x12\x14\n\x10\x44\x45\x43ISION_DECLINE\x10\x02*\xb5\x02\n\rDeclineReason\x12\x1e\n\x1a\x44\x45\x43LINE_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x44\x45\x43LINE_REASON_NO_CAPACITY\x10\x01\x12\x1f\n\x1b\x44\x45\x43LINE_REASON_NOT_ELIGIBLE\x10\x02\x12\x1e\n\x1a\x44\x45\x43LINE_REASON_OUT_OF_AREA\x10\x03\x12\x1b\n\x17\x44\x45\x43LINE_REASON_LANGUAGE\x10\x04\x12\'\n#DECLINE_REASON_CONFLICT_OF_INTEREST\x10\x05\x12!\n\x1d\x44\x45\x43LINE_REASON_SAFETY_CONCERN\x10\x06\x12 \n\x1c\x44\x45\x43LINE_REASON_ACCESSIBILITY\x10\x07\x12\x18\n\x14\x44\x45\x43LINE_REASON_OTHER\x10\x08*h\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45LIVERY_STATE_DELIVERED\x10\x01\x12\x19\n\x15\x44\x45LIVERY_STATE_QUEUED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'masar.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SECTOR']._serialized_start=1544
-  _globals['_SECTOR']._serialized_end=1657
-  _globals['_RISKLEVEL']._serialized_start=1660
-  _globals['_RISKLEVEL']._serialized_end=1788
-  _globals['_REFERRALSTATUS']._serialized_start=1791
-  _globals['_REFERRALSTATUS']._serialized_end=2082
-  _globals['_DECISION']._serialized_start=2084
-  _globals['_DECISION']._serialized_end=2163
-  _globals['_DECLINEREASON']._serialized_start=2166
-  _globals['_DECLINEREASON']._serialized_end=2475
-  _globals['_DELIVERYSTATE']._serialized_start=2477
-  _globals['_DELIVERYSTATE']._serialized_end=2581
+  _globals['_SECTOR']._serialized_start=1594
+  _globals['_SECTOR']._serialized_end=1707
+  _globals['_RISKLEVEL']._serialized_start=1710
+  _globals['_RISKLEVEL']._serialized_end=1838
+  _globals['_REFERRALSTATUS']._serialized_start=1841
+  _globals['_REFERRALSTATUS']._serialized_end=2132
+  _globals['_DECISION']._serialized_start=2134
+  _globals['_DECISION']._serialized_end=2213
+  _globals['_DECLINEREASON']._serialized_start=2216
+  _globals['_DECLINEREASON']._serialized_end=2525
+  _globals['_DELIVERYSTATE']._serialized_start=2527
+  _globals['_DELIVERYSTATE']._serialized_end=2631
   _globals['_REFERRAL']._serialized_start=69
-  _globals['_REFERRAL']._serialized_end=477
-  _globals['_DECIDEREFERRALREQUEST']._serialized_start=480
-  _globals['_DECIDEREFERRALREQUEST']._serialized_end=636
-  _globals['_DECIDEREFERRALRESPONSE']._serialized_start=638
-  _globals['_DECIDEREFERRALRESPONSE']._serialized_end=743
-  _globals['_GETREFERRALREQUEST']._serialized_start=745
-  _globals['_GETREFERRALREQUEST']._serialized_end=786
-  _globals['_GETREFERRALRESPONSE']._serialized_start=788
-  _globals['_GETREFERRALRESPONSE']._serialized_end=847
-  _globals['_LISTREFERRALSREQUEST']._serialized_start=850
-  _globals['_LISTREFERRALSREQUEST']._serialized_end=1007
-  _globals['_LISTREFERRALSRESPONSE']._serialized_start=1009
-  _globals['_LISTREFERRALSRESPONSE']._serialized_end=1096
-  _globals['_REMINDPROVIDERREQUEST']._serialized_start=1098
-  _globals['_REMINDPROVIDERREQUEST']._serialized_end=1167
-  _globals['_REMINDPROVIDERRESPONSE']._serialized_start=1169
-  _globals['_REMINDPROVIDERRESPONSE']._serialized_end=1231
-  _globals['_CLOSEREFERRALREQUEST']._serialized_start=1233
-  _globals['_CLOSEREFERRALREQUEST']._serialized_end=1343
-  _globals['_CLOSEREFERRALRESPONSE']._serialized_start=1345
-  _globals['_CLOSEREFERRALRESPONSE']._serialized_end=1406
-  _globals['_PURGECASEREQUEST']._serialized_start=1408
-  _globals['_PURGECASEREQUEST']._serialized_end=1468
-  _globals['_PURGECASERESPONSE']._serialized_start=1470
-  _globals['_PURGECASERESPONSE']._serialized_end=1542
+  _globals['_REFERRAL']._serialized_end=502
+  _globals['_DECIDEREFERRALREQUEST']._serialized_start=505
+  _globals['_DECIDEREFERRALREQUEST']._serialized_end=661
+  _globals['_DECIDEREFERRALRESPONSE']._serialized_start=663
+  _globals['_DECIDEREFERRALRESPONSE']._serialized_end=768
+  _globals['_GETREFERRALREQUEST']._serialized_start=770
+  _globals['_GETREFERRALREQUEST']._serialized_end=811
+  _globals['_GETREFERRALRESPONSE']._serialized_start=813
+  _globals['_GETREFERRALRESPONSE']._serialized_end=872
+  _globals['_LISTREFERRALSREQUEST']._serialized_start=875
+  _globals['_LISTREFERRALSREQUEST']._serialized_end=1057
+  _globals['_LISTREFERRALSRESPONSE']._serialized_start=1059
+  _globals['_LISTREFERRALSRESPONSE']._serialized_end=1146
+  _globals['_REMINDPROVIDERREQUEST']._serialized_start=1148
+  _globals['_REMINDPROVIDERREQUEST']._serialized_end=1217
+  _globals['_REMINDPROVIDERRESPONSE']._serialized_start=1219
+  _globals['_REMINDPROVIDERRESPONSE']._serialized_end=1281
+  _globals['_CLOSEREFERRALREQUEST']._serialized_start=1283
+  _globals['_CLOSEREFERRALREQUEST']._serialized_end=1393
+  _globals['_CLOSEREFERRALRESPONSE']._serialized_start=1395
+  _globals['_CLOSEREFERRALRESPONSE']._serialized_end=1456
+  _globals['_PURGECASEREQUEST']._serialized_start=1458
+  _globals['_PURGECASEREQUEST']._serialized_end=1518
+  _globals['_PURGECASERESPONSE']._serialized_start=1520
+  _globals['_PURGECASERESPONSE']._serialized_end=1592
 # @@protoc_insertion_point(module_scope)

@@ -193,6 +193,7 @@ class Referral(_message.Message):
     DECLINE_REASON_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     REMINDERS_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     referral_id: _builtins.str
     case_id: _builtins.str
     sector: Global___Sector.ValueType
@@ -204,6 +205,12 @@ class Referral(_message.Message):
     decline_reason: Global___DeclineReason.ValueType
     reminders: _builtins.int
     """How many reminders the provider has received for this referral."""
+    organisation_id: _builtins.str
+    """The organisation of the network the provider belongs to (copied from the
+    provider when the referral is made): its staff must act on the referral.
+    Empty for a provider registered before providers named their
+    organisation; then only coordinators see the referral.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -225,10 +232,11 @@ class Referral(_message.Message):
         decline_reason: Global___DeclineReason.ValueType = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         reminders: _builtins.int = ...,
+        organisation_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "decided_at", b"decided_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "created_at", b"created_at", "decided_at", b"decided_at", "decline_reason", b"decline_reason", "provider_id", b"provider_id", "referral_id", b"referral_id", "region", b"region", "reminders", b"reminders", "risk", b"risk", "sector", b"sector", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "created_at", b"created_at", "decided_at", b"decided_at", "decline_reason", b"decline_reason", "organisation_id", b"organisation_id", "provider_id", b"provider_id", "referral_id", b"referral_id", "region", b"region", "reminders", b"reminders", "risk", b"risk", "sector", b"sector", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -236,7 +244,9 @@ Global___Referral: _TypeAlias = Referral  # noqa: Y015
 
 @_typing.final
 class DecideReferralRequest(_message.Message):
-    """Staff accept or decline a referral addressed to their organisation."""
+    """Staff accept or decline a referral addressed to their organisation (the
+    referral's organisation_id is their token's organisation).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -338,6 +348,7 @@ class ListReferralsRequest(_message.Message):
     REGION_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     provider_id: _builtins.str
     """Optional filters."""
     status: Global___ReferralStatus.ValueType
@@ -345,6 +356,8 @@ class ListReferralsRequest(_message.Message):
     region: _builtins.str
     page_size: _builtins.int
     page_token: _builtins.str
+    organisation_id: _builtins.str
+    """Referrals addressed to this organisation (staff: their own, always)."""
     def __init__(
         self,
         *,
@@ -354,10 +367,11 @@ class ListReferralsRequest(_message.Message):
         region: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        organisation_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "page_size", b"page_size", "page_token", b"page_token", "provider_id", b"provider_id", "region", b"region", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "organisation_id", b"organisation_id", "page_size", b"page_size", "page_token", b"page_token", "provider_id", b"provider_id", "region", b"region", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -151,6 +151,7 @@ class Programme(_message.Message):
     START_DATE_FIELD_NUMBER: _builtins.int
     LANGUAGES_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     programme_id: _builtins.str
     name: _builtins.str
     """The programme's public name."""
@@ -161,6 +162,11 @@ class Programme(_message.Message):
     seats_taken: _builtins.int
     """Seats held by accepted or started enrolments."""
     seats_free: _builtins.int
+    organisation_id: _builtins.str
+    """The organisation of the network that runs the programme (an opaque id);
+    its employment officers act on the programme's referrals. Empty for a
+    programme registered before programmes named their organisation.
+    """
     @_builtins.property
     def start_date(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -182,10 +188,11 @@ class Programme(_message.Message):
         start_date: _timestamp_pb2.Timestamp | None = ...,
         languages: _abc.Iterable[_builtins.str] | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        organisation_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "start_date", b"start_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "kind", b"kind", "languages", b"languages", "name", b"name", "programme_id", b"programme_id", "region", b"region", "seats", b"seats", "seats_free", b"seats_free", "seats_taken", b"seats_taken", "start_date", b"start_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "kind", b"kind", "languages", b"languages", "name", b"name", "organisation_id", b"organisation_id", "programme_id", b"programme_id", "region", b"region", "seats", b"seats", "seats_free", b"seats_free", "seats_taken", b"seats_taken", "start_date", b"start_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -202,6 +209,7 @@ class CreateProgrammeRequest(_message.Message):
     START_DATE_FIELD_NUMBER: _builtins.int
     LANGUAGES_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     kind: Global___ProgrammeKind.ValueType
     region: _builtins.str
@@ -209,6 +217,8 @@ class CreateProgrammeRequest(_message.Message):
     """1..1000."""
     idempotency_key: _builtins.str
     """Retrying with the same key returns the first programme."""
+    organisation_id: _builtins.str
+    """Required: the organisation of the network that runs the programme."""
     @_builtins.property
     def start_date(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -223,10 +233,11 @@ class CreateProgrammeRequest(_message.Message):
         start_date: _timestamp_pb2.Timestamp | None = ...,
         languages: _abc.Iterable[_builtins.str] | None = ...,
         idempotency_key: _builtins.str = ...,
+        organisation_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["start_date", b"start_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "kind", b"kind", "languages", b"languages", "name", b"name", "region", b"region", "seats", b"seats", "start_date", b"start_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "kind", b"kind", "languages", b"languages", "name", b"name", "organisation_id", b"organisation_id", "region", b"region", "seats", b"seats", "start_date", b"start_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -267,6 +267,7 @@ class LegalProvider(_message.Message):
     MATTERS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     OPEN_REFERRALS_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     provider_id: _builtins.str
     kind: Global___LegalProviderKind.ValueType
     name: _builtins.str
@@ -275,6 +276,11 @@ class LegalProvider(_message.Message):
     """Region slug (2015 division), e.g. "fes-meknes"."""
     open_referrals: _builtins.int
     """Referrals pending, accepted or in service with this provider."""
+    organisation_id: _builtins.str
+    """The organisation of the network the provider belongs to (an opaque id);
+    its legal aid staff act on the provider's referrals. Empty for a
+    provider registered before providers named their organisation.
+    """
     @_builtins.property
     def languages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Lowercase language tags, e.g. "ary" (Darija), "ar", "zgh" (Tamazight), "fr"."""
@@ -294,10 +300,11 @@ class LegalProvider(_message.Message):
         matters: _abc.Iterable[Global___LegalMatter.ValueType] | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         open_referrals: _builtins.int = ...,
+        organisation_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "kind", b"kind", "languages", b"languages", "matters", b"matters", "name", b"name", "open_referrals", b"open_referrals", "provider_id", b"provider_id", "region", b"region"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "kind", b"kind", "languages", b"languages", "matters", b"matters", "name", b"name", "open_referrals", b"open_referrals", "organisation_id", b"organisation_id", "provider_id", b"provider_id", "region", b"region"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -313,11 +320,14 @@ class CreateLegalProviderRequest(_message.Message):
     LANGUAGES_FIELD_NUMBER: _builtins.int
     MATTERS_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     kind: Global___LegalProviderKind.ValueType
     name: _builtins.str
     region: _builtins.str
     idempotency_key: _builtins.str
     """Retrying with the same key returns the first provider."""
+    organisation_id: _builtins.str
+    """Required: the organisation of the network the provider belongs to."""
     @_builtins.property
     def languages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -331,10 +341,11 @@ class CreateLegalProviderRequest(_message.Message):
         languages: _abc.Iterable[_builtins.str] | None = ...,
         matters: _abc.Iterable[Global___LegalMatter.ValueType] | None = ...,
         idempotency_key: _builtins.str = ...,
+        organisation_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "kind", b"kind", "languages", b"languages", "matters", b"matters", "name", b"name", "region", b"region"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "kind", b"kind", "languages", b"languages", "matters", b"matters", "name", b"name", "organisation_id", b"organisation_id", "region", b"region"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

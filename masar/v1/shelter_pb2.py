@@ -26,53 +26,53 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from masar.v1 import common_pb2 as masar_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16masar/v1/shelter.proto\x12\x08masar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15masar/v1/common.proto\"\x8f\x02\n\x07Shelter\x12\x12\n\nshelter_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\x05\x12\x18\n\x10\x61\x63\x63\x65pts_children\x18\x05 \x01(\x08\x12\x35\n\raccessibility\x18\x06 \x03(\x0e\x32\x1e.masar.v1.AccessibilityFeature\x12\x15\n\rreserved_beds\x18\x07 \x01(\x05\x12\x15\n\roccupied_beds\x18\x08 \x01(\x05\x12\x11\n\tfree_beds\x18\t \x01(\x05\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc1\x01\n\x14\x43reateShelterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x05\x12\x18\n\x10\x61\x63\x63\x65pts_children\x18\x04 \x01(\x08\x12\x35\n\raccessibility\x18\x05 \x03(\x0e\x32\x1e.masar.v1.AccessibilityFeature\x12\x0f\n\x07\x61\x64\x64ress\x18\x06 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\";\n\x15\x43reateShelterResponse\x12\"\n\x07shelter\x18\x01 \x01(\x0b\x32\x11.masar.v1.Shelter\"%\n\x13ListSheltersRequest\x12\x0e\n\x06region\x18\x01 \x01(\t\";\n\x14ListSheltersResponse\x12#\n\x08shelters\x18\x01 \x03(\x0b\x32\x11.masar.v1.Shelter\"$\n\x12GetCapacityRequest\x12\x0e\n\x06region\x18\x01 \x01(\t\"\x85\x01\n\x0eRegionCapacity\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x10\n\x08shelters\x18\x02 \x01(\x05\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x05\x12\x15\n\rreserved_beds\x18\x04 \x01(\x05\x12\x15\n\roccupied_beds\x18\x05 \x01(\x05\x12\x11\n\tfree_beds\x18\x06 \x01(\x05\"@\n\x13GetCapacityResponse\x12)\n\x07regions\x18\x01 \x03(\x0b\x32\x18.masar.v1.RegionCapacity\"u\n\x0cShelterNeeds\x12\x16\n\x0ehousehold_size\x18\x01 \x01(\x05\x12\x10\n\x08\x63hildren\x18\x02 \x01(\x05\x12;\n\x13\x61\x63\x63\x65ssibility_needs\x18\x03 \x03(\x0e\x32\x1e.masar.v1.AccessibilityFeature\"\xe7\x01\n\x17RequestPlacementRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12!\n\x04risk\x18\x02 \x01(\x0e\x32\x13.masar.v1.RiskLevel\x12\x0e\n\x06region\x18\x03 \x01(\t\x12%\n\x05needs\x18\x04 \x01(\x0b\x32\x16.masar.v1.ShelterNeeds\x12\x1c\n\x14\x65xclude_provider_ids\x18\x05 \x03(\t\x12\x13\n\x0bprovider_id\x18\x06 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12\x15\n\rconsent_proof\x18\x08 \x01(\t\"@\n\x18RequestPlacementResponse\x12$\n\x08referral\x18\x01 \x01(\x0b\x32\x12.masar.v1.Referral\"\xd1\x01\n\tPlacement\x12$\n\x08referral\x18\x01 \x01(\x0b\x32\x12.masar.v1.Referral\x12\x0c\n\x04\x62\x65\x64s\x18\x02 \x01(\x05\x12\x31\n\rchecked_in_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63hecked_out_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x0b\x65xit_reason\x18\x05 \x01(\x0e\x32\x14.masar.v1.ExitReason\">\n\x0e\x43heckInRequest\x12\x13\n\x0breferral_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"d\n\x0f\x43heckInResponse\x12&\n\tplacement\x18\x01 \x01(\x0b\x32\x13.masar.v1.Placement\x12)\n\x08\x64\x65livery\x18\x02 \x01(\x0e\x32\x17.masar.v1.DeliveryState\"j\n\x0f\x43heckOutRequest\x12\x13\n\x0breferral_id\x18\x01 \x01(\t\x12)\n\x0b\x65xit_reason\x18\x02 \x01(\x0e\x32\x14.masar.v1.ExitReason\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"e\n\x10\x43heckOutResponse\x12&\n\tplacement\x18\x01 \x01(\x0b\x32\x13.masar.v1.Placement\x12)\n\x08\x64\x65livery\x18\x02 \x01(\x0e\x32\x17.masar.v1.DeliveryState\"*\n\x13GetPlacementRequest\x12\x13\n\x0breferral_id\x18\x01 \x01(\t\">\n\x14GetPlacementResponse\x12&\n\tplacement\x18\x01 \x01(\x0b\x32\x13.masar.v1.Placement*\x86\x02\n\x14\x41\x63\x63\x65ssibilityFeature\x12%\n!ACCESSIBILITY_FEATURE_UNSPECIFIED\x10\x00\x12$\n ACCESSIBILITY_FEATURE_WHEELCHAIR\x10\x01\x12&\n\"ACCESSIBILITY_FEATURE_GROUND_FLOOR\x10\x02\x12\'\n#ACCESSIBILITY_FEATURE_SIGN_LANGUAGE\x10\x03\x12(\n$ACCESSIBILITY_FEATURE_VISUAL_SUPPORT\x10\x04\x12&\n\"ACCESSIBILITY_FEATURE_NURSING_CARE\x10\x05*\x8f\x02\n\nExitReason\x12\x1b\n\x17\x45XIT_REASON_UNSPECIFIED\x10\x00\x12#\n\x1f\x45XIT_REASON_INDEPENDENT_HOUSING\x10\x01\x12!\n\x1d\x45XIT_REASON_FAMILY_OR_FRIENDS\x10\x02\x12\x1b\n\x17\x45XIT_REASON_TRANSFERRED\x10\x03\x12#\n\x1f\x45XIT_REASON_RETURNED_TO_PARTNER\x10\x04\x12#\n\x1f\x45XIT_REASON_LEFT_WITHOUT_NOTICE\x10\x05\x12\x1e\n\x1a\x45XIT_REASON_ASKED_TO_LEAVE\x10\x06\x12\x15\n\x11\x45XIT_REASON_OTHER\x10\x07\x32\x8a\x08\n\x0eShelterService\x12P\n\rCreateShelter\x12\x1e.masar.v1.CreateShelterRequest\x1a\x1f.masar.v1.CreateShelterResponse\x12M\n\x0cListShelters\x12\x1d.masar.v1.ListSheltersRequest\x1a\x1e.masar.v1.ListSheltersResponse\x12J\n\x0bGetCapacity\x12\x1c.masar.v1.GetCapacityRequest\x1a\x1d.masar.v1.GetCapacityResponse\x12Y\n\x10RequestPlacement\x12!.masar.v1.RequestPlacementRequest\x1a\".masar.v1.RequestPlacementResponse\x12S\n\x0e\x44\x65\x63ideReferral\x12\x1f.masar.v1.DecideReferralRequest\x1a .masar.v1.DecideReferralResponse\x12>\n\x07\x43heckIn\x12\x18.masar.v1.CheckInRequest\x1a\x19.masar.v1.CheckInResponse\x12\x41\n\x08\x43heckOut\x12\x19.masar.v1.CheckOutRequest\x1a\x1a.masar.v1.CheckOutResponse\x12J\n\x0bGetReferral\x12\x1c.masar.v1.GetReferralRequest\x1a\x1d.masar.v1.GetReferralResponse\x12P\n\rListReferrals\x12\x1e.masar.v1.ListReferralsRequest\x1a\x1f.masar.v1.ListReferralsResponse\x12M\n\x0cGetPlacement\x12\x1d.masar.v1.GetPlacementRequest\x1a\x1e.masar.v1.GetPlacementResponse\x12S\n\x0eRemindProvider\x12\x1f.masar.v1.RemindProviderRequest\x1a .masar.v1.RemindProviderResponse\x12P\n\rCloseReferral\x12\x1e.masar.v1.CloseReferralRequest\x1a\x1f.masar.v1.CloseReferralResponse\x12\x44\n\tPurgeCase\x12\x1a.masar.v1.PurgeCaseRequest\x1a\x1b.masar.v1.PurgeCaseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16masar/v1/shelter.proto\x12\x08masar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15masar/v1/common.proto\"\xa8\x02\n\x07Shelter\x12\x12\n\nshelter_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\x05\x12\x18\n\x10\x61\x63\x63\x65pts_children\x18\x05 \x01(\x08\x12\x35\n\raccessibility\x18\x06 \x03(\x0e\x32\x1e.masar.v1.AccessibilityFeature\x12\x15\n\rreserved_beds\x18\x07 \x01(\x05\x12\x15\n\roccupied_beds\x18\x08 \x01(\x05\x12\x11\n\tfree_beds\x18\t \x01(\x05\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0forganisation_id\x18\x0b \x01(\t\"\xda\x01\n\x14\x43reateShelterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x05\x12\x18\n\x10\x61\x63\x63\x65pts_children\x18\x04 \x01(\x08\x12\x35\n\raccessibility\x18\x05 \x03(\x0e\x32\x1e.masar.v1.AccessibilityFeature\x12\x0f\n\x07\x61\x64\x64ress\x18\x06 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12\x17\n\x0forganisation_id\x18\x08 \x01(\t\";\n\x15\x43reateShelterResponse\x12\"\n\x07shelter\x18\x01 \x01(\x0b\x32\x11.masar.v1.Shelter\"%\n\x13ListSheltersRequest\x12\x0e\n\x06region\x18\x01 \x01(\t\";\n\x14ListSheltersResponse\x12#\n\x08shelters\x18\x01 \x03(\x0b\x32\x11.masar.v1.Shelter\"$\n\x12GetCapacityRequest\x12\x0e\n\x06region\x18\x01 \x01(\t\"\x85\x01\n\x0eRegionCapacity\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x10\n\x08shelters\x18\x02 \x01(\x05\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x05\x12\x15\n\rreserved_beds\x18\x04 \x01(\x05\x12\x15\n\roccupied_beds\x18\x05 \x01(\x05\x12\x11\n\tfree_beds\x18\x06 \x01(\x05\"@\n\x13GetCapacityResponse\x12)\n\x07regions\x18\x01 \x03(\x0b\x32\x18.masar.v1.RegionCapacity\"u\n\x0cShelterNeeds\x12\x16\n\x0ehousehold_size\x18\x01 \x01(\x05\x12\x10\n\x08\x63hildren\x18\x02 \x01(\x05\x12;\n\x13\x61\x63\x63\x65ssibility_needs\x18\x03 \x03(\x0e\x32\x1e.masar.v1.AccessibilityFeature\"\xe7\x01\n\x17RequestPlacementRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12!\n\x04risk\x18\x02 \x01(\x0e\x32\x13.masar.v1.RiskLevel\x12\x0e\n\x06region\x18\x03 \x01(\t\x12%\n\x05needs\x18\x04 \x01(\x0b\x32\x16.masar.v1.ShelterNeeds\x12\x1c\n\x14\x65xclude_provider_ids\x18\x05 \x03(\t\x12\x13\n\x0bprovider_id\x18\x06 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12\x15\n\rconsent_proof\x18\x08 \x01(\t\"@\n\x18RequestPlacementResponse\x12$\n\x08referral\x18\x01 \x01(\x0b\x32\x12.masar.v1.Referral\"\xd1\x01\n\tPlacement\x12$\n\x08referral\x18\x01 \x01(\x0b\x32\x12.masar.v1.Referral\x12\x0c\n\x04\x62\x65\x64s\x18\x02 \x01(\x05\x12\x31\n\rchecked_in_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63hecked_out_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x0b\x65xit_reason\x18\x05 \x01(\x0e\x32\x14.masar.v1.ExitReason\">\n\x0e\x43heckInRequest\x12\x13\n\x0breferral_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"d\n\x0f\x43heckInResponse\x12&\n\tplacement\x18\x01 \x01(\x0b\x32\x13.masar.v1.Placement\x12)\n\x08\x64\x65livery\x18\x02 \x01(\x0e\x32\x17.masar.v1.DeliveryState\"j\n\x0f\x43heckOutRequest\x12\x13\n\x0breferral_id\x18\x01 \x01(\t\x12)\n\x0b\x65xit_reason\x18\x02 \x01(\x0e\x32\x14.masar.v1.ExitReason\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"e\n\x10\x43heckOutResponse\x12&\n\tplacement\x18\x01 \x01(\x0b\x32\x13.masar.v1.Placement\x12)\n\x08\x64\x65livery\x18\x02 \x01(\x0e\x32\x17.masar.v1.DeliveryState\"*\n\x13GetPlacementRequest\x12\x13\n\x0breferral_id\x18\x01 \x01(\t\">\n\x14GetPlacementResponse\x12&\n\tplacement\x18\x01 \x01(\x0b\x32\x13.masar.v1.Placement*\x86\x02\n\x14\x41\x63\x63\x65ssibilityFeature\x12%\n!ACCESSIBILITY_FEATURE_UNSPECIFIED\x10\x00\x12$\n ACCESSIBILITY_FEATURE_WHEELCHAIR\x10\x01\x12&\n\"ACCESSIBILITY_FEATURE_GROUND_FLOOR\x10\x02\x12\'\n#ACCESSIBILITY_FEATURE_SIGN_LANGUAGE\x10\x03\x12(\n$ACCESSIBILITY_FEATURE_VISUAL_SUPPORT\x10\x04\x12&\n\"ACCESSIBILITY_FEATURE_NURSING_CARE\x10\x05*\x8f\x02\n\nExitReason\x12\x1b\n\x17\x45XIT_REASON_UNSPECIFIED\x10\x00\x12#\n\x1f\x45XIT_REASON_INDEPENDENT_HOUSING\x10\x01\x12!\n\x1d\x45XIT_REASON_FAMILY_OR_FRIENDS\x10\x02\x12\x1b\n\x17\x45XIT_REASON_TRANSFERRED\x10\x03\x12#\n\x1f\x45XIT_REASON_RETURNED_TO_PARTNER\x10\x04\x12#\n\x1f\x45XIT_REASON_LEFT_WITHOUT_NOTICE\x10\x05\x12\x1e\n\x1a\x45XIT_REASON_ASKED_TO_LEAVE\x10\x06\x12\x15\n\x11\x45XIT_REASON_OTHER\x10\x07\x32\x8a\x08\n\x0eShelterService\x12P\n\rCreateShelter\x12\x1e.masar.v1.CreateShelterRequest\x1a\x1f.masar.v1.CreateShelterResponse\x12M\n\x0cListShelters\x12\x1d.masar.v1.ListSheltersRequest\x1a\x1e.masar.v1.ListSheltersResponse\x12J\n\x0bGetCapacity\x12\x1c.masar.v1.GetCapacityRequest\x1a\x1d.masar.v1.GetCapacityResponse\x12Y\n\x10RequestPlacement\x12!.masar.v1.RequestPlacementRequest\x1a\".masar.v1.RequestPlacementResponse\x12S\n\x0e\x44\x65\x63ideReferral\x12\x1f.masar.v1.DecideReferralRequest\x1a .masar.v1.DecideReferralResponse\x12>\n\x07\x43heckIn\x12\x18.masar.v1.CheckInRequest\x1a\x19.masar.v1.CheckInResponse\x12\x41\n\x08\x43heckOut\x12\x19.masar.v1.CheckOutRequest\x1a\x1a.masar.v1.CheckOutResponse\x12J\n\x0bGetReferral\x12\x1c.masar.v1.GetReferralRequest\x1a\x1d.masar.v1.GetReferralResponse\x12P\n\rListReferrals\x12\x1e.masar.v1.ListReferralsRequest\x1a\x1f.masar.v1.ListReferralsResponse\x12M\n\x0cGetPlacement\x12\x1d.masar.v1.GetPlacementRequest\x1a\x1e.masar.v1.GetPlacementResponse\x12S\n\x0eRemindProvider\x12\x1f.masar.v1.RemindProviderRequest\x1a .masar.v1.RemindProviderResponse\x12P\n\rCloseReferral\x12\x1e.masar.v1.CloseReferralRequest\x1a\x1f.masar.v1.CloseReferralResponse\x12\x44\n\tPurgeCase\x12\x1a.masar.v1.PurgeCaseRequest\x1a\x1b.masar.v1.PurgeCaseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'masar.v1.shelter_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACCESSIBILITYFEATURE']._serialized_start=2080
-  _globals['_ACCESSIBILITYFEATURE']._serialized_end=2342
-  _globals['_EXITREASON']._serialized_start=2345
-  _globals['_EXITREASON']._serialized_end=2616
+  _globals['_ACCESSIBILITYFEATURE']._serialized_start=2130
+  _globals['_ACCESSIBILITYFEATURE']._serialized_end=2392
+  _globals['_EXITREASON']._serialized_start=2395
+  _globals['_EXITREASON']._serialized_end=2666
   _globals['_SHELTER']._serialized_start=93
-  _globals['_SHELTER']._serialized_end=364
-  _globals['_CREATESHELTERREQUEST']._serialized_start=367
-  _globals['_CREATESHELTERREQUEST']._serialized_end=560
-  _globals['_CREATESHELTERRESPONSE']._serialized_start=562
-  _globals['_CREATESHELTERRESPONSE']._serialized_end=621
-  _globals['_LISTSHELTERSREQUEST']._serialized_start=623
-  _globals['_LISTSHELTERSREQUEST']._serialized_end=660
-  _globals['_LISTSHELTERSRESPONSE']._serialized_start=662
-  _globals['_LISTSHELTERSRESPONSE']._serialized_end=721
-  _globals['_GETCAPACITYREQUEST']._serialized_start=723
-  _globals['_GETCAPACITYREQUEST']._serialized_end=759
-  _globals['_REGIONCAPACITY']._serialized_start=762
-  _globals['_REGIONCAPACITY']._serialized_end=895
-  _globals['_GETCAPACITYRESPONSE']._serialized_start=897
-  _globals['_GETCAPACITYRESPONSE']._serialized_end=961
-  _globals['_SHELTERNEEDS']._serialized_start=963
-  _globals['_SHELTERNEEDS']._serialized_end=1080
-  _globals['_REQUESTPLACEMENTREQUEST']._serialized_start=1083
-  _globals['_REQUESTPLACEMENTREQUEST']._serialized_end=1314
-  _globals['_REQUESTPLACEMENTRESPONSE']._serialized_start=1316
-  _globals['_REQUESTPLACEMENTRESPONSE']._serialized_end=1380
-  _globals['_PLACEMENT']._serialized_start=1383
-  _globals['_PLACEMENT']._serialized_end=1592
-  _globals['_CHECKINREQUEST']._serialized_start=1594
-  _globals['_CHECKINREQUEST']._serialized_end=1656
-  _globals['_CHECKINRESPONSE']._serialized_start=1658
-  _globals['_CHECKINRESPONSE']._serialized_end=1758
-  _globals['_CHECKOUTREQUEST']._serialized_start=1760
-  _globals['_CHECKOUTREQUEST']._serialized_end=1866
-  _globals['_CHECKOUTRESPONSE']._serialized_start=1868
-  _globals['_CHECKOUTRESPONSE']._serialized_end=1969
-  _globals['_GETPLACEMENTREQUEST']._serialized_start=1971
-  _globals['_GETPLACEMENTREQUEST']._serialized_end=2013
-  _globals['_GETPLACEMENTRESPONSE']._serialized_start=2015
-  _globals['_GETPLACEMENTRESPONSE']._serialized_end=2077
-  _globals['_SHELTERSERVICE']._serialized_start=2619
-  _globals['_SHELTERSERVICE']._serialized_end=3653
+  _globals['_SHELTER']._serialized_end=389
+  _globals['_CREATESHELTERREQUEST']._serialized_start=392
+  _globals['_CREATESHELTERREQUEST']._serialized_end=610
+  _globals['_CREATESHELTERRESPONSE']._serialized_start=612
+  _globals['_CREATESHELTERRESPONSE']._serialized_end=671
+  _globals['_LISTSHELTERSREQUEST']._serialized_start=673
+  _globals['_LISTSHELTERSREQUEST']._serialized_end=710
+  _globals['_LISTSHELTERSRESPONSE']._serialized_start=712
+  _globals['_LISTSHELTERSRESPONSE']._serialized_end=771
+  _globals['_GETCAPACITYREQUEST']._serialized_start=773
+  _globals['_GETCAPACITYREQUEST']._serialized_end=809
+  _globals['_REGIONCAPACITY']._serialized_start=812
+  _globals['_REGIONCAPACITY']._serialized_end=945
+  _globals['_GETCAPACITYRESPONSE']._serialized_start=947
+  _globals['_GETCAPACITYRESPONSE']._serialized_end=1011
+  _globals['_SHELTERNEEDS']._serialized_start=1013
+  _globals['_SHELTERNEEDS']._serialized_end=1130
+  _globals['_REQUESTPLACEMENTREQUEST']._serialized_start=1133
+  _globals['_REQUESTPLACEMENTREQUEST']._serialized_end=1364
+  _globals['_REQUESTPLACEMENTRESPONSE']._serialized_start=1366
+  _globals['_REQUESTPLACEMENTRESPONSE']._serialized_end=1430
+  _globals['_PLACEMENT']._serialized_start=1433
+  _globals['_PLACEMENT']._serialized_end=1642
+  _globals['_CHECKINREQUEST']._serialized_start=1644
+  _globals['_CHECKINREQUEST']._serialized_end=1706
+  _globals['_CHECKINRESPONSE']._serialized_start=1708
+  _globals['_CHECKINRESPONSE']._serialized_end=1808
+  _globals['_CHECKOUTREQUEST']._serialized_start=1810
+  _globals['_CHECKOUTREQUEST']._serialized_end=1916
+  _globals['_CHECKOUTRESPONSE']._serialized_start=1918
+  _globals['_CHECKOUTRESPONSE']._serialized_end=2019
+  _globals['_GETPLACEMENTREQUEST']._serialized_start=2021
+  _globals['_GETPLACEMENTREQUEST']._serialized_end=2063
+  _globals['_GETPLACEMENTRESPONSE']._serialized_start=2065
+  _globals['_GETPLACEMENTRESPONSE']._serialized_end=2127
+  _globals['_SHELTERSERVICE']._serialized_start=2669
+  _globals['_SHELTERSERVICE']._serialized_end=3703
 # @@protoc_insertion_point(module_scope)

@@ -110,6 +110,7 @@ class Shelter(_message.Message):
     OCCUPIED_BEDS_FIELD_NUMBER: _builtins.int
     FREE_BEDS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     shelter_id: _builtins.str
     name: _builtins.str
     """The shelter's public or code name (never its address)."""
@@ -120,6 +121,11 @@ class Shelter(_message.Message):
     reserved_beds: _builtins.int
     occupied_beds: _builtins.int
     free_beds: _builtins.int
+    organisation_id: _builtins.str
+    """The organisation of the network that runs the shelter (an opaque id);
+    its shelter staff act on the shelter's referrals. Empty for a shelter
+    registered before shelters named their organisation.
+    """
     @_builtins.property
     def accessibility(self) -> _containers.RepeatedScalarFieldContainer[Global___AccessibilityFeature.ValueType]: ...
     @_builtins.property
@@ -137,10 +143,11 @@ class Shelter(_message.Message):
         occupied_beds: _builtins.int = ...,
         free_beds: _builtins.int = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        organisation_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepts_children", b"accepts_children", "accessibility", b"accessibility", "capacity", b"capacity", "created_at", b"created_at", "free_beds", b"free_beds", "name", b"name", "occupied_beds", b"occupied_beds", "region", b"region", "reserved_beds", b"reserved_beds", "shelter_id", b"shelter_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepts_children", b"accepts_children", "accessibility", b"accessibility", "capacity", b"capacity", "created_at", b"created_at", "free_beds", b"free_beds", "name", b"name", "occupied_beds", b"occupied_beds", "organisation_id", b"organisation_id", "region", b"region", "reserved_beds", b"reserved_beds", "shelter_id", b"shelter_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -157,6 +164,7 @@ class CreateShelterRequest(_message.Message):
     ACCESSIBILITY_FIELD_NUMBER: _builtins.int
     ADDRESS_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     region: _builtins.str
     capacity: _builtins.int
@@ -166,6 +174,8 @@ class CreateShelterRequest(_message.Message):
     """Confidential: stored encrypted, never returned."""
     idempotency_key: _builtins.str
     """Retrying with the same key returns the first shelter."""
+    organisation_id: _builtins.str
+    """Required: the organisation of the network that runs the shelter."""
     @_builtins.property
     def accessibility(self) -> _containers.RepeatedScalarFieldContainer[Global___AccessibilityFeature.ValueType]: ...
     def __init__(
@@ -178,10 +188,11 @@ class CreateShelterRequest(_message.Message):
         accessibility: _abc.Iterable[Global___AccessibilityFeature.ValueType] | None = ...,
         address: _builtins.str = ...,
         idempotency_key: _builtins.str = ...,
+        organisation_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepts_children", b"accepts_children", "accessibility", b"accessibility", "address", b"address", "capacity", b"capacity", "idempotency_key", b"idempotency_key", "name", b"name", "region", b"region"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepts_children", b"accepts_children", "accessibility", b"accessibility", "address", b"address", "capacity", b"capacity", "idempotency_key", b"idempotency_key", "name", b"name", "organisation_id", b"organisation_id", "region", b"region"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -55,6 +55,7 @@ class ProgrammeSpec:
     seats: int
     start_date: datetime
     languages: frozenset[str]
+    organisation_id: str  # the organisation of the network that runs it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +69,8 @@ class Programme:
     start_date: datetime
     languages: frozenset[str]
     created_at: datetime
+    # None: registered before programmes named their organisation.
+    organisation_id: str | None = None
 
     @property
     def seats_free(self) -> int:

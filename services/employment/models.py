@@ -14,7 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from masar.platform.crypto import EncryptedText
 from masar.platform.db import new_metadata
-from masar.referral import ReferralColumns, handshake_tables
+from masar.referral import ORGANISATION_ID_LENGTH, ReferralColumns, handshake_tables
 
 
 class Base(DeclarativeBase):
@@ -42,6 +42,11 @@ class ProgrammeRow(Base):
     # Comma-separated language tags the programme is taught in.
     languages: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The organisation of the network that runs the programme (required when registered;
+    # NULL for one registered before: its referrals are seen by no staff).
+    organisation_id: Mapped[str | None] = mapped_column(
+        String(ORGANISATION_ID_LENGTH), index=True, nullable=True
+    )
 
 
 class EnrolmentRow(ReferralColumns, Base):

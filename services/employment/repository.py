@@ -58,6 +58,7 @@ def to_programme(row: ProgrammeRow) -> Programme:
         start_date=as_utc(row.start_date),
         languages=frozenset(_codes(row.languages)),
         created_at=as_utc(row.created_at),
+        organisation_id=row.organisation_id or None,
     )
 
 
@@ -76,6 +77,7 @@ class ProgrammeRepository(ProviderRows[ProgrammeRow]):
             start_date=spec.start_date,
             languages=",".join(sorted(spec.languages)),
             created_at=utcnow(),
+            organisation_id=spec.organisation_id,
         )
         return self.add(session, row).programme_id
 
@@ -109,6 +111,9 @@ class EmploymentHooks(SectorHooks[EnrolmentRow, EmploymentNeeds]):
         if not ranked:
             raise NoEligibleProvider("no programme with a free seat fits this request")
         return ranked[0].programme_id
+
+    def provider_organisation(self, session: Session, provider_id: str) -> str | None:
+        return self.programmes.organisation_of(session, provider_id)
 
     def check_provider(
         self, session: Session, draft: ReferralDraft[EmploymentNeeds], provider_id: str

@@ -6,8 +6,9 @@ a coordinator registers programmes in her own region; employment officers,
 coordinators and intake officers list programmes; only employment's service
 identity (its activities, for the journey) requests enrolments, with intake's
 proof of consent, and reminds, closes and purges; a programme's officers
-(token org = the programme id) decide, start, complete and place, and read
-the enrolments addressed to their programme — each read is audited. An RPC
+(token org = the organisation that runs the programme) decide, start,
+complete and place, and read the enrolments addressed to their
+organisation's programmes — each read is audited. An RPC
 on one referral is authorised (`referrals.authorise`) before the rest of its
 request is read.
 """
@@ -24,6 +25,7 @@ from masar.platform.idempotency import request_fingerprint
 from masar.platform.identity import Role
 from masar.platform.validation import (
     require_idempotency_key,
+    require_organisation_id,
     require_region,
     require_text,
 )
@@ -75,6 +77,7 @@ def programme_to_pb(programme: Programme) -> employment_pb2.Programme:
         start_date=timestamp_pb(programme.start_date),
         languages=sorted(programme.languages),
         created_at=timestamp_pb(programme.created_at),
+        organisation_id=programme.organisation_id or "",
     )
 
 
@@ -125,6 +128,7 @@ class EmploymentServicer(employment_pb2_grpc.EmploymentServiceServicer):
                 seats=request.seats,
                 start_date=from_timestamp_pb(request.start_date),
                 languages=check_languages(request.languages, "languages"),
+                organisation_id=require_organisation_id(request.organisation_id),
             )
         )
         programme = await self.service.create_programme(

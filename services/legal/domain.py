@@ -158,6 +158,8 @@ class Provider:
     matters: list[LegalMatter]
     created_at: datetime
     open_referrals: int = 0
+    # None: registered before providers named their organisation.
+    organisation_id: str | None = None
 
     def takes(self, matters: Iterable[LegalMatter]) -> bool:
         return set(matters) <= set(self.matters)
@@ -176,6 +178,7 @@ class NewProvider:
     region: str
     languages: tuple[str, ...]
     matters: tuple[LegalMatter, ...]
+    organisation_id: str  # the organisation of the network it belongs to
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ class ProviderRepository(ProviderRows[ProviderRow]):
             name=spec.name,
             region=spec.region,
             created_at=utcnow(),
+            organisation_id=spec.organisation_id,
         )
         self.add(session, row)
         session.add_all(
@@ -125,6 +126,7 @@ class ProviderRepository(ProviderRows[ProviderRow]):
                 matters=sorted(matters[r.provider_id], key=_MATTER_ORDER.index),
                 created_at=as_utc(r.created_at),
                 open_referrals=counts.get(r.provider_id, 0),
+                organisation_id=r.organisation_id or None,
             )
             for r in rows
         ]
@@ -238,6 +240,9 @@ class LegalHooks(SectorHooks[LegalReferralRow, d.AidNeeds]):
                 "no provider takes these matters in one of the survivor's languages"
             )
         return chosen.provider_id
+
+    def provider_organisation(self, session: Session, provider_id: str) -> str | None:
+        return self.providers.organisation_of(session, provider_id)
 
     def check_provider(
         self, session: Session, draft: ReferralDraft[d.AidNeeds], provider_id: str

@@ -6,10 +6,11 @@ a coordinator registers providers in her own region; legal aid staff,
 coordinators and intake officers list providers; only legal aid's service
 identity (its activities, for the journey) requests legal aid, with intake's
 proof of consent, and reminds, closes and purges; a provider's staff (token
-org = the provider id) decide, record meetings, orders, hearings and
-outcomes, and read the legal file, of the referrals addressed to them — each
-read of the file is audited. An RPC on one referral is authorised
-(`referrals.authorise`) before the rest of its request is read.
+org = the organisation the provider belongs to) decide, record meetings,
+orders, hearings and outcomes, and read the legal file, of the referrals
+addressed to their organisation — each read of the file is audited. An RPC
+on one referral is authorised (`referrals.authorise`) before the rest of its
+request is read.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from masar.platform.identity import Role
 from masar.platform.paging import decode_page_token, encode_page_token
 from masar.platform.validation import (
     require_idempotency_key,
+    require_organisation_id,
     require_region,
     require_text,
 )
@@ -124,6 +126,7 @@ def provider_to_pb(provider: d.Provider) -> legal_pb2.LegalProvider:
         matters=[enum_to_pb(legal_pb2.LegalMatter, "LEGAL_MATTER_", m) for m in provider.matters],
         created_at=timestamp_pb(provider.created_at),
         open_referrals=provider.open_referrals,
+        organisation_id=provider.organisation_id or "",
     )
 
 
@@ -202,6 +205,7 @@ class LegalAidServicer(legal_pb2_grpc.LegalAidServiceServicer):
             region=region,
             languages=tuple(d.check_languages(request.languages, "languages", required=True)),
             matters=tuple(_matters(request.matters, "matters")),
+            organisation_id=require_organisation_id(request.organisation_id),
         )
         provider = await self.service.create_provider(
             spec,

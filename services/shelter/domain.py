@@ -43,6 +43,7 @@ class ShelterSpec:
     accepts_children: bool
     accessibility: frozenset[str]
     address: str  # confidential: stored encrypted, never returned
+    organisation_id: str  # the organisation of the network that runs it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +57,8 @@ class Shelter:
     reserved_beds: int
     occupied_beds: int
     created_at: datetime
+    # None: registered before shelters named their organisation.
+    organisation_id: str | None = None
 
     @property
     def free_beds(self) -> int:

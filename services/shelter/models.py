@@ -14,7 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from masar.platform.crypto import EncryptedText
 from masar.platform.db import new_metadata
-from masar.referral import ReferralColumns, handshake_tables
+from masar.referral import ORGANISATION_ID_LENGTH, ReferralColumns, handshake_tables
 
 
 class Base(DeclarativeBase):
@@ -47,6 +47,11 @@ class ShelterRow(Base):
     reserved_beds: Mapped[int] = mapped_column(Integer, default=0)
     occupied_beds: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The organisation of the network that runs the shelter (required when registered;
+    # NULL for one registered before: its referrals are seen by no staff).
+    organisation_id: Mapped[str | None] = mapped_column(
+        String(ORGANISATION_ID_LENGTH), index=True, nullable=True
+    )
 
 
 class PlacementRow(ReferralColumns, Base):

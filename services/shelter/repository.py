@@ -59,6 +59,7 @@ def to_shelter(row: ShelterRow) -> Shelter:
         reserved_beds=row.reserved_beds,
         occupied_beds=row.occupied_beds,
         created_at=as_utc(row.created_at),
+        organisation_id=row.organisation_id or None,
     )
 
 
@@ -78,6 +79,7 @@ class ShelterRepository(ProviderRows[ShelterRow]):
             reserved_beds=0,
             occupied_beds=0,
             created_at=utcnow(),
+            organisation_id=spec.organisation_id,
         )
         return self.add(session, row).shelter_id
 
@@ -105,6 +107,9 @@ class ShelterHooks(SectorHooks[PlacementRow, ShelterNeeds]):
         if not ranked:
             raise NoEligibleProvider("no shelter with free beds can host this household")
         return ranked[0].shelter_id
+
+    def provider_organisation(self, session: Session, provider_id: str) -> str | None:
+        return self.shelters.organisation_of(session, provider_id)
 
     def check_provider(
         self, session: Session, draft: ReferralDraft[ShelterNeeds], provider_id: str

@@ -6,9 +6,9 @@ a coordinator registers shelters in her own region; staff, coordinators and
 intake officers list shelters and beds (no personal data, addresses never
 leave); only the shelter's service identity (its activities, for the
 journey) requests placements, with intake's proof of consent, and reminds,
-closes and purges; a shelter's staff (token org = the shelter id) decide,
-check in and out, and read the placements addressed to their own shelter —
-each read is audited. An RPC on one referral is authorised
+closes and purges; a shelter's staff (token org = the organisation that runs
+the shelter) decide, check in and out, and read the placements addressed to
+their own organisation's shelters — each read is audited. An RPC on one referral is authorised
 (`referrals.authorise`) before the rest of its request is read.
 """
 
@@ -24,6 +24,7 @@ from masar.platform.idempotency import request_fingerprint
 from masar.platform.identity import Role
 from masar.platform.validation import (
     require_idempotency_key,
+    require_organisation_id,
     require_region,
     require_text,
 )
@@ -96,6 +97,7 @@ def shelter_to_pb(shelter: Shelter) -> shelter_pb2.Shelter:
         occupied_beds=shelter.occupied_beds,
         free_beds=shelter.free_beds,
         created_at=timestamp_pb(shelter.created_at),
+        organisation_id=shelter.organisation_id or "",
     )
 
 
@@ -153,6 +155,7 @@ class ShelterServicer(shelter_pb2_grpc.ShelterServiceServicer):
                     "accessibility",
                 ),
                 address=require_text(request.address, "address", max_length=500),
+                organisation_id=require_organisation_id(request.organisation_id),
             )
         )
         shelter = await self.service.create_shelter(

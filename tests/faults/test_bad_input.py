@@ -50,6 +50,8 @@ T = TypeVar("T")
 
 EXAMPLES_PER_RPC = 25
 REGION = "fes-meknes"
+# The organisations of the network running the seeded shelter, lawyer and programme.
+ORGANISATIONS = ("org-ba0000000001", "org-ba0000000002", "org-ba0000000003")
 APPS: dict[ServiceName, Any] = {
     "intake": intake_app,
     "shelter": shelter_app,
@@ -185,6 +187,7 @@ def _seed(services: Services) -> None:
             accepts_children=True,
             address="a",
             idempotency_key="s1",
+            organisation_id=ORGANISATIONS[0],
         ),
         coordinator,
     ).shelter.shelter_id
@@ -198,6 +201,7 @@ def _seed(services: Services) -> None:
             languages=["ar"],
             matters=[legal_pb2.LEGAL_MATTER_PROTECTION_ORDER],
             idempotency_key="l1",
+            organisation_id=ORGANISATIONS[1],
         ),
         coordinator,
     ).provider.provider_id
@@ -208,6 +212,7 @@ def _seed(services: Services) -> None:
         seats=4,
         languages=["ar"],
         idempotency_key="e1",
+        organisation_id=ORGANISATIONS[2],
     )
     programme.start_date.GetCurrentTime()
     programme_id = unary(
@@ -248,7 +253,9 @@ def _seed(services: Services) -> None:
         )
         referral_ids.append(reply.referral.referral_id)
         services.pool.append(proof)
-    services.orgs = [shelter_id, provider_id, programme_id]
+    # Staff tokens name an organisation: those running the providers, and
+    # (out of scope everywhere) the providers' own ids.
+    services.orgs = [*ORGANISATIONS, shelter_id, provider_id, programme_id]
     services.pool += [
         case_id,
         REGION,

@@ -23,6 +23,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(180)]
 REGION = "fes-meknes"
 ACCEPTS = 200
 BEDS = (3, 4)  # two shelters
+# The organisations that run them: staff act as their organisation.
+ORGANISATIONS = ("org-da7000000000", "org-da7000000001")
 
 
 def bearer(token: str) -> tuple[tuple[str, str]]:
@@ -49,6 +51,7 @@ async def test_concurrent_accepts_allocate_exactly_the_free_beds(
                     accepts_children=True,
                     address="secret",
                     idempotency_key=f"home-{i}",
+                    organisation_id=ORGANISATIONS[i],
                 ),
                 metadata=coordinator,
             )
@@ -73,8 +76,8 @@ async def test_concurrent_accepts_allocate_exactly_the_free_beds(
 
         referrals = await asyncio.gather(*(request(i) for i in range(ACCEPTS)))
         staff = {
-            home: bearer(issuer.issue(role=Role.SHELTER_STAFF, org=home, region=REGION))
-            for home in homes
+            org: bearer(issuer.issue(role=Role.SHELTER_STAFF, org=org, region=REGION))
+            for org in ORGANISATIONS
         }
 
         async def accept(referral: common_pb2.Referral) -> grpc.StatusCode:
@@ -85,7 +88,7 @@ async def test_concurrent_accepts_allocate_exactly_the_free_beds(
                         decision=common_pb2.DECISION_ACCEPT,
                         idempotency_key=f"accept-{referral.referral_id}",
                     ),
-                    metadata=staff[referral.provider_id],
+                    metadata=staff[referral.organisation_id],
                 )
             except grpc.aio.AioRpcError as exc:
                 return exc.code()

@@ -6,7 +6,12 @@ The methods come from the services' descriptors, so a method added later
 without a row in ALLOWED fails this test. Each call carries a request whose
 id fields point at real records (a case, a referral per sector), so that the
 per-record scope checks run: a shelter's staff on a referral addressed to
-another shelter, a coordinator on another region's case. An allowed call may
+another organisation's shelter, a coordinator on another region's case.
+
+Then, per sector and on SQLite and PostgreSQL, the organisations: A runs two
+providers and B one; A's staff see, list and decide the referrals of both of
+A's providers and nothing of B's (and a token naming a provider's id instead
+of its organisation, as tokens did before organisations, sees nothing). An allowed call may
 still fail on the rest of its (incomplete) request — INVALID_ARGUMENT,
 FAILED_PRECONDITION, NOT_FOUND... —: that proves it passed authorisation.
 Anything not allowed must be PERMISSION_DENIED (a valid identity) or
@@ -45,7 +50,7 @@ from services.employment import app as employment_app
 from services.intake import app as intake_app
 from services.legal import app as legal_app
 from services.shelter import app as shelter_app
-from tests.services.harness import RunningSector, running_sector, sector_settings
+from tests.services.harness import RunningSector, error_field, running_sector, sector_settings
 from tests.services.intake.support import registration
 from tests.support_auth import bearer, consent_proof, token_for
 
@@ -73,11 +78,17 @@ APPS: dict[ServiceName, Any] = {
     "employment": employment_app,
 }
 STAFF = {"shelter": "shelter_staff", "legal": "legal_aid", "employment": "employment_officer"}
+# Organisations of the network (opaque ids): A runs two providers of each
+# sector, B one.
+ORG_A, ORG_B = "org-a10000000001", "org-b20000000002"
+OWNERS = (ORG_A, ORG_A, ORG_B)
 
 # --- who may call what: the roles table, with scopes ------------------------------------
 # Identities: "<role>" is in scope of the walk's records (the coordinator of
-# their region, the staff of the provider the referral is addressed to);
-# "<role>@elsewhere" is the same role out of scope.
+# their region, the staff of the organisation the referral is addressed to);
+# "<role>@elsewhere" is the same role out of scope (staff: another
+# organisation); "<staff role>@provider-id" is staff whose token names the
+# referral's provider instead of its organisation: out of scope too.
 
 # The walk's case is registered by an intake officer whose token names no
 # organisation: "intake_officer" and "supervisor" (no organisation either)
@@ -95,7 +106,7 @@ def staff(sector: str) -> set[str]:
 
 
 def any_staff(sector: str) -> set[str]:
-    return {STAFF[sector], f"{STAFF[sector]}@elsewhere"}
+    return {STAFF[sector], f"{STAFF[sector]}@elsewhere", f"{STAFF[sector]}@provider-id"}
 
 
 def service(name: str) -> set[str]:
@@ -187,9 +198,8 @@ ALLOWED: dict[str, dict[str, set[str]]] = {
 class World:
     sectors: dict[str, RunningSector]
     case_id: str
-    referrals: dict[str, str]  # sector -> referral id
+    referrals: dict[str, str]  # sector -> referral id (to one of ORG_A's providers)
     providers: dict[str, str]  # sector -> the referral's provider
-    others: dict[str, str]  # sector -> another provider of the same region
 
     def identities(self) -> dict[str, str]:
         """Identity name -> a valid token."""
@@ -202,8 +212,9 @@ class World:
             "operator": token_for(Role.OPERATOR),
         }
         for sector, role in STAFF.items():
-            tokens[role] = token_for(role, org=self.providers[sector])
-            tokens[f"{role}@elsewhere"] = token_for(role, org=self.others[sector])
+            tokens[role] = token_for(role, org=ORG_A)
+            tokens[f"{role}@elsewhere"] = token_for(role, org=ORG_B)
+            tokens[f"{role}@provider-id"] = token_for(role, org=self.providers[sector])
         for name in APPS:
             tokens[f"service:{name}"] = token_for(f"service:{name}")
         return tokens
@@ -293,36 +304,84 @@ async def _populate(sectors: dict[str, RunningSector]) -> World:
         response_deserializer=intake_pb2.RegisterCaseResponse.FromString,
     )(registration())
     case_id = reply.case.summary.case_id
-    referrals, providers, others = {}, {}, {}
+    referrals, providers = {}, {}
+    for sector in CREATIONS:
+        channel = sectors[sector].channel
+        ids = [await _create_provider(channel, sector, i, org) for i, org in enumerate(OWNERS)]
+        made = await _request_referral(channel, sector, case_id, provider_id=ids[0])
+        referrals[sector] = made.referral_id
+        providers[sector] = made.provider_id
+    return World(sectors, case_id, referrals, providers)
+
+
+def _start_date() -> Timestamp:
     start = Timestamp()
     start.FromDatetime(datetime(2030, 1, 1, tzinfo=UTC))
-    creations = {
-        "shelter": lambda i: shelter_pb2.CreateShelterRequest(
-            name=f"Dar {i}",
-            region=FES,
-            capacity=4,
-            accepts_children=True,
-            address="secret",
-            idempotency_key=f"s{i}",
-        ),
-        "legal": lambda i: legal_pb2.CreateLegalProviderRequest(
-            kind=legal_pb2.LEGAL_PROVIDER_KIND_LAWYER,
-            name=f"Lawyer {i}",
-            region=FES,
-            languages=["ary"],
-            matters=[legal_pb2.LEGAL_MATTER_PROTECTION_ORDER],
-            idempotency_key=f"l{i}",
-        ),
-        "employment": lambda i: employment_pb2.CreateProgrammeRequest(
-            name=f"Atelier {i}",
-            kind=employment_pb2.PROGRAMME_KIND_SEWING,
-            region=FES,
-            seats=3,
-            start_date=start,
-            languages=["ary"],
-            idempotency_key=f"e{i}",
-        ),
-    }
+    return start
+
+
+# How each sector registers its provider number `i`, run by the organisation `org`.
+CREATIONS: dict[str, Any] = {
+    "shelter": lambda i, org: shelter_pb2.CreateShelterRequest(
+        name=f"Dar {i}",
+        region=FES,
+        capacity=4,
+        accepts_children=True,
+        address="secret",
+        idempotency_key=f"s{i}",
+        organisation_id=org,
+    ),
+    "legal": lambda i, org: legal_pb2.CreateLegalProviderRequest(
+        kind=legal_pb2.LEGAL_PROVIDER_KIND_LAWYER,
+        name=f"Lawyer {i}",
+        region=FES,
+        languages=["ary"],
+        matters=[legal_pb2.LEGAL_MATTER_PROTECTION_ORDER],
+        idempotency_key=f"l{i}",
+        organisation_id=org,
+    ),
+    "employment": lambda i, org: employment_pb2.CreateProgrammeRequest(
+        name=f"Atelier {i}",
+        kind=employment_pb2.PROGRAMME_KIND_SEWING,
+        region=FES,
+        seats=3,
+        start_date=_start_date(),
+        languages=["ary"],
+        idempotency_key=f"e{i}",
+        organisation_id=org,
+    ),
+}
+
+
+def _unary(channel: grpc.aio.Channel, sector: str, prefix: str, request: Any) -> Any:
+    """The sector's RPC whose name starts with `prefix` (Create..., Request...)."""
+    descriptor = DESCRIPTORS[sector]
+    method = next(m for m in descriptor.methods if m.name.startswith(prefix))
+    return channel.unary_unary(
+        f"/{descriptor.full_name}/{method.name}",
+        request_serializer=type(request).SerializeToString,
+        response_deserializer=GetMessageClass(method.output_type).FromString,
+    )(request)
+
+
+async def _create_provider(channel: grpc.aio.Channel, sector: str, i: int, org: str) -> str:
+    """Register a provider (as the region's coordinator) and return its id."""
+    created = await _unary(channel, sector, "Create", CREATIONS[sector](i, org))
+    inner = created.ListFields()[0][1]
+    assert inner.organisation_id == org
+    return str(
+        next(
+            getattr(inner, f)
+            for f in ("shelter_id", "provider_id", "programme_id")
+            if hasattr(inner, f)
+        )
+    )
+
+
+async def _request_referral(
+    channel: grpc.aio.Channel, sector: str, case_id: str, *, provider_id: str
+) -> common_pb2.Referral:
+    """A referral of the case to the named provider (as the sector's service identity)."""
     requests: dict[str, Any] = {
         "shelter": shelter_pb2.RequestPlacementRequest(
             needs=shelter_pb2.ShelterNeeds(household_size=1)
@@ -332,41 +391,17 @@ async def _populate(sectors: dict[str, RunningSector]) -> World:
         ),
         "employment": employment_pb2.RequestEnrolmentRequest(),
     }
-    for sector, create in creations.items():
-        descriptor = DESCRIPTORS[sector]
-        channel = sectors[sector].channel
-        create_method = next(m for m in descriptor.methods if m.name.startswith("Create"))
-        ids = []
-        for i in range(2):
-            created = await channel.unary_unary(
-                f"/{descriptor.full_name}/{create_method.name}",
-                request_serializer=type(create(i)).SerializeToString,
-                response_deserializer=GetMessageClass(create_method.output_type).FromString,
-            )(create(i))
-            inner = created.ListFields()[0][1]
-            ids.append(
-                next(
-                    getattr(inner, f)
-                    for f in ("shelter_id", "provider_id", "programme_id")
-                    if hasattr(inner, f)
-                )
-            )
-        request = requests[sector]
-        request.case_id = case_id
-        request.region = FES
-        request.risk = common_pb2.RISK_LEVEL_HIGH
-        request.idempotency_key = f"walk-{sector}"
-        request.consent_proof = consent_proof(case_id, sector)
-        ask = next(m for m in descriptor.methods if m.name.startswith("Request"))
-        made = await channel.unary_unary(
-            f"/{descriptor.full_name}/{ask.name}",
-            request_serializer=type(request).SerializeToString,
-            response_deserializer=GetMessageClass(ask.output_type).FromString,
-        )(request)
-        referrals[sector] = made.referral.referral_id
-        providers[sector] = made.referral.provider_id
-        others[sector] = next(i for i in ids if i != made.referral.provider_id)
-    return World(sectors, case_id, referrals, providers, others)
+    request = requests[sector]
+    request.case_id = case_id
+    request.region = FES
+    request.risk = common_pb2.RISK_LEVEL_HIGH
+    request.idempotency_key = f"walk-{sector}-{provider_id}"
+    request.consent_proof = consent_proof(case_id, sector)
+    request.provider_id = provider_id
+    made = await _unary(channel, sector, "Request", request)
+    referral: common_pb2.Referral = made.referral
+    assert referral.provider_id == provider_id
+    return referral
 
 
 async def test_every_method_of_every_service_admits_exactly_its_roles(world: World) -> None:
@@ -402,3 +437,127 @@ async def test_every_method_of_every_service_admits_exactly_its_roles(world: Wor
     assert not wrong, "\n".join(wrong)
     # The walk did reach the handlers: whole calls succeeded, others were refused.
     assert seen[grpc.StatusCode.OK] >= 20 and seen[grpc.StatusCode.PERMISSION_DENIED] >= 500, seen
+
+
+# --- per organisation: staff act on their organisation's referrals, of every provider ------
+
+
+class _Shared:
+    """The RPCs of common.proto on one sector's service, through `channel`."""
+
+    def __init__(self, channel: grpc.aio.Channel, sector: str) -> None:
+        self.channel = channel
+        self.service = DESCRIPTORS[sector].full_name
+
+    def _rpc(self, name: str, response: Any) -> Any:
+        return self.channel.unary_unary(
+            f"/{self.service}/{name}",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=response.FromString,
+        )
+
+    async def get(self, referral_id: str) -> common_pb2.Referral:
+        reply = await self._rpc("GetReferral", common_pb2.GetReferralResponse)(
+            common_pb2.GetReferralRequest(referral_id=referral_id)
+        )
+        referral: common_pb2.Referral = reply.referral
+        return referral
+
+    async def listed(self, **filters: Any) -> set[str]:
+        reply = await self._rpc("ListReferrals", common_pb2.ListReferralsResponse)(
+            common_pb2.ListReferralsRequest(**filters)
+        )
+        return {r.referral_id for r in reply.referrals}
+
+    async def decide(self, referral_id: str, *, accept: bool = True) -> common_pb2.Referral:
+        reply = await self._rpc("DecideReferral", common_pb2.DecideReferralResponse)(
+            common_pb2.DecideReferralRequest(
+                referral_id=referral_id,
+                decision=common_pb2.DECISION_ACCEPT if accept else common_pb2.DECISION_DECLINE,
+                decline_reason=(
+                    common_pb2.DECLINE_REASON_UNSPECIFIED
+                    if accept
+                    else common_pb2.DECLINE_REASON_NO_CAPACITY
+                ),
+                idempotency_key=f"decide-{referral_id}",
+            )
+        )
+        referral: common_pb2.Referral = reply.referral
+        return referral
+
+
+async def _refused(call: Any) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    return err.value
+
+
+@pytest.mark.parametrize("sector", list(CREATIONS))
+async def test_staff_act_on_every_referral_of_their_organisation_and_on_no_other(
+    tmp_path, database_url, sector: ServiceName
+) -> None:
+    app = APPS[sector]
+    settings = sector_settings(sector, tmp_path, database_url)
+    async with running_sector(settings, app.build_components, app.MIGRATIONS_DIR) as running:
+        # A runs two providers, B one; one referral (one case) to each.
+        a1, a2, b1 = [
+            await _create_provider(running.channel, sector, i, org) for i, org in enumerate(OWNERS)
+        ]
+        made = {
+            provider: await _request_referral(
+                running.channel, sector, secrets.token_hex(8), provider_id=provider
+            )
+            for provider in (a1, a2, b1)
+        }
+        assert [made[p].organisation_id for p in (a1, a2, b1)] == [ORG_A, ORG_A, ORG_B]
+        to_a1, to_a2, to_b = (made[p].referral_id for p in (a1, a2, b1))
+        staff = Role(STAFF[sector])
+        as_a = _Shared(running.channel_as(staff, org=ORG_A), sector)
+        as_b = _Shared(running.channel_as(staff, org=ORG_B), sector)
+        as_provider = _Shared(running.channel_as(staff, org=a1), sector)
+        coordinator = _Shared(running.channel_as(Role.COORDINATOR, region=FES), sector)
+        elsewhere = _Shared(running.channel_as(Role.COORDINATOR, region=RABAT), sector)
+
+        # A's staff read the referrals of both of A's providers, not B's; an
+        # unknown referral is NOT_FOUND (the existing rule: looked up first).
+        assert {(await as_a.get(r)).referral_id for r in (to_a1, to_a2)} == {to_a1, to_a2}
+        secrets_of_b = (to_b, b1, made[b1].case_id, ORG_B)
+        for call in (as_a.get(to_b), as_a.decide(to_b)):
+            err = await _refused(call)
+            assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+            shown = f"{err.details()} {err.trailing_metadata()}"
+            assert not [s for s in secrets_of_b if s in shown], shown
+        unknown = f"{to_b[:4]}0123456789abcdef"
+        assert (await _refused(as_a.get(unknown))).code() == grpc.StatusCode.NOT_FOUND
+        # B's refused decision wrote nothing.
+        assert (await coordinator.get(to_b)).status == common_pb2.REFERRAL_STATUS_PENDING
+
+        # A's staff decide on both of A's providers' referrals; B's on B's.
+        assert (await as_a.decide(to_a1)).status == common_pb2.REFERRAL_STATUS_ACCEPTED
+        assert (await as_a.decide(to_a2, accept=False)).status == (
+            common_pb2.REFERRAL_STATUS_DECLINED
+        )
+        assert (await as_b.decide(to_b)).status == common_pb2.REFERRAL_STATUS_ACCEPTED
+        assert (await _refused(as_b.get(to_a1))).code() == grpc.StatusCode.PERMISSION_DENIED
+
+        # Listings: staff exactly their organisation's, whatever they filter on.
+        assert await as_a.listed() == {to_a1, to_a2}
+        assert await as_a.listed(organisation_id=ORG_A) == {to_a1, to_a2}
+        assert await as_a.listed(provider_id=a2) == {to_a2}
+        assert await as_a.listed(provider_id=b1) == set()
+        assert await as_a.listed(case_id=made[b1].case_id) == set()
+        assert await as_b.listed() == {to_b}
+        err = await _refused(as_a.listed(organisation_id=ORG_B))
+        assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+        # Coordinators: their region, any organisation (or one of them).
+        assert await coordinator.listed() == {to_a1, to_a2, to_b}
+        assert await coordinator.listed(organisation_id=ORG_A) == {to_a1, to_a2}
+        assert await elsewhere.listed() == set()
+        err = await _refused(coordinator.listed(organisation_id="not an id"))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error_field(err) == "organisation_id"
+
+        # A token naming a provider instead of its organisation sees nothing.
+        assert await as_provider.listed() == set()
+        err = await _refused(as_provider.get(to_a1))
+        assert err.code() == grpc.StatusCode.PERMISSION_DENIED

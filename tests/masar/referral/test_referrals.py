@@ -5,7 +5,8 @@ tests/services/."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import dataclasses
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -15,12 +16,14 @@ from temporalio import activity
 
 from masar import contract
 from masar.contract import DeclineReason, ReferralStatus, Risk, Sector
-from masar.platform.errors import InvalidArgument
+from masar.platform.errors import InvalidArgument, PermissionDenied
 from masar.platform.idempotency import request_fingerprint
+from masar.platform.identity import Caller, Role, service_role
 from masar.platform.paging import decode_page_token, encode_page_token
-from masar.referral import ReferralRecord, SectorActivities, dial_address
+from masar.referral import STAFF_ROLES, ReferralRecord, SectorActivities, dial_address
 from masar.referral._activities import activity_error
-from masar.referral._domain import stable_event_id
+from masar.referral._domain import ReferralFilter, stable_event_id
+from masar.referral._roles import check_referral_scope, visible_to
 from masar.referral.messages import (
     code_from_pb,
     code_to_pb,
@@ -65,11 +68,78 @@ def test_a_referral_survives_the_round_trip() -> None:
         decided_at=datetime(2030, 1, 1, 9, tzinfo=UTC),
         decline_reason=DeclineReason.SAFETY_CONCERN,
         reminders=2,
+        organisation_id="org-0123456789ab",
     )
     message = referral_to_pb(record)
     assert message.status == common_pb2.REFERRAL_STATUS_DECLINED
     assert message.decline_reason == common_pb2.DECLINE_REASON_SAFETY_CONCERN
+    assert message.organisation_id == "org-0123456789ab"
     assert referral_from_pb(message) == record
+    # A provider of no organisation (registered before they named one): "" on the wire.
+    orphan = dataclasses.replace(record, organisation_id=None)
+    assert referral_to_pb(orphan).organisation_id == ""
+    assert referral_from_pb(referral_to_pb(orphan)) == orphan
+
+
+def caller(role: Role, *, org: str = "", region: str = "") -> Caller:
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    return Caller(
+        subject="acc-1",
+        role=role,
+        org=org,
+        region=region,
+        issued_at=now,
+        expires_at=now + timedelta(minutes=15),
+    )
+
+
+@pytest.mark.parametrize("sector", list(STAFF_ROLES))
+def test_staff_act_on_the_referrals_of_their_organisation_only(sector: Sector) -> None:
+    staff = STAFF_ROLES[sector]
+    for who in (
+        caller(staff, org="org-a"),
+        caller(Role.COORDINATOR, region="oriental"),
+        caller(service_role(sector.value)),
+    ):
+        check_referral_scope(who, sector, organisation_id="org-a", region="oriental")
+    other_sector = next(s for s in STAFF_ROLES if s is not sector)
+    refused: list[tuple[Caller, str | None]] = [
+        (caller(staff, org="org-b"), "org-a"),
+        # The provider's id is no organisation: tokens naming it see nothing.
+        (caller(staff, org="shl-1"), "org-a"),
+        (caller(staff), "org-a"),
+        # Deny by default: a provider of no organisation has no staff.
+        (caller(staff, org="org-a"), None),
+        (caller(STAFF_ROLES[other_sector], org="org-a"), "org-a"),
+        (caller(Role.COORDINATOR, region="souss-massa"), "org-a"),
+        (caller(Role.INTAKE_OFFICER, org="org-a"), "org-a"),
+        (caller(service_role("intake")), "org-a"),
+    ]
+    for who, organisation in refused:
+        with pytest.raises(PermissionDenied) as err:
+            check_referral_scope(who, sector, organisation_id=organisation, region="oriental")
+        assert "org-a" not in str(err.value) and "oriental" not in str(err.value)
+
+
+def test_listings_are_narrowed_to_the_organisation_or_the_region() -> None:
+    staff = caller(Role.SHELTER_STAFF, org="org-a")
+    narrowed = visible_to(staff, Sector.SHELTER, ReferralFilter(provider_id="shl-1"))
+    assert (narrowed.organisation_id, narrowed.provider_id) == ("org-a", "shl-1")
+    assert visible_to(staff, Sector.SHELTER, ReferralFilter(organisation_id="org-a")) == (
+        ReferralFilter(organisation_id="org-a")
+    )
+    coordinator = caller(Role.COORDINATOR, region="oriental")
+    mine = visible_to(coordinator, Sector.SHELTER, ReferralFilter(organisation_id="org-b"))
+    assert (mine.organisation_id, mine.region) == ("org-b", "oriental")
+    for who, filters in [
+        (staff, ReferralFilter(organisation_id="org-b")),
+        (caller(Role.SHELTER_STAFF), ReferralFilter()),
+        (coordinator, ReferralFilter(region="souss-massa")),
+        (caller(Role.LEGAL_AID, org="org-a"), ReferralFilter()),
+        (caller(Role.INTAKE_OFFICER), ReferralFilter()),
+    ]:
+        with pytest.raises(PermissionDenied):
+            visible_to(who, Sector.SHELTER, filters)
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,8 @@ CASA = "casablanca-settat"
 SEWING = employment_pb2.PROGRAMME_KIND_SEWING
 PASTRY = employment_pb2.PROGRAMME_KIND_CONFECTIONERY
 GOLD = employment_pb2.PROGRAMME_KIND_GOLDSMITHING
+# The organisation of the network that runs the tests' programmes (an opaque id).
+ORG = "org-e3910e000001"
 
 
 def stub_of(running: RunningSector) -> employment_pb2_grpc.EmploymentServiceStub:
@@ -33,7 +35,14 @@ def start(month: int) -> Timestamp:
 
 
 def programme_request(
-    *, kind=SEWING, region=FES, seats=3, month=1, languages=("ary", "fr"), idem=None
+    *,
+    kind=SEWING,
+    region=FES,
+    seats=3,
+    month=1,
+    languages=("ary", "fr"),
+    idem=None,
+    organisation=ORG,
 ):
     return employment_pb2.CreateProgrammeRequest(
         name="Atelier",
@@ -43,6 +52,7 @@ def programme_request(
         start_date=start(month),
         languages=list(languages),
         idempotency_key=idem or key(),
+        organisation_id=organisation,
     )
 
 

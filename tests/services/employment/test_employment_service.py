@@ -20,6 +20,7 @@ from tests.services.employment.helpers import (
     CASA,
     FES,
     GOLD,
+    ORG,
     PASTRY,
     SEWING,
     create_programme,
@@ -59,6 +60,7 @@ async def test_programmes_and_the_enrolment_lifecycle(employment) -> None:
     assert (await stub.CreateProgramme(request)).programme == sewing
     assert employment.count("programmes") == 1
     assert (sewing.seats_free, list(sewing.languages)) == (2, ["ary", "fr"])
+    assert sewing.organisation_id == ORG
     pastry = await create_programme(stub, kind=PASTRY, seats=4, month=1)
     casa = await create_programme(stub, kind=SEWING, region=CASA, languages=["ar"])
     listed = await stub.ListProgrammes(employment_pb2.ListProgrammesRequest(region=FES))
@@ -74,6 +76,7 @@ async def test_programmes_and_the_enrolment_lifecycle(employment) -> None:
     assert referral.provider_id == sewing.programme_id
     assert referral.sector == common_pb2.SECTOR_EMPLOYMENT
     assert referral.referral_id.startswith("emp-")
+    assert referral.organisation_id == ORG
     any_kind = (await stub.RequestEnrolment(enrolment(exclude=[sewing.programme_id]))).referral
     assert any_kind.provider_id == pastry.programme_id
     elsewhere = (
@@ -248,6 +251,8 @@ async def test_bad_input_names_the_field_and_writes_nothing(employment) -> None:
         (stub.CreateProgramme, programme_with(start_date=None), "start_date"),
         (stub.CreateProgramme, programme_with(idempotency_key=""), "idempotency_key"),
         (stub.CreateProgramme, programme_with(languages=[secret]), "languages"),
+        (stub.CreateProgramme, programme_with(organisation_id=""), "organisation_id"),
+        (stub.CreateProgramme, programme_with(organisation_id=secret), "organisation_id"),
         (
             stub.ListProgrammes,
             employment_pb2.ListProgrammesRequest(kind=employment_pb2.ProgrammeKind.ValueType(99)),

@@ -25,6 +25,8 @@ TRAFFICKING = legal_pb2.LEGAL_MATTER_TRAFFICKING
 LAWYER = legal_pb2.LEGAL_PROVIDER_KIND_LAWYER
 ASSOCIATION = legal_pb2.LEGAL_PROVIDER_KIND_LEGAL_AID_ASSOCIATION
 CARE_CELL = legal_pb2.LEGAL_PROVIDER_KIND_COURT_CARE_CELL
+# The organisation of the network the tests' providers belong to (an opaque id).
+ORG = "org-1e9a10000001"
 
 
 def stub_of(running: RunningSector) -> legal_pb2_grpc.LegalAidServiceStub:
@@ -66,6 +68,7 @@ def provider_request(
     kind: Any = ASSOCIATION,
     name: str = "Association Amane",
     idem: str | None = None,
+    organisation: str = ORG,
 ) -> legal_pb2.CreateLegalProviderRequest:
     return legal_pb2.CreateLegalProviderRequest(
         kind=kind,
@@ -74,6 +77,7 @@ def provider_request(
         languages=list(languages),
         matters=list(matters),
         idempotency_key=idem or key(),
+        organisation_id=organisation,
     )
 
 

@@ -19,6 +19,7 @@ from tests.services.legal.helpers import (
     FAMILY,
     FES,
     LAWYER,
+    ORG,
     ORIENTAL,
     PROTECTION,
     RABAT,
@@ -87,6 +88,7 @@ async def test_providers_are_created_once_and_listed(legal) -> None:
     assert list(first.languages) == ["ar", "ary"]
     assert list(first.matters) == [PROTECTION, COMPLAINT]
     assert first.kind == CARE_CELL and first.region == FES and first.open_referrals == 0
+    assert first.organisation_id == ORG
 
     # The same key for a different provider is refused, naming the key.
     request.region = RABAT
@@ -198,6 +200,8 @@ async def test_bad_input_names_the_field_and_writes_nothing(legal) -> None:
         (stub.CreateProvider, provider_request(matters=[PROTECTION, 0]), "matters[1]"),
         (stub.CreateProvider, provider_request(matters=[77]), "matters[0]"),
         (stub.CreateProvider, with_(provider_request(), idempotency_key=""), "idempotency_key"),
+        (stub.CreateProvider, provider_request(organisation=""), "organisation_id"),
+        (stub.CreateProvider, provider_request(organisation=secret), "organisation_id"),
         (stub.ListProviders, legal_pb2.ListLegalProvidersRequest(region="atlantis"), "region"),
         (stub.ListProviders, legal_pb2.ListLegalProvidersRequest(language=secret), "language"),
         (stub.ListProviders, legal_pb2.ListLegalProvidersRequest(matter=raw(99)), "matter"),
@@ -381,6 +385,7 @@ async def test_legal_aid_is_requested_decided_and_lived(legal) -> None:
     assert referral.status == common_pb2.REFERRAL_STATUS_PENDING
     assert referral.sector == common_pb2.SECTOR_LEGAL
     assert referral.provider_id == provider.provider_id and referral.case_id == case
+    assert referral.organisation_id == provider.organisation_id == ORG
     assert [(m.matter, m.status) for m in created.matters] == [
         (PROTECTION, legal_pb2.MATTER_STATUS_OPEN),
         (COMPLAINT, legal_pb2.MATTER_STATUS_OPEN),

@@ -11,6 +11,8 @@ from tests.support_auth import consent_proof
 FES = "fes-meknes"
 RABAT = "rabat-sale-kenitra"
 WHEELCHAIR = shelter_pb2.ACCESSIBILITY_FEATURE_WHEELCHAIR
+# The organisation of the network that runs the tests' shelters (an opaque id).
+ORG = "org-5e1e75000001"
 
 
 def stub_of(running: RunningSector) -> shelter_pb2_grpc.ShelterServiceStub:
@@ -25,7 +27,9 @@ def case_id() -> str:
     return secrets.token_hex(8)
 
 
-async def create_shelter(stub, *, region=FES, capacity=3, children=True, access=(), name="Dar"):
+async def create_shelter(
+    stub, *, region=FES, capacity=3, children=True, access=(), name="Dar", organisation=ORG
+):
     reply = await stub.CreateShelter(
         shelter_pb2.CreateShelterRequest(
             name=name,
@@ -35,6 +39,7 @@ async def create_shelter(stub, *, region=FES, capacity=3, children=True, access=
             accessibility=list(access),
             address="12 derb secret, medina",
             idempotency_key=key(),
+            organisation_id=organisation,
         )
     )
     return reply.shelter

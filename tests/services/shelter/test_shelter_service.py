@@ -18,6 +18,7 @@ from services.shelter.app import MIGRATIONS_DIR, build_components
 from tests.services.harness import RunningSector, error_field, running_sector, sector_settings
 from tests.services.shelter.helpers import (
     FES,
+    ORG,
     RABAT,
     WHEELCHAIR,
     beds,
@@ -61,11 +62,13 @@ async def test_shelters_are_created_once_and_their_address_stays_secret(shelter)
         accessibility=[WHEELCHAIR, shelter_pb2.ACCESSIBILITY_FEATURE_GROUND_FLOOR],
         address="7 rue confidentielle, Fes",
         idempotency_key="seed-shelter-1",
+        organisation_id=ORG,
     )
     first = (await stub.CreateShelter(request)).shelter
     again = (await stub.CreateShelter(request)).shelter
     assert again.shelter_id == first.shelter_id
     assert shelter.count("shelters") == 1
+    assert first.organisation_id == ORG
     assert first.free_beds == 12
     assert list(first.accessibility) == [WHEELCHAIR, shelter_pb2.ACCESSIBILITY_FEATURE_GROUND_FLOOR]
 
@@ -103,7 +106,12 @@ async def test_bad_input_names_the_field_and_writes_nothing(shelter) -> None:
 
     def shelter_request(**changes):
         request = shelter_pb2.CreateShelterRequest(
-            name="Dar", region=FES, capacity=3, address="x", idempotency_key=key()
+            name="Dar",
+            region=FES,
+            capacity=3,
+            address="x",
+            idempotency_key=key(),
+            organisation_id=ORG,
         )
         for name, value in changes.items():
             setattr(request, name, value)
@@ -124,6 +132,8 @@ async def test_bad_input_names_the_field_and_writes_nothing(shelter) -> None:
         (stub.CreateShelter, shelter_request(name=""), "name"),
         (stub.CreateShelter, shelter_request(address=""), "address"),
         (stub.CreateShelter, shelter_request(idempotency_key=""), "idempotency_key"),
+        (stub.CreateShelter, shelter_request(organisation_id=""), "organisation_id"),
+        (stub.CreateShelter, shelter_request(organisation_id=secret), "organisation_id"),
         (stub.ListShelters, shelter_pb2.ListSheltersRequest(region="atlantis"), "region"),
         (stub.GetCapacity, shelter_pb2.GetCapacityRequest(region="atlantis"), "region"),
         (stub.RequestPlacement, placement_with(case_id=secret), "case_id"),
@@ -216,6 +226,8 @@ async def test_placement_is_requested_decided_and_lived(shelter) -> None:
     assert referral.sector == common_pb2.SECTOR_SHELTER
     assert referral.referral_id.startswith("shr-")
     assert referral.risk == common_pb2.RISK_LEVEL_HIGH
+    # Addressed to the organisation that runs the shelter.
+    assert referral.organisation_id == fes.organisation_id == ORG
 
     # Providers already tried are excluded; another region is the fallback.
     elsewhere = (await stub.RequestPlacement(placement(exclude=[fes.shelter_id]))).referral
