@@ -1,9 +1,15 @@
 """Fixtures shared by the whole suite.
 
 PostgreSQL: tests marked or parametrised with it run when
-MASAR_TEST_POSTGRES_URL is set (CI sets it, and requires it when CI=true);
-elsewhere they are skipped with a message saying how to enable them. Each test
-gets a fresh database on that server, dropped afterwards.
+MASAR_TEST_POSTGRES_URL is set; elsewhere they are skipped with a message
+saying how to enable them. Each test gets a fresh database on that server,
+dropped afterwards.
+
+In CI (`in_ci()`: any non-empty `CI`, which `.ci/run` sets itself) nothing is
+skipped for want of a dependency: a PostgreSQL test without
+MASAR_TEST_POSTGRES_URL, or with its server unreachable, fails and says why.
+Tests that need another outside dependency (a browser, ...) skip through
+`in_ci()` the same way: `pytest.fail` in CI, `pytest.skip` elsewhere.
 """
 
 from __future__ import annotations
@@ -25,8 +31,22 @@ BIN_DIR = Path(sys.executable).parent
 POSTGRES_ENV = "MASAR_TEST_POSTGRES_URL"
 SKIP_POSTGRES = (
     f"PostgreSQL tests skipped: set {POSTGRES_ENV}="
-    "postgresql+psycopg://postgres@127.0.0.1:5432/test to run them (required when CI=true)"
+    "postgresql+psycopg://postgres@127.0.0.1:5432/test to run them (required in CI)"
 )
+
+
+def in_ci() -> bool:
+    """Are we in CI? Any non-empty `CI` (GitHub, GitLab and .ci/run set it;
+    "true", "1", "yes" ... all count): there, a test never skips for want of a
+    dependency."""
+    return bool(os.environ.get("CI", "").strip())
+
+
+def skip_unless_ci(reason: str) -> None:
+    """Skip this test for want of `reason`'s dependency — or, in CI, fail with it."""
+    if in_ci():
+        pytest.fail(f"in CI (CI={os.environ.get('CI', '')!r}) this cannot be skipped: {reason}")
+    pytest.skip(reason)
 
 
 def binary(name: str) -> str:
@@ -65,8 +85,11 @@ def postgres_server_url() -> str | None:
     url = os.environ.get(POSTGRES_ENV)
     if url:
         return url
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true requires PostgreSQL: set {POSTGRES_ENV}")
+    if in_ci():
+        pytest.fail(
+            f"CI is set (CI={os.environ.get('CI', '')!r}): PostgreSQL tests cannot be skipped; "
+            f"set {POSTGRES_ENV}, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        )
     return None
 
 
@@ -83,7 +106,7 @@ def postgres_url() -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # pragma: no cover - environment problem
         admin.dispose()
-        if os.environ.get("CI") == "true":
+        if in_ci():
             raise
         pytest.skip(f"{SKIP_POSTGRES} (server unreachable: {type(exc).__name__})")
     base, _, _ = server.rpartition("/")

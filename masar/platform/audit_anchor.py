@@ -73,6 +73,7 @@ from sqlalchemy.orm import Session
 
 from masar.contract import ServiceName
 from masar.platform import audit
+from masar.platform.crypto import private_dir
 from masar.platform.db import Database
 from masar.platform.settings import Env, SettingsError
 
@@ -214,7 +215,7 @@ class AnchorKey:
 
     @classmethod
     def load_or_create(cls, service: str, path: Path) -> AnchorKey:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)  # the data dir: 0700 if created here
         if not path.exists():
             fresh = cls.generate(service)
             try:

@@ -9,14 +9,22 @@ Key ring sources, first found wins:
 - MASAR_KEY_FILE: a JSON file {"active": kid, "keys": {kid: BASE64KEY}};
 - $MASAR_DATA_DIR/keyring.json, created (mode 0600) with a fresh key on first
   use — the embedded default for the local stack.
+
+Private files: the data directory and everything Masar creates in it (key
+files, SQLite databases and their -wal/-shm, logs) are the owner's only —
+directories 0700, files 0600, whatever the process's umask. `private_dir`
+and `create_private_file` make them so at creation; `restrict_file` tightens
+a file Masar owns that an older version created readable by others.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import secrets
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +40,77 @@ from masar.platform.settings import SettingsError, process_environ
 
 NONCE_BYTES = 12
 FIELD_PREFIX = "enc1"
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+log = logging.getLogger(__name__)
+
+
+# --- private files -------------------------------------------------------------
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and any missing parent) 0700. A directory that already
+    existed is left as it is: it may be shared (a home directory, /tmp)."""
+    missing: list[Path] = []
+    cursor = path
+    while not cursor.exists():
+        missing.append(cursor)
+        if cursor.parent == cursor:
+            break
+        cursor = cursor.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=PRIVATE_DIR_MODE)
+        except FileExistsError:
+            continue  # another process of the stack made it first
+        os.chmod(directory, PRIVATE_DIR_MODE)  # mkdir's mode is masked by the umask
+    return path
+
+
+def restrict_file(path: Path) -> None:
+    """A file Masar owns: 0600 if group or others may touch it."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        try:
+            os.chmod(path, (mode & ~(stat.S_IRWXG | stat.S_IRWXO)) | stat.S_IRUSR | stat.S_IWUSR)
+        except OSError as exc:  # not ours, or a read-only file system: say so
+            log.warning("%s is readable by others and cannot be made 0600 (%s)", path, exc)
+
+
+def create_private_file(path: Path, text: str = "") -> bool:
+    """Create `path` 0600 (its directory 0700 if missing) holding `text`,
+    whole or not at all: it is written aside and linked into place, so a
+    reader never sees it half written. False if it already existed (another
+    process made it first): it is then left as it is."""
+    private_dir(path.parent)
+    aside = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        _write_private(aside, text)
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: create it in place
+            try:
+                _write_private(path, text)
+            except FileExistsError:
+                return False
+    finally:
+        aside.unlink(missing_ok=True)
+    return True
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), PRIVATE_FILE_MODE)  # whatever the umask said
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 class DecryptionError(Exception):
@@ -147,16 +226,12 @@ class Keyring:
 
     @classmethod
     def load_or_create(cls, path: Path) -> Keyring:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """The ring in `path`, created 0600 (its directory 0700) on first use;
+        one an older version left readable by others is made 0600."""
         if not path.exists():
-            ring = cls.generate()
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass  # another process of the stack created it first
-            else:
-                with os.fdopen(fd, "w") as f:
-                    f.write(ring.to_json())
+            # False: another process of the stack created it first.
+            create_private_file(path, cls.generate().to_json())
+        restrict_file(path)
         return cls.from_json(path.read_text(), source=str(path))
 
 

@@ -7,6 +7,18 @@ unit of work (one RPC, one activity) commits or rolls back.
 On SQLite every unit of work begins with BEGIN IMMEDIATE, so writers are
 serialised and a check-then-reserve (beds, seats) cannot interleave; on
 PostgreSQL repositories lock the rows they guard with SELECT ... FOR UPDATE.
+
+Nothing a statement was given leaks through an error: engines hide bound
+parameters (`hide_parameters=True`), and PostgreSQL's own words are cut to
+what quotes no value (`scrub_database_error`: its DETAIL — "Key (x)=(...)",
+"Failing row contains (...)" —, CONTEXT and any message that may quote an
+input are dropped; SQLSTATE, constraint, table and column names stay), so an
+IntegrityError, its log line or a traceback names the statement and the
+rule it broke, never the values (a survivor's data, a key).
+
+A SQLite file is its owner's only: created 0600 in a directory created 0700
+(its -wal and -shm inherit the file's mode), and an older one readable by
+others is made 0600 when opened.
 """
 
 from __future__ import annotations
@@ -20,9 +32,11 @@ from typing import Any, TypeVar
 
 import sqlalchemy
 from sqlalchemy import MetaData, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, ExceptionContext, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
+
+from masar.platform.crypto import create_private_file, restrict_file
 
 T = TypeVar("T")
 
@@ -52,23 +66,92 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+# What SQLite writes beside a database file (all inherit the file's mode).
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL; None for an in-memory database."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def prepare_sqlite_file(path: Path) -> None:
+    """The database file 0600 (its missing directories 0700) before SQLite
+    opens it: SQLite gives its -wal and -shm the database file's mode.
+    An existing one (and its companions) readable by others is made 0600."""
+    if not path.exists():
+        create_private_file(path)  # an empty file is an empty SQLite database
+    for companion in ("", *SQLITE_COMPANIONS):
+        restrict_file(path.with_name(path.name + companion))
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     # `sqlalchemy.create_engine` looked up at call time: the OpenTelemetry
     # instrumentation (masar.platform.telemetry) replaces it after this module is imported.
     create_engine = sqlalchemy.create_engine
     if is_sqlite(url):
-        path = url.split("sqlite:///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if path is not None:
+            prepare_sqlite_file(path)
         engine = create_engine(
             url,
             echo=echo,
+            hide_parameters=True,
             connect_args={"check_same_thread": False, "timeout": 30},
-            poolclass=NullPool if path == ":memory:" else None,
+            poolclass=NullPool if make_url(url).database == ":memory:" else None,
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(
+        url,
+        echo=echo,
+        hide_parameters=True,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+    )
+    event.listen(engine, "handle_error", _scrub_error)
+    return engine
+
+
+# SQLSTATE classes whose primary message names rules, never values:
+# integrity constraints (23) and transaction rollbacks (40: serialisation
+# failures, deadlocks). Others (22 "invalid input syntax for type ...: "..."")
+# may quote the value.
+_RULE_CLASSES = ("23", "40")
+
+
+def scrub_database_error(error: BaseException) -> None:
+    """Cut a PostgreSQL (psycopg) error's text to what cannot quote a value,
+    in place. Other drivers' errors are left as they are (SQLite names the
+    constraint or column, never the value)."""
+    diag = getattr(error, "diag", None)
+    sqlstate = getattr(error, "sqlstate", None)
+    if diag is None or not hasattr(diag, "message_primary"):
+        return
+    parts = [f"SQLSTATE {sqlstate or '?'}"]
+    primary = diag.message_primary
+    if primary and sqlstate and sqlstate[:2] in _RULE_CLASSES:
+        parts.append(str(primary))
+    for label, value in (
+        ("table", diag.table_name),
+        ("column", diag.column_name),
+        ("constraint", diag.constraint_name),
+    ):
+        if value:
+            parts.append(f"{label} {value}")
+    error.args = ("; ".join(parts) + " (details hidden: they may quote values)",)
+
+
+def _scrub_error(context: ExceptionContext) -> None:
+    scrub_database_error(context.original_exception)
+    wrapped = context.sqlalchemy_exception
+    if wrapped is not None and isinstance(wrapped, sqlalchemy.exc.DBAPIError):
+        orig = context.original_exception
+        wrapped.args = (f"({type(orig).__module__}.{type(orig).__name__}) {orig}",)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from masar.contract import REGIONS, ServiceName
+from masar.platform.crypto import private_dir
 from masar.platform.errors import Unauthenticated
 from masar.platform.settings import SettingsError, process_environ
 
@@ -298,7 +299,7 @@ class TokenIssuer:
 
     @classmethod
     def load_or_create(cls, path: Path) -> TokenIssuer:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)  # the data dir: 0700 if created here
         if not path.exists():
             issuer = cls.generate()
             try:

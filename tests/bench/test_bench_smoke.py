@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bench.__main__ import main
+from tests.conftest import postgres_server_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -62,7 +63,7 @@ def test_open_journeys_and_a_burst_of_deadlines(tmp_path: Path) -> None:
 
 
 def test_service_capacity(tmp_path: Path) -> None:
-    postgres = os.environ.get("MASAR_TEST_POSTGRES_URL")
+    postgres = postgres_server_url()  # in CI, required
     database = ["--postgres-url", postgres] if postgres else ["--no-postgres"]
     figures = run(tmp_path, "capacity", "--cycles", "6", "--cycle-concurrency", "3", *database)
     for name in ("sqlite", "postgresql") if postgres else ("sqlite",):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 from sqlalchemy import Column, Integer, Table, select, text
 
@@ -9,6 +12,7 @@ from masar.platform.crypto import (
     DecryptionError,
     EncryptedText,
     Keyring,
+    create_private_file,
     install_keyring,
     process_keyring,
 )
@@ -70,3 +74,29 @@ def test_keyring_sources(tmp_path) -> None:
     assert (tmp_path / "keyring.json").stat().st_mode & 0o777 == 0o600
     with pytest.raises(SettingsError, match="MASAR_KEYRING"):
         Keyring.from_env({"MASAR_KEYRING": "nocolon"})
+
+
+def test_key_files_and_their_directory_are_the_owners_only(tmp_path) -> None:
+    previous = os.umask(0o022)  # the usual umask must not matter
+    try:
+        data = tmp_path / "var" / "data"
+        ring = Keyring.from_env({"MASAR_DATA_DIR": str(data)})
+        assert stat.S_IMODE((data / "keyring.json").stat().st_mode) == 0o600
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        assert stat.S_IMODE((tmp_path / "var").stat().st_mode) == 0o700
+        assert [p.name for p in data.iterdir()] == ["keyring.json"]  # nothing left aside
+        # One an older version left readable by others is tightened on load.
+        os.chmod(data / "keyring.json", 0o644)
+        assert Keyring.from_env({"MASAR_DATA_DIR": str(data)}) == ring
+        assert stat.S_IMODE((data / "keyring.json").stat().st_mode) == 0o600
+    finally:
+        os.umask(previous)
+
+
+def test_a_private_file_is_created_once_whole(tmp_path) -> None:
+    path = tmp_path / "secret.json"
+    assert create_private_file(path, "first")
+    assert not create_private_file(path, "second")  # another process was first
+    assert path.read_text() == "first"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret.json"]
