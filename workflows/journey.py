@@ -5,8 +5,9 @@ The rules live in `CaseFile` (workflows.casefile), which drives one
 workflows.validation and the status is read by workflows.view. This module is
 the Temporal side of them:
 
-- updates (validated before anything is written, deduplicated by event id) and
-  the `status` query;
+- updates (authenticated by their signed actor assertion and validated before
+  anything is written — workflows.authentication, workflows.validation —
+  deduplicated by event id) and the `status` query;
 - the main loop, which sleeps until the next rung of the escalation ladder (or
   an update), climbs what is due and publishes the search attributes;
 - one lane per collaborator (shelter, legal, employment, intake) performing the
@@ -18,7 +19,8 @@ the Temporal side of them:
 The SLA policy reaches the journey through the local activity
 `journey.load_policy` at the start of every run: the worker read and checked
 the policy file when it started, the result is recorded in the history, so the
-workflow stays deterministic and intake need not know the policy. Waits keep
+workflow stays deterministic and intake need not know the policy. The same
+result carries the issuers' public assertion keys the run verifies with. Waits keep
 the deadline computed when they opened; a new policy applies to new waits
 from the next run on.
 
@@ -33,7 +35,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -106,7 +108,7 @@ with workflow.unsafe.imports_passed_through():
         TransferRequest,
         TransferRungNotice,
     )
-    from workflows import validation, view
+    from workflows import authentication, validation, view
     from workflows.casefile import CaseFile
     from workflows.policy import LOAD_POLICY_ACTIVITY, SlaPolicy
     from workflows.state import (
@@ -142,6 +144,17 @@ LANE_BACKOFF = (
     timedelta(hours=1),
 )
 MIN_SLEEP = 1.0  # seconds
+# Runs started with it authenticate each Update again in its handler (and
+# check medical care there); histories recorded before it replay without.
+AUTHENTICATED_UPDATES = "masar-authenticated-updates"
+
+# A business check of an Update against the case file (workflows.validation).
+Check = Callable[[CaseFile, Any], None]
+
+
+def _no_check(case: CaseFile, event: Any) -> None:
+    """Updates whose business rules accept any event (consent, risk)."""
+
 
 SA_KEYS: dict[str, SearchAttributeKey[Any]] = {
     SA_STAGE: SearchAttributeKey.for_keyword(SA_STAGE),
@@ -179,11 +192,17 @@ class SurvivorJourney:
         # Outcome of actions an update handler waits for: key -> error type ("" = done).
         self._outcomes: dict[str, str] = {}
         self._published: dict[str, object] = {}
+        # Set at the start of run(): does this run check assertions in handlers?
+        self._authenticated = False
+        # The issuers' keys of this run (the carried policy's until it loads).
+        policy = self._case.state.policy
+        self._keys = authentication.IssuerKeys(policy.issuer_keys) if policy else None
 
     # --- the main loop ------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: JourneyInput) -> JourneyStatus:
+        self._authenticated = workflow.patched(AUTHENTICATED_UPDATES)
         policy = await workflow.execute_local_activity(
             LOAD_POLICY_ACTIVITY,
             result_type=SlaPolicy,
@@ -191,6 +210,7 @@ class SurvivorJourney:
             retry_policy=POLICY_RETRY,
         )
         self._case.state.policy = policy
+        self._keys = authentication.IssuerKeys(policy.issuer_keys)
         if self._fresh:
             self._case.start(workflow.now())
         self._ready = True
@@ -416,126 +436,184 @@ class SurvivorJourney:
         )
 
     # --- updates ----------------------------------------------------------------------
+    # Each Update is authenticated (workflows.authentication) and validated
+    # (workflows.validation) by its validator, before anything is written.
+    # The handler checks again once the run is ready: the business rules
+    # always (the journey may have moved while it waited), the assertion only
+    # in runs that started with the authenticated-Updates patch — the
+    # histories recorded before it hold Updates without assertions, and they
+    # must replay as they ran.
+
+    def _authenticate(self, name: str, event: Any, *, at_validation: bool) -> None:
+        authentication.authenticate(
+            self._case, self._keys, name, event, workflow.now() if at_validation else None
+        )
+
+    def _validate(self, name: str, event: Any, check: Check) -> None:
+        self._authenticate(name, event, at_validation=True)
+        check(self._case, event)
 
     async def _apply(
-        self, event_id: str, validate: Callable[[], None], apply: Callable[[Any], None]
+        self, name: str, event: Any, check: Check, apply: Callable[[Any, datetime], None]
     ) -> UpdateResult:
         await workflow.wait_condition(lambda: self._ready)
-        previous = self._case.answered(event_id)
+        event = self._accept(name, event)
+        previous = self._case.answered(event.event_id)
         if previous is not None:
             return previous
         # Validated again: the journey may have moved while this update waited.
-        validate()
-        apply(workflow.now())
+        check(self._case, event)
+        apply(event, workflow.now())
         self._wake = True
-        return self._case.answer(event_id)
+        return self._case.answer(event.event_id)
+
+    def _accept(self, name: str, event: Any) -> Any:
+        """In the handler: check the assertion again (in patched runs), keep
+        its id against replay, and take the coordinator from it, never from
+        the payload."""
+        if self._authenticated:
+            self._authenticate(name, event, at_validation=False)
+        assertion = authentication.assertion_of(event)
+        if assertion is None:
+            return event
+        authentication.remember(self._case, assertion, workflow.now())
+        if hasattr(event, "coordinator_id"):
+            event = dataclasses.replace(event, coordinator_id=assertion.actor_id)
+        return event
+
+    def _medical_check(self) -> Check:
+        # Before the patch the handler checked nothing: old histories replay so.
+        return validation.validate_medical_care if self._authenticated else _no_check
 
     @workflow.update(name=UPDATE_REFERRAL_DECISION)
     async def referral_decision(self, event: ReferralDecision) -> UpdateResult:
         return await self._apply(
-            event.event_id,
-            lambda: validation.validate_decision(self._case, event),
-            lambda now: self._case.apply_decision(event, now),
+            UPDATE_REFERRAL_DECISION,
+            event,
+            validation.validate_decision,
+            lambda e, now: self._case.apply_decision(e, now),
         )
 
     @referral_decision.validator
     def _check_referral_decision(self, event: ReferralDecision) -> None:
-        validation.validate_decision(self._case, event)
+        self._validate(UPDATE_REFERRAL_DECISION, event, validation.validate_decision)
 
     @workflow.update(name=UPDATE_REFERRAL_MILESTONE)
     async def referral_milestone(self, event: ReferralMilestone) -> UpdateResult:
         return await self._apply(
-            event.event_id,
-            lambda: validation.validate_milestone(self._case, event),
-            lambda now: self._case.apply_milestone(event, now),
+            UPDATE_REFERRAL_MILESTONE,
+            event,
+            validation.validate_milestone,
+            lambda e, now: self._case.apply_milestone(e, now),
         )
 
     @referral_milestone.validator
     def _check_referral_milestone(self, event: ReferralMilestone) -> None:
-        validation.validate_milestone(self._case, event)
+        self._validate(UPDATE_REFERRAL_MILESTONE, event, validation.validate_milestone)
 
     @workflow.update(name=UPDATE_CONSENT)
     async def consent_changed(self, event: ConsentChange) -> UpdateResult:
         return await self._apply(
-            event.event_id, lambda: None, lambda now: self._case.apply_consent(event, now)
+            UPDATE_CONSENT, event, _no_check, lambda e, now: self._case.apply_consent(e, now)
         )
+
+    @consent_changed.validator
+    def _check_consent(self, event: ConsentChange) -> None:
+        self._validate(UPDATE_CONSENT, event, _no_check)
 
     @workflow.update(name=UPDATE_RISK)
     async def risk_reassessed(self, event: RiskChange) -> UpdateResult:
         return await self._apply(
-            event.event_id, lambda: None, lambda now: self._case.apply_risk(event, now)
+            UPDATE_RISK, event, _no_check, lambda e, now: self._case.apply_risk(e, now)
         )
+
+    @risk_reassessed.validator
+    def _check_risk(self, event: RiskChange) -> None:
+        self._validate(UPDATE_RISK, event, _no_check)
 
     @workflow.update(name=UPDATE_FOLLOW_UP)
     async def follow_up_recorded(self, event: FollowUpContact) -> UpdateResult:
         return await self._apply(
-            event.event_id,
-            lambda: validation.validate_follow_up(self._case, event),
-            lambda now: self._case.apply_follow_up(event, now),
+            UPDATE_FOLLOW_UP,
+            event,
+            validation.validate_follow_up,
+            lambda e, now: self._case.apply_follow_up(e, now),
         )
 
     @follow_up_recorded.validator
     def _check_follow_up(self, event: FollowUpContact) -> None:
-        validation.validate_follow_up(self._case, event)
+        self._validate(UPDATE_FOLLOW_UP, event, validation.validate_follow_up)
 
     @workflow.update(name=UPDATE_MEDICAL_CARE)
     async def medical_care_confirmed(self, event: MedicalCareConfirmed) -> UpdateResult:
         return await self._apply(
-            event.event_id, lambda: None, lambda now: self._case.apply_medical_care(event, now)
+            UPDATE_MEDICAL_CARE,
+            event,
+            self._medical_check(),
+            lambda e, now: self._case.apply_medical_care(e, now),
         )
+
+    @medical_care_confirmed.validator
+    def _check_medical_care(self, event: MedicalCareConfirmed) -> None:
+        self._validate(UPDATE_MEDICAL_CARE, event, validation.validate_medical_care)
 
     @workflow.update(name=UPDATE_CLOSURE_REQUEST)
     async def closure_requested(self, event: ClosureRequest) -> UpdateResult:
         return await self._apply(
-            event.event_id,
-            lambda: validation.validate_closure_request(self._case, event),
-            lambda now: self._case.apply_closure_request(event, now),
+            UPDATE_CLOSURE_REQUEST,
+            event,
+            validation.validate_closure_request,
+            lambda e, now: self._case.apply_closure_request(e, now),
         )
 
     @closure_requested.validator
     def _check_closure_request(self, event: ClosureRequest) -> None:
-        validation.validate_closure_request(self._case, event)
+        self._validate(UPDATE_CLOSURE_REQUEST, event, validation.validate_closure_request)
 
     @workflow.update(name=UPDATE_REOPEN)
     async def reopen(self, event: ReopenRequest) -> UpdateResult:
         return await self._apply(
-            event.event_id,
-            lambda: validation.validate_reopen(self._case, event),
-            lambda now: self._case.apply_reopen(event, now),
+            UPDATE_REOPEN,
+            event,
+            validation.validate_reopen,
+            lambda e, now: self._case.apply_reopen(e, now),
         )
 
     @reopen.validator
     def _check_reopen(self, event: ReopenRequest) -> None:
-        validation.validate_reopen(self._case, event)
+        self._validate(UPDATE_REOPEN, event, validation.validate_reopen)
 
     @workflow.update(name=UPDATE_EXTEND)
     async def extend_deadline(self, event: DeadlineExtension) -> UpdateResult:
         return await self._apply(
-            event.event_id,
-            lambda: validation.validate_extension(self._case, event),
-            lambda now: self._case.apply_extension(event, now),
+            UPDATE_EXTEND,
+            event,
+            validation.validate_extension,
+            lambda e, now: self._case.apply_extension(e, now),
         )
 
     @extend_deadline.validator
     def _check_extension(self, event: DeadlineExtension) -> None:
-        validation.validate_extension(self._case, event)
+        self._validate(UPDATE_EXTEND, event, validation.validate_extension)
 
     @workflow.update(name=UPDATE_CLOSURE_DECISION)
     async def decide_closure(self, event: ClosureDecision) -> UpdateResult:
         return await self._apply(
-            event.event_id,
-            lambda: validation.validate_closure_decision(self._case, event),
-            lambda now: self._case.apply_closure_decision(event, now),
+            UPDATE_CLOSURE_DECISION,
+            event,
+            validation.validate_closure_decision,
+            lambda e, now: self._case.apply_closure_decision(e, now),
         )
 
     @decide_closure.validator
     def _check_closure_decision(self, event: ClosureDecision) -> None:
-        validation.validate_closure_decision(self._case, event)
+        self._validate(UPDATE_CLOSURE_DECISION, event, validation.validate_closure_decision)
 
     @workflow.update(name=UPDATE_REASSIGN)
     async def reassign_referral(self, event: Reassignment) -> UpdateResult:
         """Answers once the named provider has the referral (or refused it)."""
         await workflow.wait_condition(lambda: self._ready)
+        event = self._accept(UPDATE_REASSIGN, event)
         previous = self._case.answered(event.event_id)
         if previous is not None:
             return previous
@@ -554,7 +632,7 @@ class SurvivorJourney:
 
     @reassign_referral.validator
     def _check_reassign(self, event: Reassignment) -> None:
-        validation.validate_reassign(self._case, event)
+        self._validate(UPDATE_REASSIGN, event, validation.validate_reassign)
 
     # Transfers between organisations (workflows.transfers): updates that no
     # history recorded before them can hold, so they need no patch marker.
@@ -562,38 +640,41 @@ class SurvivorJourney:
     @workflow.update(name=UPDATE_TRANSFER_REQUEST)
     async def transfer_requested(self, event: TransferRequest) -> UpdateResult:
         return await self._apply(
-            event.event_id,
-            lambda: validation.validate_transfer_request(self._case, event),
-            lambda now: self._case.apply_transfer_request(event, now),
+            UPDATE_TRANSFER_REQUEST,
+            event,
+            validation.validate_transfer_request,
+            lambda e, now: self._case.apply_transfer_request(e, now),
         )
 
     @transfer_requested.validator
     def _check_transfer_request(self, event: TransferRequest) -> None:
-        validation.validate_transfer_request(self._case, event)
+        self._validate(UPDATE_TRANSFER_REQUEST, event, validation.validate_transfer_request)
 
     @workflow.update(name=UPDATE_TRANSFER_DECISION)
     async def transfer_decided(self, event: TransferDecision) -> UpdateResult:
         return await self._apply(
-            event.event_id,
-            lambda: validation.validate_transfer_decision(self._case, event),
-            lambda now: self._case.apply_transfer_decision(event, now),
+            UPDATE_TRANSFER_DECISION,
+            event,
+            validation.validate_transfer_decision,
+            lambda e, now: self._case.apply_transfer_decision(e, now),
         )
 
     @transfer_decided.validator
     def _check_transfer_decision(self, event: TransferDecision) -> None:
-        validation.validate_transfer_decision(self._case, event)
+        self._validate(UPDATE_TRANSFER_DECISION, event, validation.validate_transfer_decision)
 
     @workflow.update(name=UPDATE_TRANSFER_REDIRECT)
     async def transfer_redirected(self, event: TransferRedirect) -> UpdateResult:
         return await self._apply(
-            event.event_id,
-            lambda: validation.validate_transfer_redirect(self._case, event),
-            lambda now: self._case.apply_transfer_redirect(event, now),
+            UPDATE_TRANSFER_REDIRECT,
+            event,
+            validation.validate_transfer_redirect,
+            lambda e, now: self._case.apply_transfer_redirect(e, now),
         )
 
     @transfer_redirected.validator
     def _check_transfer_redirect(self, event: TransferRedirect) -> None:
-        validation.validate_transfer_redirect(self._case, event)
+        self._validate(UPDATE_TRANSFER_REDIRECT, event, validation.validate_transfer_redirect)
 
     # --- query ------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from masar.contract import TRANSFER_ACCEPT_DEFAULT_SECONDS, TRANSFER_ACCEPT_WAIT, Risk
+from masar.contract import TRANSFER_ACCEPT_DEFAULT_SECONDS, TRANSFER_ACCEPT_WAIT, IssuerKey, Risk
 from masar.platform.settings import SettingsError
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("policy.toml")
@@ -80,6 +80,10 @@ class SlaPolicy:
     # wait name -> risk value -> seconds
     deadlines: dict[str, dict[str, int]] = field(default_factory=dict)
     closed_retention_seconds: int = int(DEFAULT_CLOSED_RETENTION.total_seconds())
+    # The public keys that sign actor assertions (workflows.authentication):
+    # not part of the policy file, added by the worker's policy activity at
+    # each run's start so that they are recorded in the journey's history.
+    issuer_keys: list[IssuerKey] = field(default_factory=list)
 
     def deadline(self, wait: str, risk: Risk) -> timedelta | None:
         """The deadline of `wait` at `risk`, or None when the policy has none."""

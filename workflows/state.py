@@ -201,6 +201,15 @@ class ClinicalWindow:
 
 
 @dataclass
+class SeenAssertion:
+    """An actor assertion the journey accepted (workflows.authentication): the
+    same one is refused again while it lives."""
+
+    assertion_id: str
+    issued_at: datetime
+
+
+@dataclass
 class JourneyState:
     case_id: str
     workflow_id: str
@@ -227,6 +236,8 @@ class JourneyState:
     actions: list[Action] = field(default_factory=list)
     timeline: list[TimelineEvent] = field(default_factory=list)
     answers: list[UpdateResult] = field(default_factory=list)
+    # Actor assertions used within their lifetime (a replayed one is refused).
+    seen_assertions: list[SeenAssertion] = field(default_factory=list)
     seq: int = 0
     runs: int = 1
     max_history_events: int | None = None

@@ -1,7 +1,7 @@
 """Update validators: an update the journey cannot take is rejected before
 anything is written, so the caller (staff, a coordinator, intake) gets a
 synchronous answer. A repeated event id always passes: it is answered with
-the first answer.
+the first answer. (Who sent it is checked first, by workflows.authentication.)
 
 Each check reads the case file and raises an `ApplicationError` whose type is
 one of the contract's ERR_* codes and whose message names the field, never a
@@ -29,11 +29,13 @@ from masar.contract import (
     ERR_UNKNOWN_REFERRAL,
     ERR_UNKNOWN_TRANSFER,
     ERR_UNKNOWN_WAIT,
+    ClinicalItem,
     ClosureDecision,
     ClosureRequest,
     DeadlineExtension,
     DeclineReason,
     FollowUpContact,
+    MedicalCareConfirmed,
     Milestone,
     Reassignment,
     ReferralDecision,
@@ -116,6 +118,16 @@ def validate_follow_up(case: CaseFile, event: FollowUpContact) -> None:
         return
     if case.closed:
         raise reject(ERR_JOURNEY_CLOSED, "journey: closed")
+
+
+def validate_medical_care(case: CaseFile, event: MedicalCareConfirmed) -> None:
+    """Care confirmed on an open journey (a closed one has no window left)."""
+    if case.is_answered(event.event_id):
+        return
+    if case.closed:
+        raise reject(ERR_JOURNEY_CLOSED, "journey: closed")
+    if event.item not in set(ClinicalItem):
+        raise reject(ERR_INVALID, "item: not a ClinicalItem")
 
 
 def validate_closure_request(case: CaseFile, event: ClosureRequest) -> None:

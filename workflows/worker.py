@@ -1,7 +1,10 @@
 """The journey worker: runs SurvivorJourney on `masar-journey`.
 
 `python -m workflows` reads WorkerSettings from the environment, loads and
-checks the SLA policy (the shipped default, or MASAR_POLICY_FILE), connects to
+checks the SLA policy (the shipped default, or MASAR_POLICY_FILE), reads the
+issuers' public assertion keys at each journey run's start
+(MASAR_ASSERTION_PUBLIC_KEYS, else $MASAR_DATA_DIR/keys; see
+masar.platform.assertions), connects to
 Temporal (retrying while it is unreachable) and runs until SIGTERM or SIGINT,
 then shuts down gracefully. A malformed setting or policy stops it at start
 with a one-line message naming the key, and exit status 2.
@@ -20,11 +23,12 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from masar.contract import JOURNEY_TASK_QUEUE
+from masar.platform.assertions import PublicKeySource, public_keys_path
 from masar.platform.logs import setup_logging
 from masar.platform.rpc import install_shutdown_signals
-from masar.platform.settings import SettingsError, WorkerSettings
+from masar.platform.settings import SettingsError, WorkerSettings, process_environ
 from masar.platform.temporal import TemporalConnector
-from workflows.activities import PolicyActivities
+from workflows.activities import IssuerKeySource, PolicyActivities
 from workflows.journey import SurvivorJourney
 from workflows.policy import SlaPolicy, load_policy
 
@@ -37,16 +41,26 @@ def build_worker(
     *,
     task_queue: str = JOURNEY_TASK_QUEUE,
     extra_activities: Sequence[Any] = (),
+    issuer_keys: IssuerKeySource | None = None,
     **options: Any,
 ) -> Worker:
-    """The journey worker: the workflow and the policy's local activity."""
+    """The journey worker: the workflow and the policy's local activity.
+    `issuer_keys` gives the public assertion keys at each run's start; by
+    default those of the signers of this process only (tests)."""
+    keys = issuer_keys if issuer_keys is not None else PublicKeySource(None)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[SurvivorJourney],
-        activities=[PolicyActivities(policy).load_policy, *extra_activities],
+        activities=[PolicyActivities(policy, keys).load_policy, *extra_activities],
         **options,
     )
+
+
+def issuer_key_source(settings: WorkerSettings) -> PublicKeySource:
+    """The public assertion keys the worker hands to journeys."""
+    environ = {**process_environ(), "MASAR_DATA_DIR": str(settings.common.data_dir)}
+    return PublicKeySource(public_keys_path(environ))
 
 
 async def run_worker(
@@ -59,7 +73,7 @@ async def run_worker(
     client = await TemporalConnector(settings.common.temporal).wait(stop)
     if client is None:
         return 0
-    worker = build_worker(client, policy)
+    worker = build_worker(client, policy, issuer_keys=issuer_key_source(settings))
     run = asyncio.create_task(worker.run())
     stopper = asyncio.create_task(stop.wait())
     log.info(

@@ -18,6 +18,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
+# Actor assertions (masar.contract.assertion), re-exported.
+from masar.contract.assertion import ERR_FORBIDDEN as ERR_FORBIDDEN
+from masar.contract.assertion import ERR_UNAUTHENTICATED as ERR_UNAUTHENTICATED
+from masar.contract.assertion import ActorAssertion as ActorAssertion
+from masar.contract.assertion import IssuerKey as IssuerKey
+
 # Case transfers between organisations (masar.contract.transfer), re-exported.
 from masar.contract.transfer import ERR_STALE_TRANSFER as ERR_STALE_TRANSFER
 from masar.contract.transfer import ERR_TRANSFER_OPEN as ERR_TRANSFER_OPEN
@@ -444,6 +450,8 @@ class ReferralDecision:
     accepted: bool
     decided_at: datetime
     decline_reason: str | None = None  # DeclineReason name without prefix, e.g. "NO_CAPACITY"
+    # Who sent it, signed by the sending service (masar.contract.assertion).
+    assertion: ActorAssertion | None = None
 
 
 class Milestone(StrEnum):
@@ -459,6 +467,8 @@ class ReferralMilestone:
     milestone: Milestone
     at: datetime
     detail: str | None = None  # a structured code (exit reason, outcome), never free text
+    # Who sent it, signed by the sending service (masar.contract.assertion).
+    assertion: ActorAssertion | None = None
 
 
 @dataclass
@@ -469,6 +479,8 @@ class ConsentChange:
     at: datetime
     # "withdrawn" (consent withdrawn) or "declined" (she declines the service).
     reason: str = "withdrawn"
+    # Who sent it, signed by the sending service (masar.contract.assertion).
+    assertion: ActorAssertion | None = None
 
 
 @dataclass
@@ -476,12 +488,16 @@ class RiskChange:
     event_id: str
     risk: Risk
     at: datetime
+    # Who sent it, signed by the sending service (masar.contract.assertion).
+    assertion: ActorAssertion | None = None
 
 
 @dataclass
 class FollowUpContact:
     event_id: str
     at: datetime
+    # Who sent it, signed by the sending service (masar.contract.assertion).
+    assertion: ActorAssertion | None = None
 
 
 @dataclass
@@ -489,6 +505,8 @@ class MedicalCareConfirmed:
     event_id: str
     item: ClinicalItem
     at: datetime
+    # Who sent it, signed by the sending service (masar.contract.assertion).
+    assertion: ActorAssertion | None = None
 
 
 @dataclass
@@ -496,6 +514,8 @@ class ClosureRequest:
     event_id: str
     at: datetime
     reason: str  # "survivor_request", "needs_met", "no_contact", "moved", "transferred"
+    # Who sent it, signed by the sending service (masar.contract.assertion).
+    assertion: ActorAssertion | None = None
 
 
 @dataclass
@@ -505,6 +525,8 @@ class ReopenRequest:
     risk: Risk | None = None
     needs: list[Need] = field(default_factory=list)
     consents: list[Sector] = field(default_factory=list)
+    # Who sent it, signed by the sending service (masar.contract.assertion).
+    assertion: ActorAssertion | None = None
 
 
 @dataclass
@@ -514,6 +536,8 @@ class Reassignment:
     provider_id: str
     coordinator_id: str
     reason: str
+    # Who sent it, signed by the sending service (masar.contract.assertion).
+    assertion: ActorAssertion | None = None
 
 
 @dataclass
@@ -525,6 +549,8 @@ class DeadlineExtension:
     extend_by_seconds: int
     coordinator_id: str
     reason: str
+    # Who sent it, signed by the sending service (masar.contract.assertion).
+    assertion: ActorAssertion | None = None
 
 
 @dataclass
@@ -533,6 +559,8 @@ class ClosureDecision:
     approve: bool
     coordinator_id: str
     reason: str
+    # Who sent it, signed by the sending service (masar.contract.assertion).
+    assertion: ActorAssertion | None = None
 
 
 # --- query --------------------------------------------------------------------

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from masar.contract.assertion import ActorAssertion
+
 # --- names --------------------------------------------------------------------
 
 # The SLA wait (workflows/policy.toml `[deadlines.transfer_accept]`).
@@ -92,6 +94,8 @@ class TransferRequest:
     requested_at: datetime
     # When the survivor's consent to this transfer was recorded (required).
     consent_at: datetime
+    # Who sent it, signed by the sending service (masar.contract.assertion).
+    assertion: ActorAssertion | None = None
 
 
 @dataclass
@@ -103,6 +107,8 @@ class TransferDecision:
     accepted: bool
     decided_at: datetime
     decline_reason: TransferDeclineReason | None = None
+    # Who sent it, signed by the sending service (masar.contract.assertion).
+    assertion: ActorAssertion | None = None
 
 
 @dataclass
@@ -116,6 +122,8 @@ class TransferRedirect:
     coordinator_id: str
     redirected_at: datetime
     consent_at: datetime
+    # Who sent it, signed by the sending service (masar.contract.assertion).
+    assertion: ActorAssertion | None = None
 
 
 # --- the ladder's notices to intake ------------------------------------------------

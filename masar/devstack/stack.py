@@ -558,6 +558,13 @@ def prepare_data_dir(plan: StackPlan) -> IO[str]:
         from masar.platform.identity import TokenIssuer
 
         TokenIssuer.from_env(env)
+    # Each sending service's assertion key (keys/<service>-assertion.json,
+    # 0600), made before anything starts, so that the journey worker finds
+    # every public key from its first journey on.
+    from masar.platform.assertions import AssertionSigner
+
+    for service in ("intake", "shelter", "legal", "employment"):
+        AssertionSigner.from_env(service, env)
     return lock
 
 

@@ -18,8 +18,20 @@ stripped without decryption failing. The codec server
 sealed without a context (or before the binding existed) carry no workflow id
 and decrypt as before.
 
-Payloads that are not encrypted pass through decoding unchanged (histories
-written before the codec existed stay readable); encoding always encrypts.
+Encoding always encrypts. Decoding refuses what it cannot open: a payload
+that is not encrypted (a client without the key, such as the SDK's default
+data converter, cannot put anything into a journey, an Update or an
+activity), or one that names an unknown key or fails authentication. The
+codec does not raise for them — that would fail the whole workflow task and
+stall the journey; it hands back a *refused* payload (`encoding:
+binary/masar-refused`, no data, only the reason code in `masar-refused`),
+which no payload converter turns into a value: an Update carrying it is
+rejected before its validator runs, an activity given it fails, and nothing
+of the content is reported (a warning names the workflow and the reason).
+Replaying histories written before the codec existed needs
+`EncryptionCodec(allow_plaintext=True)` (`masar.platform.temporal
+.replay_data_converter`); production never uses it. `decrypt_payload` alone
+still passes plaintext through (the codec server shows it as it came).
 The codec does not cover search attributes, workflow ids or memo keys — those
 never carry personal data in Masar. Failure messages and stack traces are
 covered because `masar.platform.temporal.data_converter` moves them into the failure's
@@ -28,6 +40,7 @@ encoded attributes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Self
 
@@ -36,7 +49,14 @@ from temporalio.converter import PayloadCodec, SerializationContext, WithSeriali
 
 from masar.platform.crypto import DecryptionError, Keyring, process_keyring
 
+log = logging.getLogger(__name__)
+
 ENCODING = b"binary/encrypted"
+# What decoding hands back for a payload it refuses (no converter reads it).
+REFUSED_ENCODING = b"binary/masar-refused"
+REFUSED_METADATA = "masar-refused"
+REFUSED_PLAINTEXT = "plaintext"
+REFUSED_UNDECRYPTABLE = "undecryptable"
 KEY_ID_METADATA = "encryption-key-id"
 # The workflow a payload belongs to (in the clear, bound into the ciphertext).
 WORKFLOW_ID_METADATA = "masar-workflow-id"
@@ -57,6 +77,15 @@ def _aad(workflow_id: str | None) -> bytes:
     if not workflow_id:
         return PAYLOAD_AAD
     return PAYLOAD_AAD + b"\x00" + workflow_id.encode()
+
+
+def refused_payload(reason: str) -> Payload:
+    """A payload no converter decodes: in place of one the codec refuses."""
+    return Payload(metadata={"encoding": REFUSED_ENCODING, REFUSED_METADATA: reason.encode()})
+
+
+def is_refused(payload: Payload) -> bool:
+    return payload.metadata.get("encoding") == REFUSED_ENCODING
 
 
 def payload_workflow_id(payload: Payload) -> str | None:
@@ -97,13 +126,23 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
     share one ring). Temporal gives it each payload's workflow through
     `with_context`; it binds the payloads it encodes to that workflow."""
 
-    def __init__(self, keyring: Keyring | None = None, *, workflow_id: str | None = None) -> None:
+    def __init__(
+        self,
+        keyring: Keyring | None = None,
+        *,
+        workflow_id: str | None = None,
+        allow_plaintext: bool = False,
+    ) -> None:
         self._keyring = keyring
         self.workflow_id = workflow_id
+        # Only for replaying histories written before the codec existed.
+        self.allow_plaintext = allow_plaintext
 
     def with_context(self, context: SerializationContext) -> Self:
         workflow_id = getattr(context, "workflow_id", None)
-        return type(self)(self._keyring, workflow_id=workflow_id or None)
+        return type(self)(
+            self._keyring, workflow_id=workflow_id or None, allow_plaintext=self.allow_plaintext
+        )
 
     @property
     def keyring(self) -> Keyring:
@@ -114,4 +153,22 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         return [encrypt_payload(ring, p, workflow_id=self.workflow_id) for p in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [decrypt_payload(self.keyring, p) for p in payloads]
+        ring = self.keyring
+        return [self._open(ring, p) for p in payloads]
+
+    def _open(self, ring: Keyring, payload: Payload) -> Payload:
+        if not is_encrypted(payload):
+            if self.allow_plaintext:
+                return payload
+            return self._refuse(REFUSED_PLAINTEXT)
+        try:
+            return decrypt_payload(ring, payload)
+        except PayloadDecryptionError:
+            return self._refuse(REFUSED_UNDECRYPTABLE)
+
+    def _refuse(self, reason: str) -> Payload:
+        # The reason and the workflow only: never anything of the payload.
+        log.warning(
+            "payload refused", extra={"reason": reason, "workflow_id": self.workflow_id or ""}
+        )
+        return refused_payload(reason)

@@ -9,13 +9,19 @@ a crash is seen once.
 
 Each service adds the `outbox` table to its own metadata with `outbox_table`
 and creates it in its own migrations.
+
+Every Update is signed by the service (masar.platform.assertions): the entry
+keeps who acted — the verified caller of the request that wrote it (or the
+service itself outside any request) — and each delivery attempt signs a fresh
+actor assertion with the outbox's `signer` right before sending, so an entry
+that waited for Temporal still arrives with a live assertion. An outbox
+without a signer sends its Updates unsigned, and the journey refuses them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import enum
 import json
 import logging
@@ -29,7 +35,10 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from masar.contract import journey_workflow_id
+from masar.contract.assertion import jsonable
+from masar.platform.assertions import Actor, AssertionSigner
 from masar.platform.db import Database
+from masar.platform.identity import caller_or_none
 from masar.platform.temporal import TemporalConnector
 
 log = logging.getLogger(__name__)
@@ -58,18 +67,28 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
+# An entry's payload: {"format": 2, "event": <the Update as JSON>, "actor": <Actor>}.
+# Entries written before (the Update alone, unsigned) are still delivered.
+ENTRY_FORMAT = 2
+
+
+def entry_payload(event: Any, actor: Actor | None) -> str:
+    """What the outbox keeps for an Update: the event (its assertion left
+    out: one is signed at each delivery) and who acted."""
+    doc = jsonable(event)
+    doc.pop("assertion", None)
+    return json.dumps(
+        {"format": ENTRY_FORMAT, "event": doc, "actor": actor.to_json() if actor else None}
+    )
+
+
+def read_entry(payload: str) -> tuple[dict[str, Any], Actor | None]:
+    """(the Update as JSON, who acted) from an entry's payload."""
+    doc = json.loads(payload)
+    if isinstance(doc, dict) and doc.get("format") == ENTRY_FORMAT and "event" in doc:
+        actor = doc.get("actor")
+        return dict(doc["event"]), Actor.from_json(actor) if actor else None
+    return dict(doc), None
 
 
 def _age(created_at: datetime) -> timedelta:
@@ -87,24 +106,46 @@ class RejectedUpdate:
 
 
 class Outbox:
-    def __init__(self, database: Database, table: Table, connector: TemporalConnector) -> None:
+    def __init__(
+        self,
+        database: Database,
+        table: Table,
+        connector: TemporalConnector,
+        *,
+        signer: AssertionSigner | None = None,
+    ) -> None:
         self._db = database
         self._table = table
         self._connector = connector
+        # The service's assertion key (masar.platform.assertions): set by the
+        # service's wiring; without it Updates go unsigned (and are refused).
+        self.signer = signer
         self.update_timeout = 10.0
         self.min_age = timedelta(seconds=self.update_timeout / 2)
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def enqueue(self, session: Session, *, case_id: str, update_name: str, event: Any) -> str:
+    def enqueue(
+        self,
+        session: Session,
+        *,
+        case_id: str,
+        update_name: str,
+        event: Any,
+        actor: Actor | None = None,
+    ) -> str:
         """Record an update for the journey, in the caller's unit of work.
-        `event` is a contract dataclass with an `event_id`."""
+        `event` is a contract dataclass with an `event_id`; `actor` who acted
+        (by default the verified caller of the current request, if any)."""
         event_id: str = event.event_id
+        if actor is None:
+            caller = caller_or_none()
+            actor = Actor.of(caller) if caller is not None else None
         session.execute(
             self._table.insert().values(
                 event_id=event_id,
                 case_id=case_id,
                 update_name=update_name,
-                payload=json.dumps(_jsonable(event)),
+                payload=entry_payload(event, actor),
                 status=DeliveryOutcome.QUEUED.value,
                 attempts=0,
                 created_at=datetime.now(UTC),
@@ -161,10 +202,11 @@ class Outbox:
                 await self._mark(event_id, DeliveryOutcome.QUEUED, "TemporalUnreachable")
                 return DeliveryOutcome.QUEUED, None
         handle = client.get_workflow_handle(journey_workflow_id(row["case_id"]))
+        event = self._signed(row["case_id"], row["update_name"], row["payload"])
         try:
             await handle.execute_update(
                 row["update_name"],
-                json.loads(row["payload"]),
+                event,
                 id=event_id,
                 rpc_timeout=timedelta(seconds=self.update_timeout),
             )
@@ -188,6 +230,15 @@ class Outbox:
             return DeliveryOutcome.QUEUED, None
         await self._mark(event_id, DeliveryOutcome.DELIVERED, None)
         return DeliveryOutcome.DELIVERED, None
+
+    def _signed(self, case_id: str, update_name: str, payload: str) -> dict[str, Any]:
+        """The entry's Update with a fresh assertion (unsigned without a signer)."""
+        event, actor = read_entry(payload)
+        if self.signer is None:
+            log.warning("outbox has no assertion signer", extra={"update": update_name})
+            return event
+        actor = actor or Actor.service(self.signer.issuer)
+        return self.signer.sign_json(update_name, case_id, event, actor)
 
     async def _mark(self, event_id: str, outcome: DeliveryOutcome, error: str | None) -> None:
         values: dict[str, Any] = {

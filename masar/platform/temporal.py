@@ -28,13 +28,24 @@ def data_converter(*, keyring: Keyring | None = None) -> DataConverter:
     """The data converter every client and worker uses (workers inherit their
     client's): payloads encrypted with the key ring (the process's own unless
     one is given), failure messages and stack traces moved into the encoded
-    attributes so that they are encrypted too."""
+    attributes so that they are encrypted too. A payload that is not
+    encrypted, or not under a key of the ring, is refused (masar.platform.codec)."""
     if keyring is None:
         process_keyring()  # fail fast on a malformed key ring setting
     return dataclasses.replace(
         DataConverter.default,
         payload_codec=EncryptionCodec(keyring),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+def replay_data_converter(*, keyring: Keyring | None = None) -> DataConverter:
+    """For replaying recorded histories only (tests, investigations): like
+    `data_converter`, but payloads written before the codec existed are read
+    as they are. Never for a client or a worker."""
+    converter = data_converter(keyring=keyring)
+    return dataclasses.replace(
+        converter, payload_codec=EncryptionCodec(keyring, allow_plaintext=True)
     )
 
 

@@ -14,6 +14,7 @@ import grpc
 import grpc.aio
 
 from masar.contract import Sector
+from masar.platform.assertions import AssertionSigner
 from masar.platform.channels import authorised_channel, service_token_source
 from masar.platform.db import Database
 from masar.platform.idempotency import IdempotencyLedger
@@ -129,6 +130,8 @@ def assemble_sector(
     proving each request's consent (`consent` replaces intake in tests only)."""
     clients = sector_clients(settings, parts.sector)
     outbox = Outbox(database, parts.tables.outbox, connector)
+    # The sector's own assertion key signs its staff's decisions and milestones.
+    outbox.signer = AssertionSigner.from_env(parts.sector.value, identity_environ(settings))
     handshake: SectorHandshake[M, N] = SectorHandshake(
         sector=parts.sector,
         model=parts.model,

@@ -9,6 +9,11 @@ first change; the same key with another request is refused.
 
 Who may make the change is checked under the case's lock, before anything
 is written (`authorise`); a refusal is audited in a unit of work of its own.
+
+The outbox entry names who made the change (the verified caller), and the
+outbox signs an actor assertion for it with intake's assertion key at each
+delivery (masar.platform.outbox, masar.platform.assertions): the journey
+refuses an Update that does not carry one.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from masar.platform.assertions import Actor
 from masar.platform.db import Database
 from masar.platform.errors import FailedPrecondition, PermissionDenied
 from masar.platform.idempotency import IdempotencyLedger, fingerprint, run_retrying_conflicts
@@ -118,8 +124,14 @@ class ChangeWriter:
                 notes=prepared.notes,
             )
             if prepared.event is not None and prepared.update_name is not None:
+                caller = caller_or_none()
                 self._outbox.enqueue(
-                    s, case_id=case_id, update_name=prepared.update_name, event=prepared.event
+                    s,
+                    case_id=case_id,
+                    update_name=prepared.update_name,
+                    event=prepared.event,
+                    # Who acted, for the assertion signed at delivery.
+                    actor=Actor.of(caller) if caller is not None else None,
                 )
             self._ledger.record(
                 s, scope=scope, key=idempotency_key, fingerprint=print_, subject_id=change_id

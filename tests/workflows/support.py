@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -32,6 +33,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from masar import contract as c
+from masar.contract.assertion import SECTOR_STAFF_ROLES, UPDATE_AUTHORITY
+from masar.platform.assertions import Actor, AssertionSigner, register_public_key
 from masar.platform.crypto import Keyring
 from masar.platform.temporal import client_options, data_converter
 from workflows.policy import SlaPolicy, load_policy, parse_policy
@@ -52,6 +55,27 @@ INDEXED = {
 
 def recorded_data_converter() -> Any:
     return data_converter(keyring=TEST_KEYRING)
+
+
+# The sending services' assertion keys: the journey workers of this process
+# trust them (masar.platform.assertions.register_public_key).
+SIGNERS: dict[str, AssertionSigner] = {
+    name: AssertionSigner.generate(name) for name in ("intake", "shelter", "legal", "employment")
+}
+for _signer in SIGNERS.values():
+    register_public_key(_signer.public_key)
+REGION = "fes-meknes"
+
+
+def default_actor(update_name: str, event: Any) -> tuple[str, Actor]:
+    """(issuer, actor) as the rightful sender of `update_name` would assert:
+    the referral's sector staff, a coordinator of the region, an intake officer."""
+    if UPDATE_AUTHORITY[update_name].sector:
+        sector = c.Sector(event.sector).value
+        return sector, Actor("staff-1", SECTOR_STAFF_ROLES[sector], organisation_id="org-1")
+    if hasattr(event, "coordinator_id"):
+        return "intake", Actor(event.coordinator_id, "coordinator", region=REGION)
+    return "intake", Actor("officer-1", "intake_officer", organisation_id="org-a")
 
 
 async def register_search_attributes(client: Client) -> None:
@@ -235,7 +259,7 @@ class JourneyTestbed:
             consents = [c.Sector(n.value) for n in needs if n.value in set(c.Sector)]
         inp = c.JourneyInput(
             case_id=case_id,
-            region="fes-meknes",
+            region=REGION,
             risk=risk,
             needs=list(needs),
             consents=list(consents),
@@ -357,11 +381,39 @@ class Journey:
     def calls(self, name: str | None = None) -> list[Call]:
         return self.bed.fakes.of(self.case_id, name)
 
-    async def update(self, name: str, event: Any) -> c.UpdateResult:
+    async def update(
+        self, name: str, event: Any, *, sign: bool = True, actor: Actor | None = None
+    ) -> c.UpdateResult:
+        """Send an Update as its rightful sender would: signed by the sending
+        service for `actor` (by default `default_actor`), at the server's time."""
+        if sign and getattr(event, "assertion", None) is None:
+            event = await self.signed(name, event, actor=actor)
         result: c.UpdateResult = await self.handle.execute_update(
             name, event, result_type=c.UpdateResult
         )
         return result
+
+    async def signed(
+        self,
+        name: str,
+        event: Any,
+        *,
+        actor: Actor | None = None,
+        issuer: str | None = None,
+        case_id: str | None = None,
+        at: datetime | None = None,
+    ) -> Any:
+        """`event` with an assertion signed as for `name` on this journey."""
+        default_issuer, default = default_actor(name, event)
+        signer = SIGNERS[issuer or default_issuer]
+        assertion = signer.sign(
+            name,
+            case_id or self.case_id,
+            event,
+            actor or default,
+            now=at or await self.bed.now(),
+        )
+        return dataclasses.replace(event, assertion=assertion)
 
     async def referral(self, sector: c.Sector, *, attempt: int = -1) -> c.ReferralView:
         status = await self.until(lambda s: any(r.sector is sector for r in s.referrals))
