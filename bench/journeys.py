@@ -122,7 +122,7 @@ class Stubs:
 
     def staff(self, sector: str, referral: common_pb2.Referral) -> tuple[tuple[str, str]]:
         """The sector's staff of the provider the referral is addressed to."""
-        return self.as_(STAFF_ROLES[sector], org=referral.provider_id, region=referral.region)
+        return self.as_(STAFF_ROLES[sector], org=referral.organisation_id, region=referral.region)
 
 
 # --- reference data --------------------------------------------------------------------
@@ -139,6 +139,7 @@ async def seed_shelters(stubs: Stubs, *, region: str = REGION, beds: int = 12) -
                 capacity=min(beds, MAX_SHELTER_BEDS),
                 accepts_children=True,
                 address=f"confidential address {i}",
+                organisation_id=f"org-shelter-{region}",
                 idempotency_key=f"seed-shelter-{region}-{i}-{key()}",
             ),
             metadata=stubs.as_(SEED_ROLE, region=region),
@@ -160,6 +161,7 @@ async def seed_legal(stubs: Stubs, *, region: str = REGION, providers: int = 2) 
                     legal_pb2.LEGAL_MATTER_PROTECTION_ORDER,
                     legal_pb2.LEGAL_MATTER_CRIMINAL_COMPLAINT,
                 ],
+                organisation_id=f"org-legal-{region}",
                 idempotency_key=f"seed-legal-{region}-{i}-{key()}",
             ),
             metadata=stubs.as_(SEED_ROLE, region=region),
@@ -177,6 +179,7 @@ async def seed_programmes(stubs: Stubs, *, region: str = REGION, seats: int = 10
             region=region,
             seats=min(seats, MAX_PROGRAMME_SEATS),
             languages=["ar", "ary", "fr"],
+            organisation_id=f"org-training-{region}",
             idempotency_key=f"seed-programme-{region}-{i}-{key()}",
         )
         request.start_date.GetCurrentTime()

@@ -115,6 +115,7 @@ async def test_no_marker_reaches_temporal_spans_logs_or_metrics_in_plaintext(
                     capacity=4,
                     accepts_children=True,
                     address=markers.text("shelter_address"),
+                    organisation_id="org-canary-shelter",
                     idempotency_key="canary-shelter",
                 )
             )
