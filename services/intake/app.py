@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from masar.contract import JOURNEY_TASK_QUEUE
+from masar.platform.assertions import AssertionSigner
 from masar.platform.channels import authorised_channel, service_token_source
 from masar.platform.clock import utcnow
 from masar.platform.db import Database
@@ -72,6 +73,8 @@ def build_components(
         access=EmergencyAccess(EMERGENCY_GRANTS, clock=clock),
         ledger=ledger,
         clock=clock or utcnow,
+        # Intake's own assertion key signs the coordinators' Updates.
+        signer=AssertionSigner.from_env("intake", environ),
     )
     # The activities call this very service through its gRPC API, as intake's
     # service identity.

@@ -24,6 +24,7 @@ A coordinator's action:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import re
@@ -45,6 +46,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode
 
 from masar import contract as c
+from masar.platform.assertions import Actor, AssertionSigner
 from masar.platform.db import Database
 from masar.platform.errors import (
     FailedPrecondition,
@@ -217,18 +219,27 @@ def new_event_id() -> str:
 
 
 async def _send_update(
-    client: Client, case_id: str, update_name: str, event: Any
+    client: Client,
+    signer: AssertionSigner | None,
+    case_id: str,
+    update_name: str,
+    event: Any,
+    actor: Actor,
 ) -> c.UpdateResult:
     """THE one place the journey API sends an Update to a journey.
 
-    `event` carries the verified caller as its actor (built by the caller of
-    this function from the token, never from the request). Signed actor
-    assertions (issue 12, item 2) are to be attached HERE once
-    masar.platform.assertions exists: sign (actor, role, org/region, case,
-    update name, payload digest, issued at) and send it with the Update.
+    `event` names the verified caller as its actor, and is signed here for
+    `actor` (the verified token's identity, with the grant the access was
+    made under): the journey's validators verify the assertion
+    (masar.platform.assertions, workflows.authentication). Signed right
+    before sending: an assertion is good for one delivery, for minutes.
 
     Raises JourneyRefused (FAILED_PRECONDITION) when the journey refuses and
     Unavailable when Temporal cannot be reached."""
+    if signer is not None:
+        event = dataclasses.replace(
+            event, assertion=signer.sign(update_name, case_id, event, actor)
+        )
     handle = client.get_workflow_handle(c.journey_workflow_id(case_id))
     try:
         result: c.UpdateResult = await handle.execute_update(
@@ -257,6 +268,7 @@ class JourneyApi:
         access: EmergencyAccess,
         ledger: IdempotencyLedger,
         clock: Callable[[], datetime],
+        signer: AssertionSigner | None,
         poll_interval: float = 1.5,
         max_watchers: int = 64,
         connect_timeout: float = 3.0,
@@ -266,6 +278,9 @@ class JourneyApi:
         self._access = access
         self._ledger = ledger
         self._clock = clock
+        # Intake's assertion key: signs the coordinators' Updates (None: unsigned,
+        # which a journey refuses; for tests of the refusal only).
+        self._signer = signer
         self.poll_interval = poll_interval
         self._watchers = asyncio.Semaphore(max_watchers)
         self._connect_timeout = connect_timeout
@@ -478,12 +493,12 @@ class JourneyApi:
         scope = f"journey.{verb.value}"
         print_ = fingerprint(case_id, caller.subject, *request)
 
-        def write(s: Session) -> str:
+        def write(s: Session) -> tuple[str, str | None]:
             case = CaseRepository.from_session(s).get_one(case_id)
             grant = self._authorise(s, caller, case)
             entry = self._ledger.lookup(s, scope=scope, key=idempotency_key, fingerprint=print_)
             if entry is not None:
-                return entry.subject_id
+                return entry.subject_id, grant
             event_id = new_event_id()
             self._ledger.record(
                 s, scope=scope, key=idempotency_key, fingerprint=print_, subject_id=event_id
@@ -498,14 +513,14 @@ class JourneyApi:
                     now=now,
                 )
             record_audit(s, action=scope, case_id=case_id, target=event_id, now=now)
-            return event_id
+            return event_id, grant
 
-        event_id: str = await self._audited(write, case_id, f"{scope}_refused")
+        event_id, grant = await self._audited(write, case_id, f"{scope}_refused")
+        actor = Actor.of(caller, grant_id=grant or "")
         try:
             client = await self._client()
-            result = await _send_update(
-                client, case_id, update_name, event_of(event_id, caller.subject)
-            )
+            event = event_of(event_id, caller.subject)
+            result = await _send_update(client, self._signer, case_id, update_name, event, actor)
         except (JourneyRefused, Unavailable) as exc:
             reason = exc.error_type if isinstance(exc, JourneyRefused) else "TemporalUnreachable"
             await self._db.run(
