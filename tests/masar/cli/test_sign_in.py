@@ -1,10 +1,10 @@
 """`masar login`, `logout`, `password change`, `org ...` and `account ...`
-against the real network service on a free port (in-process, real gRPC,
-SQLite): the session file (mode 0600 in a 0700 directory under
-$XDG_CONFIG_HOME/masar), every command acting as the signed-in person, an
-expired access token renewed with the refresh token, a disabled account's
-session ended in one line, and the development shortcut used only without a
-sign-in."""
+against the real network service on a free port (in-process, real gRPC, on
+SQLite and on PostgreSQL when MASAR_TEST_POSTGRES_URL is set): the session
+file (mode 0600 in a 0700 directory under $XDG_CONFIG_HOME/masar), every
+command acting as the signed-in person, an expired access token renewed with
+the refresh token, a disabled account's session ended in one line, and the
+development shortcut used only without a sign-in."""
 
 from __future__ import annotations
 
@@ -33,10 +33,11 @@ NEW_PASSWORD = "a long and private passphrase"
 
 
 @pytest.fixture
-async def network(tmp_path: Path) -> AsyncIterator[RunningSector]:
+async def network(tmp_path: Path, database_url: str) -> AsyncIterator[RunningSector]:
+    """The network service on SQLite, and on PostgreSQL when configured."""
     async with network_service(
         tmp_path / "service",
-        f"sqlite:///{tmp_path / 'network.db'}",
+        database_url,
         policy=NO_THROTTLE,
         passwords=CHEAP_PASSWORDS,
     ) as running:
