@@ -38,11 +38,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 from temporalio.client import (
     Client,
-    WorkflowExecution,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode
 
 from masar import contract as c
@@ -63,12 +61,17 @@ from masar.platform.validation import require_idempotency_key
 from services.intake import domain as d
 from services.intake.grants import REASON_UNDER_GRANT, EmergencyAccess
 from services.intake.journey_scope import (
+    BoardChange,
+    BoardEvent,
     Cursor,
     JourneyFilter,
+    JourneyRow,
     ListScope,
+    board_changes,
     decode_cursor,
     encode_cursor,
     held_case_ids,
+    journey_row,
     list_scope,
     page_size_of,
     visibility_query,
@@ -84,18 +87,11 @@ from services.intake.scope import HELD_ELSEWHERE, holds
 
 log = logging.getLogger(__name__)
 
-STAGE_KEY = SearchAttributeKey.for_keyword(c.SA_STAGE)
-RISK_KEY = SearchAttributeKey.for_keyword(c.SA_RISK)
-REGION_KEY = SearchAttributeKey.for_keyword(c.SA_REGION)
-LEVEL_KEY = SearchAttributeKey.for_int(c.SA_ESCALATION_LEVEL)
-NEXT_KEY = SearchAttributeKey.for_datetime(c.SA_NEXT_DEADLINE)
-PENDING_KEY = SearchAttributeKey.for_keyword_list(c.SA_PENDING_SECTORS)
 
 MAX_REASON = 500
 MAX_EXTENSION_SECONDS = 365 * 24 * 3600
 # A board shows at most this many journeys (visibility is read whole each round).
 MAX_BOARD = 2000
-WORKFLOW_PREFIX = "journey-"
 
 # Why the journey refused, for the caller (by the contract's error types).
 REFUSALS: dict[str, str] = {
@@ -145,59 +141,22 @@ class Verb(StrEnum):
 
 
 @dataclass(frozen=True)
+class Action:
+    """A coordinator's checked request: its parts (the idempotency
+    fingerprint), how to make its Update for an event id and an actor, and
+    the Update's name."""
+
+    request: tuple[Any, ...]
+    event_of: Callable[[str, str], Any]
+    update_name: str
+
+
+@dataclass(frozen=True)
 class Answer:
     case_id: str
     event_id: str
     stage: c.Stage | None
     duplicate: bool
-
-
-@dataclass(frozen=True)
-class JourneyRow:
-    """One journey as visibility shows it."""
-
-    case_id: str
-    stage: c.Stage | None
-    risk: c.Risk | None
-    region: str
-    escalation_level: int
-    pending_sectors: tuple[c.Sector, ...]
-    next_deadline: datetime | None
-
-
-class BoardEvent(StrEnum):
-    ADDED = "added"
-    CHANGED = "changed"
-    REMOVED = "removed"
-    SYNCED = "synced"
-
-
-@dataclass(frozen=True)
-class BoardChange:
-    kind: BoardEvent
-    journey: JourneyRow | None
-    at: datetime
-
-
-def _enum_or_none(kind: Any, value: Any) -> Any:
-    try:
-        return kind(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def journey_row(wf: WorkflowExecution) -> JourneyRow:
-    attrs = wf.typed_search_attributes
-    sectors = [_enum_or_none(c.Sector, s) for s in attrs.get(PENDING_KEY) or []]
-    return JourneyRow(
-        case_id=wf.id.removeprefix(WORKFLOW_PREFIX),
-        stage=_enum_or_none(c.Stage, attrs.get(STAGE_KEY)),
-        risk=_enum_or_none(c.Risk, attrs.get(RISK_KEY)),
-        region=attrs.get(REGION_KEY) or "",
-        escalation_level=int(attrs.get(LEVEL_KEY) or 0),
-        pending_sectors=tuple(s for s in sectors if s is not None),
-        next_deadline=attrs.get(NEXT_KEY),
-    )
 
 
 def require_reason(reason: str, field: str = "reason") -> str:
@@ -465,7 +424,7 @@ class JourneyApi:
                         raise
                     log.info("board round skipped: Temporal unreachable")
                     current = seen
-                for change in _diff(seen, current, now):
+                for change in board_changes(seen, current, now):
                     yield change
                 if seen is None:
                     yield BoardChange(BoardEvent.SYNCED, None, now)
@@ -475,30 +434,27 @@ class JourneyApi:
     # --- coordinators' actions -----------------------------------------------------------
 
     async def _act(
-        self,
-        verb: Verb,
-        case_id: str,
-        idempotency_key: str,
-        request: tuple[Any, ...],
-        event_of: Callable[[str, str], Any],
-        update_name: str,
+        self, verb: Verb, case_id: str, idempotency_key: str, build: Callable[[], Action]
     ) -> Answer:
-        """Scope, key and audit in one unit of work; then the Update."""
+        """Scope first (a refused caller learns nothing of her request's
+        faults), then the request's checks (`build`), the key and the audit
+        entry in one unit of work; then the Update."""
         d.require_intake_case_id(case_id)
-        require_idempotency_key(idempotency_key)
         caller = caller_or_none()
         if caller is None or caller.role is not Role.COORDINATOR:
             raise PermissionDenied("only a coordinator steers a journey")
         now = self._clock()
         scope = f"journey.{verb.value}"
-        print_ = fingerprint(case_id, caller.subject, *request)
 
-        def write(s: Session) -> tuple[str, str | None]:
+        def write(s: Session) -> tuple[str, str | None, Action]:
             case = CaseRepository.from_session(s).get_one(case_id)
             grant = self._authorise(s, caller, case)
+            require_idempotency_key(idempotency_key)
+            action = build()
+            print_ = fingerprint(case_id, caller.subject, *action.request)
             entry = self._ledger.lookup(s, scope=scope, key=idempotency_key, fingerprint=print_)
             if entry is not None:
-                return entry.subject_id, grant
+                return entry.subject_id, grant, action
             event_id = new_event_id()
             self._ledger.record(
                 s, scope=scope, key=idempotency_key, fingerprint=print_, subject_id=event_id
@@ -513,14 +469,16 @@ class JourneyApi:
                     now=now,
                 )
             record_audit(s, action=scope, case_id=case_id, target=event_id, now=now)
-            return event_id, grant
+            return event_id, grant, action
 
-        event_id, grant = await self._audited(write, case_id, f"{scope}_refused")
+        event_id, grant, action = await self._audited(write, case_id, f"{scope}_refused")
         actor = Actor.of(caller, grant_id=grant or "")
         try:
             client = await self._client()
-            event = event_of(event_id, caller.subject)
-            result = await _send_update(client, self._signer, case_id, update_name, event, actor)
+            event = action.event_of(event_id, caller.subject)
+            result = await _send_update(
+                client, self._signer, case_id, action.update_name, event, actor
+            )
         except (JourneyRefused, Unavailable) as exc:
             reason = exc.error_type if isinstance(exc, JourneyRefused) else "TemporalUnreachable"
             await self._db.run(
@@ -539,74 +497,64 @@ class JourneyApi:
     async def reassign(
         self, case_id: str, *, referral_id: str, provider_id: str, reason: str, key: str
     ) -> Answer:
-        if not referral_id or c.sector_of_referral(referral_id) is None or len(referral_id) > 64:
-            raise InvalidArgument("referral_id", "is not a referral id")
-        if not provider_id or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}", provider_id):
-            raise InvalidArgument("provider_id", "is not a provider id")
-        reason = require_reason(reason)
-        return await self._act(
-            Verb.REASSIGN,
-            case_id,
-            key,
-            (referral_id, provider_id, reason),
-            lambda event_id, actor: c.Reassignment(
-                event_id=event_id,
-                referral_id=referral_id,
-                provider_id=provider_id,
-                coordinator_id=actor,
-                reason=reason,
-            ),
-            c.UPDATE_REASSIGN,
-        )
+        def build() -> Action:
+            if len(referral_id) > 64 or c.sector_of_referral(referral_id) is None:
+                raise InvalidArgument("referral_id", "is not a referral id")
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}", provider_id):
+                raise InvalidArgument("provider_id", "is not a provider id")
+            why = require_reason(reason)
+            return Action(
+                (referral_id, provider_id, why),
+                lambda event_id, actor: c.Reassignment(
+                    event_id=event_id,
+                    referral_id=referral_id,
+                    provider_id=provider_id,
+                    coordinator_id=actor,
+                    reason=why,
+                ),
+                c.UPDATE_REASSIGN,
+            )
+
+        return await self._act(Verb.REASSIGN, case_id, key, build)
 
     async def extend(
         self, case_id: str, *, target: str, seconds: int, reason: str, key: str
     ) -> Answer:
-        target = require_target(target)
-        if not 0 < seconds <= MAX_EXTENSION_SECONDS:
-            raise InvalidArgument("extend_by_seconds", "must be between 1 second and 365 days")
-        reason = require_reason(reason)
-        return await self._act(
-            Verb.EXTEND,
-            case_id,
-            key,
-            (target, seconds, reason),
-            lambda event_id, actor: c.DeadlineExtension(
-                event_id=event_id,
-                target=target,
-                extend_by_seconds=seconds,
-                coordinator_id=actor,
-                reason=reason,
-            ),
-            c.UPDATE_EXTEND,
-        )
+        def build() -> Action:
+            what = require_target(target)
+            if not 0 < seconds <= MAX_EXTENSION_SECONDS:
+                raise InvalidArgument("extend_by_seconds", "must be between 1 second and 365 days")
+            why = require_reason(reason)
+            return Action(
+                (what, seconds, why),
+                lambda event_id, actor: c.DeadlineExtension(
+                    event_id=event_id,
+                    target=what,
+                    extend_by_seconds=seconds,
+                    coordinator_id=actor,
+                    reason=why,
+                ),
+                c.UPDATE_EXTEND,
+            )
 
-    async def decide_closure(self, case_id: str, *, approve: bool, reason: str, key: str) -> Answer:
-        reason = require_reason(reason)
-        return await self._act(
-            Verb.CLOSURE,
-            case_id,
-            key,
-            (approve, reason),
-            lambda event_id, actor: c.ClosureDecision(
-                event_id=event_id, approve=approve, coordinator_id=actor, reason=reason
-            ),
-            c.UPDATE_CLOSURE_DECISION,
-        )
+        return await self._act(Verb.EXTEND, case_id, key, build)
 
+    async def decide_closure(
+        self, case_id: str, *, approve: bool | None, reason: str, key: str
+    ) -> Answer:
+        """`approve` None: the request named no verdict (INVALID_ARGUMENT,
+        once the caller is known to be in scope)."""
 
-def _diff(
-    before: dict[str, JourneyRow] | None, after: dict[str, JourneyRow], at: datetime
-) -> list[BoardChange]:
-    old = before or {}
-    changes = [
-        BoardChange(BoardEvent.ADDED if case_id not in old else BoardEvent.CHANGED, row, at)
-        for case_id, row in after.items()
-        if old.get(case_id) != row
-    ]
-    changes += [
-        BoardChange(BoardEvent.REMOVED, row, at)
-        for case_id, row in old.items()
-        if case_id not in after
-    ]
-    return changes
+        def build() -> Action:
+            if approve is None:
+                raise InvalidArgument("verdict", "is required")
+            why = require_reason(reason)
+            return Action(
+                (approve, why),
+                lambda event_id, actor: c.ClosureDecision(
+                    event_id=event_id, approve=approve, coordinator_id=actor, reason=why
+                ),
+                c.UPDATE_CLOSURE_DECISION,
+            )
+
+        return await self._act(Verb.CLOSURE, case_id, key, build)

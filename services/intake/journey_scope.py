@@ -30,19 +30,25 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from temporalio.client import WorkflowExecution
+from temporalio.common import SearchAttributeKey
 
 from masar.contract import (
     JOURNEY_WORKFLOW,
     LEVEL_REGIONAL,
     SA_ESCALATION_LEVEL,
     SA_NEXT_DEADLINE,
+    SA_PENDING_SECTORS,
     SA_REGION,
     SA_RISK,
     SA_STAGE,
     Risk,
+    Sector,
     Stage,
     journey_workflow_id,
 )
@@ -156,6 +162,83 @@ def held_case_ids(session: Session, holder: str, *, after: str | None, limit: in
     if after is not None:
         query = query.where(CaseRow.case_id > after)
     return list(session.execute(query.order_by(CaseRow.case_id).limit(limit)).scalars())
+
+
+# --- what visibility shows, and a board's changes ------------------------------------------
+
+STAGE_KEY = SearchAttributeKey.for_keyword(SA_STAGE)
+RISK_KEY = SearchAttributeKey.for_keyword(SA_RISK)
+REGION_KEY = SearchAttributeKey.for_keyword(SA_REGION)
+LEVEL_KEY = SearchAttributeKey.for_int(SA_ESCALATION_LEVEL)
+NEXT_KEY = SearchAttributeKey.for_datetime(SA_NEXT_DEADLINE)
+PENDING_KEY = SearchAttributeKey.for_keyword_list(SA_PENDING_SECTORS)
+WORKFLOW_PREFIX = "journey-"
+
+
+@dataclass(frozen=True)
+class JourneyRow:
+    """One journey as visibility shows it."""
+
+    case_id: str
+    stage: Stage | None
+    risk: Risk | None
+    region: str
+    escalation_level: int
+    pending_sectors: tuple[Sector, ...]
+    next_deadline: datetime | None
+
+
+class BoardEvent(StrEnum):
+    ADDED = "added"
+    CHANGED = "changed"
+    REMOVED = "removed"
+    SYNCED = "synced"
+
+
+@dataclass(frozen=True)
+class BoardChange:
+    kind: BoardEvent
+    journey: JourneyRow | None
+    at: datetime
+
+
+def _enum_or_none(kind: Any, value: Any) -> Any:
+    try:
+        return kind(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def journey_row(wf: WorkflowExecution) -> JourneyRow:
+    attrs = wf.typed_search_attributes
+    sectors = [_enum_or_none(Sector, s) for s in attrs.get(PENDING_KEY) or []]
+    return JourneyRow(
+        case_id=wf.id.removeprefix(WORKFLOW_PREFIX),
+        stage=_enum_or_none(Stage, attrs.get(STAGE_KEY)),
+        risk=_enum_or_none(Risk, attrs.get(RISK_KEY)),
+        region=attrs.get(REGION_KEY) or "",
+        escalation_level=int(attrs.get(LEVEL_KEY) or 0),
+        pending_sectors=tuple(s for s in sectors if s is not None),
+        next_deadline=attrs.get(NEXT_KEY),
+    )
+
+
+def board_changes(
+    before: dict[str, JourneyRow] | None, after: dict[str, JourneyRow], at: datetime
+) -> list[BoardChange]:
+    """What changed between two rounds of a board (the first: all ADDED)."""
+    old = before or {}
+    changes = [
+        BoardChange(BoardEvent.ADDED if case_id not in old else BoardEvent.CHANGED, row, at)
+        for case_id, row in after.items()
+        if old.get(case_id) != row
+    ]
+    changes += [
+        BoardChange(BoardEvent.REMOVED, row, at)
+        for case_id, row in old.items()
+        if case_id not in after
+    ]
+    return changes
 
 
 # --- pages -------------------------------------------------------------------------------

@@ -36,15 +36,8 @@ from services.intake.convert import (
     optional_enum_in,
     ts,
 )
-from services.intake.journey_api import (
-    Answer,
-    BoardChange,
-    BoardEvent,
-    JourneyApi,
-    JourneyRefused,
-    JourneyRow,
-)
-from services.intake.journey_scope import JourneyFilter
+from services.intake.journey_api import Answer, JourneyApi, JourneyRefused
+from services.intake.journey_scope import BoardChange, BoardEvent, JourneyFilter, JourneyRow
 from services.intake.servicer import IntakeServicer
 
 SERVICE_NAME = "masar.v1.JourneyService"
@@ -296,11 +289,8 @@ class JourneyServicer(journey_pb2_grpc.JourneyServiceServicer):
     async def DecideClosure(
         self, request: journey_pb2.DecideClosureRequest, context: Context
     ) -> journey_pb2.DecideClosureResponse:
-        if request.verdict == journey_pb2.CLOSURE_VERDICT_UNSPECIFIED:
-            raise InvalidArgument("verdict", "is required")
-        if request.verdict not in VERDICTS:
-            raise InvalidArgument("verdict", "is not an accepted value here")
-        approve = VERDICTS[request.verdict]
+        # Checked once the caller is known to be in the case's scope.
+        approve = VERDICTS.get(request.verdict)
         answer = await self._api.decide_closure(
             request.case_id, approve=approve, reason=request.reason, key=request.idempotency_key
         )
