@@ -12,20 +12,22 @@ from temporalio.api.common.v1 import Payload
 from temporalio.api.history.v1 import History
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import RetryPolicy
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, WorkflowSerializationContext
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from masar.platform.codec import (
     ENCODING,
     KEY_ID_METADATA,
+    REFUSED_ENCODING,
+    REFUSED_METADATA,
     EncryptionCodec,
     PayloadDecryptionError,
     decrypt_payload,
     encrypt_payload,
 )
 from masar.platform.crypto import Keyring, install_keyring
-from masar.platform.temporal import client_options, data_converter
+from masar.platform.temporal import client_options, data_converter, replay_data_converter
 
 # --- the codec alone ------------------------------------------------------------
 
@@ -62,9 +64,54 @@ def test_unknown_key_and_tampering_are_refused() -> None:
         decrypt_payload(ring, tampered)
 
 
-def test_plain_payloads_pass_through_decoding() -> None:
+def test_plain_payloads_pass_through_decrypt_payload() -> None:
+    """`decrypt_payload` alone (the codec server shows plaintext as it came)."""
     plain = _json_payload("written before the codec")
     assert decrypt_payload(Keyring.generate("k1"), plain) == plain
+
+
+async def test_the_codec_refuses_plaintext_and_what_it_cannot_open(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ring = Keyring.generate("k1")
+    codec = EncryptionCodec(ring)
+    plain = _json_payload("Marker-injected")
+    foreign = encrypt_payload(Keyring.generate("k1"), _json_payload("Marker-foreign"))
+    garbage = Payload(metadata={"encoding": ENCODING, KEY_ID_METADATA: b"k1"}, data=b"\x00" * 40)
+    sealed = encrypt_payload(ring, _json_payload("fine"))
+    with caplog.at_level("WARNING", logger="masar.platform.codec"):
+        opened = await codec.decode([plain, foreign, garbage, sealed])
+    # Refused in place (the codec never raises: a workflow task would fail and
+    # the journey stall), with the reason only; the good one opens.
+    assert [p.metadata["encoding"] for p in opened[:3]] == [REFUSED_ENCODING] * 3
+    assert [p.metadata[REFUSED_METADATA] for p in opened[:3]] == [
+        b"plaintext",
+        b"undecryptable",
+        b"undecryptable",
+    ]
+    assert all(not p.data for p in opened[:3])
+    assert opened[3] == _json_payload("fine")
+    assert "Marker" not in caplog.text and "payload refused" in caplog.text
+    # No converter reads a refused payload: whatever expected a value fails.
+    converter = data_converter(keyring=ring)
+    with pytest.raises(Exception, match="binary/masar-refused"):
+        converter.payload_converter.from_payloads(opened[:1], [str])
+    # Through the whole data converter, as a worker decodes an Update's input.
+    with pytest.raises(Exception, match="binary/masar-refused"):
+        await converter.decode([plain], [str])
+    # The context keeps the refusal (workers decode under a workflow's context).
+    bound = codec.with_context(
+        WorkflowSerializationContext(namespace="default", workflow_id="journey-x")
+    )
+    assert not bound.allow_plaintext and bound.workflow_id == "journey-x"
+
+
+async def test_replay_converter_reads_histories_from_before_the_codec() -> None:
+    ring = Keyring.generate("k1")
+    converter = replay_data_converter(keyring=ring)
+    assert await converter.decode([_json_payload("old")], [str]) == ["old"]
+    sealed = await data_converter(keyring=ring).encode(["new"])
+    assert await converter.decode(sealed, [str]) == ["new"]
 
 
 def test_data_converter_uses_the_process_keyring() -> None:
