@@ -33,6 +33,7 @@ from typing import Any
 from temporalio.client import WorkflowUpdateFailedError
 
 from masar import contract as c
+from masar.platform.assertions import Actor
 from tests.conftest import binary
 from tests.workflows.support import (
     CaseScript,
@@ -369,6 +370,60 @@ async def transfers(bed: JourneyTestbed) -> Journey:
     return journey
 
 
+async def authenticated_updates(bed: JourneyTestbed) -> Journey:
+    """Updates carrying signed actor assertions (the authenticated-Updates
+    patch): refused ones (unsigned, a coordinator of another region, a replay)
+    write nothing; a coordinator's extension whose timeline actor comes from
+    the assertion; staff decisions and milestones signed by the shelter;
+    medical care validated; consent withdrawn by intake."""
+    opened = await bed.now()
+    journey = await bed.start(
+        needs=[c.Need.SHELTER, c.Need.MEDICAL],
+        violence_type=c.ViolenceType.RAPE,
+        incident_at=opened - timedelta(hours=10),
+        opened_at=opened,
+    )
+    ref = await journey.pending_referral(c.Sector.SHELTER)
+    extension = c.DeadlineExtension(
+        event_id=new_event_id(),
+        target=ref.referral_id,
+        extend_by_seconds=1800,
+        coordinator_id="not-the-actor",
+        reason="provider_asked",
+    )
+    with contextlib.suppress(WorkflowUpdateFailedError):
+        await journey.update(c.UPDATE_EXTEND, extension, sign=False)
+    elsewhere = Actor("coord-9", "coordinator", region="oriental")
+    with contextlib.suppress(WorkflowUpdateFailedError):
+        await journey.update(c.UPDATE_EXTEND, extension, actor=elsewhere)
+    signed = await journey.signed(
+        c.UPDATE_EXTEND, extension, actor=Actor("coord-1", "coordinator", region="fes-meknes")
+    )
+    await journey.update(c.UPDATE_EXTEND, signed)
+    with contextlib.suppress(WorkflowUpdateFailedError):
+        await journey.update(c.UPDATE_EXTEND, signed)  # replayed
+    await journey.decide(ref)
+    await journey.milestone(ref, c.Milestone.STARTED)
+    await bed.skip(2 * HOUR)
+    await journey.update(
+        c.UPDATE_MEDICAL_CARE,
+        c.MedicalCareConfirmed(
+            event_id=new_event_id(), item=c.ClinicalItem.PEP, at=await bed.now()
+        ),
+    )
+    await journey.update(
+        c.UPDATE_CONSENT,
+        c.ConsentChange(
+            event_id=new_event_id(), sector=c.Sector.SHELTER, granted=False, at=await bed.now()
+        ),
+    )
+    status = await journey.until(lambda s: bool(events(s, "case_purged")))
+    actors = [e.actor for e in events(status, "deadline_extended")]
+    if actors != ["coord-1"]:
+        raise RuntimeError(f"authenticated_updates: unexpected actors {actors}")
+    return journey
+
+
 SCENARIOS: dict[str, Scenario] = {
     "full_chain": full_chain,
     "ladder_to_expiry": ladder_to_expiry,
@@ -380,6 +435,7 @@ SCENARIOS: dict[str, Scenario] = {
     "activity_timeout": activity_timeout,
     "reroute_queued_in_lane": reroute_queued_in_lane,
     "transfers": transfers,
+    "authenticated_updates": authenticated_updates,
 }
 
 

@@ -20,7 +20,7 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRepla
 
 from tests.workflows import record_histories
 from tests.workflows.support import recorded_data_converter
-from workflows.journey import SurvivorJourney
+from workflows.journey import AUTHENTICATED_UPDATES, SurvivorJourney
 from workflows.lanes import ActionLanes
 from workflows.state import Action, ActionKind, RequestPurpose
 
@@ -62,6 +62,7 @@ def test_the_fixtures_cover_the_scenarios() -> None:
         "activity_timeout",
         "reroute_queued_in_lane",
         "transfers",
+        "authenticated_updates",
     } <= scenarios
     # Every scenario the recorder knows has its fixtures, and nothing else is there.
     assert scenarios == set(record_histories.SCENARIOS)
@@ -73,6 +74,25 @@ def test_the_fixtures_cover_the_scenarios() -> None:
 async def test_history_replays(path: Path) -> None:
     result = await replay(path)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure!r}"
+
+
+def _patches(path: Path) -> set[str]:
+    history = load(path)
+    return {
+        event.marker_recorded_event_attributes.details["patch-data"].payloads[0].data.decode()
+        for event in history.events
+        if event.HasField("marker_recorded_event_attributes")
+        and event.marker_recorded_event_attributes.marker_name == "core_patch"
+    }
+
+
+def test_only_the_new_fixture_ran_with_authenticated_updates() -> None:
+    """The histories recorded before the patch hold Updates without actor
+    assertions and replay without the handler's checks; the new one ran with
+    them (and replays with them)."""
+    for path in HISTORIES:
+        patched = any(AUTHENTICATED_UPDATES in patch for patch in _patches(path))
+        assert patched == path.name.startswith("authenticated_updates@"), path.name
 
 
 # --- the recorder never records over a fixture ---------------------------------------
