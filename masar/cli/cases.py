@@ -1,7 +1,9 @@
 """Coordinators' commands: see journeys and steer them.
 
 `case show` and `cases` read the journeys (the `status` query and Temporal
-visibility); reassign / extend / closure are the journey's validated Updates.
+visibility); reassign / extend / closure go through the journey API
+(masar.v1.JourneyService, served by intake), which sends the journey its
+validated Update with a signed assertion of the caller.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ import argparse
 import secrets
 from typing import Any
 
-from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import SearchAttributeKey
 
 from masar import contract as c
 from masar.cli import connect, intake
 from masar.cli.output import CliError, Output, parse_duration, when
+from masar.platform.identity import Role
+from masar.v1 import journey_pb2, journey_pb2_grpc
 
 STAGE_KEY = SearchAttributeKey.for_keyword(c.SA_STAGE)
 RISK_KEY = SearchAttributeKey.for_keyword(c.SA_RISK)
@@ -79,11 +82,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     cases.add_argument("--limit", type=int, default=200)
     cases.set_defaults(handler=list_cases)
-
-
-def coordinator_id() -> str:
-    """Who the coordinator is in the journey's timeline (MASAR_USER)."""
-    return connect.settings().user
 
 
 async def fetch_status(case_id: str) -> c.JourneyStatus:
@@ -220,18 +218,23 @@ async def list_cases(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-async def send_update(case_id: str, name: str, event: Any) -> c.UpdateResult:
-    handle = await connect.journey(connect.check_case_id(case_id))
-    try:
-        return await connect.temporal_call(
-            case_id, handle.execute_update(name, event, result_type=c.UpdateResult)
-        )
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        raise CliError(f"the journey refused: {getattr(cause, 'message', None) or cause}") from None
+async def steer(case_id: str, method: str, request: Any) -> journey_pb2.JourneyAnswer:
+    """One coordinator's action through the journey API (JourneyService,
+    served by intake), which sends the journey its Update with a signed
+    assertion of who acts. As the signed-in person (or MASAR_TOKEN); on the
+    local stack without one, as the coordinator of the case's region."""
+    identity = connect.Identity(Role.COORDINATOR)
+    if connect.own_token() is None:
+        status = await fetch_status(case_id)
+        identity = connect.Identity(Role.COORDINATOR, region=status.region)
+    async with connect.channel("intake", identity) as chan:
+        stub = journey_pb2_grpc.JourneyServiceStub(chan)
+        reply = await connect.rpc("intake", lambda: getattr(stub, method)(request))
+    answer: journey_pb2.JourneyAnswer = reply.answer
+    return answer
 
 
-def _event_id() -> str:
+def _key() -> str:
     return f"cli-{secrets.token_hex(8)}"
 
 
@@ -242,54 +245,51 @@ def _require_reason(reason: str) -> str:
 
 
 async def reassign_referral(args: argparse.Namespace, out: Output) -> int:
-    result = await send_update(
-        args.case_id,
-        c.UPDATE_REASSIGN,
-        c.Reassignment(
-            event_id=_event_id(),
-            referral_id=args.referral_id,
-            provider_id=args.provider,
-            coordinator_id=coordinator_id(),
-            reason=_require_reason(args.reason),
-        ),
+    case_id = connect.check_case_id(args.case_id)
+    request = journey_pb2.ReassignReferralRequest(
+        case_id=case_id,
+        referral_id=args.referral_id,
+        provider_id=args.provider,
+        reason=_require_reason(args.reason),
+        idempotency_key=_key(),
     )
-    return _report(out, args.case_id, "referral reassigned", result)
+    answer = await steer(case_id, "ReassignReferral", request)
+    return _report(out, case_id, "referral reassigned", answer)
 
 
 async def extend_deadline(args: argparse.Namespace, out: Output) -> int:
-    result = await send_update(
-        args.case_id,
-        c.UPDATE_EXTEND,
-        c.DeadlineExtension(
-            event_id=_event_id(),
-            target=args.target,
-            extend_by_seconds=parse_duration(args.by, flag="--by"),
-            coordinator_id=coordinator_id(),
-            reason=_require_reason(args.reason),
-        ),
+    case_id = connect.check_case_id(args.case_id)
+    request = journey_pb2.ExtendDeadlineRequest(
+        case_id=case_id,
+        target=args.target,
+        extend_by_seconds=parse_duration(args.by, flag="--by"),
+        reason=_require_reason(args.reason),
+        idempotency_key=_key(),
     )
-    return _report(out, args.case_id, "deadline extended", result)
+    answer = await steer(case_id, "ExtendDeadline", request)
+    return _report(out, case_id, "deadline extended", answer)
 
 
 async def decide_closure(args: argparse.Namespace, out: Output) -> int:
-    result = await send_update(
-        args.case_id,
-        c.UPDATE_CLOSURE_DECISION,
-        c.ClosureDecision(
-            event_id=_event_id(),
-            approve=bool(args.approve),
-            coordinator_id=coordinator_id(),
-            reason=_require_reason(args.reason),
+    case_id = connect.check_case_id(args.case_id)
+    request = journey_pb2.DecideClosureRequest(
+        case_id=case_id,
+        verdict=(
+            journey_pb2.CLOSURE_VERDICT_APPROVE
+            if args.approve
+            else journey_pb2.CLOSURE_VERDICT_REFUSE
         ),
+        reason=_require_reason(args.reason),
+        idempotency_key=_key(),
     )
-    return _report(
-        out, args.case_id, "closure approved" if args.approve else "closure refused", result
-    )
+    answer = await steer(case_id, "DecideClosure", request)
+    return _report(out, case_id, "closure approved" if args.approve else "closure refused", answer)
 
 
-def _report(out: Output, case_id: str, what: str, result: c.UpdateResult) -> int:
+def _report(out: Output, case_id: str, what: str, answer: journey_pb2.JourneyAnswer) -> int:
+    stage = journey_pb2.JourneyStage.Name(answer.stage).removeprefix("JOURNEY_STAGE_")
     if out.json_mode:
-        out.document({"case_id": case_id, "event_id": result.event_id, "stage": result.stage})
+        out.document({"case_id": case_id, "event_id": answer.event_id, "stage": stage})
     else:
-        out.line(f"{what}; case {case_id} is now in stage {result.stage}")
+        out.line(f"{what}; case {case_id} is now in stage {stage}")
     return 0
