@@ -21,6 +21,7 @@ from services.intake import models as intake_models
 from services.legal import models as legal_models
 from services.shelter import models as shelter_models
 from tests.integration.live import LiveStack, referral_in
+from tests.support_assertions import as_coordinator
 
 METADATA: dict[c.ServiceName, MetaData] = {
     "intake": intake_models.Base.metadata,
@@ -196,13 +197,20 @@ async def walk_to_closure(
     )
     await stack.wait_status(case_id, lambda s: s.closure_requested)
     handle = stack.client.get_workflow_handle(c.journey_workflow_id(case_id))
+    region = (await stack.status(case_id)).region
     await handle.execute_update(
         c.UPDATE_CLOSURE_DECISION,
-        c.ClosureDecision(
-            event_id=f"approve-{case_id}",
-            approve=True,
+        as_coordinator(
+            c.UPDATE_CLOSURE_DECISION,
+            case_id,
+            c.ClosureDecision(
+                event_id=f"approve-{case_id}",
+                approve=True,
+                coordinator_id="coord-fes-1",
+                reason="needs_met",
+            ),
+            region=region,
             coordinator_id="coord-fes-1",
-            reason="needs_met",
         ),
         result_type=c.UpdateResult,
     )

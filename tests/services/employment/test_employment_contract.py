@@ -22,6 +22,7 @@ from masar.v1 import common_pb2, employment_pb2_grpc
 from services.employment.app import MIGRATIONS_DIR, build_components
 from tests.services.employment.helpers import FES, create_programme, decide
 from tests.services.harness import real_journey, running_sector, sector_settings
+from tests.support_assertions import as_coordinator
 from tests.support_auth import GrantingConsent
 
 consenting = functools.partial(build_components, consent=GrantingConsent())
@@ -61,12 +62,17 @@ async def test_the_real_journey_refers_and_hears_employment_accept(tmp_path, sql
             with pytest.raises(WorkflowUpdateFailedError) as err:
                 await journey.execute_update(
                     contract.UPDATE_REASSIGN,
-                    Reassignment(
-                        event_id=secrets.token_hex(8),
-                        referral_id=referral.referral_id,
-                        provider_id="prg-000000000000",
-                        coordinator_id="coordinator-1",
-                        reason="test",
+                    as_coordinator(
+                        contract.UPDATE_REASSIGN,
+                        case_id,
+                        Reassignment(
+                            event_id=secrets.token_hex(8),
+                            referral_id=referral.referral_id,
+                            provider_id="prg-000000000000",
+                            coordinator_id="coordinator-1",
+                            reason="test",
+                        ),
+                        region=FES,
                     ),
                 )
             assert isinstance(err.value.cause, ApplicationError)

@@ -23,6 +23,7 @@ from masar.v1 import common_pb2, legal_pb2_grpc
 from services.legal.app import MIGRATIONS_DIR, build_components
 from tests.services.harness import real_journey, running_sector, sector_settings
 from tests.services.legal.helpers import FAMILY, FES, aid_request, create_provider, decide
+from tests.support_assertions import as_coordinator
 from tests.support_auth import GrantingConsent
 
 consenting = functools.partial(build_components, consent=GrantingConsent())
@@ -55,12 +56,17 @@ async def test_the_real_journey_refers_and_hears_legal_aid_accept(tmp_path, sqli
             with pytest.raises(WorkflowUpdateFailedError) as err:
                 await journey.execute_update(
                     contract.UPDATE_REASSIGN,
-                    Reassignment(
-                        event_id=secrets.token_hex(8),
-                        referral_id=referral.referral_id,
-                        provider_id="lgp-000000000000",
-                        coordinator_id="coordinator-1",
-                        reason="test",
+                    as_coordinator(
+                        contract.UPDATE_REASSIGN,
+                        case_id,
+                        Reassignment(
+                            event_id=secrets.token_hex(8),
+                            referral_id=referral.referral_id,
+                            provider_id="lgp-000000000000",
+                            coordinator_id="coordinator-1",
+                            reason="test",
+                        ),
+                        region=FES,
                     ),
                 )
             assert isinstance(err.value.cause, ApplicationError)

@@ -23,6 +23,7 @@ from masar.v1 import common_pb2, shelter_pb2_grpc
 from services.shelter.app import MIGRATIONS_DIR, build_components
 from tests.services.harness import real_journey, running_sector, sector_settings
 from tests.services.shelter.helpers import FES, create_shelter, decide, placement
+from tests.support_assertions import as_coordinator
 from tests.support_auth import GrantingConsent
 
 consenting = functools.partial(build_components, consent=GrantingConsent())
@@ -57,12 +58,17 @@ async def test_the_real_journey_refers_and_hears_the_shelter_accept(tmp_path, sq
             with pytest.raises(WorkflowUpdateFailedError) as err:
                 await journey.execute_update(
                     contract.UPDATE_REASSIGN,
-                    Reassignment(
-                        event_id=secrets.token_hex(8),
-                        referral_id=referral.referral_id,
-                        provider_id="shl-000000000000",
-                        coordinator_id="coordinator-1",
-                        reason="test",
+                    as_coordinator(
+                        contract.UPDATE_REASSIGN,
+                        case_id,
+                        Reassignment(
+                            event_id=secrets.token_hex(8),
+                            referral_id=referral.referral_id,
+                            provider_id="shl-000000000000",
+                            coordinator_id="coordinator-1",
+                            reason="test",
+                        ),
+                        region=FES,
                     ),
                 )
             assert isinstance(err.value.cause, ApplicationError)
