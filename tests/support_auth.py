@@ -135,7 +135,10 @@ AS_COORDINATOR = frozenset(
         "ListProviders",
         "ListProgrammes",
         "OpenEmergencyGrant",
+        "ApproveEmergencyGrant",
+        "RefuseEmergencyGrant",
         "RevokeEmergencyGrant",
+        "ListEmergencyGrants",
     }
 )
 UNKNOWN_ORGANISATION = "unknown-organisation"

@@ -470,6 +470,40 @@ EMERGENCY_REASON_COURT_REQUEST: EmergencyReason.ValueType  # 4
 EMERGENCY_REASON_SURVIVOR_REQUEST: EmergencyReason.ValueType  # 5
 Global___EmergencyReason: _TypeAlias = EmergencyReason  # noqa: Y015
 
+class _EmergencyGrantStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EmergencyGrantStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EmergencyGrantStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EMERGENCY_GRANT_STATUS_UNSPECIFIED: _EmergencyGrantStatus.ValueType  # 0
+    EMERGENCY_GRANT_STATUS_PENDING: _EmergencyGrantStatus.ValueType  # 1
+    """Asked for, waiting for a second person: opens nothing."""
+    EMERGENCY_GRANT_STATUS_ACTIVE: _EmergencyGrantStatus.ValueType  # 2
+    """Approved, within its window."""
+    EMERGENCY_GRANT_STATUS_REFUSED: _EmergencyGrantStatus.ValueType  # 3
+    EMERGENCY_GRANT_STATUS_REVOKED: _EmergencyGrantStatus.ValueType  # 4
+    EMERGENCY_GRANT_STATUS_EXPIRED: _EmergencyGrantStatus.ValueType  # 5
+    """Approved, past its window."""
+    EMERGENCY_GRANT_STATUS_LAPSED: _EmergencyGrantStatus.ValueType  # 6
+    """Nobody decided it in time."""
+
+class EmergencyGrantStatus(_EmergencyGrantStatus, metaclass=_EmergencyGrantStatusEnumTypeWrapper):
+    """Where a grant stands now."""
+
+EMERGENCY_GRANT_STATUS_UNSPECIFIED: EmergencyGrantStatus.ValueType  # 0
+EMERGENCY_GRANT_STATUS_PENDING: EmergencyGrantStatus.ValueType  # 1
+"""Asked for, waiting for a second person: opens nothing."""
+EMERGENCY_GRANT_STATUS_ACTIVE: EmergencyGrantStatus.ValueType  # 2
+"""Approved, within its window."""
+EMERGENCY_GRANT_STATUS_REFUSED: EmergencyGrantStatus.ValueType  # 3
+EMERGENCY_GRANT_STATUS_REVOKED: EmergencyGrantStatus.ValueType  # 4
+EMERGENCY_GRANT_STATUS_EXPIRED: EmergencyGrantStatus.ValueType  # 5
+"""Approved, past its window."""
+EMERGENCY_GRANT_STATUS_LAPSED: EmergencyGrantStatus.ValueType  # 6
+"""Nobody decided it in time."""
+Global___EmergencyGrantStatus: _TypeAlias = EmergencyGrantStatus  # noqa: Y015
+
 @_typing.final
 class ContactDetails(_message.Message):
     """--- case ---------------------------------------------------------------------
@@ -1887,15 +1921,41 @@ class EmergencyGrant(_message.Message):
     GRANTED_AT_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     REVOKED_AT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REQUESTED_AT_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    REQUESTER_REGION_FIELD_NUMBER: _builtins.int
+    CASE_REGION_FIELD_NUMBER: _builtins.int
+    TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    DECIDED_BY_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
+    REVOKED_BY_FIELD_NUMBER: _builtins.int
     grant_id: _builtins.str
     case_id: _builtins.str
     reason: Global___EmergencyReason.ValueType
+    status: Global___EmergencyGrantStatus.ValueType
+    requested_by: _builtins.str
+    """The requester (her account's subject) and her region."""
+    requester_region: _builtins.str
+    case_region: _builtins.str
+    """The case's region when she asked."""
+    ttl_seconds: _builtins.int
+    """The window asked for (it starts at the approval)."""
+    decided_by: _builtins.str
+    """Who approved or refused it, and when."""
+    revoked_by: _builtins.str
     @_builtins.property
-    def granted_at(self) -> _timestamp_pb2.Timestamp: ...
+    def granted_at(self) -> _timestamp_pb2.Timestamp:
+        """The window, set by the approval: unset while pending or if refused."""
+
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def revoked_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def requested_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def decided_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -1905,10 +1965,19 @@ class EmergencyGrant(_message.Message):
         granted_at: _timestamp_pb2.Timestamp | None = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         revoked_at: _timestamp_pb2.Timestamp | None = ...,
+        status: Global___EmergencyGrantStatus.ValueType = ...,
+        requested_at: _timestamp_pb2.Timestamp | None = ...,
+        requested_by: _builtins.str = ...,
+        requester_region: _builtins.str = ...,
+        case_region: _builtins.str = ...,
+        ttl_seconds: _builtins.int = ...,
+        decided_by: _builtins.str = ...,
+        decided_at: _timestamp_pb2.Timestamp | None = ...,
+        revoked_by: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "granted_at", b"granted_at", "revoked_at", b"revoked_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at", "expires_at", b"expires_at", "granted_at", b"granted_at", "requested_at", b"requested_at", "revoked_at", b"revoked_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "expires_at", b"expires_at", "grant_id", b"grant_id", "granted_at", b"granted_at", "reason", b"reason", "revoked_at", b"revoked_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "case_region", b"case_region", "decided_at", b"decided_at", "decided_by", b"decided_by", "expires_at", b"expires_at", "grant_id", b"grant_id", "granted_at", b"granted_at", "reason", b"reason", "requested_at", b"requested_at", "requested_by", b"requested_by", "requester_region", b"requester_region", "revoked_at", b"revoked_at", "revoked_by", b"revoked_by", "status", b"status", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1927,7 +1996,7 @@ class OpenEmergencyGrantRequest(_message.Message):
     note: _builtins.str
     """Optional, at most 2000 characters; stored encrypted, never in the audit log."""
     ttl_seconds: _builtins.int
-    """0 = 3 hours; at most 12 hours."""
+    """0 = 3 hours; at most 12 hours. Counted from the approval."""
     def __init__(
         self,
         *,
@@ -1950,7 +2019,9 @@ class OpenEmergencyGrantResponse(_message.Message):
 
     GRANT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def grant(self) -> Global___EmergencyGrant: ...
+    def grant(self) -> Global___EmergencyGrant:
+        """PENDING: it opens the case once a second person approves it."""
+
     def __init__(
         self,
         *,
@@ -1963,6 +2034,84 @@ class OpenEmergencyGrantResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OpenEmergencyGrantResponse: _TypeAlias = OpenEmergencyGrantResponse  # noqa: Y015
+
+@_typing.final
+class ApproveEmergencyGrantRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANT_ID_FIELD_NUMBER: _builtins.int
+    grant_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        grant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant_id", b"grant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveEmergencyGrantRequest: _TypeAlias = ApproveEmergencyGrantRequest  # noqa: Y015
+
+@_typing.final
+class ApproveEmergencyGrantResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def grant(self) -> Global___EmergencyGrant: ...
+    def __init__(
+        self,
+        *,
+        grant: Global___EmergencyGrant | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveEmergencyGrantResponse: _TypeAlias = ApproveEmergencyGrantResponse  # noqa: Y015
+
+@_typing.final
+class RefuseEmergencyGrantRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANT_ID_FIELD_NUMBER: _builtins.int
+    grant_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        grant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant_id", b"grant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefuseEmergencyGrantRequest: _TypeAlias = RefuseEmergencyGrantRequest  # noqa: Y015
+
+@_typing.final
+class RefuseEmergencyGrantResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def grant(self) -> Global___EmergencyGrant: ...
+    def __init__(
+        self,
+        *,
+        grant: Global___EmergencyGrant | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefuseEmergencyGrantResponse: _TypeAlias = RefuseEmergencyGrantResponse  # noqa: Y015
 
 @_typing.final
 class RevokeEmergencyGrantRequest(_message.Message):
@@ -2002,6 +2151,60 @@ class RevokeEmergencyGrantResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RevokeEmergencyGrantResponse: _TypeAlias = RevokeEmergencyGrantResponse  # noqa: Y015
+
+@_typing.final
+class ListEmergencyGrantsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.str
+    """Optional: one case's grants."""
+    status: Global___EmergencyGrantStatus.ValueType
+    """Optional: only those in this state now."""
+    page_size: _builtins.int
+    """0 = 50; at most 500."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.str = ...,
+        status: Global___EmergencyGrantStatus.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEmergencyGrantsRequest: _TypeAlias = ListEmergencyGrantsRequest  # noqa: Y015
+
+@_typing.final
+class ListEmergencyGrantsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def grants(self) -> _containers.RepeatedCompositeFieldContainer[Global___EmergencyGrant]: ...
+    def __init__(
+        self,
+        *,
+        grants: _abc.Iterable[Global___EmergencyGrant] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grants", b"grants", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEmergencyGrantsResponse: _TypeAlias = ListEmergencyGrantsResponse  # noqa: Y015
 
 @_typing.final
 class GetCaseFollowUpRequest(_message.Message):

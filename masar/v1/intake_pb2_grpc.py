@@ -144,10 +144,25 @@ class IntakeServiceStub:
                 request_serializer=masar_dot_v1_dot_intake__pb2.OpenEmergencyGrantRequest.SerializeToString,
                 response_deserializer=masar_dot_v1_dot_intake__pb2.OpenEmergencyGrantResponse.FromString,
                 _registered_method=True)
+        self.ApproveEmergencyGrant = channel.unary_unary(
+                '/masar.v1.IntakeService/ApproveEmergencyGrant',
+                request_serializer=masar_dot_v1_dot_intake__pb2.ApproveEmergencyGrantRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_intake__pb2.ApproveEmergencyGrantResponse.FromString,
+                _registered_method=True)
+        self.RefuseEmergencyGrant = channel.unary_unary(
+                '/masar.v1.IntakeService/RefuseEmergencyGrant',
+                request_serializer=masar_dot_v1_dot_intake__pb2.RefuseEmergencyGrantRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_intake__pb2.RefuseEmergencyGrantResponse.FromString,
+                _registered_method=True)
         self.RevokeEmergencyGrant = channel.unary_unary(
                 '/masar.v1.IntakeService/RevokeEmergencyGrant',
                 request_serializer=masar_dot_v1_dot_intake__pb2.RevokeEmergencyGrantRequest.SerializeToString,
                 response_deserializer=masar_dot_v1_dot_intake__pb2.RevokeEmergencyGrantResponse.FromString,
+                _registered_method=True)
+        self.ListEmergencyGrants = channel.unary_unary(
+                '/masar.v1.IntakeService/ListEmergencyGrants',
+                request_serializer=masar_dot_v1_dot_intake__pb2.ListEmergencyGrantsRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_intake__pb2.ListEmergencyGrantsResponse.FromString,
                 _registered_method=True)
 
 
@@ -327,17 +342,45 @@ class IntakeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def OpenEmergencyGrant(self, request, context):
-        """Emergency access: a coordinator opens a case outside her region only by
-        stating a reason. The grant is for that one case and that coordinator,
-        expires by itself (3 h by default, 12 h at most) and is audited, as is
-        every read made under it.
+        """Emergency access, by four eyes: a coordinator asks for access to one case
+        outside her region, stating a reason (OpenEmergencyGrant: a PENDING
+        request, which opens nothing). A SECOND person approves or refuses it —
+        a coordinator of the case's region, or a supervisor of the organisation
+        holding the case; never the requester herself. Approved, it opens that
+        one case to that coordinator for its window, counted from the approval
+        (3 h by default, 12 h at most), then expires by itself; a request nobody
+        decides lapses after 12 h. Its holder, its approver or a supervisor of
+        the holding organisation may revoke it (a pending request too); nobody
+        else. Every request, approval, refusal and revocation is audited, as is
+        every attempt the rules refuse and every read made under a grant.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveEmergencyGrant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefuseEmergencyGrant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RevokeEmergencyGrant(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEmergencyGrants(self, request, context):
+        """A coordinator's: the grants she asked for and those on her region's
+        cases (to decide them); a supervisor's: those on the cases her
+        organisation holds. Newest request first.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -455,10 +498,25 @@ def add_IntakeServiceServicer_to_server(servicer, server):
                     request_deserializer=masar_dot_v1_dot_intake__pb2.OpenEmergencyGrantRequest.FromString,
                     response_serializer=masar_dot_v1_dot_intake__pb2.OpenEmergencyGrantResponse.SerializeToString,
             ),
+            'ApproveEmergencyGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveEmergencyGrant,
+                    request_deserializer=masar_dot_v1_dot_intake__pb2.ApproveEmergencyGrantRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_intake__pb2.ApproveEmergencyGrantResponse.SerializeToString,
+            ),
+            'RefuseEmergencyGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefuseEmergencyGrant,
+                    request_deserializer=masar_dot_v1_dot_intake__pb2.RefuseEmergencyGrantRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_intake__pb2.RefuseEmergencyGrantResponse.SerializeToString,
+            ),
             'RevokeEmergencyGrant': grpc.unary_unary_rpc_method_handler(
                     servicer.RevokeEmergencyGrant,
                     request_deserializer=masar_dot_v1_dot_intake__pb2.RevokeEmergencyGrantRequest.FromString,
                     response_serializer=masar_dot_v1_dot_intake__pb2.RevokeEmergencyGrantResponse.SerializeToString,
+            ),
+            'ListEmergencyGrants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEmergencyGrants,
+                    request_deserializer=masar_dot_v1_dot_intake__pb2.ListEmergencyGrantsRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_intake__pb2.ListEmergencyGrantsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1066,6 +1124,60 @@ class IntakeService:
             _registered_method=True)
 
     @staticmethod
+    def ApproveEmergencyGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.IntakeService/ApproveEmergencyGrant',
+            masar_dot_v1_dot_intake__pb2.ApproveEmergencyGrantRequest.SerializeToString,
+            masar_dot_v1_dot_intake__pb2.ApproveEmergencyGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefuseEmergencyGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.IntakeService/RefuseEmergencyGrant',
+            masar_dot_v1_dot_intake__pb2.RefuseEmergencyGrantRequest.SerializeToString,
+            masar_dot_v1_dot_intake__pb2.RefuseEmergencyGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def RevokeEmergencyGrant(request,
             target,
             options=(),
@@ -1082,6 +1194,33 @@ class IntakeService:
             '/masar.v1.IntakeService/RevokeEmergencyGrant',
             masar_dot_v1_dot_intake__pb2.RevokeEmergencyGrantRequest.SerializeToString,
             masar_dot_v1_dot_intake__pb2.RevokeEmergencyGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEmergencyGrants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.IntakeService/ListEmergencyGrants',
+            masar_dot_v1_dot_intake__pb2.ListEmergencyGrantsRequest.SerializeToString,
+            masar_dot_v1_dot_intake__pb2.ListEmergencyGrantsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -128,12 +128,26 @@ class IntakeServiceStub:
     there is no consent.
     """
     OpenEmergencyGrant: _grpc.UnaryUnaryMultiCallable[_intake_pb2.OpenEmergencyGrantRequest, _intake_pb2.OpenEmergencyGrantResponse]
-    """Emergency access: a coordinator opens a case outside her region only by
-    stating a reason. The grant is for that one case and that coordinator,
-    expires by itself (3 h by default, 12 h at most) and is audited, as is
-    every read made under it.
+    """Emergency access, by four eyes: a coordinator asks for access to one case
+    outside her region, stating a reason (OpenEmergencyGrant: a PENDING
+    request, which opens nothing). A SECOND person approves or refuses it —
+    a coordinator of the case's region, or a supervisor of the organisation
+    holding the case; never the requester herself. Approved, it opens that
+    one case to that coordinator for its window, counted from the approval
+    (3 h by default, 12 h at most), then expires by itself; a request nobody
+    decides lapses after 12 h. Its holder, its approver or a supervisor of
+    the holding organisation may revoke it (a pending request too); nobody
+    else. Every request, approval, refusal and revocation is audited, as is
+    every attempt the rules refuse and every read made under a grant.
     """
+    ApproveEmergencyGrant: _grpc.UnaryUnaryMultiCallable[_intake_pb2.ApproveEmergencyGrantRequest, _intake_pb2.ApproveEmergencyGrantResponse]
+    RefuseEmergencyGrant: _grpc.UnaryUnaryMultiCallable[_intake_pb2.RefuseEmergencyGrantRequest, _intake_pb2.RefuseEmergencyGrantResponse]
     RevokeEmergencyGrant: _grpc.UnaryUnaryMultiCallable[_intake_pb2.RevokeEmergencyGrantRequest, _intake_pb2.RevokeEmergencyGrantResponse]
+    ListEmergencyGrants: _grpc.UnaryUnaryMultiCallable[_intake_pb2.ListEmergencyGrantsRequest, _intake_pb2.ListEmergencyGrantsResponse]
+    """A coordinator's: the grants she asked for and those on her region's
+    cases (to decide them); a supervisor's: those on the cases her
+    organisation holds. Newest request first.
+    """
 
 @_typing.type_check_only
 class IntakeServiceAsyncStub(IntakeServiceStub):
@@ -216,12 +230,26 @@ class IntakeServiceAsyncStub(IntakeServiceStub):
     there is no consent.
     """
     OpenEmergencyGrant: _aio.UnaryUnaryMultiCallable[_intake_pb2.OpenEmergencyGrantRequest, _intake_pb2.OpenEmergencyGrantResponse]  # type: ignore[assignment]
-    """Emergency access: a coordinator opens a case outside her region only by
-    stating a reason. The grant is for that one case and that coordinator,
-    expires by itself (3 h by default, 12 h at most) and is audited, as is
-    every read made under it.
+    """Emergency access, by four eyes: a coordinator asks for access to one case
+    outside her region, stating a reason (OpenEmergencyGrant: a PENDING
+    request, which opens nothing). A SECOND person approves or refuses it —
+    a coordinator of the case's region, or a supervisor of the organisation
+    holding the case; never the requester herself. Approved, it opens that
+    one case to that coordinator for its window, counted from the approval
+    (3 h by default, 12 h at most), then expires by itself; a request nobody
+    decides lapses after 12 h. Its holder, its approver or a supervisor of
+    the holding organisation may revoke it (a pending request too); nobody
+    else. Every request, approval, refusal and revocation is audited, as is
+    every attempt the rules refuse and every read made under a grant.
     """
+    ApproveEmergencyGrant: _aio.UnaryUnaryMultiCallable[_intake_pb2.ApproveEmergencyGrantRequest, _intake_pb2.ApproveEmergencyGrantResponse]  # type: ignore[assignment]
+    RefuseEmergencyGrant: _aio.UnaryUnaryMultiCallable[_intake_pb2.RefuseEmergencyGrantRequest, _intake_pb2.RefuseEmergencyGrantResponse]  # type: ignore[assignment]
     RevokeEmergencyGrant: _aio.UnaryUnaryMultiCallable[_intake_pb2.RevokeEmergencyGrantRequest, _intake_pb2.RevokeEmergencyGrantResponse]  # type: ignore[assignment]
+    ListEmergencyGrants: _aio.UnaryUnaryMultiCallable[_intake_pb2.ListEmergencyGrantsRequest, _intake_pb2.ListEmergencyGrantsResponse]  # type: ignore[assignment]
+    """A coordinator's: the grants she asked for and those on her region's
+    cases (to decide them); a supervisor's: those on the cases her
+    organisation holds. Newest request first.
+    """
 
 class IntakeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -433,11 +461,32 @@ class IntakeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _intake_pb2.OpenEmergencyGrantRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_intake_pb2.OpenEmergencyGrantResponse, _abc.Awaitable[_intake_pb2.OpenEmergencyGrantResponse]]:
-        """Emergency access: a coordinator opens a case outside her region only by
-        stating a reason. The grant is for that one case and that coordinator,
-        expires by itself (3 h by default, 12 h at most) and is audited, as is
-        every read made under it.
+        """Emergency access, by four eyes: a coordinator asks for access to one case
+        outside her region, stating a reason (OpenEmergencyGrant: a PENDING
+        request, which opens nothing). A SECOND person approves or refuses it —
+        a coordinator of the case's region, or a supervisor of the organisation
+        holding the case; never the requester herself. Approved, it opens that
+        one case to that coordinator for its window, counted from the approval
+        (3 h by default, 12 h at most), then expires by itself; a request nobody
+        decides lapses after 12 h. Its holder, its approver or a supervisor of
+        the holding organisation may revoke it (a pending request too); nobody
+        else. Every request, approval, refusal and revocation is audited, as is
+        every attempt the rules refuse and every read made under a grant.
         """
+
+    @_abc_1.abstractmethod
+    def ApproveEmergencyGrant(
+        self,
+        request: _intake_pb2.ApproveEmergencyGrantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.ApproveEmergencyGrantResponse, _abc.Awaitable[_intake_pb2.ApproveEmergencyGrantResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RefuseEmergencyGrant(
+        self,
+        request: _intake_pb2.RefuseEmergencyGrantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.RefuseEmergencyGrantResponse, _abc.Awaitable[_intake_pb2.RefuseEmergencyGrantResponse]]: ...
 
     @_abc_1.abstractmethod
     def RevokeEmergencyGrant(
@@ -445,5 +494,16 @@ class IntakeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _intake_pb2.RevokeEmergencyGrantRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_intake_pb2.RevokeEmergencyGrantResponse, _abc.Awaitable[_intake_pb2.RevokeEmergencyGrantResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListEmergencyGrants(
+        self,
+        request: _intake_pb2.ListEmergencyGrantsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_intake_pb2.ListEmergencyGrantsResponse, _abc.Awaitable[_intake_pb2.ListEmergencyGrantsResponse]]:
+        """A coordinator's: the grants she asked for and those on her region's
+        cases (to decide them); a supervisor's: those on the cases her
+        organisation holds. Newest request first.
+        """
 
 def add_IntakeServiceServicer_to_server(servicer: IntakeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -11,7 +11,8 @@ Access (services.intake.scope): intake officers and supervisors read and
 change the cases their organisation holds; a care unit registers cases for
 another organisation to hold and keeps a follow-up view of them; a
 coordinator reads the cases of her own region, or one elsewhere under an
-emergency grant she opened with a reason (services.intake.grants). Every
+emergency grant she asked for with a reason and a second person approved
+(services.intake.grants: `CaseService.grants`). Every
 read of a case's personal data, every change, every consent proof given to a
 sector and every grant is an audit entry; a refused read or change is one too.
 Transfers between organisations are services.intake.transfers.
@@ -21,9 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TypeVar
 
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from masar.contract import (
@@ -55,13 +57,7 @@ from masar.platform.validation import require_idempotency_key, require_region
 from masar.referral.consent import ConsentProof, issue_consent_proof
 from services.intake import domain as d
 from services.intake.changes import ChangeWriter, Prepared
-from services.intake.grants import (
-    EmergencyAccess,
-    EmergencyGrant,
-    GrantReason,
-    check_grant_id,
-    clean_note,
-)
+from services.intake.grants import EmergencyAccess, EmergencyGrants, GrantCase
 from services.intake.inbox import EscalationRepository, new_escalation_id
 from services.intake.journey import FollowedReferral, IntakeOutbox, JourneyStarter, encode_input
 from services.intake.models import CaseRow
@@ -152,6 +148,8 @@ class CaseService:
         self._clock = clock
         self._issuer = issuer
         self._changes = ChangeWriter(database, outbox, ledger=ledger, clock=clock)
+        # Emergency access by four eyes (services.intake.grants).
+        self.grants = EmergencyGrants(database, access, case_of=_grant_case, held_by=_held_by)
 
     @property
     def changes(self) -> ChangeWriter:
@@ -644,36 +642,14 @@ class CaseService:
 
         return await self._db.run(prove)
 
-    # --- emergency access -----------------------------------------------------------------
 
-    async def open_emergency_grant(
-        self,
-        case_id: str,
-        *,
-        reason: GrantReason,
-        note: str | None,
-        ttl: timedelta | None,
-    ) -> EmergencyGrant:
-        d.require_intake_case_id(case_id)
-        note = clean_note(note)
-        caller = current_caller()
+def _grant_case(session: Session, case_id: str) -> GrantCase:
+    """The case a grant is for, as it is now (NotFound if none)."""
+    d.require_intake_case_id(case_id)
+    case = CaseRepository.from_session(session).get_one(case_id)
+    return GrantCase(case.case_id, case.region, case.holding_organisation_id)
 
-        def grant(s: Session) -> EmergencyGrant:
-            case = CaseRepository.from_session(s).get_one(case_id)
-            extra = {"ttl": ttl} if ttl is not None else {}
-            return self._access.open_grant(
-                s,
-                caller,
-                case_id=case_id,
-                case_region=case.region,
-                reason=reason,
-                note=note,
-                **extra,
-            )
 
-        return await self._db.run(grant)
-
-    async def revoke_emergency_grant(self, grant_id: str) -> EmergencyGrant:
-        check_grant_id(grant_id)
-        caller = current_caller()
-        return await self._db.run(lambda s: self._access.revoke(s, caller, grant_id))
+def _held_by(organisation_id: str) -> Select[tuple[str]]:
+    """The ids of the cases an organisation holds (a supervisor's grants)."""
+    return select(CaseRow.case_id).where(CaseRow.holding_organisation_id == organisation_id)

@@ -10,7 +10,8 @@ organisation holds, read them and their escalations, and ask, answer and
 read transfers (services.intake.servicer_transfers); a care unit's officer
 registers cases for another organisation to hold and keeps a follow-up view
 of them; coordinators read their region's cases (one elsewhere under an
-emergency grant she opened), the escalation inbox, and redirect transfers;
+emergency grant a second person approved), the escalation inbox, and
+redirect transfers; emergency grants are services.intake.servicer_grants;
 intake's service identity records the journeys' escalations and transfer
 rungs; a sector's service identity asks for consent proofs for its own
 sector only. Operators call nothing here (health and reflection are open to all).
@@ -18,7 +19,6 @@ sector only. Operators call nothing here (health and reflection are open to all)
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any, TypeAlias
 
 import grpc
@@ -43,8 +43,6 @@ from services.intake.convert import (
     CONTEXT,
     CONTEXT_IN,
     DELIVERY,
-    GRANT_REASON,
-    GRANT_REASON_IN,
     INDICATOR,
     MATTER,
     MATTER_IN,
@@ -70,8 +68,8 @@ from services.intake.convert import (
     time_in,
     ts,
 )
-from services.intake.grants import MAX_GRANT_TTL, EmergencyGrant
 from services.intake.service import PROOF_SECTORS, CaseService, ChangeResult, FollowUpView
+from services.intake.servicer_grants import GrantRpcs
 from services.intake.servicer_transfers import TransferRpcs
 from services.intake.transfers import TransferService
 
@@ -256,17 +254,6 @@ def follow_up_pb(v: FollowUpView) -> intake_pb2.CaseFollowUp:
     )
 
 
-def grant_pb(g: EmergencyGrant) -> intake_pb2.EmergencyGrant:
-    return intake_pb2.EmergencyGrant(
-        grant_id=g.grant_id,
-        case_id=g.case_id,
-        reason=GRANT_REASON[g.reason],
-        granted_at=ts(g.granted_at),
-        expires_at=ts(g.expires_at),
-        revoked_at=ts(g.revoked_at),
-    )
-
-
 def _delivery(result: ChangeResult) -> Any:
     return DELIVERY.get(result.change.delivery, common_pb2.DELIVERY_STATE_UNSPECIFIED)
 
@@ -276,11 +263,10 @@ def _delivery(result: ChangeResult) -> Any:
 OFFICER = Role.INTAKE_OFFICER
 SUPERVISOR = Role.SUPERVISOR
 CARE_UNIT = Role.CARE_UNIT_OFFICER
-MAX_GRANT_SECONDS = int(MAX_GRANT_TTL.total_seconds())
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
-class IntakeServicer(TransferRpcs, intake_pb2_grpc.IntakeServiceServicer):
+class IntakeServicer(TransferRpcs, GrantRpcs, intake_pb2_grpc.IntakeServiceServicer):
     def __init__(self, cases: CaseService, transfers: TransferService) -> None:
         super().__init__(transfers)
         self._cases = cases
@@ -500,25 +486,3 @@ class IntakeServicer(TransferRpcs, intake_pb2_grpc.IntakeServiceServicer):
         sector = enum_in(request.sector, SECTOR_IN, "sector")
         document, proof = await self._cases.issue_consent_proof(request.case_id, sector)
         return intake_pb2.IssueConsentProofResponse(proof=document, expires_at=ts(proof.expires_at))
-
-    @requires(Role.COORDINATOR)
-    async def OpenEmergencyGrant(
-        self, request: intake_pb2.OpenEmergencyGrantRequest, context: Context
-    ) -> intake_pb2.OpenEmergencyGrantResponse:
-        reason = enum_in(request.reason, GRANT_REASON_IN, "reason")
-        if not 0 <= request.ttl_seconds <= MAX_GRANT_SECONDS:
-            raise InvalidArgument("ttl_seconds", f"must be between 0 and {MAX_GRANT_SECONDS}")
-        grant = await self._cases.open_emergency_grant(
-            request.case_id,
-            reason=reason,
-            note=request.note or None,
-            ttl=timedelta(seconds=request.ttl_seconds) if request.ttl_seconds else None,
-        )
-        return intake_pb2.OpenEmergencyGrantResponse(grant=grant_pb(grant))
-
-    @requires(Role.COORDINATOR)
-    async def RevokeEmergencyGrant(
-        self, request: intake_pb2.RevokeEmergencyGrantRequest, context: Context
-    ) -> intake_pb2.RevokeEmergencyGrantResponse:
-        grant = await self._cases.revoke_emergency_grant(request.grant_id)
-        return intake_pb2.RevokeEmergencyGrantResponse(grant=grant_pb(grant))

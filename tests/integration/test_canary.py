@@ -138,13 +138,18 @@ async def test_no_marker_reaches_temporal_spans_logs_or_metrics_in_plaintext(
             )
             # A Rabat coordinator opens the case under an emergency grant.
             rabat = bearer(token_for(Role.COORDINATOR, region=RABAT, subject="coord-rabat"))
-            await stack.intake.OpenEmergencyGrant(
+            asked = await stack.intake.OpenEmergencyGrant(
                 intake_pb2.OpenEmergencyGrantRequest(
                     case_id=case_id,
                     reason=intake_pb2.EMERGENCY_REASON_SURVIVOR_RELOCATED,
                     note=markers.text("grant_note"),
                 ),
                 metadata=rabat,
+            )
+            # Four eyes: a coordinator of the case's region approves it.
+            await stack.intake.ApproveEmergencyGrant(
+                intake_pb2.ApproveEmergencyGrantRequest(grant_id=asked.grant.grant_id),
+                metadata=bearer(token_for(Role.COORDINATOR, region=FES, subject="coord-fes")),
             )
             seen = await stack.intake.GetCase(
                 intake_pb2.GetCaseRequest(case_id=case_id), metadata=rabat

@@ -162,7 +162,12 @@ ALLOWED: dict[str, dict[str, set[str]]] = {
         # The request names the shelter sector: only the shelter's identity.
         "IssueConsentProof": service("shelter"),
         "OpenEmergencyGrant": COORDS,
-        "RevokeEmergencyGrant": COORDS,
+        # The walk's requests name no grant: these stop at the request's
+        # checks (who may decide or revoke which grant: test_emergency_access).
+        "ApproveEmergencyGrant": COORDS | {"supervisor"},
+        "RefuseEmergencyGrant": COORDS | {"supervisor"},
+        "RevokeEmergencyGrant": COORDS | {"supervisor"},
+        "ListEmergencyGrants": COORDS | {"supervisor"},
     },
     # Scopes per organisation, region and grant: tests/services/intake/test_journey_api.py.
     "journey": {

@@ -446,7 +446,9 @@ async def test_real_intake_decides_region_and_grants(tmp_path, sqlite_url, ring)
             ask = pb.OpenEmergencyGrantRequest(
                 case_id=case_id, reason=pb.EMERGENCY_REASON_SURVIVOR_RELOCATED, note="Note-x"
             )
-            await stub.OpenEmergencyGrant(ask, metadata=bearer(rabat))
+            asked = await stub.OpenEmergencyGrant(ask, metadata=bearer(rabat))
+            approve = pb.ApproveEmergencyGrantRequest(grant_id=asked.grant.grant_id)
+            await stub.ApproveEmergencyGrant(approve, metadata=bearer(fes))  # four eyes
             assert await _in_thread(decode, rabat) == 200
             assert [(r[0], r[2], r[3]) for r in _rows(server)] == [
                 ("coord-fes-9", ACTION_DECODE, case_id),

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import CheckConstraint, Column, Integer, String, Table, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
 
 from masar.platform.db import Database, new_metadata
 
@@ -113,24 +114,28 @@ def test_an_integrity_error_names_no_value(database_url, caplog) -> None:
     )
     local.create_all(db.engine)
     db.call(lambda s: s.execute(people.insert().values(alias=CANARY, age=30)))
-    attempts = [
+    attempts: list[dict[str, object]] = [
         {"alias": CANARY, "age": 31},  # duplicate key
         {"alias": f"{CANARY}-2", "age": -1},  # check constraint
         {"alias": f"{CANARY}-3", "age": CANARY},  # wrong type (PostgreSQL refuses it)
     ]
     caplog.set_level(logging.DEBUG)
-    raised = []
+    raised: list[DBAPIError] = []
     for values in attempts:
+
+        def write(session: Session, values: dict[str, object] = values) -> None:
+            session.execute(people.insert().values(**values))
+
         try:
-            db.call(lambda s, values=values: s.execute(people.insert().values(**values)))
+            db.call(write)
         except DBAPIError as exc:
             raised.append(exc)
             logging.getLogger("masar.test").exception("the write failed")
     assert isinstance(raised[0], IntegrityError) and isinstance(raised[1], IntegrityError)
     assert "age_positive" in str(raised[1])  # the rule broken is named
-    for exc in raised:
-        assert CANARY not in str(exc)
-        assert CANARY not in "".join(traceback.format_exception(exc))
+    for error in raised:
+        assert CANARY not in str(error)
+        assert CANARY not in "".join(traceback.format_exception(error))
     assert caplog.records and CANARY not in caplog.text
     db.dispose()
 

@@ -275,6 +275,11 @@ async def test_each_person_reaches_exactly_her_journeys(bed: Bed) -> None:
         ),
         metadata=who["coord_grant"],
     )
+    # Four eyes: a coordinator of the case's region approves it.
+    await bed.intake.stub.ApproveEmergencyGrant(
+        intake_pb2.ApproveEmergencyGrantRequest(grant_id=grant.grant.grant_id),
+        metadata=who["coord_fes"],
+    )
     walk = Walk(bed)
 
     # --- lists and boards: each her own journeys ----------------------------------------------
@@ -650,6 +655,16 @@ async def test_lists_agree_with_temporal_and_boards_see_changes_within_two_secon
         call.cancel()
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
+
+    # A board ends when its token does.
+    brief = bearer(
+        token_for(Role.COORDINATOR, region=FES, subject="coord-fes", ttl=timedelta(seconds=3))
+    )
+    ending = journeys.WatchJourneys(journey_pb2.WatchJourneysRequest(), metadata=brief, timeout=30)
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        async for _ in ending:
+            pass
+    assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
     # Escalation and deadline filters agree with Temporal too.
     soon = datetime.now(UTC) + timedelta(days=400)

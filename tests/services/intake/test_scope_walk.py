@@ -408,17 +408,31 @@ async def test_each_person_sees_and_changes_exactly_her_scope(intake: Intake) ->
         case_id=case3, reason=intake_pb2.EMERGENCY_REASON_SURVIVOR_RELOCATED
     )
     await walk.allowed_only("OpenEmergencyGrant", {"coord_fes", "coord_rabat"}, grant)
+    read3 = intake_pb2.GetCaseRequest(case_id=case3)
+    assert await code(stub.GetCase(read3, metadata=who["coord_fes"])) == DENIED  # not approved
+    # Lists: the requester's own; the case's region's coordinators; the
+    # holding organisation's supervisors (centre B has none here).
+    seen = await walk.listed(
+        "ListEmergencyGrants", intake_pb2.ListEmergencyGrantsRequest(), "grants", "grant_id"
+    )
+    asked = seen["coord_fes"]
+    assert len(asked) == 1 and seen["coord_rabat"] == asked and seen["supervisor_a"] == set()
+    assert {seen[p] for p in ("officer_a", "officer_b", "care_unit")} == {DENIED}
+    # A second person of the case's region approves: not the requester, not
+    # a supervisor of another organisation.
+    (first,) = asked
+    approve = intake_pb2.ApproveEmergencyGrantRequest(grant_id=first)
+    await walk.allowed_only("ApproveEmergencyGrant", {"coord_rabat"}, approve)
     # Under her grant, Fès's coordinator reads the Rabat case; the officers of
     # the association that no longer holds case 1 get nothing.
-    assert (
-        await code(
-            stub.GetCase(intake_pb2.GetCaseRequest(case_id=case3), metadata=who["coord_fes"])
-        )
-        == grpc.StatusCode.OK
-    )
+    assert await code(stub.GetCase(read3, metadata=who["coord_fes"])) == grpc.StatusCode.OK
     grants = await stub.OpenEmergencyGrant(grant, metadata=who["coord_fes"])
-    revoke = intake_pb2.RevokeEmergencyGrantRequest(grant_id=grants.grant.grant_id)
+    refuse = intake_pb2.RefuseEmergencyGrantRequest(grant_id=grants.grant.grant_id)
+    await walk.allowed_only("RefuseEmergencyGrant", {"coord_rabat"}, refuse)
+    # Revoked by its holder or its approver only.
+    revoke = intake_pb2.RevokeEmergencyGrantRequest(grant_id=first)
     await walk.allowed_only("RevokeEmergencyGrant", {"coord_fes", "coord_rabat"}, revoke)
+    assert await code(stub.GetCase(read3, metadata=who["coord_fes"])) == DENIED
 
     assert not walk.wrong, "\n".join(walk.wrong)
     every = {m.name for m in intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].methods}
