@@ -11,6 +11,8 @@ IntakeService's own handlers (one path per change: the change-with-undo).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC
@@ -41,6 +43,7 @@ from services.intake.journey_scope import BoardChange, BoardEvent, JourneyFilter
 from services.intake.servicer import IntakeServicer
 
 SERVICE_NAME = "masar.v1.JourneyService"
+log = logging.getLogger(__name__)
 
 OFFICER = Role.INTAKE_OFFICER
 SUPERVISOR = Role.SUPERVISOR
@@ -256,6 +259,12 @@ class JourneyServicer(journey_pb2_grpc.JourneyServiceServicer):
             if isinstance(exc, InvalidArgument):
                 context.set_trailing_metadata(((FIELD_METADATA_KEY, exc.field),))
             await context.abort(grpc_status(exc), exc.message)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception:
+            # The traceback goes to the log; the caller learns nothing of our data.
+            log.exception("unhandled error", extra={"rpc": f"/{SERVICE_NAME}/WatchJourneys"})
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
     # --- coordinators --------------------------------------------------------------------
 
