@@ -8,9 +8,11 @@ tests run in-process."""
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from datetime import datetime
 from typing import Any, TypeVar
 
+from masar import contract as c
 from masar.platform.assertions import Actor, AssertionSigner, register_public_key
 
 T = TypeVar("T")
@@ -42,3 +44,84 @@ def as_coordinator(
 ) -> T:
     """Sent by intake's journey API for a coordinator of `region`."""
     return signed(update_name, case_id, event, Actor(coordinator_id, "coordinator", region=region))
+
+
+def _event_id() -> str:
+    return f"evt-{secrets.token_hex(6)}"
+
+
+def every_update(ref: c.ReferralView, now: datetime) -> dict[str, Any]:
+    """One plausible event for each journey Update (unsigned)."""
+    return {
+        c.UPDATE_REFERRAL_DECISION: c.ReferralDecision(
+            event_id=_event_id(),
+            referral_id=ref.referral_id,
+            sector=c.Sector.SHELTER,
+            accepted=False,
+            decided_at=now,
+            decline_reason="NO_CAPACITY",
+        ),
+        c.UPDATE_REFERRAL_MILESTONE: c.ReferralMilestone(
+            event_id=_event_id(),
+            referral_id=ref.referral_id,
+            sector=c.Sector.SHELTER,
+            milestone=c.Milestone.STARTED,
+            at=now,
+        ),
+        c.UPDATE_CONSENT: c.ConsentChange(
+            event_id=_event_id(), sector=c.Sector.SHELTER, granted=False, at=now
+        ),
+        c.UPDATE_RISK: c.RiskChange(event_id=_event_id(), risk=c.Risk.LOW, at=now),
+        c.UPDATE_FOLLOW_UP: c.FollowUpContact(event_id=_event_id(), at=now),
+        c.UPDATE_MEDICAL_CARE: c.MedicalCareConfirmed(
+            event_id=_event_id(), item=c.ClinicalItem.PEP, at=now
+        ),
+        c.UPDATE_CLOSURE_REQUEST: c.ClosureRequest(
+            event_id=_event_id(), at=now, reason="needs_met"
+        ),
+        c.UPDATE_REOPEN: c.ReopenRequest(event_id=_event_id(), at=now),
+        c.UPDATE_REASSIGN: c.Reassignment(
+            event_id=_event_id(),
+            referral_id=ref.referral_id,
+            provider_id="shelter-c",
+            coordinator_id="anyone-from-any-region",
+            reason="closer",
+        ),
+        c.UPDATE_EXTEND: c.DeadlineExtension(
+            event_id=_event_id(),
+            target=ref.referral_id,
+            extend_by_seconds=365 * 86400,
+            coordinator_id="anyone-from-any-region",
+            reason="x",
+        ),
+        c.UPDATE_CLOSURE_DECISION: c.ClosureDecision(
+            event_id=_event_id(),
+            approve=True,
+            coordinator_id="anyone-from-any-region",
+            reason="x",
+        ),
+        c.UPDATE_TRANSFER_REQUEST: c.TransferRequest(
+            event_id=_event_id(),
+            transfer_id="trf-00000000000000aa",
+            from_organisation_id="org-a",
+            to_organisation_id="org-evil",
+            reason=c.TransferReason.CAPACITY,
+            requested_at=now,
+            consent_at=now,
+        ),
+        c.UPDATE_TRANSFER_DECISION: c.TransferDecision(
+            event_id=_event_id(),
+            transfer_id="trf-00000000000000aa",
+            to_organisation_id="org-evil",
+            accepted=True,
+            decided_at=now,
+        ),
+        c.UPDATE_TRANSFER_REDIRECT: c.TransferRedirect(
+            event_id=_event_id(),
+            transfer_id="trf-00000000000000aa",
+            to_organisation_id="org-evil",
+            coordinator_id="anyone-from-any-region",
+            redirected_at=now,
+            consent_at=now,
+        ),
+    }

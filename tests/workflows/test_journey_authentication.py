@@ -23,6 +23,7 @@ from temporalio.service import RPCError
 from masar import contract as c
 from masar.contract.assertion import UPDATE_AUTHORITY
 from masar.platform.assertions import Actor, AssertionSigner
+from tests.support_assertions import every_update
 from tests.workflows.support import (
     SIGNERS,
     Journey,
@@ -35,83 +36,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SHELTER = c.Sector.SHELTER
 COORDINATOR = Actor("coord-7", "coordinator", region="fes-meknes")
-
-
-def every_update(ref: c.ReferralView, now: Any) -> dict[str, Any]:
-    """One plausible event for each journey Update (unsigned)."""
-    return {
-        c.UPDATE_REFERRAL_DECISION: c.ReferralDecision(
-            event_id=new_event_id(),
-            referral_id=ref.referral_id,
-            sector=SHELTER,
-            accepted=False,
-            decided_at=now,
-            decline_reason="NO_CAPACITY",
-        ),
-        c.UPDATE_REFERRAL_MILESTONE: c.ReferralMilestone(
-            event_id=new_event_id(),
-            referral_id=ref.referral_id,
-            sector=SHELTER,
-            milestone=c.Milestone.STARTED,
-            at=now,
-        ),
-        c.UPDATE_CONSENT: c.ConsentChange(
-            event_id=new_event_id(), sector=SHELTER, granted=False, at=now
-        ),
-        c.UPDATE_RISK: c.RiskChange(event_id=new_event_id(), risk=c.Risk.LOW, at=now),
-        c.UPDATE_FOLLOW_UP: c.FollowUpContact(event_id=new_event_id(), at=now),
-        c.UPDATE_MEDICAL_CARE: c.MedicalCareConfirmed(
-            event_id=new_event_id(), item=c.ClinicalItem.PEP, at=now
-        ),
-        c.UPDATE_CLOSURE_REQUEST: c.ClosureRequest(
-            event_id=new_event_id(), at=now, reason="needs_met"
-        ),
-        c.UPDATE_REOPEN: c.ReopenRequest(event_id=new_event_id(), at=now),
-        c.UPDATE_REASSIGN: c.Reassignment(
-            event_id=new_event_id(),
-            referral_id=ref.referral_id,
-            provider_id="shelter-c",
-            coordinator_id="anyone-from-any-region",
-            reason="closer",
-        ),
-        c.UPDATE_EXTEND: c.DeadlineExtension(
-            event_id=new_event_id(),
-            target=ref.referral_id,
-            extend_by_seconds=365 * 86400,
-            coordinator_id="anyone-from-any-region",
-            reason="x",
-        ),
-        c.UPDATE_CLOSURE_DECISION: c.ClosureDecision(
-            event_id=new_event_id(),
-            approve=True,
-            coordinator_id="anyone-from-any-region",
-            reason="x",
-        ),
-        c.UPDATE_TRANSFER_REQUEST: c.TransferRequest(
-            event_id=new_event_id(),
-            transfer_id="trf-00000000000000aa",
-            from_organisation_id="org-a",
-            to_organisation_id="org-evil",
-            reason=c.TransferReason.CAPACITY,
-            requested_at=now,
-            consent_at=now,
-        ),
-        c.UPDATE_TRANSFER_DECISION: c.TransferDecision(
-            event_id=new_event_id(),
-            transfer_id="trf-00000000000000aa",
-            to_organisation_id="org-evil",
-            accepted=True,
-            decided_at=now,
-        ),
-        c.UPDATE_TRANSFER_REDIRECT: c.TransferRedirect(
-            event_id=new_event_id(),
-            transfer_id="trf-00000000000000aa",
-            to_organisation_id="org-evil",
-            coordinator_id="anyone-from-any-region",
-            redirected_at=now,
-            consent_at=now,
-        ),
-    }
 
 
 async def test_every_update_is_covered() -> None:
