@@ -249,6 +249,135 @@ DISABLE_REASON_SECURITY_CONCERN: DisableReason.ValueType  # 3
 DISABLE_REASON_OTHER: DisableReason.ValueType  # 4
 Global___DisableReason: _TypeAlias = DisableReason  # noqa: Y015
 
+class _NotificationKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NotificationKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NotificationKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NOTIFICATION_KIND_UNSPECIFIED: _NotificationKind.ValueType  # 0
+    NOTIFICATION_KIND_NEW_REFERRAL: _NotificationKind.ValueType  # 1
+    """To the provider organisation's staff of the sector."""
+    NOTIFICATION_KIND_REMINDER: _NotificationKind.ValueType  # 2
+    NOTIFICATION_KIND_ESCALATION: _NotificationKind.ValueType  # 3
+    """To the region's coordinators."""
+    NOTIFICATION_KIND_REROUTED: _NotificationKind.ValueType  # 4
+    NOTIFICATION_KIND_REGIONAL: _NotificationKind.ValueType  # 5
+    """To the region's coordinators and the holding organisation's supervisors."""
+    NOTIFICATION_KIND_EXPIRED: _NotificationKind.ValueType  # 6
+    NOTIFICATION_KIND_CLINICAL_WINDOW: _NotificationKind.ValueType  # 7
+    """To the region's coordinators and the holding organisation's intake officers."""
+    NOTIFICATION_KIND_REFERRAL_DECIDED: _NotificationKind.ValueType  # 8
+    """To the holding organisation (a transfer also to the receiving one)."""
+    NOTIFICATION_KIND_TRANSFER_REQUESTED: _NotificationKind.ValueType  # 9
+    NOTIFICATION_KIND_TRANSFER_ANSWERED: _NotificationKind.ValueType  # 10
+    NOTIFICATION_KIND_CLOSURE_REQUESTED: _NotificationKind.ValueType  # 11
+    """To the region's coordinators."""
+    NOTIFICATION_KIND_RESOLVED: _NotificationKind.ValueType  # 12
+    """Tells nobody: resolves open items."""
+    NOTIFICATION_KIND_UNDELIVERED: _NotificationKind.ValueType  # 13
+    """A notification that reached nobody, escalated to the region's coordinators."""
+    NOTIFICATION_KIND_DIGEST: _NotificationKind.ValueType  # 14
+    """An account's daily digest."""
+
+class NotificationKind(_NotificationKind, metaclass=_NotificationKindEnumTypeWrapper):
+    """--- notifications ---------------------------------------------------------------"""
+
+NOTIFICATION_KIND_UNSPECIFIED: NotificationKind.ValueType  # 0
+NOTIFICATION_KIND_NEW_REFERRAL: NotificationKind.ValueType  # 1
+"""To the provider organisation's staff of the sector."""
+NOTIFICATION_KIND_REMINDER: NotificationKind.ValueType  # 2
+NOTIFICATION_KIND_ESCALATION: NotificationKind.ValueType  # 3
+"""To the region's coordinators."""
+NOTIFICATION_KIND_REROUTED: NotificationKind.ValueType  # 4
+NOTIFICATION_KIND_REGIONAL: NotificationKind.ValueType  # 5
+"""To the region's coordinators and the holding organisation's supervisors."""
+NOTIFICATION_KIND_EXPIRED: NotificationKind.ValueType  # 6
+NOTIFICATION_KIND_CLINICAL_WINDOW: NotificationKind.ValueType  # 7
+"""To the region's coordinators and the holding organisation's intake officers."""
+NOTIFICATION_KIND_REFERRAL_DECIDED: NotificationKind.ValueType  # 8
+"""To the holding organisation (a transfer also to the receiving one)."""
+NOTIFICATION_KIND_TRANSFER_REQUESTED: NotificationKind.ValueType  # 9
+NOTIFICATION_KIND_TRANSFER_ANSWERED: NotificationKind.ValueType  # 10
+NOTIFICATION_KIND_CLOSURE_REQUESTED: NotificationKind.ValueType  # 11
+"""To the region's coordinators."""
+NOTIFICATION_KIND_RESOLVED: NotificationKind.ValueType  # 12
+"""Tells nobody: resolves open items."""
+NOTIFICATION_KIND_UNDELIVERED: NotificationKind.ValueType  # 13
+"""A notification that reached nobody, escalated to the region's coordinators."""
+NOTIFICATION_KIND_DIGEST: NotificationKind.ValueType  # 14
+"""An account's daily digest."""
+Global___NotificationKind: _TypeAlias = NotificationKind  # noqa: Y015
+
+class _NotificationState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NotificationStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NotificationState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NOTIFICATION_STATE_UNSPECIFIED: _NotificationState.ValueType  # 0
+    NOTIFICATION_STATE_PENDING: _NotificationState.ValueType  # 1
+    """Not known to have reached anyone yet."""
+    NOTIFICATION_STATE_REACHED: _NotificationState.ValueType  # 2
+    """A channel delivered it, or a recipient acknowledged it."""
+    NOTIFICATION_STATE_UNDELIVERED: _NotificationState.ValueType  # 3
+    """Nobody to tell, or nothing reached anyone in time: escalated."""
+    NOTIFICATION_STATE_SILENT: _NotificationState.ValueType  # 4
+    """Nobody was to be told."""
+
+class NotificationState(_NotificationState, metaclass=_NotificationStateEnumTypeWrapper): ...
+
+NOTIFICATION_STATE_UNSPECIFIED: NotificationState.ValueType  # 0
+NOTIFICATION_STATE_PENDING: NotificationState.ValueType  # 1
+"""Not known to have reached anyone yet."""
+NOTIFICATION_STATE_REACHED: NotificationState.ValueType  # 2
+"""A channel delivered it, or a recipient acknowledged it."""
+NOTIFICATION_STATE_UNDELIVERED: NotificationState.ValueType  # 3
+"""Nobody to tell, or nothing reached anyone in time: escalated."""
+NOTIFICATION_STATE_SILENT: NotificationState.ValueType  # 4
+"""Nobody was to be told."""
+Global___NotificationState: _TypeAlias = NotificationState  # noqa: Y015
+
+class _DeliveryChannel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeliveryChannelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeliveryChannel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DELIVERY_CHANNEL_UNSPECIFIED: _DeliveryChannel.ValueType  # 0
+    DELIVERY_CHANNEL_EMAIL: _DeliveryChannel.ValueType  # 1
+    DELIVERY_CHANNEL_WEBHOOK: _DeliveryChannel.ValueType  # 2
+
+class DeliveryChannel(_DeliveryChannel, metaclass=_DeliveryChannelEnumTypeWrapper): ...
+
+DELIVERY_CHANNEL_UNSPECIFIED: DeliveryChannel.ValueType  # 0
+DELIVERY_CHANNEL_EMAIL: DeliveryChannel.ValueType  # 1
+DELIVERY_CHANNEL_WEBHOOK: DeliveryChannel.ValueType  # 2
+Global___DeliveryChannel: _TypeAlias = DeliveryChannel  # noqa: Y015
+
+class _DeliveryStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeliveryStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeliveryStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DELIVERY_STATUS_UNSPECIFIED: _DeliveryStatus.ValueType  # 0
+    DELIVERY_STATUS_PENDING: _DeliveryStatus.ValueType  # 1
+    DELIVERY_STATUS_SENDING: _DeliveryStatus.ValueType  # 2
+    DELIVERY_STATUS_SENT: _DeliveryStatus.ValueType  # 3
+    DELIVERY_STATUS_FAILED: _DeliveryStatus.ValueType  # 4
+    """Given up: a permanent refusal, or too many attempts."""
+
+class DeliveryStatus(_DeliveryStatus, metaclass=_DeliveryStatusEnumTypeWrapper): ...
+
+DELIVERY_STATUS_UNSPECIFIED: DeliveryStatus.ValueType  # 0
+DELIVERY_STATUS_PENDING: DeliveryStatus.ValueType  # 1
+DELIVERY_STATUS_SENDING: DeliveryStatus.ValueType  # 2
+DELIVERY_STATUS_SENT: DeliveryStatus.ValueType  # 3
+DELIVERY_STATUS_FAILED: DeliveryStatus.ValueType  # 4
+"""Given up: a permanent refusal, or too many attempts."""
+Global___DeliveryStatus: _TypeAlias = DeliveryStatus  # noqa: Y015
+
 @_typing.final
 class Organisation(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -1206,3 +1335,577 @@ class AuditAnchor(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AuditAnchor: _TypeAlias = AuditAnchor  # noqa: Y015
+
+@_typing.final
+class DigestItem(_message.Message):
+    """One item of a daily digest: overdue, or due later today (local day)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
+    SECTOR_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
+    OVERDUE_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.str
+    referral_id: _builtins.str
+    sector: _builtins.str
+    kind: Global___NotificationKind.ValueType
+    overdue: _builtins.bool
+    @_builtins.property
+    def deadline(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.str = ...,
+        referral_id: _builtins.str = ...,
+        sector: _builtins.str = ...,
+        kind: Global___NotificationKind.ValueType = ...,
+        deadline: _timestamp_pb2.Timestamp | None = ...,
+        overdue: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "deadline", b"deadline", "kind", b"kind", "overdue", b"overdue", "referral_id", b"referral_id", "sector", b"sector"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DigestItem: _TypeAlias = DigestItem  # noqa: Y015
+
+@_typing.final
+class Notification(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATION_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
+    SECTOR_FIELD_NUMBER: _builtins.int
+    PROVIDER_ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    HOLDING_ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    RECEIVING_ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    RUNG_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    CONSOLE_URL_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_AT_FIELD_NUMBER: _builtins.int
+    ORIGIN_NOTIFICATION_ID_FIELD_NUMBER: _builtins.int
+    DIGEST_ITEMS_FIELD_NUMBER: _builtins.int
+    notification_id: _builtins.str
+    kind: Global___NotificationKind.ValueType
+    case_id: _builtins.str
+    region: _builtins.str
+    referral_id: _builtins.str
+    sector: _builtins.str
+    """shelter, legal, employment, ..."""
+    provider_organisation_id: _builtins.str
+    holding_organisation_id: _builtins.str
+    transfer_id: _builtins.str
+    receiving_organisation_id: _builtins.str
+    rung: _builtins.int
+    console_url: _builtins.str
+    """MASAR_CONSOLE_URL/cases/<case_id>."""
+    state: Global___NotificationState.ValueType
+    acknowledged: _builtins.bool
+    """The caller's copy (empty for a caller who is not a recipient)."""
+    origin_notification_id: _builtins.str
+    """An undelivered escalation: the notification that reached nobody."""
+    @_builtins.property
+    def deadline(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def acknowledged_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def digest_items(self) -> _containers.RepeatedCompositeFieldContainer[Global___DigestItem]: ...
+    def __init__(
+        self,
+        *,
+        notification_id: _builtins.str = ...,
+        kind: Global___NotificationKind.ValueType = ...,
+        case_id: _builtins.str = ...,
+        region: _builtins.str = ...,
+        referral_id: _builtins.str = ...,
+        sector: _builtins.str = ...,
+        provider_organisation_id: _builtins.str = ...,
+        holding_organisation_id: _builtins.str = ...,
+        transfer_id: _builtins.str = ...,
+        receiving_organisation_id: _builtins.str = ...,
+        rung: _builtins.int = ...,
+        deadline: _timestamp_pb2.Timestamp | None = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        console_url: _builtins.str = ...,
+        state: Global___NotificationState.ValueType = ...,
+        acknowledged: _builtins.bool = ...,
+        acknowledged_at: _timestamp_pb2.Timestamp | None = ...,
+        origin_notification_id: _builtins.str = ...,
+        digest_items: _abc.Iterable[Global___DigestItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "created_at", b"created_at", "deadline", b"deadline", "occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "acknowledged_at", b"acknowledged_at", "case_id", b"case_id", "console_url", b"console_url", "created_at", b"created_at", "deadline", b"deadline", "digest_items", b"digest_items", "holding_organisation_id", b"holding_organisation_id", "kind", b"kind", "notification_id", b"notification_id", "occurred_at", b"occurred_at", "origin_notification_id", b"origin_notification_id", "provider_organisation_id", b"provider_organisation_id", "receiving_organisation_id", b"receiving_organisation_id", "referral_id", b"referral_id", "region", b"region", "rung", b"rung", "sector", b"sector", "state", b"state", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Notification: _TypeAlias = Notification  # noqa: Y015
+
+@_typing.final
+class DeliveryAttempt(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    SENT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    attempt: _builtins.int
+    sent: _builtins.bool
+    error: _builtins.str
+    """A code (smtp_connect, http_503, ...), never a message with data in it."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        attempt: _builtins.int = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        sent: _builtins.bool = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "attempt", b"attempt", "error", b"error", "sent", b"sent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryAttempt: _TypeAlias = DeliveryAttempt  # noqa: Y015
+
+@_typing.final
+class Delivery(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    LAST_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
+    ATTEMPT_LOG_FIELD_NUMBER: _builtins.int
+    delivery_id: _builtins.str
+    """The e-mail's Message-ID and the webhook's X-Masar-Delivery, the same at every attempt."""
+    channel: Global___DeliveryChannel.ValueType
+    status: Global___DeliveryStatus.ValueType
+    attempts: _builtins.int
+    last_error: _builtins.str
+    @_builtins.property
+    def next_attempt_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_attempt_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def sent_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def attempt_log(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryAttempt]: ...
+    def __init__(
+        self,
+        *,
+        delivery_id: _builtins.str = ...,
+        channel: Global___DeliveryChannel.ValueType = ...,
+        status: Global___DeliveryStatus.ValueType = ...,
+        attempts: _builtins.int = ...,
+        next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
+        last_attempt_at: _timestamp_pb2.Timestamp | None = ...,
+        last_error: _builtins.str = ...,
+        sent_at: _timestamp_pb2.Timestamp | None = ...,
+        attempt_log: _abc.Iterable[Global___DeliveryAttempt] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_attempt_at", b"last_attempt_at", "next_attempt_at", b"next_attempt_at", "sent_at", b"sent_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_log", b"attempt_log", "attempts", b"attempts", "channel", b"channel", "delivery_id", b"delivery_id", "last_attempt_at", b"last_attempt_at", "last_error", b"last_error", "next_attempt_at", b"next_attempt_at", "sent_at", b"sent_at", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Delivery: _TypeAlias = Delivery  # noqa: Y015
+
+@_typing.final
+class NotificationRecipient(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_AT_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _builtins.int
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    role: Global___AccountRole.ValueType
+    organisation_id: _builtins.str
+    acknowledged_by: _builtins.str
+    """Who acknowledged (the account id)."""
+    @_builtins.property
+    def acknowledged_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Delivery]: ...
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        role: Global___AccountRole.ValueType = ...,
+        organisation_id: _builtins.str = ...,
+        acknowledged_at: _timestamp_pb2.Timestamp | None = ...,
+        acknowledged_by: _builtins.str = ...,
+        deliveries: _abc.Iterable[Global___Delivery] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "acknowledged_at", b"acknowledged_at", "acknowledged_by", b"acknowledged_by", "deliveries", b"deliveries", "organisation_id", b"organisation_id", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotificationRecipient: _TypeAlias = NotificationRecipient  # noqa: Y015
+
+@_typing.final
+class ListNotificationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNACKNOWLEDGED_ONLY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    unacknowledged_only: _builtins.bool
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        unacknowledged_only: _builtins.bool = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "unacknowledged_only", b"unacknowledged_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNotificationsRequest: _TypeAlias = ListNotificationsRequest  # noqa: Y015
+
+@_typing.final
+class ListNotificationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def notifications(self) -> _containers.RepeatedCompositeFieldContainer[Global___Notification]: ...
+    def __init__(
+        self,
+        *,
+        notifications: _abc.Iterable[Global___Notification] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "notifications", b"notifications"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNotificationsResponse: _TypeAlias = ListNotificationsResponse  # noqa: Y015
+
+@_typing.final
+class GetNotificationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATION_ID_FIELD_NUMBER: _builtins.int
+    notification_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        notification_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["notification_id", b"notification_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetNotificationRequest: _TypeAlias = GetNotificationRequest  # noqa: Y015
+
+@_typing.final
+class GetNotificationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATION_FIELD_NUMBER: _builtins.int
+    RECIPIENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def notification(self) -> Global___Notification: ...
+    @_builtins.property
+    def recipients(self) -> _containers.RepeatedCompositeFieldContainer[Global___NotificationRecipient]: ...
+    def __init__(
+        self,
+        *,
+        notification: Global___Notification | None = ...,
+        recipients: _abc.Iterable[Global___NotificationRecipient] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["notification", b"notification"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["notification", b"notification", "recipients", b"recipients"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetNotificationResponse: _TypeAlias = GetNotificationResponse  # noqa: Y015
+
+@_typing.final
+class AcknowledgeNotificationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATION_ID_FIELD_NUMBER: _builtins.int
+    notification_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        notification_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["notification_id", b"notification_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeNotificationRequest: _TypeAlias = AcknowledgeNotificationRequest  # noqa: Y015
+
+@_typing.final
+class AcknowledgeNotificationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATION_FIELD_NUMBER: _builtins.int
+    ALREADY_ACKNOWLEDGED_FIELD_NUMBER: _builtins.int
+    already_acknowledged: _builtins.bool
+    @_builtins.property
+    def notification(self) -> Global___Notification: ...
+    def __init__(
+        self,
+        *,
+        notification: Global___Notification | None = ...,
+        already_acknowledged: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["notification", b"notification"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_acknowledged", b"already_acknowledged", "notification", b"notification"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeNotificationResponse: _TypeAlias = AcknowledgeNotificationResponse  # noqa: Y015
+
+@_typing.final
+class WatchNotificationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCLUDE_UNACKNOWLEDGED_FIELD_NUMBER: _builtins.int
+    include_unacknowledged: _builtins.bool
+    """First the caller's notifications not acknowledged yet, oldest first."""
+    def __init__(
+        self,
+        *,
+        include_unacknowledged: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_unacknowledged", b"include_unacknowledged"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchNotificationsRequest: _TypeAlias = WatchNotificationsRequest  # noqa: Y015
+
+@_typing.final
+class WatchNotificationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def notification(self) -> Global___Notification: ...
+    def __init__(
+        self,
+        *,
+        notification: Global___Notification | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["notification", b"notification"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["notification", b"notification"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchNotificationsResponse: _TypeAlias = WatchNotificationsResponse  # noqa: Y015
+
+@_typing.final
+class NotificationPreferences(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_ENABLED_FIELD_NUMBER: _builtins.int
+    DIGEST_ENABLED_FIELD_NUMBER: _builtins.int
+    DIGEST_HOUR_FIELD_NUMBER: _builtins.int
+    WEBHOOK_URL_FIELD_NUMBER: _builtins.int
+    email_enabled: _builtins.bool
+    """E-mail to the account's address (default on)."""
+    digest_enabled: _builtins.bool
+    """The daily digest of what is due today and overdue (default off)."""
+    digest_hour: _builtins.int
+    """Its local hour (Africa/Casablanca), 0 to 23; default 7."""
+    webhook_url: _builtins.str
+    """Her own webhook (http:// or https://), signed with her organisation's
+    secret; empty: her organisation's gateway, if any.
+    """
+    def __init__(
+        self,
+        *,
+        email_enabled: _builtins.bool = ...,
+        digest_enabled: _builtins.bool = ...,
+        digest_hour: _builtins.int = ...,
+        webhook_url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest_enabled", b"digest_enabled", "digest_hour", b"digest_hour", "email_enabled", b"email_enabled", "webhook_url", b"webhook_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotificationPreferences: _TypeAlias = NotificationPreferences  # noqa: Y015
+
+@_typing.final
+class GetNotificationPreferencesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetNotificationPreferencesRequest: _TypeAlias = GetNotificationPreferencesRequest  # noqa: Y015
+
+@_typing.final
+class GetNotificationPreferencesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREFERENCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def preferences(self) -> Global___NotificationPreferences: ...
+    def __init__(
+        self,
+        *,
+        preferences: Global___NotificationPreferences | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetNotificationPreferencesResponse: _TypeAlias = GetNotificationPreferencesResponse  # noqa: Y015
+
+@_typing.final
+class SetNotificationPreferencesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREFERENCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def preferences(self) -> Global___NotificationPreferences: ...
+    def __init__(
+        self,
+        *,
+        preferences: Global___NotificationPreferences | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetNotificationPreferencesRequest: _TypeAlias = SetNotificationPreferencesRequest  # noqa: Y015
+
+@_typing.final
+class SetNotificationPreferencesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREFERENCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def preferences(self) -> Global___NotificationPreferences: ...
+    def __init__(
+        self,
+        *,
+        preferences: Global___NotificationPreferences | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetNotificationPreferencesResponse: _TypeAlias = SetNotificationPreferencesResponse  # noqa: Y015
+
+@_typing.final
+class SetOrganisationWebhookRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    ROTATE_SECRET_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    url: _builtins.str
+    """http:// or https://; empty: no organisation-wide post (the secret is
+    kept for its accounts' own webhooks).
+    """
+    rotate_secret: _builtins.bool
+    """A new signing secret (the old one stops working at once)."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        url: _builtins.str = ...,
+        rotate_secret: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id", "rotate_secret", b"rotate_secret", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetOrganisationWebhookRequest: _TypeAlias = SetOrganisationWebhookRequest  # noqa: Y015
+
+@_typing.final
+class SetOrganisationWebhookResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    url: _builtins.str
+    secret: _builtins.str
+    """HMAC-SHA256 key of X-Masar-Signature; returned only when created or rotated."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        url: _builtins.str = ...,
+        secret: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id", "secret", b"secret", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetOrganisationWebhookResponse: _TypeAlias = SetOrganisationWebhookResponse  # noqa: Y015

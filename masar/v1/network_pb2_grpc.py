@@ -114,6 +114,41 @@ class NetworkServiceStub:
                 request_serializer=masar_dot_v1_dot_network__pb2.AnchorAuditHeadRequest.SerializeToString,
                 response_deserializer=masar_dot_v1_dot_network__pb2.AnchorAuditHeadResponse.FromString,
                 _registered_method=True)
+        self.ListNotifications = channel.unary_unary(
+                '/masar.v1.NetworkService/ListNotifications',
+                request_serializer=masar_dot_v1_dot_network__pb2.ListNotificationsRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_network__pb2.ListNotificationsResponse.FromString,
+                _registered_method=True)
+        self.GetNotification = channel.unary_unary(
+                '/masar.v1.NetworkService/GetNotification',
+                request_serializer=masar_dot_v1_dot_network__pb2.GetNotificationRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_network__pb2.GetNotificationResponse.FromString,
+                _registered_method=True)
+        self.AcknowledgeNotification = channel.unary_unary(
+                '/masar.v1.NetworkService/AcknowledgeNotification',
+                request_serializer=masar_dot_v1_dot_network__pb2.AcknowledgeNotificationRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_network__pb2.AcknowledgeNotificationResponse.FromString,
+                _registered_method=True)
+        self.WatchNotifications = channel.unary_stream(
+                '/masar.v1.NetworkService/WatchNotifications',
+                request_serializer=masar_dot_v1_dot_network__pb2.WatchNotificationsRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_network__pb2.WatchNotificationsResponse.FromString,
+                _registered_method=True)
+        self.GetNotificationPreferences = channel.unary_unary(
+                '/masar.v1.NetworkService/GetNotificationPreferences',
+                request_serializer=masar_dot_v1_dot_network__pb2.GetNotificationPreferencesRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_network__pb2.GetNotificationPreferencesResponse.FromString,
+                _registered_method=True)
+        self.SetNotificationPreferences = channel.unary_unary(
+                '/masar.v1.NetworkService/SetNotificationPreferences',
+                request_serializer=masar_dot_v1_dot_network__pb2.SetNotificationPreferencesRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_network__pb2.SetNotificationPreferencesResponse.FromString,
+                _registered_method=True)
+        self.SetOrganisationWebhook = channel.unary_unary(
+                '/masar.v1.NetworkService/SetOrganisationWebhook',
+                request_serializer=masar_dot_v1_dot_network__pb2.SetOrganisationWebhookRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_network__pb2.SetOrganisationWebhookResponse.FromString,
+                _registered_method=True)
 
 
 class NetworkServiceServicer:
@@ -247,6 +282,70 @@ class NetworkServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListNotifications(self, request, context):
+        """--- notifications (issue 13) ---
+
+        The journey tells the network service about each event that needs a
+        person (the activity network.notify on masar-network, an idempotency key
+        per event); the service resolves the recipients from the directory and
+        keeps one inbox copy per event and recipient, delivered by e-mail and
+        signed webhooks with retries. A notification holds ids, codes, the rung,
+        the deadline and a link to the case in the console: no personal data.
+
+        The caller's own inbox, newest first (any staff account).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNotification(self, request, context):
+        """A recipient of it, a coordinator of its region or an operator: the
+        notification, every recipient's acknowledgement (who, when) and delivery
+        state (status, attempts with their errors, next attempt).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeNotification(self, request, context):
+        """The caller's own copy; a second acknowledgement changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchNotifications(self, request, context):
+        """The caller's new notifications as they arrive (within a second), first
+        those not acknowledged yet when `include_unacknowledged`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNotificationPreferences(self, request, context):
+        """The caller's own choices: e-mail, a webhook of her own, the daily digest
+        (its local hour, Africa/Casablanca).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetNotificationPreferences(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetOrganisationWebhook(self, request, context):
+        """A network administrator, a coordinator of the organisation's region or a
+        supervisor of the organisation: where the organisation's gateway
+        receives its staff's notifications (empty: none). Returns the signing
+        secret once, when it is created or rotated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NetworkServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -329,6 +428,41 @@ def add_NetworkServiceServicer_to_server(servicer, server):
                     servicer.AnchorAuditHead,
                     request_deserializer=masar_dot_v1_dot_network__pb2.AnchorAuditHeadRequest.FromString,
                     response_serializer=masar_dot_v1_dot_network__pb2.AnchorAuditHeadResponse.SerializeToString,
+            ),
+            'ListNotifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNotifications,
+                    request_deserializer=masar_dot_v1_dot_network__pb2.ListNotificationsRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_network__pb2.ListNotificationsResponse.SerializeToString,
+            ),
+            'GetNotification': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNotification,
+                    request_deserializer=masar_dot_v1_dot_network__pb2.GetNotificationRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_network__pb2.GetNotificationResponse.SerializeToString,
+            ),
+            'AcknowledgeNotification': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeNotification,
+                    request_deserializer=masar_dot_v1_dot_network__pb2.AcknowledgeNotificationRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_network__pb2.AcknowledgeNotificationResponse.SerializeToString,
+            ),
+            'WatchNotifications': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchNotifications,
+                    request_deserializer=masar_dot_v1_dot_network__pb2.WatchNotificationsRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_network__pb2.WatchNotificationsResponse.SerializeToString,
+            ),
+            'GetNotificationPreferences': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNotificationPreferences,
+                    request_deserializer=masar_dot_v1_dot_network__pb2.GetNotificationPreferencesRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_network__pb2.GetNotificationPreferencesResponse.SerializeToString,
+            ),
+            'SetNotificationPreferences': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetNotificationPreferences,
+                    request_deserializer=masar_dot_v1_dot_network__pb2.SetNotificationPreferencesRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_network__pb2.SetNotificationPreferencesResponse.SerializeToString,
+            ),
+            'SetOrganisationWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetOrganisationWebhook,
+                    request_deserializer=masar_dot_v1_dot_network__pb2.SetOrganisationWebhookRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_network__pb2.SetOrganisationWebhookResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -763,6 +897,195 @@ class NetworkService:
             '/masar.v1.NetworkService/AnchorAuditHead',
             masar_dot_v1_dot_network__pb2.AnchorAuditHeadRequest.SerializeToString,
             masar_dot_v1_dot_network__pb2.AnchorAuditHeadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.NetworkService/ListNotifications',
+            masar_dot_v1_dot_network__pb2.ListNotificationsRequest.SerializeToString,
+            masar_dot_v1_dot_network__pb2.ListNotificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNotification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.NetworkService/GetNotification',
+            masar_dot_v1_dot_network__pb2.GetNotificationRequest.SerializeToString,
+            masar_dot_v1_dot_network__pb2.GetNotificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeNotification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.NetworkService/AcknowledgeNotification',
+            masar_dot_v1_dot_network__pb2.AcknowledgeNotificationRequest.SerializeToString,
+            masar_dot_v1_dot_network__pb2.AcknowledgeNotificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/masar.v1.NetworkService/WatchNotifications',
+            masar_dot_v1_dot_network__pb2.WatchNotificationsRequest.SerializeToString,
+            masar_dot_v1_dot_network__pb2.WatchNotificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNotificationPreferences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.NetworkService/GetNotificationPreferences',
+            masar_dot_v1_dot_network__pb2.GetNotificationPreferencesRequest.SerializeToString,
+            masar_dot_v1_dot_network__pb2.GetNotificationPreferencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetNotificationPreferences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.NetworkService/SetNotificationPreferences',
+            masar_dot_v1_dot_network__pb2.SetNotificationPreferencesRequest.SerializeToString,
+            masar_dot_v1_dot_network__pb2.SetNotificationPreferencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetOrganisationWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.NetworkService/SetOrganisationWebhook',
+            masar_dot_v1_dot_network__pb2.SetOrganisationWebhookRequest.SerializeToString,
+            masar_dot_v1_dot_network__pb2.SetOrganisationWebhookResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -106,6 +106,40 @@ class NetworkServiceStub:
     (FAILED_PRECONDITION: the service's log was rolled back or rewritten);
     the same anchor again is answered with the stored one.
     """
+    ListNotifications: _grpc.UnaryUnaryMultiCallable[_network_pb2.ListNotificationsRequest, _network_pb2.ListNotificationsResponse]
+    """--- notifications (issue 13) ---
+
+    The journey tells the network service about each event that needs a
+    person (the activity network.notify on masar-network, an idempotency key
+    per event); the service resolves the recipients from the directory and
+    keeps one inbox copy per event and recipient, delivered by e-mail and
+    signed webhooks with retries. A notification holds ids, codes, the rung,
+    the deadline and a link to the case in the console: no personal data.
+
+    The caller's own inbox, newest first (any staff account).
+    """
+    GetNotification: _grpc.UnaryUnaryMultiCallable[_network_pb2.GetNotificationRequest, _network_pb2.GetNotificationResponse]
+    """A recipient of it, a coordinator of its region or an operator: the
+    notification, every recipient's acknowledgement (who, when) and delivery
+    state (status, attempts with their errors, next attempt).
+    """
+    AcknowledgeNotification: _grpc.UnaryUnaryMultiCallable[_network_pb2.AcknowledgeNotificationRequest, _network_pb2.AcknowledgeNotificationResponse]
+    """The caller's own copy; a second acknowledgement changes nothing."""
+    WatchNotifications: _grpc.UnaryStreamMultiCallable[_network_pb2.WatchNotificationsRequest, _network_pb2.WatchNotificationsResponse]
+    """The caller's new notifications as they arrive (within a second), first
+    those not acknowledged yet when `include_unacknowledged`.
+    """
+    GetNotificationPreferences: _grpc.UnaryUnaryMultiCallable[_network_pb2.GetNotificationPreferencesRequest, _network_pb2.GetNotificationPreferencesResponse]
+    """The caller's own choices: e-mail, a webhook of her own, the daily digest
+    (its local hour, Africa/Casablanca).
+    """
+    SetNotificationPreferences: _grpc.UnaryUnaryMultiCallable[_network_pb2.SetNotificationPreferencesRequest, _network_pb2.SetNotificationPreferencesResponse]
+    SetOrganisationWebhook: _grpc.UnaryUnaryMultiCallable[_network_pb2.SetOrganisationWebhookRequest, _network_pb2.SetOrganisationWebhookResponse]
+    """A network administrator, a coordinator of the organisation's region or a
+    supervisor of the organisation: where the organisation's gateway
+    receives its staff's notifications (empty: none). Returns the signing
+    secret once, when it is created or rotated.
+    """
 
 @_typing.type_check_only
 class NetworkServiceAsyncStub(NetworkServiceStub):
@@ -163,6 +197,40 @@ class NetworkServiceAsyncStub(NetworkServiceStub):
     service's last anchor, or another hash at the same one, is refused
     (FAILED_PRECONDITION: the service's log was rolled back or rewritten);
     the same anchor again is answered with the stored one.
+    """
+    ListNotifications: _aio.UnaryUnaryMultiCallable[_network_pb2.ListNotificationsRequest, _network_pb2.ListNotificationsResponse]  # type: ignore[assignment]
+    """--- notifications (issue 13) ---
+
+    The journey tells the network service about each event that needs a
+    person (the activity network.notify on masar-network, an idempotency key
+    per event); the service resolves the recipients from the directory and
+    keeps one inbox copy per event and recipient, delivered by e-mail and
+    signed webhooks with retries. A notification holds ids, codes, the rung,
+    the deadline and a link to the case in the console: no personal data.
+
+    The caller's own inbox, newest first (any staff account).
+    """
+    GetNotification: _aio.UnaryUnaryMultiCallable[_network_pb2.GetNotificationRequest, _network_pb2.GetNotificationResponse]  # type: ignore[assignment]
+    """A recipient of it, a coordinator of its region or an operator: the
+    notification, every recipient's acknowledgement (who, when) and delivery
+    state (status, attempts with their errors, next attempt).
+    """
+    AcknowledgeNotification: _aio.UnaryUnaryMultiCallable[_network_pb2.AcknowledgeNotificationRequest, _network_pb2.AcknowledgeNotificationResponse]  # type: ignore[assignment]
+    """The caller's own copy; a second acknowledgement changes nothing."""
+    WatchNotifications: _aio.UnaryStreamMultiCallable[_network_pb2.WatchNotificationsRequest, _network_pb2.WatchNotificationsResponse]  # type: ignore[assignment]
+    """The caller's new notifications as they arrive (within a second), first
+    those not acknowledged yet when `include_unacknowledged`.
+    """
+    GetNotificationPreferences: _aio.UnaryUnaryMultiCallable[_network_pb2.GetNotificationPreferencesRequest, _network_pb2.GetNotificationPreferencesResponse]  # type: ignore[assignment]
+    """The caller's own choices: e-mail, a webhook of her own, the daily digest
+    (its local hour, Africa/Casablanca).
+    """
+    SetNotificationPreferences: _aio.UnaryUnaryMultiCallable[_network_pb2.SetNotificationPreferencesRequest, _network_pb2.SetNotificationPreferencesResponse]  # type: ignore[assignment]
+    SetOrganisationWebhook: _aio.UnaryUnaryMultiCallable[_network_pb2.SetOrganisationWebhookRequest, _network_pb2.SetOrganisationWebhookResponse]  # type: ignore[assignment]
+    """A network administrator, a coordinator of the organisation's region or a
+    supervisor of the organisation: where the organisation's gateway
+    receives its staff's notifications (empty: none). Returns the signing
+    secret once, when it is created or rotated.
     """
 
 class NetworkServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -314,6 +382,82 @@ class NetworkServiceServicer(metaclass=_abc_1.ABCMeta):
         service's last anchor, or another hash at the same one, is refused
         (FAILED_PRECONDITION: the service's log was rolled back or rewritten);
         the same anchor again is answered with the stored one.
+        """
+
+    @_abc_1.abstractmethod
+    def ListNotifications(
+        self,
+        request: _network_pb2.ListNotificationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_network_pb2.ListNotificationsResponse, _abc.Awaitable[_network_pb2.ListNotificationsResponse]]:
+        """--- notifications (issue 13) ---
+
+        The journey tells the network service about each event that needs a
+        person (the activity network.notify on masar-network, an idempotency key
+        per event); the service resolves the recipients from the directory and
+        keeps one inbox copy per event and recipient, delivered by e-mail and
+        signed webhooks with retries. A notification holds ids, codes, the rung,
+        the deadline and a link to the case in the console: no personal data.
+
+        The caller's own inbox, newest first (any staff account).
+        """
+
+    @_abc_1.abstractmethod
+    def GetNotification(
+        self,
+        request: _network_pb2.GetNotificationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_network_pb2.GetNotificationResponse, _abc.Awaitable[_network_pb2.GetNotificationResponse]]:
+        """A recipient of it, a coordinator of its region or an operator: the
+        notification, every recipient's acknowledgement (who, when) and delivery
+        state (status, attempts with their errors, next attempt).
+        """
+
+    @_abc_1.abstractmethod
+    def AcknowledgeNotification(
+        self,
+        request: _network_pb2.AcknowledgeNotificationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_network_pb2.AcknowledgeNotificationResponse, _abc.Awaitable[_network_pb2.AcknowledgeNotificationResponse]]:
+        """The caller's own copy; a second acknowledgement changes nothing."""
+
+    @_abc_1.abstractmethod
+    def WatchNotifications(
+        self,
+        request: _network_pb2.WatchNotificationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_network_pb2.WatchNotificationsResponse], _abc.AsyncIterator[_network_pb2.WatchNotificationsResponse]]:
+        """The caller's new notifications as they arrive (within a second), first
+        those not acknowledged yet when `include_unacknowledged`.
+        """
+
+    @_abc_1.abstractmethod
+    def GetNotificationPreferences(
+        self,
+        request: _network_pb2.GetNotificationPreferencesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_network_pb2.GetNotificationPreferencesResponse, _abc.Awaitable[_network_pb2.GetNotificationPreferencesResponse]]:
+        """The caller's own choices: e-mail, a webhook of her own, the daily digest
+        (its local hour, Africa/Casablanca).
+        """
+
+    @_abc_1.abstractmethod
+    def SetNotificationPreferences(
+        self,
+        request: _network_pb2.SetNotificationPreferencesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_network_pb2.SetNotificationPreferencesResponse, _abc.Awaitable[_network_pb2.SetNotificationPreferencesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetOrganisationWebhook(
+        self,
+        request: _network_pb2.SetOrganisationWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_network_pb2.SetOrganisationWebhookResponse, _abc.Awaitable[_network_pb2.SetOrganisationWebhookResponse]]:
+        """A network administrator, a coordinator of the organisation's region or a
+        supervisor of the organisation: where the organisation's gateway
+        receives its staff's notifications (empty: none). Returns the signing
+        secret once, when it is created or rotated.
         """
 
 def add_NetworkServiceServicer_to_server(servicer: NetworkServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -62,6 +62,8 @@ from services.network.domain import (
     normalise_login,
 )
 from services.network.models import AccountRow
+from services.network.notifications import NotificationDesk
+from services.network.notify_servicer import NotificationEndpoints
 from services.network.repository import AccountFilter, Page
 from services.network.service import NetworkDirectory
 from services.network.signin import SignedIn, SignInDesk
@@ -81,6 +83,7 @@ CREDENTIAL_RESETTERS = (Role.NETWORK_ADMIN, Role.COORDINATOR)
 # Every staff role: a person may read her own account.
 STAFF = tuple(Role(r.value) for r in AccountRole)
 MAX_LOGIN = 254
+DEFAULT_CONSOLE_URL = "http://127.0.0.1:8080"
 
 E = TypeVar("E", bound=StrEnum)
 V = TypeVar("V", bound=int)
@@ -234,7 +237,7 @@ def _peer_ip(peer: str) -> str:
 # --- servicer -----------------------------------------------------------------------------
 
 
-class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
+class NetworkServicer(NotificationEndpoints, network_pb2_grpc.NetworkServiceServicer):
     def __init__(
         self,
         *,
@@ -242,11 +245,16 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
         desk: SignInDesk,
         trusted_proxies: frozenset[str] = LOOPBACK,
         anchors: AnchorRegistry | None = None,
+        notifications: NotificationDesk | None = None,
+        console_url: str = DEFAULT_CONSOLE_URL,
     ) -> None:
         self.directory = directory
         self.desk = desk
         self.trusted_proxies = trusted_proxies
         self.anchors = anchors or AnchorRegistry(directory.database)
+        # Notifications (services/network/notify_servicer.py).
+        self.notifications = notifications or NotificationDesk(directory.database)
+        self.console_url = console_url
 
     # -- organisations --
 
