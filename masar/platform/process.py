@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +50,11 @@ class SectorComponents:
     closers: list[Callable[[], Any]] = field(default_factory=list)
     # Anchors the audit head periodically and at shutdown (masar.platform.audit_anchor).
     anchorer: AuditAnchorer | None = None
+    # Other loops run beside the server until the stop event is set (the
+    # network's notification dispatcher).
+    background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = field(
+        default_factory=list
+    )
 
 
 ComponentsFactory = Callable[[ServiceSettings, Database, TemporalConnector], SectorComponents]
@@ -164,6 +169,8 @@ async def start_sector(
         tasks.append(asyncio.create_task(components.outbox.run(stop)))
     if components.anchorer is not None:
         tasks.append(asyncio.create_task(components.anchorer.run(stop)))
+    for loop in components.background:
+        tasks.append(asyncio.create_task(loop(stop)))
     return SectorProcess(
         settings=settings,
         database=database,

@@ -199,6 +199,38 @@ class CommonSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class NotifySettings:
+    """How the network service tells people (issue 13): MASAR_SMTP_URL
+    (smtp://host:port or smtps://user:pass@host:port; unset: e-mails are
+    written as .eml files under $MASAR_DATA_DIR/mail/), MASAR_SMTP_FROM and
+    MASAR_CONSOLE_URL (the base of the case links in notifications)."""
+
+    smtp_url: str | None = None
+    smtp_from: str = "Masar <masar@localhost>"
+    console_url: str = "http://127.0.0.1:8080"
+
+    @classmethod
+    def from_env(cls, env: Env) -> NotifySettings:
+        smtp_url = env.optional("MASAR_SMTP_URL")
+        if smtp_url is not None:
+            scheme, sep, rest = smtp_url.partition("://")
+            host = rest.rpartition("@")[2].split("/")[0]
+            if scheme not in ("smtp", "smtps") or not sep or not host:
+                # Never echoed: the URL may hold a password.
+                raise SettingsError(
+                    "MASAR_SMTP_URL must be smtp://host:port or smtps://user:pass@host:port"
+                )
+        console_url = env.text("MASAR_CONSOLE_URL", cls.console_url)
+        if not console_url.startswith(("http://", "https://")):
+            raise SettingsError("MASAR_CONSOLE_URL must be an http:// or https:// URL")
+        return cls(
+            smtp_url=smtp_url,
+            smtp_from=env.text("MASAR_SMTP_FROM", cls.smtp_from),
+            console_url=console_url.rstrip("/"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class ServiceSettings:
     """Settings of one sector service process."""
 
@@ -208,6 +240,8 @@ class ServiceSettings:
     database_url: str
     task_queue: str
     metrics_port: int
+    # Read by the network service only.
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
     @classmethod
     def from_env(
@@ -232,6 +266,7 @@ class ServiceSettings:
             metrics_port=env.integer(
                 f"MASAR_{name.upper()}_METRICS_PORT", DEFAULT_METRICS_PORTS[name], maximum=65535
             ),
+            notify=NotifySettings.from_env(env) if name == "network" else NotifySettings(),
         )
 
 
