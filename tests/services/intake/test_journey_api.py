@@ -7,200 +7,45 @@ intake's own activity worker; SQLite and PostgreSQL.
   regions, a coordinator holding an emergency grant, and tokens without scope
   claims — each passes exactly where she should, and lists and boards show
   exactly her journeys;
-- ListJourneys agrees with `temporal workflow list --query`;
-- WatchJourneys delivers a change within about two seconds;
+- (lists against `temporal workflow list` and live boards:
+  test_journey_api_boards.py);
 - every action is audited with the verified actor, and the journey records
   that actor, whatever the request says.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import grpc
 import grpc.aio
 import pytest
-from sqlalchemy.orm import Session
 
 from masar import contract as c
-from masar.platform import audit
-from masar.platform.identity import Role
-from masar.platform.settings import TemporalSettings
-from masar.platform.temporal import connect_temporal
-from masar.v1 import common_pb2, intake_pb2, journey_pb2, journey_pb2_grpc
-from tests.conftest import DevServer, binary, free_port
+from masar.v1 import intake_pb2, journey_pb2
 from tests.services.harness import error_field
+from tests.services.intake.journey_support import (
+    DENIED,
+    PASSED,
+    PEOPLE,
+    SCOPELESS,
+    UNAUTH,
+    Bed,
+    code,
+    journey_bed,
+    until,
+)
 from tests.services.intake.support import (
     FES,
     RABAT,
-    Intake,
     checklist,
     hours_ago,
     key,
-    registration,
-    running_intake,
     ts,
 )
-from tests.support_auth import TEST_ISSUER, bearer, token_for
-from workflows.policy import load_policy
-from workflows.worker import build_worker
-
-ORG_A, ORG_B = "org-assoc-a", "org-centre-b"
-DENIED = grpc.StatusCode.PERMISSION_DENIED
-UNAUTH = grpc.StatusCode.UNAUTHENTICATED
-# A call that passed authorisation: the rest of the request decided.
-PASSED = frozenset(
-    {
-        grpc.StatusCode.OK,
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.NOT_FOUND,
-    }
-)
-# Tokens without the scope claim their role needs: refused when they are
-# verified (issue 12, item 6), or denied by the scope rules meanwhile.
-SCOPELESS = ("officer_no_org", "coord_no_region")
-PEOPLE = (
-    "officer_a",
-    "supervisor_a",
-    "officer_b",
-    "care_unit",
-    "coord_fes",
-    "coord_rabat",
-    "coord_grant",
-    *SCOPELESS,
-)
-
-
-def _scopeless_coordinator() -> str:
-    """A coordinator's token naming no region (the issuer refuses to make one)."""
-    now = int(datetime.now(UTC).timestamp())
-    header = {"alg": "EdDSA", "typ": "JWT", "kid": TEST_ISSUER.key_id}
-    claims = {
-        "iss": "masar",
-        "sub": "coord-nowhere",
-        "role": "coordinator",
-        "org": "",
-        "region": "",
-        "iat": now,
-        "exp": now + 3600,
-        "jti": "walk",
-    }
-    return TEST_ISSUER._sign(header, claims)
-
-
-def people() -> dict[str, Any]:
-    return {
-        "officer_a": bearer(token_for(Role.INTAKE_OFFICER, ORG_A, FES, subject="officer-a")),
-        "supervisor_a": bearer(token_for(Role.SUPERVISOR, ORG_A, FES, subject="supervisor-a")),
-        "officer_b": bearer(token_for(Role.INTAKE_OFFICER, ORG_B, FES, subject="officer-b")),
-        "care_unit": bearer(token_for(Role.CARE_UNIT_OFFICER, "org-care-c", FES, subject="cu")),
-        "coord_fes": bearer(token_for(Role.COORDINATOR, region=FES, subject="coord-fes")),
-        "coord_rabat": bearer(token_for(Role.COORDINATOR, region=RABAT, subject="coord-rb")),
-        # Of Rabat, with an emergency grant on case 1 (Fès).
-        "coord_grant": bearer(token_for(Role.COORDINATOR, region=RABAT, subject="coord-gr")),
-        "officer_no_org": bearer(token_for(Role.INTAKE_OFFICER, subject="officer-none")),
-        "coord_no_region": bearer(_scopeless_coordinator()),
-    }
-
-
-@dataclass
-class Bed:
-    intake: Intake
-    journeys: journey_pb2_grpc.JourneyServiceStub
-    server: DevServer
-    who: dict[str, Any]
-
-    async def register(self, person: str, region: str = FES) -> str:
-        # Medical care only: clinical windows, no sector to call.
-        request = registration(needs=[common_pb2.SECTOR_MEDICAL], consents=[])
-        request.survivor.region = region
-        reply = await self.intake.stub.RegisterCase(request, metadata=self.who[person])
-        assert reply.journey_start == common_pb2.DELIVERY_STATE_DELIVERED
-        return str(reply.case.summary.case_id)
-
-    async def listed(self, person: str, **filters: Any) -> set[str] | grpc.StatusCode:
-        request = journey_pb2.ListJourneysRequest(filter=journey_pb2.JourneyFilter(**filters))
-        try:
-            reply = await self.journeys.ListJourneys(request, metadata=self.who[person])
-        except grpc.aio.AioRpcError as exc:
-            return exc.code()
-        return {j.case_id for j in reply.journeys}
-
-    async def board(self, person: str) -> set[str] | grpc.StatusCode:
-        """What a board shows before SYNCED (then the watch is cancelled)."""
-        call = self.journeys.WatchJourneys(
-            journey_pb2.WatchJourneysRequest(), metadata=self.who[person], timeout=30
-        )
-        seen: set[str] = set()
-        try:
-            async for event in call:
-                if event.kind == journey_pb2.JOURNEY_EVENT_KIND_SYNCED:
-                    return seen
-                assert event.kind == journey_pb2.JOURNEY_EVENT_KIND_ADDED
-                seen.add(event.journey.case_id)
-        except grpc.aio.AioRpcError as exc:
-            return exc.code()
-        finally:
-            call.cancel()
-        raise AssertionError("the board ended before SYNCED")
-
-    def audit_of(self, case_id: str) -> list[audit.AuditEntry]:
-        with Session(self.intake.running.process.database.engine) as s:
-            return audit.entries_for_case(s, case_id)
-
-    async def status(self, case_id: str) -> c.JourneyStatus:
-        status: c.JourneyStatus = await self.intake.handle(case_id).query(
-            c.QUERY_STATUS, result_type=c.JourneyStatus
-        )
-        return status
-
-
-async def until(check: Callable[[], Awaitable[Any]], *, within: float = 30.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError("not reached in time")
-        await asyncio.sleep(0.2)
-
-
-@asynccontextmanager
-async def journey_bed(tmp_path: Path, database_url: str) -> AsyncIterator[Bed]:
-    server = DevServer(free_port())
-    try:
-        client = await connect_temporal(
-            TemporalSettings(address=server.address, namespace=server.namespace)
-        )
-        async with (
-            build_worker(client, load_policy()),
-            running_intake(
-                tmp_path,
-                database_url,
-                temporal_address=server.address,
-                journey_queue=c.JOURNEY_TASK_QUEUE,
-                client=client,
-                run_worker=True,
-            ) as intake,
-        ):
-            channel = grpc.aio.insecure_channel(f"127.0.0.1:{intake.running.process.port}")
-            try:
-                yield Bed(intake, journey_pb2_grpc.JourneyServiceStub(channel), server, people())
-            finally:
-                await channel.close()
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -214,14 +59,6 @@ async def bed(tmp_path: Path, database_url: str) -> AsyncIterator[Bed]:
 async def sqlite_bed(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Bed]:
     async with journey_bed(tmp_path, sqlite_url) as running:
         yield running
-
-
-async def code(call: Awaitable[Any]) -> grpc.StatusCode:
-    try:
-        await call
-    except grpc.aio.AioRpcError as exc:
-        return exc.code()
-    return grpc.StatusCode.OK
 
 
 class Walk:
@@ -510,168 +347,3 @@ async def test_actions_are_the_verified_callers_and_audited(sqlite_bed: Bed) -> 
     assert sum(e.action == "journey.extend_deadline" for e in entries) == 1
     # Nothing free-text in the audit log.
     assert not any("travelling" in str(e) for e in entries)
-
-
-def _temporal_list(bed: Bed, query: str) -> set[str]:
-    out = subprocess.run(
-        [
-            binary("temporal"),
-            "workflow",
-            "list",
-            "--address",
-            bed.server.address,
-            "--namespace",
-            bed.server.namespace,
-            "--query",
-            query,
-            "--output",
-            "json",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
-    text = out.strip()
-    rows = json.loads(text) if text.startswith("[") else [json.loads(x) for x in text.splitlines()]
-    return {r["execution"]["workflowId"].removeprefix("journey-") for r in rows}
-
-
-async def test_lists_agree_with_temporal_and_boards_see_changes_within_two_seconds(
-    sqlite_bed: Bed,
-) -> None:
-    bed = sqlite_bed
-    who, journeys = bed.who, bed.journeys
-    cases = [await bed.register("officer_a") for _ in range(3)]
-    rabat = await bed.register("officer_b", region=RABAT)
-
-    async def all_listed() -> bool:
-        listed = await bed.listed("coord_fes")
-        return isinstance(listed, set) and set(cases) <= listed
-
-    await until(all_listed)
-    running = "WorkflowType = 'SurvivorJourney' AND ExecutionStatus = 'Running'"
-    fes = f"{running} AND MasarRegion = '{FES}'"
-    assert await bed.listed("coord_fes") == _temporal_list(bed, fes) == set(cases)
-    assert (
-        await bed.listed("coord_rabat")
-        == _temporal_list(bed, f"{running} AND MasarRegion = '{RABAT}'")
-        == {rabat}
-    )
-
-    # Pages: two coordinators' pages of two; an officer's walk of her cases.
-    first = await journeys.ListJourneys(
-        journey_pb2.ListJourneysRequest(page_size=2), metadata=who["coord_fes"]
-    )
-    assert len(first.journeys) == 2 and first.next_page_token
-    rest = await journeys.ListJourneys(
-        journey_pb2.ListJourneysRequest(page_size=2, page_token=first.next_page_token),
-        metadata=who["coord_fes"],
-    )
-    assert {j.case_id for j in [*first.journeys, *rest.journeys]} == set(cases)
-    # A token is for its own list: another filter or another caller is refused.
-    for person, request in (
-        (
-            "coord_fes",
-            journey_pb2.ListJourneysRequest(
-                page_size=2,
-                page_token=first.next_page_token,
-                filter=journey_pb2.JourneyFilter(risk=common_pb2.RISK_LEVEL_HIGH),
-            ),
-        ),
-        (
-            "coord_rabat",
-            journey_pb2.ListJourneysRequest(page_size=2, page_token=first.next_page_token),
-        ),
-    ):
-        with pytest.raises(grpc.aio.AioRpcError) as error:
-            await journeys.ListJourneys(request, metadata=who[person])
-        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert error_field(error.value) == "page_token"
-    seen: set[str] = set()
-    token = ""
-    while True:
-        page = await journeys.ListJourneys(
-            journey_pb2.ListJourneysRequest(page_size=1, page_token=token),
-            metadata=who["officer_a"],
-        )
-        seen |= {j.case_id for j in page.journeys}
-        token = page.next_page_token
-        if not token:
-            break
-    assert seen == set(cases)
-
-    # A live board: a closure request moves one journey to CLOSURE_PENDING.
-    call = journeys.WatchJourneys(
-        journey_pb2.WatchJourneysRequest(
-            filter=journey_pb2.JourneyFilter(stage=journey_pb2.JOURNEY_STAGE_CLOSURE_PENDING)
-        ),
-        metadata=who["coord_fes"],
-    )
-    events: asyncio.Queue[journey_pb2.JourneyEvent] = asyncio.Queue()
-
-    async def read() -> None:
-        async for event in call:
-            await events.put(event)
-
-    reader = asyncio.create_task(read())
-    try:
-        synced = await asyncio.wait_for(events.get(), timeout=15)
-        assert synced.kind == journey_pb2.JOURNEY_EVENT_KIND_SYNCED  # nothing pending yet
-        await journeys.RequestClosure(
-            intake_pb2.RequestClosureRequest(
-                case_id=cases[0],
-                reason=intake_pb2.CLOSURE_REASON_SURVIVOR_REQUEST,
-                idempotency_key=key(),
-            ),
-            metadata=who["officer_a"],
-        )
-        asked = asyncio.get_running_loop().time()
-        added = await asyncio.wait_for(events.get(), timeout=10)
-        delay = asyncio.get_running_loop().time() - asked
-        assert added.kind == journey_pb2.JOURNEY_EVENT_KIND_ADDED
-        assert added.journey.case_id == cases[0]
-        assert added.journey.stage == journey_pb2.JOURNEY_STAGE_CLOSURE_PENDING
-        # Polled every 1.5 s; visibility is near-immediate on the dev server.
-        assert delay < 2.5, delay
-        pending = f"{fes} AND MasarStage = 'CLOSURE_PENDING'"
-        listed = await bed.listed("coord_fes", stage=journey_pb2.JOURNEY_STAGE_CLOSURE_PENDING)
-        assert listed == _temporal_list(bed, pending) == {cases[0]}
-
-        # The coordinator refuses: the journey leaves CLOSURE_PENDING, and the board says so.
-        await journeys.DecideClosure(
-            journey_pb2.DecideClosureRequest(
-                case_id=cases[0],
-                verdict=journey_pb2.CLOSURE_VERDICT_REFUSE,
-                reason="not yet",
-                idempotency_key=key(),
-            ),
-            metadata=who["coord_fes"],
-        )
-        removed = await asyncio.wait_for(events.get(), timeout=10)
-        assert removed.kind == journey_pb2.JOURNEY_EVENT_KIND_REMOVED
-        assert removed.journey.case_id == cases[0]
-    finally:
-        call.cancel()
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
-
-    # A board ends when its token does.
-    brief = bearer(
-        token_for(Role.COORDINATOR, region=FES, subject="coord-fes", ttl=timedelta(seconds=3))
-    )
-    ending = journeys.WatchJourneys(journey_pb2.WatchJourneysRequest(), metadata=brief, timeout=30)
-    with pytest.raises(grpc.aio.AioRpcError) as error:
-        async for _ in ending:
-            pass
-    assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
-
-    # Escalation and deadline filters agree with Temporal too.
-    soon = datetime.now(UTC) + timedelta(days=400)
-    before = ts(soon)
-    listed = await bed.listed("coord_fes", next_deadline_before=before)
-    stamp = soon.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    assert listed == _temporal_list(bed, f"{fes} AND MasarNextDeadline < '{stamp}'")
-    assert await bed.listed("coord_fes", escalated_only=True) == _temporal_list(
-        bed, f"{fes} AND MasarEscalationLevel >= 1"
-    )
