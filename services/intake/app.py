@@ -53,6 +53,8 @@ def build_components(
     starter = JourneyStarter(database, connector, task_queue=journey_task_queue)
     outbox = IntakeOutbox(database, connector, starter=starter)
     environ = identity_environ(settings)
+    # Intake's assertion key signs every Update its outbox delivers.
+    outbox.signer = AssertionSigner.from_env("intake", environ)
     ledger = IdempotencyLedger(IDEMPOTENCY)
     cases = CaseService(
         database,
