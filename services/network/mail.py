@@ -89,12 +89,13 @@ def build_message(
     message["Subject"] = rendered.subject
     message["Date"] = format_datetime(created_at)
     message["Message-ID"] = message_id(delivery_id, sender)
-    message["Content-Language"] = rendered.language
     message["Auto-Submitted"] = "auto-generated"
     message["X-Masar-Notification"] = notification_id
     message["X-Masar-Delivery"] = delivery_id
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")
+    # After the bodies: setting content clears the Content-* headers.
+    message["Content-Language"] = rendered.language
     return message
 
 
