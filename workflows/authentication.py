@@ -18,6 +18,19 @@ names the field and never a value:
 
 The timeline's actor for coordinators' actions is the assertion's actor,
 never a field of the payload.
+
+When (workflows.journey): each Update's validator authenticates it before
+anything is written; its handler checks again once the run is ready (all but
+the lifetime, which the validator checked) — in runs that started with the
+`masar-authenticated-updates` patch, and whenever the Update carries an
+assertion. The histories recorded before the patch hold Updates without
+assertions, and they replay as they ran. A run that started before the patch
+(a journey running when the worker was upgraded) recorded a policy without
+keys: its validators check everything but the signature, and the first
+Update carrying an assertion loads the keys through the policy activity
+(behind the `masar-issuer-keys-in-run` patch, reached only by such Updates)
+before its handler verifies the signature; from then on its validators
+verify signatures too.
 """
 
 from __future__ import annotations

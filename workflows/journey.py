@@ -147,13 +147,13 @@ MIN_SLEEP = 1.0  # seconds
 # Runs started with it authenticate each Update again in its handler (and
 # check medical care there); histories recorded before it replay without.
 AUTHENTICATED_UPDATES = "masar-authenticated-updates"
+# A run started before it loads the issuers' keys at its first Update that
+# carries an assertion (no history recorded before it holds one).
+ISSUER_KEYS_IN_RUN = "masar-issuer-keys-in-run"
 
 # A business check of an Update against the case file (workflows.validation).
 Check = Callable[[CaseFile, Any], None]
-
-
-def _no_check(case: CaseFile, event: Any) -> None:
-    """Updates whose business rules accept any event (consent, risk)."""
+_no_check = validation.accept_any
 
 
 SA_KEYS: dict[str, SearchAttributeKey[Any]] = {
@@ -194,6 +194,8 @@ class SurvivorJourney:
         self._published: dict[str, object] = {}
         # Set at the start of run(): does this run check assertions in handlers?
         self._authenticated = False
+        self._keys_loaded_in_run = False
+        self._loading_keys = False
         # The issuers' keys of this run (the carried policy's until it loads).
         policy = self._case.state.policy
         self._keys = authentication.IssuerKeys(policy.issuer_keys) if policy else None
@@ -436,17 +438,22 @@ class SurvivorJourney:
         )
 
     # --- updates ----------------------------------------------------------------------
-    # Each Update is authenticated (workflows.authentication) and validated
-    # (workflows.validation) by its validator, before anything is written.
-    # The handler checks again once the run is ready: the business rules
-    # always (the journey may have moved while it waited), the assertion only
-    # in runs that started with the authenticated-Updates patch — the
-    # histories recorded before it hold Updates without assertions, and they
-    # must replay as they ran.
+    # Authenticated (workflows.authentication: who checks what, when, and how
+    # runs started before the patch keep working) and validated
+    # (workflows.validation) by each validator, again in the handler.
+
+    def _verifying_keys(self) -> authentication.IssuerKeys | None:
+        if self._authenticated or self._keys_loaded_in_run:
+            return self._keys
+        return None  # the handler verifies, once it has loaded the keys
 
     def _authenticate(self, name: str, event: Any, *, at_validation: bool) -> None:
         authentication.authenticate(
-            self._case, self._keys, name, event, workflow.now() if at_validation else None
+            self._case,
+            self._verifying_keys() if at_validation else self._keys,
+            name,
+            event,
+            workflow.now() if at_validation else None,
         )
 
     def _validate(self, name: str, event: Any, check: Check) -> None:
@@ -456,8 +463,7 @@ class SurvivorJourney:
     async def _apply(
         self, name: str, event: Any, check: Check, apply: Callable[[Any, datetime], None]
     ) -> UpdateResult:
-        await workflow.wait_condition(lambda: self._ready)
-        event = self._accept(name, event)
+        event = await self._admit(name, event)
         previous = self._case.answered(event.event_id)
         if previous is not None:
             return previous
@@ -467,19 +473,40 @@ class SurvivorJourney:
         self._wake = True
         return self._case.answer(event.event_id)
 
-    def _accept(self, name: str, event: Any) -> Any:
-        """In the handler: check the assertion again (in patched runs), keep
-        its id against replay, and take the coordinator from it, never from
-        the payload."""
-        if self._authenticated:
-            self._authenticate(name, event, at_validation=False)
+    async def _admit(self, name: str, event: Any) -> Any:
+        """In the handler, once the run is ready: check the assertion again,
+        keep its id against replay, and take the coordinator from it, never
+        from the payload."""
+        await workflow.wait_condition(lambda: self._ready)
         assertion = authentication.assertion_of(event)
+        if assertion is not None and not self._authenticated:
+            await self._load_keys_in_run()
+        if self._authenticated or assertion is not None:
+            self._authenticate(name, event, at_validation=False)
         if assertion is None:
             return event
         authentication.remember(self._case, assertion, workflow.now())
         if hasattr(event, "coordinator_id"):
             event = dataclasses.replace(event, coordinator_id=assertion.actor_id)
         return event
+
+    async def _load_keys_in_run(self) -> None:
+        """A run started before the patch: load the issuers' keys now (once)."""
+        if self._keys_loaded_in_run:
+            return
+        if self._loading_keys:
+            await workflow.wait_condition(lambda: self._keys_loaded_in_run)
+            return
+        self._loading_keys = True
+        if workflow.patched(ISSUER_KEYS_IN_RUN):
+            policy = await workflow.execute_local_activity(
+                LOAD_POLICY_ACTIVITY,
+                result_type=SlaPolicy,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=POLICY_RETRY,
+            )
+            self._keys = authentication.IssuerKeys(policy.issuer_keys)
+        self._keys_loaded_in_run = True
 
     def _medical_check(self) -> Check:
         # Before the patch the handler checked nothing: old histories replay so.
@@ -612,8 +639,7 @@ class SurvivorJourney:
     @workflow.update(name=UPDATE_REASSIGN)
     async def reassign_referral(self, event: Reassignment) -> UpdateResult:
         """Answers once the named provider has the referral (or refused it)."""
-        await workflow.wait_condition(lambda: self._ready)
-        event = self._accept(UPDATE_REASSIGN, event)
+        event = await self._admit(UPDATE_REASSIGN, event)
         previous = self._case.answered(event.event_id)
         if previous is not None:
             return previous

@@ -74,6 +74,10 @@ def _known_referral(case: CaseFile, referral_id: str, sector: Sector) -> Referra
     return ref
 
 
+def accept_any(case: CaseFile, event: object) -> None:
+    """The business rules of Updates that take any event (consent, risk)."""
+
+
 # --- the sectors' staff -------------------------------------------------------------
 
 

@@ -419,7 +419,9 @@ class JourneyInput:
 # --- updates ------------------------------------------------------------------
 # Every update carries an event_id: the journey answers a repeated event_id
 # with the first answer, so an outbox may deliver more than once and the
-# journey still sees each event once.
+# journey still sees each event once. Every update also carries, in
+# `assertion`, who sent it, signed by the sending service
+# (masar.contract.assertion): the journey refuses one without.
 
 UPDATE_REFERRAL_DECISION = "referral_decision"  # ReferralDecision -> UpdateResult
 UPDATE_REFERRAL_MILESTONE = "referral_milestone"  # ReferralMilestone -> UpdateResult

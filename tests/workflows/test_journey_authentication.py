@@ -17,12 +17,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from temporalio import workflow
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from masar import contract as c
 from masar.contract.assertion import UPDATE_AUTHORITY
-from masar.platform.assertions import Actor, AssertionSigner
+from masar.platform.assertions import Actor, AssertionSigner, registered_public_keys
 from tests.support_assertions import every_update
 from tests.workflows.support import (
     SIGNERS,
@@ -30,7 +32,11 @@ from tests.workflows.support import (
     JourneyTestbed,
     events,
     new_event_id,
+    recorded_data_converter,
 )
+from workflows.journey import AUTHENTICATED_UPDATES, SurvivorJourney
+from workflows.policy import load_policy
+from workflows.worker import build_worker
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -269,3 +275,74 @@ async def test_used_assertions_are_remembered_across_continue_as_new(
         )
     assert await journey.run_id() != first_run
     assert await refused(journey, c.UPDATE_FOLLOW_UP, used) == c.ERR_UNAUTHENTICATED
+
+
+async def test_a_journey_running_before_the_upgrade_keeps_working(
+    bed: JourneyTestbed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that started before assertions existed (no patch marker, a
+    recorded policy without keys) still refuses unsigned Updates, loads the
+    keys at its first signed one, refuses a forged one without changing
+    anything, and takes legitimate ones."""
+    original = workflow.patched
+
+    def before_the_patch(patch_id: str) -> bool:
+        return False if patch_id == AUTHENTICATED_UPDATES else original(patch_id)
+
+    # The run's first policy has no keys (as an old worker recorded it).
+    loads: list[int] = []
+
+    def keys() -> list[c.IssuerKey]:
+        loads.append(1)
+        return [] if len(loads) == 1 else registered_public_keys()
+
+    monkeypatch.setattr(workflow, "patched", before_the_patch)
+    queue = "test-journey-old-run"
+    # Unsandboxed: the patched `workflow.patched` lives in this process.
+    async with build_worker(
+        bed.client,
+        load_policy(),
+        task_queue=queue,
+        issuer_keys=keys,
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    ):
+        journey = await bed.start(needs=[c.Need.SHELTER], task_queue=queue)
+        ref = await journey.pending_referral(SHELTER)
+        risk = c.RiskChange(event_id=new_event_id(), risk=c.Risk.LOW, at=await bed.now())
+        assert await refused(journey, c.UPDATE_RISK, risk) == c.ERR_UNAUTHENTICATED
+        before = await Snapshot.of(journey)
+        decision = every_update(ref, await bed.now())[c.UPDATE_REFERRAL_DECISION]
+        impostor = AssertionSigner.generate("shelter")
+        staff = Actor("staff-1", "shelter_staff", organisation_id="org-1")
+        forged = dataclasses.replace(
+            decision,
+            assertion=dataclasses.replace(
+                impostor.sign(
+                    c.UPDATE_REFERRAL_DECISION,
+                    journey.case_id,
+                    decision,
+                    staff,
+                    now=await bed.now(),
+                ),
+                key_id=SIGNERS["shelter"].key_id,
+            ),
+        )
+        # Accepted by the validator (no keys yet), refused by the handler.
+        assert await refused(journey, c.UPDATE_REFERRAL_DECISION, forged) == (c.ERR_UNAUTHENTICATED)
+        await before.unchanged(journey)
+        assert len(loads) == 2  # the keys, loaded once in the run
+        await journey.decide(ref)
+        await journey.until(lambda s: s.referrals[0].status is c.ReferralStatus.ACCEPTED)
+        await journey.update(c.UPDATE_RISK, risk)
+        assert (await journey.status()).risk is c.Risk.LOW
+        assert len(loads) == 2
+        # Its history (with the keys loaded mid-run) replays.
+        history = await journey.handle.fetch_history()
+        replayer = Replayer(
+            workflows=[SurvivorJourney],
+            data_converter=recorded_data_converter(),
+            workflow_runner=UnsandboxedWorkflowRunner(),
+        )
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        assert result.replay_failure is None, repr(result.replay_failure)
+        await journey.terminate()
