@@ -60,6 +60,12 @@ def test_the_contracts_hold_on_the_tree() -> None:
         ("masar/contract/_probe.py", "import sqlalchemy\n", "standard library only"),
         ("services/legal/domain.py", "import sqlalchemy\n", "Domain modules are pure"),
         ("masar/cli/_probe.py", "import services.intake.app\n", "never by import"),
+        ("masar/cli/_probe.py", "import temporalio.client\n", "never talks to Temporal"),
+        (
+            "masar/cli/cases.py",
+            "from temporalio.common import SearchAttributeKey\n",
+            "never talks to Temporal",
+        ),
         ("workflows/tracks.py", "import masar.platform.db\n", "Workflow code imports only"),
     ],
 )

@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _traced(args: argparse.Namespace, cli: CliSettings, run: Callable[[], int]) -> int:
     """One trace per command: its root span starts here, in the CLI, and the
-    Temporal and gRPC instrumentation carry it through the stack."""
+    gRPC instrumentation carries it through the stack (intake's journey API
+    on to Temporal)."""
     from opentelemetry import trace
 
     from masar.platform.telemetry import setup_telemetry
@@ -57,6 +58,7 @@ def _traced(args: argparse.Namespace, cli: CliSettings, run: Callable[[], int]) 
             for k in (
                 "case_command",
                 "referral_command",
+                "transfer_command",
                 "org_command",
                 "account_command",
                 "password_command",

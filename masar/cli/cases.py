@@ -1,9 +1,10 @@
 """Coordinators' commands: see journeys and steer them.
 
-`case show` and `cases` read the journeys (the `status` query and Temporal
-visibility); reassign / extend / closure go through the journey API
-(masar.v1.JourneyService, served by intake), which sends the journey its
-validated Update with a signed assertion of the caller.
+Everything goes through the journey API (masar.v1.JourneyService, served by
+intake; masar.cli.journeys): `case show` and `cases` read the journey's
+status and the journeys in the caller's scope; reassign / extend / closure
+ask intake to send the journey its validated Update with a signed assertion
+of the caller. The CLI never talks to Temporal.
 """
 
 from __future__ import annotations
@@ -12,22 +13,13 @@ import argparse
 import secrets
 from typing import Any
 
-from temporalio.common import SearchAttributeKey
-
 from masar import contract as c
-from masar.cli import connect, intake
+from masar.cli import connect, intake, journeys, transfers
+from masar.cli.journeys import LEVEL_NAMES, fetch_status
 from masar.cli.output import CliError, Output, parse_duration, when
-from masar.platform.identity import Role
-from masar.v1 import journey_pb2, journey_pb2_grpc
+from masar.v1 import journey_pb2
 
-STAGE_KEY = SearchAttributeKey.for_keyword(c.SA_STAGE)
-RISK_KEY = SearchAttributeKey.for_keyword(c.SA_RISK)
-REGION_KEY = SearchAttributeKey.for_keyword(c.SA_REGION)
-LEVEL_KEY = SearchAttributeKey.for_int(c.SA_ESCALATION_LEVEL)
-NEXT_KEY = SearchAttributeKey.for_datetime(c.SA_NEXT_DEADLINE)
-PENDING_KEY = SearchAttributeKey.for_keyword_list(c.SA_PENDING_SECTORS)
-
-LEVEL_NAMES = {0: "-", 1: "reminder", 2: "coordinator", 3: "regional"}
+__all__ = ["fetch_status", "register", "render_status"]
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -73,6 +65,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     closure.set_defaults(handler=decide_closure)
 
     intake.register(case_sub, common)
+    transfers.register_case(case_sub, common)
 
     cases = sub.add_parser("cases", help="list journeys (filters combine)", parents=[common])
     cases.add_argument("--stage", choices=[s.value for s in c.Stage])
@@ -83,12 +76,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     cases.add_argument("--limit", type=int, default=200)
     cases.set_defaults(handler=list_cases)
 
-
-async def fetch_status(case_id: str) -> c.JourneyStatus:
-    handle = await connect.journey(connect.check_case_id(case_id))
-    return await connect.temporal_call(
-        case_id, handle.query(c.QUERY_STATUS, result_type=c.JourneyStatus)
-    )
+    transfers.register(sub, common)
 
 
 async def show_case(args: argparse.Namespace, out: Output) -> int:
@@ -110,6 +98,10 @@ def render_status(status: c.JourneyStatus, out: Output) -> None:
         out.line(f"  next deadline {when(status.next_deadline)}")
     if status.consents:
         out.line(f"  consents: {', '.join(status.consents)}")
+    if status.next_follow_up:
+        out.line(f"  next follow-up {when(status.next_follow_up)}")
+    if status.closure_requested:
+        out.line("  closure requested: waiting for a coordinator's decision")
     out.line()
     if status.referrals:
         out.line("referrals")
@@ -135,6 +127,25 @@ def render_status(status: c.JourneyStatus, out: Output) -> None:
             [
                 [w.item, when(w.deadline), w.status, LEVEL_NAMES.get(w.escalation_level, "-")]
                 for w in status.clinical_windows
+            ],
+        )
+        out.line()
+    if status.transfers:
+        out.line("transfers between organisations")
+        out.table(
+            ["transfer", "from", "to", "reason", "status", "deadline", "escalation", "decided"],
+            [
+                [
+                    t.transfer_id,
+                    t.from_organisation_id,
+                    t.to_organisation_id,
+                    transfers.REASON_WORDS.get(t.reason, t.reason),
+                    t.status,
+                    when(t.deadline),
+                    LEVEL_NAMES.get(t.escalation_level, t.escalation_level),
+                    when(t.decided_at),
+                ]
+                for t in status.transfers
             ],
         )
         out.line()
@@ -164,36 +175,13 @@ def render_status(status: c.JourneyStatus, out: Output) -> None:
     )
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "") + "'"
-
-
 async def list_cases(args: argparse.Namespace, out: Output) -> int:
-    clauses = [f"WorkflowType = {_quote(c.JOURNEY_WORKFLOW)}", "ExecutionStatus = 'Running'"]
+    if args.limit < 1:
+        raise CliError("--limit must be at least 1", exit_code=2)
+    wanted = journey_pb2.JourneyFilter(region=args.region or "", escalated_only=args.escalated)
     if args.stage:
-        clauses.append(f"{c.SA_STAGE} = {_quote(args.stage)}")
-    if args.region:
-        clauses.append(f"{c.SA_REGION} = {_quote(args.region)}")
-    if args.escalated:
-        clauses.append(f"{c.SA_ESCALATION_LEVEL} > 0")
-    client = await connect.temporal()
-    rows: list[dict[str, Any]] = []
-    try:
-        async for wf in client.list_workflows(" AND ".join(clauses), limit=args.limit):
-            attrs = wf.typed_search_attributes
-            rows.append(
-                {
-                    "case_id": wf.id.removeprefix("journey-"),
-                    "stage": attrs.get(STAGE_KEY),
-                    "risk": attrs.get(RISK_KEY),
-                    "region": attrs.get(REGION_KEY),
-                    "escalation_level": attrs.get(LEVEL_KEY) or 0,
-                    "pending_sectors": attrs.get(PENDING_KEY) or [],
-                    "next_deadline": attrs.get(NEXT_KEY),
-                }
-            )
-    except Exception as exc:
-        raise CliError(f"cannot list journeys: {type(exc).__name__}") from None
+        wanted.stage = journey_pb2.JourneyStage.Value(f"JOURNEY_STAGE_{args.stage}")
+    rows = await journeys.list_journeys(wanted, args.limit)
     if out.json_mode:
         out.document(rows)
         return 0
@@ -218,22 +206,6 @@ async def list_cases(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-async def steer(case_id: str, method: str, request: Any) -> journey_pb2.JourneyAnswer:
-    """One coordinator's action through the journey API (JourneyService,
-    served by intake), which sends the journey its Update with a signed
-    assertion of who acts. As the signed-in person (or MASAR_TOKEN); on the
-    local stack without one, as the coordinator of the case's region."""
-    identity = connect.Identity(Role.COORDINATOR)
-    if connect.own_token() is None:
-        status = await fetch_status(case_id)
-        identity = connect.Identity(Role.COORDINATOR, region=status.region)
-    async with connect.channel("intake", identity) as chan:
-        stub = journey_pb2_grpc.JourneyServiceStub(chan)
-        reply = await connect.rpc("intake", lambda: getattr(stub, method)(request))
-    answer: journey_pb2.JourneyAnswer = reply.answer
-    return answer
-
-
 def _key() -> str:
     return f"cli-{secrets.token_hex(8)}"
 
@@ -253,7 +225,7 @@ async def reassign_referral(args: argparse.Namespace, out: Output) -> int:
         reason=_require_reason(args.reason),
         idempotency_key=_key(),
     )
-    answer = await steer(case_id, "ReassignReferral", request)
+    answer = await journeys.steer(case_id, "ReassignReferral", request)
     return _report(out, case_id, "referral reassigned", answer)
 
 
@@ -266,7 +238,7 @@ async def extend_deadline(args: argparse.Namespace, out: Output) -> int:
         reason=_require_reason(args.reason),
         idempotency_key=_key(),
     )
-    answer = await steer(case_id, "ExtendDeadline", request)
+    answer = await journeys.steer(case_id, "ExtendDeadline", request)
     return _report(out, case_id, "deadline extended", answer)
 
 
@@ -282,7 +254,7 @@ async def decide_closure(args: argparse.Namespace, out: Output) -> int:
         reason=_require_reason(args.reason),
         idempotency_key=_key(),
     )
-    answer = await steer(case_id, "DecideClosure", request)
+    answer = await journeys.steer(case_id, "DecideClosure", request)
     return _report(out, case_id, "closure approved" if args.approve else "closure refused", answer)
 
 

@@ -1,5 +1,6 @@
-"""How the CLI reaches the stack: the Temporal client and the services' gRPC APIs,
-with one clear line when something is not running.
+"""How the CLI reaches the stack: the services' gRPC APIs (never Temporal:
+journeys through intake's JourneyService), with one clear line when
+something is not running.
 
 Every gRPC call carries a bearer token, the first of:
 1. MASAR_TOKEN, when set: that token for every command;
@@ -27,25 +28,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
-from temporalio.client import Client, WorkflowHandle
-from temporalio.service import RPCError, RPCStatusCode
 
 from masar.cli.output import CliError
 from masar.cli.session import signed_in_token
-from masar.contract import ServiceName, journey_workflow_id
+from masar.contract import ServiceName
 from masar.platform.channels import MintedToken, StaticToken, TokenSource, bearer_interceptors
-from masar.platform.crypto import Keyring
 from masar.platform.identity import ISSUER_FILE, Role, TokenIssuer
 from masar.platform.settings import CliSettings, CommonSettings, SettingsError
-from masar.platform.temporal import connect_temporal
 
 T = TypeVar("T")
-
-# The local stack's payload key ring, next to its issuer file (masar.platform.crypto).
-KEYRING_FILE = "keyring.json"
 
 _configured: CliSettings | None = None
 
@@ -111,51 +105,10 @@ def local_issuer(cli: CliSettings, *, alternative: str = SIGN_IN_INSTEAD) -> Tok
         raise SettingsError(f"{path} is not a valid token issuer file") from None
 
 
-def local_keyring(cli: CliSettings) -> Keyring:
-    """The payload key ring: MASAR_KEYRING / MASAR_KEY_FILE, else the local
-    stack's key ring file, which must exist."""
-    if cli.keyring_configured:
-        return Keyring.from_env()
-    path = cli.common.data_dir / KEYRING_FILE
-    return Keyring.from_json(_read_key_file(path, "MASAR_KEY_FILE"), source=str(path))
-
-
-async def temporal(common: CommonSettings | None = None) -> Client:
-    cli = settings()
-    common = common or cli.common
-    keyring = local_keyring(cli)
-    try:
-        return await connect_temporal(common.temporal, keyring=keyring)
-    except Exception:
-        raise CliError(
-            f"cannot reach Temporal at {common.temporal.address}: is the stack running? "
-            "(start it with `masar up`)"
-        ) from None
-
-
-async def journey(case_id: str, client: Client | None = None) -> WorkflowHandle[Any, Any]:
-    client = client or await temporal()
-    return client.get_workflow_handle(journey_workflow_id(case_id))
-
-
 def check_case_id(case_id: str) -> str:
     if not case_id or not all(c.isalnum() or c in "-_" for c in case_id) or len(case_id) > 64:
         raise CliError("CASE_ID is malformed", exit_code=2)
     return case_id
-
-
-async def temporal_call(case_id: str, call: Awaitable[T]) -> T:
-    """Await a call on a journey, turning Temporal's errors into one line."""
-    try:
-        return await call
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise CliError(f"unknown case {case_id}") from None
-        if exc.status == RPCStatusCode.UNAVAILABLE:
-            raise CliError("Temporal is unavailable: is the stack running?") from None
-        raise CliError(
-            f"Temporal refused the request ({exc.status.name if exc.status else 'error'})"
-        ) from None
 
 
 CLI_TOKEN_TTL = timedelta(minutes=15)

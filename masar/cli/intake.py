@@ -4,6 +4,11 @@ The full registration form is the intake API; `case open` is the quick path an
 officer uses at a listening centre. Risk given with --risk is recorded as the
 officer's professional judgement (an override with a reason), which may only
 raise the computed level.
+
+Registration is IntakeService's; the changes the case's holder records on it
+(follow-up, consent withdrawn, medical care, closure request, reopening) go
+through the journey API (JourneyService, on intake's address), which stores
+each one and delivers it to the journey — one path for each.
 """
 
 from __future__ import annotations
@@ -14,9 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from masar import contract as c
-from masar.cli import connect
+from masar.cli import connect, journeys
 from masar.cli.output import CliError, Output
-from masar.v1 import common_pb2, intake_pb2, intake_pb2_grpc, legal_pb2
+from masar.v1 import common_pb2, intake_pb2, intake_pb2_grpc, journey_pb2, legal_pb2
 
 SECTORS = {
     "shelter": common_pb2.SECTOR_SHELTER,
@@ -211,20 +216,19 @@ async def record_follow_up(args: argparse.Namespace, out: Output) -> int:
         idempotency_key=_key(),
     )
     request.contacted_at.GetCurrentTime()
-    return _change_report(
-        out, args.case_id, "follow-up recorded", await _call("RecordFollowUp", request)
-    )
+    reply = await journeys.holder_change(args.case_id, "RecordFollowUp", request)
+    return _change_report(out, args.case_id, "follow-up recorded", reply)
 
 
 async def withdraw_consent(args: argparse.Namespace, out: Output) -> int:
-    request = intake_pb2.WithdrawConsentRequest(
+    request = journey_pb2.ChangeConsentRequest(
         case_id=connect.check_case_id(args.case_id),
         scope=CONSENTS[args.sector],
+        change=journey_pb2.CONSENT_CHANGE_KIND_WITHDRAW,
         idempotency_key=_key(),
     )
-    return _change_report(
-        out, args.case_id, "consent withdrawn", await _call("WithdrawConsent", request)
-    )
+    reply = await journeys.holder_change(args.case_id, "ChangeConsent", request)
+    return _change_report(out, args.case_id, "consent withdrawn", reply)
 
 
 async def confirm_medical(args: argparse.Namespace, out: Output) -> int:
@@ -234,9 +238,8 @@ async def confirm_medical(args: argparse.Namespace, out: Output) -> int:
         idempotency_key=_key(),
     )
     request.given_at.GetCurrentTime()
-    return _change_report(
-        out, args.case_id, "medical care confirmed", await _call("ConfirmMedicalCare", request)
-    )
+    reply = await journeys.holder_change(args.case_id, "ConfirmMedicalCare", request)
+    return _change_report(out, args.case_id, "medical care confirmed", reply)
 
 
 async def request_closure(args: argparse.Namespace, out: Output) -> int:
@@ -245,13 +248,13 @@ async def request_closure(args: argparse.Namespace, out: Output) -> int:
         reason=CLOSURE_REASONS[args.reason],
         idempotency_key=_key(),
     )
-    return _change_report(
-        out, args.case_id, "closure requested", await _call("RequestClosure", request)
-    )
+    reply = await journeys.holder_change(args.case_id, "RequestClosure", request)
+    return _change_report(out, args.case_id, "closure requested", reply)
 
 
 async def reopen_case(args: argparse.Namespace, out: Output) -> int:
     request = intake_pb2.ReopenCaseRequest(
         case_id=connect.check_case_id(args.case_id), idempotency_key=_key()
     )
-    return _change_report(out, args.case_id, "case reopened", await _call("ReopenCase", request))
+    reply = await journeys.holder_change(args.case_id, "ReopenCase", request)
+    return _change_report(out, args.case_id, "case reopened", reply)
