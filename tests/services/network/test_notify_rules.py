@@ -113,7 +113,7 @@ def test_items_are_keyed_by_their_subject():
 def test_malformed_events_are_refused(fields, field):
     kind = fields.pop("kind", NotifyKind.REMINDER)
     with pytest.raises(InvalidArgument) as refused:
-        check_event(make(kind, **fields))  # type: ignore[arg-type]
+        check_event(make(kind, **fields))
     assert refused.value.field == field
 
 
