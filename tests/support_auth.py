@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -82,10 +82,13 @@ def authed_channel(
 
 
 def consent_proof(case_id: str, sector: Sector | str) -> str:
-    """Intake's proof for this case and sector ("" for a malformed case id,
-    which the request's own validation refuses first)."""
+    """Intake's proof for this case and sector, of a consent given just now
+    ("" for a malformed case id, which the request's own validation refuses
+    first)."""
     try:
-        document, _ = issue_consent_proof(TEST_ISSUER, case_id=case_id, sector=Sector(sector))
+        document, _ = issue_consent_proof(
+            TEST_ISSUER, case_id=case_id, sector=Sector(sector), consented_at=datetime.now(UTC)
+        )
     except ValueError:
         return ""
     return document

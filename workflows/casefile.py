@@ -414,7 +414,7 @@ class CaseFile:
                 self.state.consents.remove(sector)
             event_name = "service_declined" if event.reason == "declined" else "consent_withdrawn"
             self.timeline.note(now, event_name, sector=sector)
-            track.withdraw(now)
+            track.withdraw(now, withdrawn_at=event.at)
         self.tick(now)
 
     def apply_risk(self, event: RiskChange, now: datetime) -> None:

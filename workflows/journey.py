@@ -414,7 +414,12 @@ class SurvivorJourney:
             )
             await self._activity(names.close_referral, queue, closure)
         elif action.kind == ActionKind.PURGE:
-            purge = CasePurge(case_id=state.case_id, sector=sector, idempotency_key=action.key)
+            purge = CasePurge(
+                case_id=state.case_id,
+                sector=sector,
+                idempotency_key=action.key,
+                withdrawn_at=action.due_at,
+            )
             result = await self._activity(names.purge_case, queue, purge, PurgeResult)
             case.timeline.note(
                 workflow.now(),

@@ -172,7 +172,7 @@ class Action:
     expire_if_none: bool = False  # request: no provider left -> the replaced one EXPIRES
     level: int = 0  # escalate
     wait: str = ""  # escalate: which wait is late
-    due_at: datetime | None = None  # escalate
+    due_at: datetime | None = None  # escalate; purge: when the consent was withdrawn
     sector: Sector | None = None  # escalate: the sector concerned, if any
     failures: int = 0
     awaited_by: str | None = None  # event id of an update waiting for the outcome

@@ -331,8 +331,9 @@ class ReferralTrack:
 
     # --- the survivor and the coordinators ---------------------------------------
 
-    def withdraw(self, now: datetime) -> None:
-        """Consent withdrawn: close the open referral at once, purge the sector."""
+    def withdraw(self, now: datetime, *, withdrawn_at: datetime | None = None) -> None:
+        """Consent withdrawn (at `withdrawn_at`, intake's time): close the open
+        referral at once, purge the sector."""
         track = self.progress
         live = self.live()
         if live is not None:
@@ -341,7 +342,7 @@ class ReferralTrack:
         track.exhausted_level = 0
         track.exhausted_at = None
         if track.contacted:
-            self._lanes.owe(self.sector.value, ActionKind.PURGE)
+            self._lanes.owe(self.sector.value, ActionKind.PURGE, due_at=withdrawn_at or now)
             track.contacted = False
 
     def close_for_closure(self, now: datetime) -> None:

@@ -370,6 +370,9 @@ class CasePurge:
     case_id: str
     sector: Sector
     idempotency_key: str
+    # When intake recorded the withdrawal (its ConsentChange.at): the sector
+    # refuses consent proofs of a consent given before it. None: not known.
+    withdrawn_at: datetime | None = None
 
 
 @dataclass

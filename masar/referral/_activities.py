@@ -39,7 +39,7 @@ from masar.contract import (
     Risk,
     Sector,
 )
-from masar.referral.messages import risk_to_pb, sector_to_pb, status_to_pb
+from masar.referral.messages import risk_to_pb, sector_to_pb, status_to_pb, timestamp_pb
 from masar.v1 import common_pb2, intake_pb2
 
 T = TypeVar("T")
@@ -262,7 +262,9 @@ class SectorActivities(abc.ABC):
             "purge_case",
             self.stub.PurgeCase(
                 common_pb2.PurgeCaseRequest(
-                    case_id=purge.case_id, idempotency_key=purge.idempotency_key
+                    case_id=purge.case_id,
+                    idempotency_key=purge.idempotency_key,
+                    withdrawn_at=(timestamp_pb(purge.withdrawn_at) if purge.withdrawn_at else None),
                 ),
                 timeout=self.rpc_timeout,
             ),

@@ -14,8 +14,10 @@ response messages and with its roles (`@requires`), and delegates in one line::
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from masar.platform.errors import InvalidArgument
 from masar.platform.validation import require_case_id, require_idempotency_key
 from masar.referral._handshake import SectorHandshake
 from masar.referral.messages import (
@@ -23,11 +25,21 @@ from masar.referral.messages import (
     decided_to_pb,
     decision_from_pb,
     filter_from_pb,
+    from_timestamp_pb,
     page_to_pb,
     purged_to_pb,
     referral_to_pb,
 )
 from masar.v1 import common_pb2
+
+
+def _withdrawn_at(request: common_pb2.PurgeCaseRequest) -> datetime | None:
+    if not request.HasField("withdrawn_at"):
+        return None
+    try:
+        return from_timestamp_pb(request.withdrawn_at)
+    except (ValueError, OverflowError):
+        raise InvalidArgument("withdrawn_at", "is not a valid time") from None
 
 
 class ReferralEndpoints:
@@ -79,5 +91,6 @@ class ReferralEndpoints:
         result = await self.referrals.purge_case(
             require_case_id(request.case_id),
             idempotency_key=require_idempotency_key(request.idempotency_key),
+            withdrawn_at=_withdrawn_at(request),
         )
         return purged_to_pb(result)

@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.orm import Session
@@ -47,7 +48,7 @@ from masar.referral._domain import (
 )
 from masar.referral._repository import M, N, ReferralRepository, SectorHooks
 from masar.referral._roles import SYSTEM_ACTOR, check_referral_scope, visible_to
-from masar.referral.consent import ConsentVerifier
+from masar.referral.consent import WITHDRAWN_AT, ConsentVerifier, purge_scope, withdrawal_time
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +226,8 @@ class SectorHandshake(Generic[M, N]):
         returns the first referral."""
         if self.consent is None:
             raise FailedPrecondition("consent_proof: this service cannot verify consent")
-        self.consent.check(consent_proof, draft.case_id)
+        consent = self.consent
+        proof = consent.check(consent_proof, draft.case_id)
         repo = self.repository
         scope = f"{self.sector.value}.referral.create"
         print_ = fingerprint(
@@ -238,6 +240,8 @@ class SectorHandshake(Generic[M, N]):
         )
 
         def work(session: Session) -> ReferralRecord:
+            # Not a proof of a consent withdrawn since (a purge told us so).
+            consent.check_current(session, proof, self.ledger.table)
             referral_id, created = self.ledger.once(
                 session,
                 scope=scope,
@@ -551,12 +555,17 @@ class SectorHandshake(Generic[M, N]):
 
         return await run_retrying_conflicts(self.database, work)
 
-    async def purge_case(self, case_id: str, *, idempotency_key: str) -> PurgeResult:
-        """Consent withdrawn: open referrals of the case become WITHDRAWN
-        (releasing capacity) and the sector erases what it received. Referral
-        ids and statuses stay. A retry returns the first counts."""
+    async def purge_case(
+        self, case_id: str, *, idempotency_key: str, withdrawn_at: datetime | None = None
+    ) -> PurgeResult:
+        """Consent withdrawn (at `withdrawn_at`, intake's time): open
+        referrals of the case become WITHDRAWN (releasing capacity) and the
+        sector erases what it received. Referral ids and statuses stay. The
+        purge's ledger entry keeps the withdrawal time: from then on a consent
+        proof of a consent given before it is refused (masar.referral.consent).
+        A retry returns the first counts."""
         repo = self.repository
-        scope = f"{self.sector.value}.purge"
+        scope = purge_scope(self.sector)
         print_ = fingerprint(case_id)
 
         def work(session: Session) -> PurgeResult:
@@ -581,13 +590,14 @@ class SectorHandshake(Generic[M, N]):
             result = PurgeResult(referrals_withdrawn=withdrawn, records_purged=purged)
             # Consent withdrawn: what the sector received is gone, and the log says so.
             self.record_audit(session, "case.purged", case_id=case_id, reason="consent_withdrawn")
+            told = withdrawal_time(withdrawn_at, now)
             self.ledger.record(
                 session,
                 scope=scope,
                 key=idempotency_key,
                 fingerprint=print_,
                 subject_id=case_id,
-                result=dataclasses.asdict(result),
+                result={**dataclasses.asdict(result), WITHDRAWN_AT: told.isoformat()},
             )
             return result
 

@@ -505,17 +505,26 @@ class PurgeCaseRequest(_message.Message):
 
     CASE_ID_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    WITHDRAWN_AT_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     idempotency_key: _builtins.str
+    @_builtins.property
+    def withdrawn_at(self) -> _timestamp_pb2.Timestamp:
+        """When intake recorded the withdrawal: from then on the sector refuses any
+        consent proof of a consent given at or before it (an already-issued one
+        replayed). Unset: the moment the sector records the purge.
+        """
+
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
         idempotency_key: _builtins.str = ...,
+        withdrawn_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["withdrawn_at", b"withdrawn_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "idempotency_key", b"idempotency_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "idempotency_key", b"idempotency_key", "withdrawn_at", b"withdrawn_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

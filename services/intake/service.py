@@ -629,7 +629,11 @@ class CaseService:
             consent = cases.consents(case_id).get(d.ConsentScope.of(sector))
             if consent is None or consent.state is not d.ConsentState.GRANTED:
                 raise FailedPrecondition("no consent for this sector")
-            document, proof = issue_consent_proof(issuer, case_id=case_id, sector=sector)
+            # The proof names when this consent was given: a sector told of a
+            # later withdrawal refuses it (masar.referral.consent).
+            document, proof = issue_consent_proof(
+                issuer, case_id=case_id, sector=sector, consented_at=consent.updated_at
+            )
             record_audit(
                 s,
                 action="consent.proof_issued",

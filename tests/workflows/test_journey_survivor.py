@@ -29,9 +29,10 @@ async def test_consent_withdrawn_while_a_referral_waits(bed: JourneyTestbed) -> 
     ref = await journey.pending_referral(SHELTER)
     # Employment waits until she is safe.
     assert [r.sector for r in (await journey.status()).referrals] == [SHELTER]
+    withdrawn_at = await bed.now()
     result = await journey.update(
         c.UPDATE_CONSENT,
-        c.ConsentChange(event_id=new_event_id(), sector=SHELTER, granted=False, at=await bed.now()),
+        c.ConsentChange(event_id=new_event_id(), sector=SHELTER, granted=False, at=withdrawn_at),
     )
     assert result.stage is c.Stage.RECOVERY
     closes = await journey.until_calls(c.SHELTER_CLOSE_REFERRAL, 1)
@@ -41,6 +42,8 @@ async def test_consent_withdrawn_while_a_referral_waits(bed: JourneyTestbed) -> 
     )
     purges = await journey.until_calls(c.SHELTER_PURGE_CASE, 1)
     assert purges[0].arg.case_id == journey.case_id
+    # The purge says when (intake's time): the sector refuses older consent proofs.
+    assert purges[0].arg.withdrawn_at == withdrawn_at
     status = await journey.until(lambda s: bool(events(s, "case_purged")))
     assert status.referrals[0].status is c.ReferralStatus.WITHDRAWN
     assert SHELTER not in status.consents
