@@ -1,11 +1,13 @@
 """The sample referral network `masar seed` creates through the network
-service: in each region of the sample data, associations, a multifunctional centre, a shelter
-operator, legal aid and training organisations, and the hospital, court,
-police (DGSN) and gendarmerie care units — the organisations that run the
-sample shelters, legal aid providers and programmes; and one account per
-role (a coordinator per region), each with its first password — and, for the roles
-that sign in with a second factor, its authenticator enrolment URI — so a
-newcomer can sign in at once.
+service: in each region of the sample data, associations, a multifunctional
+centre, a shelter operator, legal aid and training organisations, and the
+hospital, court, police (DGSN) and gendarmerie care units — the
+organisations that run the sample shelters, legal aid providers and
+programmes; and one account per role (a coordinator per region, and a
+second intake officer, at the multifunctional centre of Fès, to transfer a
+case to), each with its first password — and, for the roles that sign in
+with a second factor, its authenticator enrolment URI — so a newcomer can
+sign in at once.
 
 Every create carries a fixed idempotency key: a second run creates nothing
 and lists the same accounts, without their passwords (the service hands a
@@ -196,6 +198,11 @@ ACCOUNTS: list[AccountSeed] = [
         FES,
         "association",
         pb.PREFERRED_LANGUAGE_AR,
+    ),
+    # The multifunctional centre's officer: where a case held by the
+    # association may be transferred (README, "Transferring a case").
+    AccountSeed(
+        "intake.centre-fes", "Rachida Ouazzani", pb.ACCOUNT_ROLE_INTAKE_OFFICER, FES, "centre"
     ),
     AccountSeed("careunit.fes", "Meryem Chraibi", pb.ACCOUNT_ROLE_CARE_UNIT_OFFICER, FES, "police"),
     AccountSeed("shelter.fes", "Zineb Lahlou", pb.ACCOUNT_ROLE_SHELTER_STAFF, FES, "shelter"),

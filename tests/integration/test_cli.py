@@ -1,7 +1,8 @@
 """The `masar` CLI against `masar up` running as real processes: a journey
 driven with --json across a full stop and restart of the stack, `masar demo`,
 user errors as one line on stderr; `masar login` then `masar case open` acting
-as the signed-in officer; a policy file that says only what it changes."""
+as the signed-in officer; a policy file that says only what it changes; a
+case transfer asked, redirected, declined and accepted."""
 
 from __future__ import annotations
 
@@ -265,3 +266,112 @@ def test_a_policy_file_with_only_what_it_changes_runs_the_stack(
     assert bad.stderr.strip().splitlines() == [
         "masar: MASAR_POLICY_FILE: deadlines.shelter_acept: unknown key"
     ]
+
+
+def _account(seeded: Any, username: str) -> dict[str, Any]:
+    return dict(next(a for a in seeded["accounts"] if a["username"] == username))
+
+
+def _one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_a_case_transfer_through_the_cli(tmp_path: Path, up_runner: list[Up]) -> None:
+    """The association's officer asks, a coordinator redirects, the other
+    association declines; asked again, the centre accepts: it holds the case
+    and the association no longer sees it. Signed in, and through the local
+    stack's shortcut (the holder's, the receiver's and the coordinator's
+    identities found from the case and the transfer)."""
+    env = stack_env(tmp_path / "data")
+    up = Up(env, tmp_path / "up.err")
+    up_runner.append(up)
+    up.endpoints(timeout=120)
+
+    seeded = masar_json(env, "seed")
+    officer, receiver = _account(seeded, "intake.fes"), _account(seeded, "intake.centre-fes")
+    association, centre = officer["organisation_id"], receiver["organisation_id"]
+    others = masar_json(env, "org", "list", "--region", "fes-meknes", "--kind", "association")
+    other = next(o["organisation_id"] for o in others if o["organisation_id"] != association)
+    masar(
+        env, "password", "change", "--username", "intake.fes", "--password-stdin",
+        stdin=f"{officer['first_password']}\n{NEW_PASSWORD}\n",
+    )  # fmt: skip
+    case_id = masar_json(
+        env, "case", "open", "--region", "fes-meknes", "--risk", "medium",
+        "--needs", "legal", "--consent", "legal",
+    )["case_id"]  # fmt: skip
+    wait_referral(env, case_id, "legal", "PENDING")
+
+    # Without her consent nothing is asked.
+    refused = masar(env, "case", "transfer", case_id, "--to", centre, "--reason", "language",
+                    check=False)  # fmt: skip
+    assert refused.returncode == 2 and "consent" in _one_line(refused)
+    assert masar_json(env, "transfers", "--case", case_id) == []
+
+    first = masar_json(
+        env, "case", "transfer", case_id, "--to", centre, "--reason", "her_request", "--consent"
+    )
+    assert (first["status"], first["reason"]) == ("PENDING", "survivor_request")
+    assert (first["from_organisation_id"], first["to_organisation_id"]) == (association, centre)
+    assert first["consent_recorded_at"] and first["delivery"] == "DELIVERED"
+    # The organisation that asks does not answer.
+    own = masar(env, "transfer", "accept", first["transfer_id"], check=False)
+    assert own.returncode == 1 and "permission_denied" in _one_line(own)
+    masar(env, "logout")
+
+    # The local shortcut: the region's coordinator redirects it; the other
+    # association's officer declines it; the case stays with its holder.
+    no_consent = masar(env, "transfer", "redirect", first["transfer_id"], "--to", other,
+                       check=False)  # fmt: skip
+    assert no_consent.returncode == 2 and "consent" in _one_line(no_consent)
+    redirected = masar_json(
+        env, "transfer", "redirect", first["transfer_id"], "--to", other, "--consent"
+    )
+    assert (redirected["to_organisation_id"], redirected["redirect_count"]) == (other, 1)
+    declined = masar_json(
+        env, "transfer", "decline", first["transfer_id"], "--reason", "no_capacity"
+    )
+    assert declined["status"] == "DECLINED" and declined["decline_reason"] == "no_capacity"
+    assert declined["holding_organisation_id"] == association
+
+    # Asked again (the shortcut acts as the holder's officer), the centre accepts.
+    second = masar_json(
+        env, "case", "transfer", case_id, "--to", centre, "--reason", "closer_to_home", "--consent"
+    )
+    accepted = masar_json(env, "transfer", "accept", second["transfer_id"])
+    assert (accepted["status"], accepted["holding_organisation_id"]) == ("ACCEPTED", centre)
+
+    # The association's officer lost the case; the centre's officer has it.
+    masar(env, "login", "--username", "intake.fes", "--password-stdin", stdin=NEW_PASSWORD)
+    for command in (["case", "show", case_id], ["case", "follow-up", case_id]):
+        lost = masar(env, *command, check=False)
+        assert lost.returncode == 1 and "permission_denied" in _one_line(lost)
+    assert all(row["case_id"] != case_id for row in masar_json(env, "cases"))
+    masar(env, "logout")
+    masar(
+        env, "password", "change", "--username", "intake.centre-fes", "--password-stdin",
+        stdin=f"{receiver['first_password']}\n{NEW_PASSWORD}\n",
+    )  # fmt: skip
+    status = masar_json(env, "case", "show", case_id)
+    assert [(t["transfer_id"], t["status"]) for t in status["transfers"]] == [
+        (first["transfer_id"], "DECLINED"),
+        (second["transfer_id"], "ACCEPTED"),
+    ]
+    assert "transfer_requested" in {e["event"] for e in status["timeline"]}
+    assert [row["case_id"] for row in masar_json(env, "cases")] == [case_id]
+    masar(env, "case", "follow-up", case_id)
+    shown = masar(env, "case", "show", case_id).stdout
+    assert "transfers between organisations" in shown and second["transfer_id"] in shown
+    listed = masar_json(env, "transfers")
+    assert [t["transfer_id"] for t in listed] == [second["transfer_id"]]
+    masar(env, "logout")
+
+    # Errors: one line each.
+    unknown = masar(env, "transfer", "show", "trf-0000000000000000", check=False)
+    assert unknown.returncode == 1 and "unknown transfer" in _one_line(unknown)
+    malformed = masar(env, "transfer", "accept", "nonsense", check=False)
+    assert malformed.returncode == 2 and "TRANSFER_ID" in _one_line(malformed)

@@ -3,7 +3,9 @@ stack (`masar up` on free ports): read from the README's code blocks, in
 order, with the ids of the README's example run replaced by the ones this
 run produced — the case opened by `case open`, the referrals `case show`
 lists, the provider `providers` lists, the organisation and account `org
-create` and `account create` made — and each must exit 0.
+create` and `account create` made, the seed's organisation of the kind the
+README's sample `org list` row shows (from this run's `org list`), the
+transfer `case transfer` asked — and each must exit 0.
 
 `masar login` and `masar password change` get what a person would type, on
 standard input (`--password-stdin`): the first password `masar seed` printed,
@@ -43,6 +45,9 @@ SECTOR_OF_PREFIX = {
 }
 ORG_ID = re.compile(r"org-[0-9a-f]{12}")
 ACCOUNT_ID = re.compile(r"acc-[0-9a-f]{12}")
+TRANSFER_ID = re.compile(r"trf-[0-9a-f]{16}")
+# A row of `masar org list`: id, kind, region (masar/cli/network.py).
+ORG_ROW = re.compile(r"^\s*(org-[0-9a-f]{12})\s+([a-z_]+)\s+([a-z]+(?:-[a-z]+)+)\s")
 # `masar seed`'s account rows and enrolment URIs (masar/cli/seed_network.py).
 SEED_ROW = re.compile(r"^\s+(\S+)\s+\S+\s+acc-[0-9a-f]{12}\s+org-[0-9a-f]{12}\s+\S+\s+(\S+)$")
 SEED_TOTP = re.compile(r"^\s+(\S+): (otpauth://\S+)$")
@@ -86,6 +91,15 @@ def readme_commands(text: str) -> list[list[str]]:
     return commands
 
 
+def example_orgs(text: str) -> dict[str, tuple[str, str]]:
+    """The kind and region of each example organisation id that the README's
+    sample output shows as an `org list` row."""
+    return {
+        m.group(1): (m.group(2), m.group(3))
+        for m in re.finditer(r"#.*?\b(org-[0-9a-f]{12})\s+([a-z_]+)\s+([a-z]+(?:-[a-z]+)+)\s", text)
+    }
+
+
 def example_kinds(text: str) -> dict[str, str]:
     """What kind each example provider id is, from the README's sample output."""
     return {
@@ -100,6 +114,7 @@ class Run:
 
     env: dict[str, str]
     kinds: dict[str, str]
+    org_kinds: dict[str, tuple[str, str]] = field(default_factory=dict)
     bound: dict[str, str] = field(default_factory=dict)
     opened: list[str] = field(default_factory=list)
     region: str = ""
@@ -108,6 +123,9 @@ class Run:
     ids: list[str] = field(default_factory=list)
     orgs: list[str] = field(default_factory=list)
     accounts: list[str] = field(default_factory=list)
+    transfers: list[str] = field(default_factory=list)
+    # (kind, region) -> the first organisation of the last `org list` with them
+    listed_orgs: dict[tuple[str, str], str] = field(default_factory=dict)
     # username -> her current password; -> her TOTP secret; -> the last step used
     passwords: dict[str, str] = field(default_factory=dict)
     totp: dict[str, str] = field(default_factory=dict)
@@ -150,6 +168,15 @@ class Run:
             created = re.search(r"organisation (org-[0-9a-f]{12}) registered", stdout)
             assert created, stdout
             self.orgs.append(created.group(1))
+        if args[:2] == ["org", "list"]:
+            self.listed_orgs = {}
+            for line in stdout.splitlines():
+                if row := ORG_ROW.match(line):
+                    self.listed_orgs.setdefault((row.group(2), row.group(3)), row.group(1))
+        if args[:2] == ["case", "transfer"]:
+            asked = re.search(r"transfer (trf-[0-9a-f]{16}) asked", stdout)
+            assert asked, stdout
+            self.transfers.append(asked.group(1))
         if args[:2] == ["account", "create"]:
             made = re.search(r"account (acc-[0-9a-f]{12}) created", stdout)
             assert made, stdout
@@ -219,9 +246,17 @@ class Run:
             real = self.referral(token)
         elif PROVIDER_ID.fullmatch(token):
             real = self.provider(token)
+        elif ORG_ID.fullmatch(token) and token in self.org_kinds:
+            # The seed's organisation of that kind, as `masar org list` showed it.
+            kind = self.org_kinds[token]
+            assert kind in self.listed_orgs, f"no {kind} in the last `org list`: {token}"
+            real = self.listed_orgs[kind]
         elif ORG_ID.fullmatch(token):
             assert self.orgs, f"the README uses {token} before `masar org create`"
             real = self.orgs[-1]
+        elif TRANSFER_ID.fullmatch(token):
+            assert self.transfers, f"the README uses {token} before `masar case transfer`"
+            real = self.transfers[-1]
         elif ACCOUNT_ID.fullmatch(token):
             assert self.accounts, f"the README uses {token} before `masar account create`"
             real = self.accounts[-1]
@@ -272,6 +307,9 @@ def test_the_readme_commands_run_as_written(tmp_path: Path, up_runner: list[Up])
         "masar org create",
         "masar account create",
         "masar policy show",
+        "masar case transfer",
+        "masar transfer accept",
+        "masar transfers --case",
     }
 
     env = stack_env(tmp_path / "data")
@@ -279,7 +317,7 @@ def test_the_readme_commands_run_as_written(tmp_path: Path, up_runner: list[Up])
     up_runner.append(up)
     up.endpoints(timeout=120)
 
-    run = Run(env=env, kinds=example_kinds(text))
+    run = Run(env=env, kinds=example_kinds(text), org_kinds=example_orgs(text))
     for argv in runnable:
         run.run(argv)
     assert len(run.ran) == len(runnable)
@@ -293,3 +331,14 @@ def test_the_readme_commands_run_as_written(tmp_path: Path, up_runner: list[Up])
     # The README signed people in and out: the last `logout` ended the session.
     assert run.passwords["intake.fes"] == NEW_PASSWORD
     assert run.json("whoami")["acts_as"] == "local_stack"
+    # The transfer: the centre the README names holds the case now, and the
+    # journey shows the accepted transfer (a coordinator of its region reads it).
+    (transfer_id,) = run.transfers
+    transferred = run.json("transfer", "show", transfer_id)
+    assert transferred["status"] == "ACCEPTED"
+    centre = run.listed_orgs[("multifunctional_centre", "fes-meknes")]
+    assert transferred["to_organisation_id"] == centre
+    status = run.json("case", "show", transferred["case_id"])
+    assert [(t["transfer_id"], t["status"]) for t in status["transfers"]] == [
+        (transfer_id, "ACCEPTED")
+    ]
