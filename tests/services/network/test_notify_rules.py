@@ -260,3 +260,33 @@ def test_the_compiled_catalogs_match_their_sources(language):
     with open(Path(LOCALE_DIR) / "masar.pot", "rb") as template_file:
         template = read_po(template_file)
     assert {m.id for m in template if m.id} == {m.id for m in catalog if m.id}
+
+
+def test_notification_settings(tmp_path):
+    from masar.platform.settings import ServiceSettings, SettingsError
+    from services.network.app import mail_dir, mailer_for
+    from services.network.mail import FileMailer, SmtpMailer
+
+    base = {"MASAR_DATA_DIR": str(tmp_path)}
+    local = ServiceSettings.from_env("network", base)
+    assert local.notify.smtp_url is None and local.notify.console_url == "http://127.0.0.1:8080"
+    assert isinstance(mailer_for(local), FileMailer) and mail_dir(local) == tmp_path / "mail"
+    configured = ServiceSettings.from_env(
+        "network",
+        {
+            **base,
+            "MASAR_SMTP_URL": "smtps://alerts:s3cret@mail.masar.ma:465",
+            "MASAR_SMTP_FROM": "Masar <alerts@masar.ma>",
+            "MASAR_CONSOLE_URL": "https://console.masar.ma/",
+        },
+    )
+    assert configured.notify.console_url == "https://console.masar.ma"
+    assert isinstance(mailer_for(configured), SmtpMailer)
+    with pytest.raises(SettingsError) as refused:
+        ServiceSettings.from_env("network", {**base, "MASAR_SMTP_URL": "imap://u:s3cret@host"})
+    assert "MASAR_SMTP_URL" in str(refused.value) and "s3cret" not in str(refused.value)
+    # Other services do not read them.
+    assert (
+        ServiceSettings.from_env("shelter", {**base, "MASAR_SMTP_URL": "nope"}).notify.smtp_url
+        is None
+    )
