@@ -88,10 +88,7 @@ class SmtpReceiver:
         return [data for _, data in self.inbox.messages]
 
     def parsed(self) -> list[EmailMessage]:
-        return [
-            email.message_from_bytes(data, policy=email.policy.default)
-            for data in self.raw
-        ]
+        return [email.message_from_bytes(data, policy=email.policy.default) for data in self.raw]
 
     def to(self, address: str) -> list[EmailMessage]:
         return [
