@@ -119,9 +119,10 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
 # SQLSTATE classes whose primary message names rules, never values:
 # integrity constraints (23) and transaction rollbacks (40: serialisation
-# failures, deadlocks). Others (22 "invalid input syntax for type ...: "..."")
-# may quote the value.
-_RULE_CLASSES = ("23", "40")
+# failures, deadlocks), and P0 (RAISE EXCEPTION in Masar's own triggers, whose
+# messages are fixed text such as "audit_log is append-only"). Others (22
+# "invalid input syntax for type ...: "..."") may quote the value.
+_RULE_CLASSES = ("23", "40", "P0")
 
 
 def scrub_database_error(error: BaseException) -> None:
