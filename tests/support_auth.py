@@ -145,6 +145,8 @@ AS_COORDINATOR = frozenset(
     }
 )
 UNKNOWN_ORGANISATION = "unknown-organisation"
+# The rightful intake officer's organisation (an officer's token names one).
+RIGHTFUL_ORGANISATION = "org-rightful"
 
 
 def _method_name(method: Any) -> str:
@@ -197,7 +199,7 @@ class _RightfulCaller(grpc.aio.UnaryUnaryClientInterceptor):
         if name in AS_COORDINATOR:
             return token_for(Role.COORDINATOR, region=_region_of(request))
         if service == "intake":
-            return token_for(Role.INTAKE_OFFICER)
+            return token_for(Role.INTAKE_OFFICER, org=RIGHTFUL_ORGANISATION)
         if name == "ListReferrals":
             if request.organisation_id:
                 return token_for(STAFF[service], org=request.organisation_id)

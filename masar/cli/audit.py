@@ -26,7 +26,13 @@ from masar.platform.audit_anchor import (
 from masar.platform.codec_server import codec_database_url
 from masar.platform.crypto import Keyring, process_keyring
 from masar.platform.db import make_engine
-from masar.platform.settings import ServiceSettings, SettingsError
+from masar.platform.settings import (
+    DATA_KEYRING_FILE,
+    Env,
+    ServiceSettings,
+    SettingsError,
+    own_keys_dir,
+)
 
 AUDITED = ("intake", "shelter", "legal", "employment", "network", "codec")
 ANCHOR_STORE: ServiceName = "network"
@@ -117,18 +123,27 @@ def audit_verify_main(argv: list[str], environ: Mapping[str, str] | None = None)
     names = AUDITED if args.service == "all" else (args.service,)
     ring: list[Keyring] = []
 
-    def ring_of() -> Keyring:
+    def shared_ring() -> Keyring:
         # Only once a log is found: a data dir without one gets no key ring.
         if not ring:
             ring.append(Keyring.from_env(environ) if environ is not None else process_keyring())
         return ring[0]
+
+    def ring_for(name: str) -> Any:
+        """Each service's own data key ring (the local stack's keys/<name>/),
+        unless one shared ring is configured (MASAR_KEYRING, MASAR_KEY_FILE)."""
+        env = Env(environ)
+        own = own_keys_dir(Path(env.text("MASAR_DATA_DIR", "./var")), name) / DATA_KEYRING_FILE
+        if env.optional("MASAR_KEYRING") or env.optional("MASAR_KEY_FILE") or not own.is_file():
+            return shared_ring
+        return lambda: Keyring.from_json(own.read_text(), source=str(own))
 
     try:
         urls = _database_urls(names, environ)
         anchors = _anchors(environ)
         keys = AnchorPublicKeys.from_env(environ)
         report = {
-            name: _verify_one(url, (anchors or {}).get(name, []), ring_of, keys)
+            name: _verify_one(url, (anchors or {}).get(name, []), ring_for(name), keys)
             for name, url in urls.items()
         }
     except SettingsError as exc:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import grpc
 import grpc.aio
 
-from masar.cli.connect import local_issuer
+from masar.cli.connect import local_verifier
 from masar.cli.output import CliError
 from masar.platform.codec_server import (
     DEFAULT_ADDR,
@@ -109,7 +109,7 @@ def codec_server_main(
         verifier = (
             TokenVerifier.from_env()
             if cli.token_public_key_set
-            else local_issuer(cli, alternative="MASAR_TOKEN_PUBLIC_KEY").verifier()
+            else local_verifier(cli, alternative="MASAR_TOKEN_PUBLIC_KEY")
         )
         intake_addr = CommonSettings.from_env(env).service_addrs["intake"]
         limits = CodecLimits.from_env()

@@ -7,15 +7,19 @@ Every gRPC call carries a bearer token, the first of:
 2. the signed-in person's (`masar login`; masar.cli.session), renewed with
    its refresh token when it has expired: every command acts as her;
 3. the local development shortcut, for the local stack only: short-lived
-   tokens signed with the stack's own issuer key ($MASAR_DATA_DIR/token-
-   issuer.json, the file `masar up` creates, or MASAR_TOKEN_SIGNING_KEY) for
-   the role the command stands for — an intake officer for `case open`, a
-   coordinator of each region for `providers`, the staff of the organisation
-   a referral is addressed to for `referral ...`, a network administrator
-   for `org ...`. `masar seed` always uses it (`local_token`): it bootstraps
-   the network.
+   tokens the network service issues to the stack's bootstrap client
+   (`IdentityService.IssueClientToken`, asked with the client key `masar up`
+   creates in $MASAR_DATA_DIR/keys/cli/client.json) for the role the
+   command stands for — an intake officer (of the local stack's development
+   organisation) for `case open`, a coordinator of each region for
+   `providers`, the staff of the organisation a referral is addressed to for
+   `referral ...`, a network administrator for `org ...`. `masar seed` always
+   uses it (`local_token`): it bootstraps the network. The CLI holds no
+   token-signing key (a process given MASAR_TOKEN_SIGNING_KEY — tests —
+   signs them itself).
 The CLI never creates a key: a data dir that holds no running stack's keys
 is one line saying so (`NoLocalStack`), and how to sign in instead.
+Channels use TLS when the settings say so (MASAR_TLS, MASAR_TLS_CA_FILE, ...).
 
 A command's settings are read from the environment once, by `masar.cli.main`
 (`configured`); `settings()` returns them."""
@@ -23,7 +27,6 @@ A command's settings are read from the environment once, by `masar.cli.main`
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,8 +38,18 @@ import grpc
 from masar.cli.output import CliError
 from masar.cli.session import signed_in_token
 from masar.contract import ServiceName
-from masar.platform.channels import MintedToken, StaticToken, TokenSource, bearer_interceptors
-from masar.platform.identity import ISSUER_FILE, Role, TokenIssuer
+from masar.platform.channels import (
+    MintedToken,
+    NetworkIssuedToken,
+    StaticToken,
+    TokenRequest,
+    TokenSource,
+    TokenUnavailable,
+    aio_channel,
+    bearer_interceptors,
+)
+from masar.platform.clients import ClientKey
+from masar.platform.identity import ISSUER_FILE, Role, TokenIssuer, TokenVerifier
 from masar.platform.settings import CliSettings, CommonSettings, SettingsError
 
 T = TypeVar("T")
@@ -72,37 +85,57 @@ class NoLocalStack(CliError):
         )
 
 
-def _read_key_file(path: Path, alternative: str) -> str:
-    try:
-        return path.read_text()
-    except (FileNotFoundError, NotADirectoryError):
-        raise NoLocalStack(path.parent, path.name, alternative) from None
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror}") from None
-
-
 # What a command without the local stack's keys can do instead.
 SIGN_IN_INSTEAD = "sign in with `masar login` (or set MASAR_TOKEN)"
+NOT_LOCAL = (
+    "this is not the local stack (MASAR_TOKEN_PUBLIC_KEY is set): sign in with "
+    "`masar login` (or set MASAR_TOKEN to your own token)"
+)
 
 
-def local_issuer(cli: CliSettings, *, alternative: str = SIGN_IN_INSTEAD) -> TokenIssuer:
-    """The issuer key of the stack the CLI acts on: MASAR_TOKEN_SIGNING_KEY,
-    else the local stack's issuer file, which must exist (without it, the
-    error names `alternative`, the variable that would do instead)."""
-    if cli.token_signing_key:
-        return TokenIssuer.from_b64(cli.token_signing_key)
-    if cli.token_public_key_set:
-        raise CliError(
-            "this is not the local stack (MASAR_TOKEN_PUBLIC_KEY is set, "
-            "MASAR_TOKEN_SIGNING_KEY is not): sign in with `masar login` "
-            "(or set MASAR_TOKEN to your own token)"
-        )
-    path = cli.common.data_dir / ISSUER_FILE
-    text = _read_key_file(path, alternative)
+def local_verifier(cli: CliSettings, *, alternative: str = SIGN_IN_INSTEAD) -> TokenVerifier:
+    """The token issuer's public keys: MASAR_TOKEN_PUBLIC_KEY, else the local
+    stack's public key file, which must exist (without it, the error names
+    `alternative`, what would do instead)."""
+    keys = cli.key_settings
+    configured = keys.token_public_keys or keys.token_signing_key
+    if not configured and not keys.token_public_path.is_file():
+        raise NoLocalStack(cli.common.data_dir, ISSUER_FILE, alternative)
+    return TokenVerifier.from_keys(keys)
+
+
+def local_client(cli: CliSettings, *, alternative: str = SIGN_IN_INSTEAD) -> ClientKey:
+    """The local stack's bootstrap client key (MASAR_CLIENT_KEY, else the
+    file `masar up` creates), which must exist."""
+    keys = cli.key_settings
+    if not keys.client_key:
+        if keys.token_public_keys:
+            raise CliError(NOT_LOCAL)
+        path = keys.client_key_path
+        if not path.is_file():
+            relative = path.relative_to(cli.common.data_dir)
+            raise NoLocalStack(cli.common.data_dir, str(relative), alternative)
     try:
-        return TokenIssuer.from_b64(json.loads(text)["private_key"], source=str(path))
-    except (KeyError, ValueError, TypeError):
-        raise SettingsError(f"{path} is not a valid token issuer file") from None
+        return ClientKey.from_keys(keys)
+    except SettingsError as exc:
+        raise CliError(f"cannot use the local stack's client key: {exc}") from None
+
+
+class LocalShortcut(NetworkIssuedToken):
+    """Tokens the network service issues to the local stack's bootstrap
+    client; a refusal or an unreachable network is one line."""
+
+    def token(self) -> str:
+        try:
+            return super().token()
+        except TokenUnavailable as exc:
+            raise CliError(f"no token for the local stack's shortcut: {exc}") from None
+
+    async def token_async(self) -> str:
+        try:
+            return await super().token_async()
+        except TokenUnavailable as exc:
+            raise CliError(f"no token for the local stack's shortcut: {exc}") from None
 
 
 def check_case_id(case_id: str) -> str:
@@ -114,6 +147,12 @@ def check_case_id(case_id: str) -> str:
 CLI_TOKEN_TTL = timedelta(minutes=15)
 
 
+# The local stack's development organisation: the shortcut's intake officer
+# acts for it (a token must name an organisation); no such organisation is
+# in the network.
+LOCAL_ORGANISATION = "org-000000000000"
+
+
 @dataclass(frozen=True)
 class Identity:
     """Who a command acts as on the local stack (without MASAR_TOKEN)."""
@@ -123,12 +162,12 @@ class Identity:
     region: str = ""
 
 
-INTAKE_OFFICER = Identity(Role.INTAKE_OFFICER)
+INTAKE_OFFICER = Identity(Role.INTAKE_OFFICER, org=LOCAL_ORGANISATION)
 
 
 def token_source(identity: Identity, cli: CliSettings | None = None) -> TokenSource:
-    """MASAR_TOKEN if set; else short-lived tokens for `identity`, signed
-    with the local issuer key (the development shortcut)."""
+    """MASAR_TOKEN if set; else short-lived tokens for `identity`, issued by
+    the local stack's network service (the development shortcut)."""
     cli = cli or settings()
     if cli.token is not None:
         return StaticToken(cli.token)
@@ -137,16 +176,32 @@ def token_source(identity: Identity, cli: CliSettings | None = None) -> TokenSou
 
 def local_token(identity: Identity, cli: CliSettings | None = None) -> TokenSource:
     """The development shortcut alone — whoever is signed in and whatever
-    MASAR_TOKEN says: `identity`'s tokens signed with the local stack's key
-    (for `masar seed`, which bootstraps the network)."""
+    MASAR_TOKEN says: `identity`'s tokens, issued by the local stack's
+    network service to its bootstrap client (for `masar seed`, which
+    bootstraps the network); signed here only by a process given
+    MASAR_TOKEN_SIGNING_KEY (tests)."""
     cli = cli or settings()
-    return MintedToken(
-        local_issuer(cli),
-        role=identity.role,
-        subject=f"cli-{identity.role.value.replace(':', '-')}",
-        org=identity.org,
-        region=identity.region,
-        ttl=CLI_TOKEN_TTL,
+    subject = f"cli-{identity.role.value.replace(':', '-')}"
+    if cli.token_signing_key:
+        return MintedToken(
+            TokenIssuer.from_b64(cli.token_signing_key),
+            role=identity.role,
+            subject=subject,
+            org=identity.org,
+            region=identity.region,
+            ttl=CLI_TOKEN_TTL,
+        )
+    return LocalShortcut(
+        cli.common.service_addrs["network"],
+        local_client(cli),
+        TokenRequest(
+            role=identity.role.value,
+            org=identity.org,
+            region=identity.region,
+            subject=subject,
+            ttl=CLI_TOKEN_TTL,
+        ),
+        tls=cli.common.tls,
     )
 
 
@@ -179,8 +234,8 @@ async def channel(
     cli = settings()
     common = common or cli.common
     interceptors = bearer_interceptors(source or acting_token(identity, cli))
-    async with grpc.aio.insecure_channel(
-        common.service_addrs[service], interceptors=interceptors
+    async with aio_channel(
+        common.service_addrs[service], tls=common.tls, interceptors=interceptors
     ) as chan:
         yield chan
 

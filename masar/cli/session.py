@@ -15,6 +15,7 @@ session over — removes the file and says to sign in again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -27,6 +28,7 @@ from typing import Any
 import grpc
 
 from masar.cli.output import CliError
+from masar.platform.channels import sync_channel
 from masar.platform.settings import CliSettings
 from masar.v1 import network_pb2, network_pb2_grpc
 
@@ -169,7 +171,7 @@ def refreshed(cli: CliSettings, session: Session) -> Session:
         raise CliError(SESSION_ENDED.format(why="it expired"))
     address = session.network_addr
     try:
-        with grpc.insecure_channel(address) as channel:
+        with sync_channel(address, tls=cli.common.tls) as channel:
             reply = network_pb2_grpc.NetworkServiceStub(channel).RefreshToken(
                 network_pb2.RefreshTokenRequest(refresh_token=session.refresh_token),
                 timeout=REFRESH_TIMEOUT,
@@ -209,6 +211,12 @@ class SessionToken:
             if not self._session.fresh(datetime.now(UTC)):
                 self._session = refreshed(self._cli, self._session)
             return self._session.access_token
+
+    async def token_async(self) -> str:
+        """The same, renewing (a blocking call) off the event loop."""
+        if self._session.fresh(datetime.now(UTC)):
+            return self._session.access_token
+        return await asyncio.to_thread(self.token)
 
 
 def signed_in_token(cli: CliSettings) -> SessionToken | None:

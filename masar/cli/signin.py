@@ -1,5 +1,9 @@
 """Signing in: `masar login`, `masar logout`, `masar password change`, `masar whoami`.
 
+`logout` ends the session at the network service too (IdentityService.SignOut:
+her token and her refresh token are revoked; every service refuses them
+within a minute), then forgets it here.
+
 `login` asks the network service (SignIn) for the person's tokens and
 stores them (masar.cli.session); every command then acts as her. It asks
 for the password on the terminal — or reads it from the first line of
@@ -27,7 +31,9 @@ import grpc
 from masar.cli import connect
 from masar.cli.output import CliError, Output, when
 from masar.cli.session import Session, SessionStore, current_session, from_signed_in
-from masar.v1 import network_pb2, network_pb2_grpc
+from masar.platform.channels import aio_channel
+from masar.platform.identity import METADATA_KEY
+from masar.v1 import identity_pb2, identity_pb2_grpc, network_pb2, network_pb2_grpc
 
 MIN_PASSWORD = 12
 ASK_CODE = (
@@ -202,8 +208,9 @@ async def run_login(args: argparse.Namespace, out: Output) -> int:
     answers = Answers(from_stdin=args.password_stdin)
     username = _username(args, answers)
     password = answers.secret("password: ", what="the password")
-    address = connect.settings().common.service_addrs["network"]
-    async with grpc.aio.insecure_channel(address) as channel:
+    common = connect.settings().common
+    address = common.service_addrs["network"]
+    async with aio_channel(address, tls=common.tls) as channel:
         stub = _stub(channel)
 
         async def sign_in(code: str) -> network_pb2.SignedIn:
@@ -234,8 +241,9 @@ async def run_password_change(args: argparse.Namespace, out: Output) -> int:
         and answers.secret("new password again: ", what="the new password") != new
     ):
         raise CliError("the two new passwords differ", exit_code=2)
-    address = connect.settings().common.service_addrs["network"]
-    async with grpc.aio.insecure_channel(address) as channel:
+    common = connect.settings().common
+    address = common.service_addrs["network"]
+    async with aio_channel(address, tls=common.tls) as channel:
         stub = _stub(channel)
 
         async def change(code: str) -> network_pb2.SignedIn:
@@ -250,12 +258,33 @@ async def run_password_change(args: argparse.Namespace, out: Output) -> int:
     return _report(out, _store(signed_in, username), "password changed; signed in")
 
 
+async def _sign_out(session: Session) -> bool:
+    """End the session at the network service (its tokens revoked); False if
+    the service could not be told (it ends anyway when the tokens expire)."""
+    common = connect.settings().common
+    async with aio_channel(session.network_addr, tls=common.tls) as channel:
+        try:
+            await identity_pb2_grpc.IdentityServiceStub(channel).SignOut(
+                identity_pb2.SignOutRequest(refresh_token=session.refresh_token),
+                metadata=((METADATA_KEY, f"Bearer {session.access_token}"),),
+                timeout=10.0,
+            )
+        except grpc.aio.AioRpcError:
+            return False
+    return True
+
+
 async def run_logout(args: argparse.Namespace, out: Output) -> int:
     cli = connect.settings()
     store = SessionStore.of(cli)
     session = store.load()
+    revoked = await _sign_out(session) if session is not None else False
     removed = store.remove()
-    doc = {"signed_out": removed, "username": session.username if session else None}
+    doc = {
+        "signed_out": removed,
+        "username": session.username if session else None,
+        "revoked": revoked,
+    }
     if out.json_mode:
         out.document(doc)
     elif removed:

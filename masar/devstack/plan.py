@@ -1,6 +1,13 @@
 """What `masar up` runs where: every process's settings, read from the
 environment as the children will read them, the ports they take and the
-endpoints it prints once the stack is ready."""
+endpoints it prints once the stack is ready.
+
+Each child's environment names its own key material only (`part_env`): its
+data key ring, its copy of the payload key ring if it exchanges payloads
+with journeys, the network service alone the token-signing key, intake alone
+the consent key; everyone the public keys. The files are under
+$MASAR_DATA_DIR/keys/<part>/ (masar.platform.settings.KeySettings), made by
+`masar up` before anything starts (masar.devstack.keys)."""
 
 from __future__ import annotations
 
@@ -8,24 +15,49 @@ import errno
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from masar.contract import JOURNEY_TASK_QUEUE, ServiceName
 from masar.platform.settings import (
+    CONSENT_SIGNER,
+    DATA_KEYRING_FILE,
     DEFAULT_PORTS,
+    PAYLOAD_HOLDERS,
+    PAYLOAD_KEYRING_FILE,
+    TOKEN_ISSUER_HOLDER,
     CommonSettings,
     Env,
+    KeySettings,
     ServiceSettings,
     SettingsError,
     WorkerSettings,
+    own_keys_dir,
     process_environ,
 )
 
 SERVICES: tuple[ServiceName, ...] = tuple(DEFAULT_PORTS)
 DEFAULT_TEMPORAL_METRICS_PORT = 9460
 UI_PORT_OFFSET = 1000
+JOURNEY = "journey"
+
+# Key material a child gets only when it is its own (given to `masar up`, or
+# made by it): never passed to every child.
+PRIVATE_KEY_VARIABLES = (
+    "MASAR_TOKEN_SIGNING_KEY",
+    "MASAR_CONSENT_SIGNING_KEY",
+    "MASAR_CLIENT_KEY",
+    "MASAR_SERVICE_TOKEN",
+    "MASAR_PAYLOAD_KEYRING",
+    "MASAR_PAYLOAD_KEY_FILE",
+    "MASAR_NETWORK_CLIENT_KEYS",
+    "MASAR_TOKEN",
+)
+# A shared data key ring given to `masar up` (MASAR_KEYRING / MASAR_KEY_FILE)
+# is passed on as it is: every service then encrypts with it (as before the
+# keys were separated); without one each service has its own.
+DATA_KEY_VARIABLES = ("MASAR_KEYRING", "MASAR_KEY_FILE")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,7 +78,38 @@ class StackPlan:
     temporal_metrics_port: int | None
     services: dict[ServiceName, ServiceSettings]
     worker: WorkerSettings
+    # What every child shares: no private key material.
     child_env: dict[str, str]
+    # The private key variables `masar up` was given (routed to their holder).
+    given_keys: dict[str, str] = field(default_factory=dict)
+
+    def keys_of(self, part: str) -> KeySettings:
+        """The key settings of a child, as it will read them."""
+        return KeySettings.from_env(part, Env(self.part_env(part)), self.data_dir)
+
+    def part_env(self, part: str) -> dict[str, str]:
+        """The environment of one child: the shared one, plus its own keys."""
+        env = dict(self.child_env)
+        if part == "temporal":
+            return env
+        given = self.given_keys
+        own = own_keys_dir(self.data_dir, part)
+        if part in SERVICES and not any(env.get(v) for v in DATA_KEY_VARIABLES):
+            env["MASAR_KEY_FILE"] = str(own / DATA_KEYRING_FILE)
+        if part in PAYLOAD_HOLDERS:
+            if given.get("MASAR_PAYLOAD_KEYRING"):
+                env["MASAR_PAYLOAD_KEYRING"] = given["MASAR_PAYLOAD_KEYRING"]
+            elif given.get("MASAR_PAYLOAD_KEY_FILE"):
+                env["MASAR_PAYLOAD_KEY_FILE"] = given["MASAR_PAYLOAD_KEY_FILE"]
+            else:
+                env["MASAR_PAYLOAD_KEY_FILE"] = str(own / PAYLOAD_KEYRING_FILE)
+        if part == TOKEN_ISSUER_HOLDER:
+            for name in ("MASAR_TOKEN_SIGNING_KEY", "MASAR_NETWORK_CLIENT_KEYS"):
+                if given.get(name):
+                    env[name] = given[name]
+        if part == CONSENT_SIGNER and given.get("MASAR_CONSENT_SIGNING_KEY"):
+            env["MASAR_CONSENT_SIGNING_KEY"] = given["MASAR_CONSENT_SIGNING_KEY"]
+        return env
 
     @property
     def logs_dir(self) -> Path:
@@ -141,7 +204,8 @@ def plan_stack(environ: Mapping[str, str] | None = None) -> StackPlan:
         "MASAR_TEMPORAL_METRICS_PORT", DEFAULT_TEMPORAL_METRICS_PORT, maximum=65535
     )
 
-    child_env = dict(source)
+    given_keys = {k: source[k] for k in PRIVATE_KEY_VARIABLES if source.get(k, "").strip()}
+    child_env = {k: v for k, v in source.items() if k not in PRIVATE_KEY_VARIABLES}
     child_env.update(
         {
             "MASAR_DATA_DIR": str(data_dir),
@@ -171,6 +235,7 @@ def plan_stack(environ: Mapping[str, str] | None = None) -> StackPlan:
         services=services,
         worker=worker,
         child_env=child_env,
+        given_keys=given_keys,
     )
 
 

@@ -63,7 +63,7 @@ from masar.devstack.plan import (
     split_address,
     url_host,
 )
-from masar.platform.settings import SettingsError
+from masar.platform.settings import TOKEN_ISSUER_HOLDER, SettingsError
 
 __all__ = [
     "SERVICES",
@@ -275,20 +275,28 @@ class Probes:
             import grpc
             from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+            from masar.platform.channels import channel_credentials, client_tls, tls_options
+
             address = self._plan.services[name].addr
             host, port = split_address(address)
             if not await tcp_open(url_host(host), port):
                 return False
             channel = self._channels.get(name)
             if channel is None:
-                channel = grpc.aio.insecure_channel(
-                    address,
-                    options=[
-                        ("grpc.initial_reconnect_backoff_ms", 100),
-                        ("grpc.min_reconnect_backoff_ms", 100),
-                        ("grpc.max_reconnect_backoff_ms", 1000),
-                    ],
-                )
+                options = [
+                    ("grpc.initial_reconnect_backoff_ms", 100),
+                    ("grpc.min_reconnect_backoff_ms", 100),
+                    ("grpc.max_reconnect_backoff_ms", 1000),
+                ]
+                tls = client_tls(self._plan.common.tls)
+                if tls is None:
+                    channel = grpc.aio.insecure_channel(address, options=options)
+                else:  # the stack's services serve TLS (MASAR_TLS_*)
+                    channel = grpc.aio.secure_channel(
+                        address,
+                        channel_credentials(tls),
+                        options=[*options, *tls_options(tls)],
+                    )
                 self._channels[name] = channel
             try:
                 response = await health_pb2_grpc.HealthStub(channel).Check(
@@ -411,7 +419,7 @@ class Supervisor:
 
     async def _launch(self, part: Part) -> None:
         try:
-            await part.start(self.plan.child_env)
+            await part.start(self.plan.part_env(part.name))
         except OSError as exc:
             raise StackError(f"cannot start {part.title}: {exc.strerror or exc}") from None
         self._watchers.append(asyncio.create_task(self._watch(part), name=f"watch-{part.name}"))
@@ -474,7 +482,7 @@ class Supervisor:
             if self.stop_requested.is_set():
                 return
             try:
-                if not await part.start(self.plan.child_env):
+                if not await part.start(self.plan.part_env(part.name)):
                     return
             except OSError as exc:
                 self.say(f"{part.title} cannot be restarted: {exc.strerror or exc}")
@@ -513,9 +521,13 @@ class Supervisor:
         self.stop_requested.set()
 
     async def stop_all(self) -> None:
-        """Services and worker first, Temporal last; returns once all exited."""
+        """Services and worker first — the network service (the identity
+        provider: the others anchor their audit heads with its tokens as they
+        stop) after them —, Temporal last; returns once all exited."""
         self.request_stop()
-        await asyncio.gather(*(part.stop(STOP_TIMEOUT) for part in self.apps))
+        last = [part for part in self.apps if part.name == TOKEN_ISSUER_HOLDER]
+        await asyncio.gather(*(part.stop(STOP_TIMEOUT) for part in self.apps if part not in last))
+        await asyncio.gather(*(part.stop(STOP_TIMEOUT) for part in last))
         await self.temporal.stop(TEMPORAL_STOP_TIMEOUT)
         for task in self._watchers:
             task.cancel()
@@ -550,21 +562,17 @@ def prepare_data_dir(plan: StackPlan) -> IO[str]:
     lock.write(str(os.getpid()))
     lock.flush()
 
-    from masar.platform.crypto import Keyring
+    # Every child's own keys (masar.devstack.keys), before anything starts.
+    from masar.devstack.keys import prepare_keys
 
-    env = plan.child_env
-    Keyring.from_env(env)
-    if not env.get("MASAR_TOKEN_SIGNING_KEY") and not env.get("MASAR_TOKEN_PUBLIC_KEY"):
-        from masar.platform.identity import TokenIssuer
-
-        TokenIssuer.from_env(env)
+    prepare_keys(plan)
     # Each sending service's assertion key (keys/<service>-assertion.json,
     # 0600), made before anything starts, so that the journey worker finds
     # every public key from its first journey on.
     from masar.platform.assertions import AssertionSigner
 
     for service in ("intake", "shelter", "legal", "employment"):
-        AssertionSigner.from_env(service, env)
+        AssertionSigner.from_env(service, plan.part_env(service))
     return lock
 
 

@@ -1,5 +1,7 @@
 """Who may call what: every RPC declares its roles (`requires`), the server's
-interceptor verifies the bearer token and refuses anything undeclared (deny by default)."""
+interceptor verifies the bearer token — signature, lifetime, scope claims,
+that it is for this service (`aud`) and not revoked — and refuses anything
+undeclared (deny by default)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from masar.platform.identity import (
     bearer_token,
     log,
 )
+from masar.platform.revocation import RevocationList
 from masar.platform.rpc import grpc_status
 
 # Always open: Kubernetes probes and grpcurl need them without a token.
@@ -124,6 +127,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc
     Placed before the error-mapping interceptor (`start_server(...,
     interceptors=[AuthInterceptor(...)])`), it answers UNAUTHENTICATED or
     PERMISSION_DENIED itself, with the codes of `masar.platform.errors`.
+    `audience` is the service's name (a token for another service is
+    refused); `revocations` the tokens to refuse although they verify.
     """
 
     def __init__(
@@ -132,16 +137,24 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc
         policy: AccessPolicy,
         *,
         clock: Callable[[], datetime] | None = None,
+        audience: str | None = None,
+        revocations: RevocationList | None = None,
     ) -> None:
         self._verifier = verifier
         self._policy = policy
         self._clock = clock or (lambda: datetime.now(UTC))
+        self.audience = audience
+        self.revocations = revocations
 
     def authorise(self, method: str, metadata: Iterable[tuple[str, Any]] | None) -> Caller:
         token = bearer_token(metadata)
         if token is None:
             raise Unauthenticated("missing bearer token")
         caller = self._verifier.verify(token, now=self._clock())
+        if self.revocations is not None and self.revocations.revoked(caller):
+            raise Unauthenticated("token revoked")
+        if self.audience is not None and self.audience not in caller.audiences:
+            raise PermissionDenied(f"the token is not for the {self.audience} service")
         self._policy.check(method, caller)
         return caller
 

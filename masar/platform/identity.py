@@ -2,19 +2,29 @@
 carry and check them.
 
 A token is a compact JWS (a JWT, `alg: EdDSA`) signed by the issuer's Ed25519
-private key; services hold only public keys. Claims: `sub` (an opaque user or
+private key, which only the network service (the identity provider) holds;
+every other process holds only public keys. Claims: `sub` (an opaque user or
 service id, never a name or an e-mail), `role`, `org` (a shelter, provider,
-programme or association id), `region` (a region slug), `iat`, `exp`, `jti`.
+programme or association id), `region` (a region slug), `aud` (the services
+the token is for: those its role needs, `ROLE_AUDIENCES`), `iat`, `exp` (at
+most 12 hours later), `jti` (the token's id, by which it is revoked).
 
-Keys, first found wins:
+Verification refuses a token that is malformed, forged, expired, issued for
+more than 12 hours, not for the verifying service (`aud`), or without the
+scope its role needs (`ORG_REQUIRED_ROLES` name an organisation, a
+coordinator a region); the server's interceptor (masar.platform.access) also
+refuses revoked ones (masar.platform.revocation).
+
+Keys (masar.platform.settings.KeySettings), first found wins:
 - MASAR_TOKEN_SIGNING_KEY: base64 of the issuer's 32-byte Ed25519 private key
-  (the processes that issue tokens: `masar token issue`, services minting their
-  own service-identity tokens);
+  (the network service; tests and benchmarks that run everything in one
+  process with one key);
 - MASAR_TOKEN_PUBLIC_KEY: base64 of one or more 32-byte public keys, comma
   separated (the first verifies new tokens; keep the old one while its tokens
   live, so the issuer key rotates);
-- $MASAR_DATA_DIR/token-issuer.json, created (mode 0600) on first use: the
-  local stack's issuer, shared by every process on the machine.
+- the local stack: $MASAR_DATA_DIR/keys/network/token-issuer.json (the
+  network service's, created 0600 by `masar up`) and its public half,
+  $MASAR_DATA_DIR/keys/public/token-issuer.json, which everyone else reads.
 
 Servers deny by default: `AuthInterceptor` verifies the token of every call
 except health and reflection, checks the method's allowed roles in an
@@ -25,12 +35,10 @@ a table), and exposes the caller to handlers through `current_caller()`.
 from __future__ import annotations
 
 import base64
-import binascii
 import contextvars
 import hashlib
 import json
 import logging
-import os
 import re
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
@@ -46,12 +54,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from masar.contract import REGIONS, ServiceName
-from masar.platform.crypto import private_dir
-from masar.platform.errors import Unauthenticated
-from masar.platform.settings import SettingsError, process_environ
+from masar.platform import keyfiles
+from masar.platform.errors import PermissionDenied, Unauthenticated
+from masar.platform.settings import (
+    TOKEN_ISSUER_HOLDER,
+    Env,
+    KeySettings,
+    SettingsError,
+    process_environ,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +73,12 @@ METADATA_KEY = "authorization"
 MAX_TOKEN_CHARS = 4096
 CLOCK_LEEWAY = timedelta(seconds=30)
 DEFAULT_TTL = timedelta(hours=8)
-MAX_TTL = timedelta(days=30)
+# No token lives longer: a person renews hers through the network service.
+MAX_TTL = timedelta(hours=12)
+# A service identity's tokens.
+SERVICE_TOKEN_TTL = timedelta(hours=1)
 ISSUER_FILE = "token-issuer.json"
+ISSUER_KIND = "token-issuer"
 TOKEN_TYPE = "JWT"
 
 # An id, never free text: no spaces, no '@' (so never an e-mail address).
@@ -94,8 +111,48 @@ class Role(StrEnum):
 
 HUMAN_ROLES = frozenset(r for r in Role if not r.is_service)
 SERVICE_ROLES = frozenset(r for r in Role if r.is_service)
-# Staff of one organisation: their token must name it.
+# Sector staff: the issuer refuses to make their token without an organisation.
 ORG_SCOPED_ROLES = frozenset({Role.SHELTER_STAFF, Role.LEGAL_AID, Role.EMPLOYMENT_OFFICER})
+# Every role acting for one organisation: a token without `org` is refused
+# when it is verified (and the network service issues none).
+ORG_REQUIRED_ROLES = ORG_SCOPED_ROLES | frozenset(
+    {
+        Role.INTAKE_OFFICER,
+        Role.SUPERVISOR,
+        Role.CARE_UNIT_OFFICER,
+        Role.HEALTH_STAFF,
+        Role.PSYCHOSOCIAL_STAFF,
+    }
+)
+# Roles acting for one region: a token without `region` is refused.
+REGION_REQUIRED_ROLES = frozenset({Role.COORDINATOR})
+
+# The audiences: every service that verifies tokens (the journey API is
+# intake's; the codec server is "codec").
+AUDIENCES = ("intake", "shelter", "legal", "employment", "network", "codec")
+_SECTORS = ("shelter", "legal", "employment")
+# What each role's token is for: every service whose API the role may call
+# (one token per person's session serves them all); checked against the
+# servicers' `requires` declarations by tests/masar/platform/test_audiences.py.
+ROLE_AUDIENCES: Mapping[Role, frozenset[str]] = {
+    Role.INTAKE_OFFICER: frozenset({"network", "intake", *_SECTORS}),
+    Role.SUPERVISOR: frozenset({"network", "intake"}),
+    Role.CARE_UNIT_OFFICER: frozenset({"network", "intake"}),
+    Role.COORDINATOR: frozenset({"network", "intake", *_SECTORS, "codec"}),
+    Role.SHELTER_STAFF: frozenset({"network", "shelter"}),
+    Role.LEGAL_AID: frozenset({"network", "legal"}),
+    Role.EMPLOYMENT_OFFICER: frozenset({"network", "employment"}),
+    Role.HEALTH_STAFF: frozenset({"network"}),
+    Role.PSYCHOSOCIAL_STAFF: frozenset({"network"}),
+    Role.NETWORK_ADMIN: frozenset({"network"}),
+    Role.OPERATOR: frozenset({"network"}),
+    # A service calls its own API, intake (consent proofs, its own for
+    # intake) and the network (anchors, revocations).
+    Role.SERVICE_INTAKE: frozenset({"intake", "network"}),
+    Role.SERVICE_SHELTER: frozenset({"shelter", "intake", "network"}),
+    Role.SERVICE_LEGAL: frozenset({"legal", "intake", "network"}),
+    Role.SERVICE_EMPLOYMENT: frozenset({"employment", "intake", "network"}),
+}
 # In a policy: any valid token, whatever its role.
 ANY_AUTHENTICATED = "*"
 # In a policy: no token at all (signing in is how a person gets one); the
@@ -118,10 +175,21 @@ class Caller:
     issued_at: datetime
     expires_at: datetime
     token_id: str = ""
+    # The services the token is for (`aud`).
+    audiences: frozenset[str] = frozenset()
 
     @property
     def is_service(self) -> bool:
         return self.role.is_service
+
+
+def scope_problem(role: Role, org: str, region: str) -> str | None:
+    """What a token of `role` lacks to be acceptable (None: nothing)."""
+    if role in ORG_REQUIRED_ROLES and not org:
+        return f"a {role.value} token must name an organisation"
+    if role in REGION_REQUIRED_ROLES and not region:
+        return f"a {role.value} token must name a region"
+    return None
 
 
 # --- durations -----------------------------------------------------------------
@@ -151,23 +219,13 @@ def _b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _public_bytes(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
 def key_id(key: Ed25519PublicKey) -> str:
     """A short fingerprint of a public key, named in each token's header."""
-    return hashlib.sha256(_public_bytes(key)).hexdigest()[:16]
+    return hashlib.sha256(keyfiles.public_bytes(key)).hexdigest()[:16]
 
 
 def _b64_key(value: str, *, source: str) -> bytes:
-    try:
-        raw = base64.b64decode(value.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise SettingsError(f"{source} is not valid base64") from None
-    if len(raw) != 32:
-        raise SettingsError(f"{source} must be a 32-byte Ed25519 key")
-    return raw
+    return keyfiles.raw_key(value, source=source)
 
 
 def _check_id(name: str, value: str, *, required: bool) -> None:
@@ -195,7 +253,7 @@ class TokenIssuer:
         return self._key.public_key()
 
     def public_key_b64(self) -> str:
-        return base64.b64encode(_public_bytes(self.public_key)).decode()
+        return keyfiles.public_b64(self.public_key)
 
     def private_key_b64(self) -> str:
         return base64.b64encode(self._key.private_bytes_raw()).decode()
@@ -212,22 +270,18 @@ class TokenIssuer:
         region: str = "",
         ttl: timedelta = DEFAULT_TTL,
         now: datetime | None = None,
+        audiences: Iterable[str] | None = None,
+        token_id: str | None = None,
     ) -> str:
-        """A signed token; ValueError names the claim that is not acceptable."""
-        try:
-            role = Role(role)
-        except ValueError:
-            raise ValueError(f"role must be one of {', '.join(r.value for r in Role)}") from None
+        """A signed token for `audiences` (default: every service the role
+        needs); ValueError names the claim that is not acceptable."""
+        role = check_claims(role=role, org=org, region=region, ttl=ttl)
         if subject is None:
             subject = role.value if role.is_service else f"user-{secrets.token_hex(6)}"
         _check_id("subject", subject, required=True)
-        _check_id("org", org, required=role in ORG_SCOPED_ROLES)
-        if region and region not in REGIONS:
-            raise ValueError("region must be one of the twelve region slugs")
-        if role is Role.COORDINATOR and not region:
-            raise ValueError("region is required for a coordinator")
-        if not timedelta(0) < ttl <= MAX_TTL:
-            raise ValueError(f"ttl must be positive and at most {MAX_TTL.days} days")
+        aud = sorted(set(ROLE_AUDIENCES[role] if audiences is None else audiences))
+        if not aud or any(a not in AUDIENCES for a in aud):
+            raise ValueError(f"audiences must be some of {', '.join(AUDIENCES)}")
         issued = (now or datetime.now(UTC)).replace(microsecond=0)
         header = {"alg": "EdDSA", "typ": TOKEN_TYPE, "kid": self.key_id}
         claims = {
@@ -236,9 +290,10 @@ class TokenIssuer:
             "role": role.value,
             "org": org,
             "region": region,
+            "aud": aud,
             "iat": int(issued.timestamp()),
             "exp": int((issued + ttl).timestamp()),
-            "jti": secrets.token_hex(8),
+            "jti": token_id or secrets.token_hex(8),
         }
         return self._sign(header, claims)
 
@@ -263,8 +318,7 @@ class TokenIssuer:
         `exp` and `jti` are added to `claims` (ids and codes only)."""
         if typ == TOKEN_TYPE or not _ID_PATTERN.fullmatch(typ):
             raise ValueError("a document type is an id other than JWT")
-        if not timedelta(0) < ttl <= MAX_TTL:
-            raise ValueError(f"ttl must be positive and at most {MAX_TTL.days} days")
+        _check_ttl(ttl)
         issued = (now or datetime.now(UTC)).replace(microsecond=0)
         header = {"alg": "EdDSA", "typ": typ, "kid": self.key_id}
         body = {
@@ -280,47 +334,70 @@ class TokenIssuer:
 
     @classmethod
     def from_b64(cls, value: str, *, source: str = "MASAR_TOKEN_SIGNING_KEY") -> TokenIssuer:
-        return cls(Ed25519PrivateKey.from_private_bytes(_b64_key(value, source=source)))
+        return cls(keyfiles.private_from_b64(value, source=source))
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> TokenIssuer:
-        env = process_environ() if environ is None else environ
-        signing = env.get("MASAR_TOKEN_SIGNING_KEY", "").strip()
-        if signing:
-            return cls.from_b64(signing)
-        if env.get("MASAR_TOKEN_PUBLIC_KEY", "").strip():
+    def from_keys(cls, keys: KeySettings) -> TokenIssuer:
+        """The issuer's key, if these settings hold it: MASAR_TOKEN_SIGNING_KEY,
+        else the network service's key file on the local stack (created, its
+        public half published, on first use). Any other process: SettingsError."""
+        if keys.token_signing_key:
+            return cls.from_b64(keys.token_signing_key)
+        if keys.token_public_keys:
             # A configured deployment: a fresh local issuer would sign tokens
             # that no service accepts.
             raise SettingsError(
                 "MASAR_TOKEN_SIGNING_KEY is required to issue tokens "
                 "when MASAR_TOKEN_PUBLIC_KEY is set"
             )
-        return cls.load_or_create(_data_dir(env) / ISSUER_FILE)
+        path = keys.token_issuer_path
+        if path is None:
+            raise SettingsError(
+                f"the {keys.holder} process holds no token-signing key: "
+                f"only the {TOKEN_ISSUER_HOLDER} service issues tokens"
+            )
+        return cls(keyfiles.ensure_key_pair(path, keys.token_public_path, ISSUER_KIND))
 
     @classmethod
-    def load_or_create(cls, path: Path) -> TokenIssuer:
-        private_dir(path.parent)  # the data dir: 0700 if created here
-        if not path.exists():
-            issuer = cls.generate()
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass  # another process of the stack created it first
-            else:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(
-                        {
-                            "private_key": issuer.private_key_b64(),
-                            "public_key": issuer.public_key_b64(),
-                        },
-                        f,
-                        indent=2,
-                    )
-        try:
-            doc = json.loads(path.read_text())
-            return cls.from_b64(doc["private_key"], source=str(path))
-        except (KeyError, ValueError, TypeError):
-            raise SettingsError(f"{path} is not a valid token issuer file") from None
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TokenIssuer:
+        """The issuer of the network service's settings read from `environ`
+        (MASAR_TOKEN_SIGNING_KEY, else the local stack's network key file)."""
+        env = process_environ() if environ is None else environ
+        return cls.from_keys(_keys(TOKEN_ISSUER_HOLDER, env))
+
+
+def _keys(holder: str, env: Mapping[str, str]) -> KeySettings:
+    return KeySettings.from_env(holder, Env(env), _data_dir(env))
+
+
+def check_claims(
+    *,
+    role: Role | str,
+    org: str = "",
+    region: str = "",
+    ttl: timedelta = DEFAULT_TTL,
+    scoped: bool = False,
+) -> Role:
+    """The role, if a token with these claims may be issued (ValueError
+    names what is not acceptable); `scoped`: with the scope verification
+    requires of every role (ORG_REQUIRED_ROLES, REGION_REQUIRED_ROLES)."""
+    try:
+        role = Role(role)
+    except ValueError:
+        raise ValueError(f"role must be one of {', '.join(r.value for r in Role)}") from None
+    _check_id("org", org, required=role in (ORG_REQUIRED_ROLES if scoped else ORG_SCOPED_ROLES))
+    if region and region not in REGIONS:
+        raise ValueError("region must be one of the twelve region slugs")
+    if role is Role.COORDINATOR and not region:
+        raise ValueError("region is required for a coordinator")
+    _check_ttl(ttl)
+    return role
+
+
+def _check_ttl(ttl: timedelta) -> None:
+    if not timedelta(0) < ttl <= MAX_TTL:
+        hours = int(MAX_TTL.total_seconds() // 3600)
+        raise ValueError(f"ttl must be positive and at most {hours} hours")
 
 
 def _data_dir(env: Mapping[str, str]) -> Path:
@@ -336,16 +413,38 @@ class TokenVerifier:
             raise SettingsError("token verification needs at least one public key")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> TokenVerifier:
+    def from_keys(cls, keys: KeySettings) -> TokenVerifier:
+        """The issuer's public keys: MASAR_TOKEN_PUBLIC_KEY, plus the public
+        half of MASAR_TOKEN_SIGNING_KEY when the process holds it; else the
+        local stack's public key file (for the network service itself, its
+        key file, created on first use). A verifier never creates a key."""
+        keys_found: list[Ed25519PublicKey] = []
+        if keys.token_public_keys:
+            keys_found += keyfiles.public_list(
+                keys.token_public_keys, source="MASAR_TOKEN_PUBLIC_KEY"
+            )
+        if keys.token_signing_key:
+            keys_found.append(TokenIssuer.from_b64(keys.token_signing_key).public_key)
+        if not keys_found:
+            if keys.token_issuer_path is not None:
+                keys_found.append(TokenIssuer.from_keys(keys).public_key)
+            elif not keys.token_public_path.exists():
+                raise SettingsError(
+                    "no token public key: set MASAR_TOKEN_PUBLIC_KEY, or run in the "
+                    "data dir of a `masar up` (keys/public/token-issuer.json)"
+                )
+            else:
+                keys_found += keyfiles.read_public(keys.token_public_path, ISSUER_KIND)
+        return cls(keys_found)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, holder: str = "verifier"
+    ) -> TokenVerifier:
+        """The verifier of `holder`'s settings read from `environ` (by
+        default a process that holds no key of its own)."""
         env = process_environ() if environ is None else environ
-        keys: list[Ed25519PublicKey] = []
-        public = env.get("MASAR_TOKEN_PUBLIC_KEY", "").strip()
-        for part in filter(None, (p.strip() for p in public.split(","))):
-            raw = _b64_key(part, source="MASAR_TOKEN_PUBLIC_KEY")
-            keys.append(Ed25519PublicKey.from_public_bytes(raw))
-        if env.get("MASAR_TOKEN_SIGNING_KEY", "").strip() or not keys:
-            keys.append(TokenIssuer.from_env(env).public_key)
-        return cls(keys)
+        return cls.from_keys(_keys(holder, env))
 
     def _signed_claims(self, token: str, typ: str) -> Any:
         """The claims of a well-formed token of type `typ` signed by one of
@@ -396,9 +495,13 @@ class TokenVerifier:
             raise Unauthenticated("token issued in the future")
         return claims
 
-    def verify(self, token: str, *, now: datetime | None = None) -> Caller:
+    def verify(
+        self, token: str, *, now: datetime | None = None, audience: str | None = None
+    ) -> Caller:
         """The caller a token names; `Unauthenticated` if it is malformed,
-        forged or expired. Messages never repeat the token."""
+        forged, expired, issued for more than MAX_TTL, or lacks the scope its
+        role needs; `PermissionDenied` if (given `audience`, the verifying
+        service) it is not for it. Messages never repeat the token."""
         claims = self._signed_claims(token, TOKEN_TYPE)
         try:
             caller = Caller(
@@ -408,7 +511,8 @@ class TokenVerifier:
                 region=_claim_str(claims, "region", required=False),
                 issued_at=datetime.fromtimestamp(_claim_int(claims, "iat"), UTC),
                 expires_at=datetime.fromtimestamp(_claim_int(claims, "exp"), UTC),
-                token_id=_claim_str(claims, "jti", required=False),
+                token_id=_claim_str(claims, "jti"),
+                audiences=_claim_audiences(claims),
             )
             if claims.get("iss") != ISSUER:
                 raise ValueError("iss")
@@ -419,6 +523,14 @@ class TokenVerifier:
             raise Unauthenticated("token expired")
         if caller.issued_at > moment + CLOCK_LEEWAY:
             raise Unauthenticated("token issued in the future")
+        if caller.expires_at - caller.issued_at > MAX_TTL:
+            raise Unauthenticated("token lives longer than a token may")
+        problem = scope_problem(caller.role, caller.org, caller.region)
+        if problem is not None:
+            raise Unauthenticated(f"token without its scope: {problem}")
+        if audience is not None and audience not in caller.audiences:
+            # Authentic, but not for this service: like a role it may not use here.
+            raise PermissionDenied(f"the token is not for the {audience} service")
         return caller
 
 
@@ -427,6 +539,15 @@ def _claim_str(claims: Any, name: str, *, required: bool = True) -> str:
     if not isinstance(value, str) or (required and not value):
         raise ValueError(name)
     return value
+
+
+def _claim_audiences(claims: Any) -> frozenset[str]:
+    """`aud`: one audience or a non-empty list of them."""
+    value = claims.get("aud")
+    found = [value] if isinstance(value, str) else value
+    if not isinstance(found, list) or not found or not all(isinstance(a, str) and a for a in found):
+        raise ValueError("aud")
+    return frozenset(found)
 
 
 def _claim_int(claims: Any, name: str) -> int:

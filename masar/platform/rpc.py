@@ -3,6 +3,11 @@
 Health (per-service status) and reflection are always on; one interceptor maps
 `MasarError`s to status codes so that no handler does it by hand, and turns
 anything unexpected into INTERNAL with a message that carries no data.
+
+Transport: plaintext unless the settings name a server certificate
+(masar.platform.settings.TlsSettings: MASAR_TLS_CERT_FILE, MASAR_TLS_KEY_FILE);
+then TLS only, and with MASAR_TLS_REQUIRE_CLIENT_CERT mutual TLS (client
+certificates signed by MASAR_TLS_CA_FILE).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from masar.platform.errors import InvalidArgument, MasarError
+from masar.platform.settings import TlsSettings
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +107,10 @@ async def start_server(
     address: str,
     *,
     interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
+    tls: TlsSettings | None = None,
 ) -> RunningServer:
-    """Start a server on `address` ("host:port"; port 0 picks a free one)."""
+    """Start a server on `address` ("host:port"; port 0 picks a free one):
+    TLS when `tls` names a server certificate, plaintext otherwise."""
     server = grpc.aio.server(
         interceptors=[*interceptors, ErrorMappingInterceptor()],
         # Without this gRPC shares a port with another process silently.
@@ -122,7 +130,10 @@ async def start_server(
         server,
     )
     try:
-        port = server.add_insecure_port(address)
+        if tls is not None and tls.server_enabled:
+            port = server.add_secure_port(address, server_credentials(tls))
+        else:
+            port = server.add_insecure_port(address)
     except RuntimeError:
         port = 0
     if port == 0:
@@ -131,6 +142,20 @@ async def start_server(
     running = RunningServer(server=server, port=port, health=health_servicer, service_names=names)
     await running.set_serving(True)
     return running
+
+
+def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:
+    """The server's certificate and key; with `require_client_cert`, clients
+    must present a certificate signed by the CA file."""
+    if tls.cert_file is None or tls.key_file is None:
+        raise ValueError("a TLS server needs a certificate and its key")
+    return grpc.ssl_server_credentials(
+        [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
+        root_certificates=tls.ca_file.read_bytes()
+        if tls.require_client_cert and tls.ca_file
+        else None,
+        require_client_auth=tls.require_client_cert,
+    )
 
 
 def install_shutdown_signals(stop: asyncio.Event) -> None:

@@ -101,16 +101,140 @@ class Env:
         return value
 
 
+def _existing_file(env: Env, name: str) -> Path | None:
+    """A file named by `name`, which must exist (its content is read later)."""
+    value = env.optional(name)
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise SettingsError(f"{name} does not name a readable file")
+    return path
+
+
+@dataclass(frozen=True, kw_only=True)
+class TlsSettings:
+    """Transport security of the services' gRPC servers and of the clients
+    that call them. Off unless configured (the local stack stays on loopback
+    without TLS).
+
+    - MASAR_TLS_CERT_FILE, MASAR_TLS_KEY_FILE: the server's certificate chain
+      and private key (PEM); with them the service serves TLS only;
+    - MASAR_TLS_CA_FILE: the CA bundle clients verify servers against (else
+      the system's roots), and servers verify client certificates against;
+    - MASAR_TLS_CLIENT_CERT_FILE, MASAR_TLS_CLIENT_KEY_FILE: the certificate a
+      client presents (mutual TLS between services);
+    - MASAR_TLS_REQUIRE_CLIENT_CERT=true: the server refuses a client without
+      a certificate signed by MASAR_TLS_CA_FILE;
+    - MASAR_TLS (true/false): clients use TLS; on by default as soon as a CA
+      or a server certificate is configured;
+    - MASAR_TLS_SERVER_NAME: the name clients expect in servers' certificates
+      (when the address is not that name)."""
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = None
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+    require_client_cert: bool = False
+    client_enabled: bool = False
+    server_name: str | None = None
+
+    @property
+    def server_enabled(self) -> bool:
+        return self.cert_file is not None
+
+    @classmethod
+    def from_env(cls, env: Env) -> TlsSettings:
+        cert = _existing_file(env, "MASAR_TLS_CERT_FILE")
+        key = _existing_file(env, "MASAR_TLS_KEY_FILE")
+        if (cert is None) != (key is None):
+            raise SettingsError("MASAR_TLS_CERT_FILE and MASAR_TLS_KEY_FILE go together")
+        client_cert = _existing_file(env, "MASAR_TLS_CLIENT_CERT_FILE")
+        client_key = _existing_file(env, "MASAR_TLS_CLIENT_KEY_FILE")
+        if (client_cert is None) != (client_key is None):
+            raise SettingsError(
+                "MASAR_TLS_CLIENT_CERT_FILE and MASAR_TLS_CLIENT_KEY_FILE go together"
+            )
+        ca = _existing_file(env, "MASAR_TLS_CA_FILE")
+        require = env.boolean("MASAR_TLS_REQUIRE_CLIENT_CERT", False)
+        if require and (ca is None or cert is None):
+            raise SettingsError(
+                "MASAR_TLS_REQUIRE_CLIENT_CERT needs MASAR_TLS_CERT_FILE and MASAR_TLS_CA_FILE"
+            )
+        enabled = env.boolean("MASAR_TLS", ca is not None or cert is not None)
+        if client_cert is not None and not enabled:
+            raise SettingsError("MASAR_TLS_CLIENT_CERT_FILE needs MASAR_TLS=true")
+        return cls(
+            cert_file=cert,
+            key_file=key,
+            ca_file=ca,
+            client_cert_file=client_cert,
+            client_key_file=client_key,
+            require_client_cert=require,
+            client_enabled=enabled,
+            server_name=env.optional("MASAR_TLS_SERVER_NAME"),
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class TemporalSettings:
+    """Where Temporal is and how to reach it. In production the frontend is
+    reached over TLS, with a client certificate (mTLS) or an API key:
+
+    - MASAR_TEMPORAL_TLS (true/false; on by default when any of the below is set);
+    - MASAR_TEMPORAL_TLS_CA_FILE: the CA that signed the frontend's certificate
+      (else the system's roots);
+    - MASAR_TEMPORAL_TLS_CERT_FILE, MASAR_TEMPORAL_TLS_KEY_FILE: the client
+      certificate and key (mTLS, e.g. Temporal Cloud's namespace certificates);
+    - MASAR_TEMPORAL_TLS_SERVER_NAME: the name expected in its certificate;
+    - MASAR_TEMPORAL_API_KEY: an API key instead of a client certificate.
+
+    The payload codec's key ring (the processes that exchange payloads with
+    journeys: intake, the sectors' activity workers, the journey worker, the
+    codec server): MASAR_PAYLOAD_KEYRING ("kid:BASE64KEY,...") or
+    MASAR_PAYLOAD_KEY_FILE; without either, the process's own key ring
+    (masar.platform.crypto)."""
+
     address: str
     namespace: str
+    tls: bool = False
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_server_name: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    payload_keyring: str | None = field(default=None, repr=False)
+    payload_key_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Env) -> TemporalSettings:
+        ca = _existing_file(env, "MASAR_TEMPORAL_TLS_CA_FILE")
+        cert = _existing_file(env, "MASAR_TEMPORAL_TLS_CERT_FILE")
+        key = _existing_file(env, "MASAR_TEMPORAL_TLS_KEY_FILE")
+        if (cert is None) != (key is None):
+            raise SettingsError(
+                "MASAR_TEMPORAL_TLS_CERT_FILE and MASAR_TEMPORAL_TLS_KEY_FILE go together"
+            )
+        api_key = env.optional("MASAR_TEMPORAL_API_KEY")
+        server_name = env.optional("MASAR_TEMPORAL_TLS_SERVER_NAME")
+        configured = any(v is not None for v in (ca, cert, api_key, server_name))
+        tls = env.boolean("MASAR_TEMPORAL_TLS", configured)
+        if configured and not tls:
+            raise SettingsError(
+                "MASAR_TEMPORAL_TLS=false, but a Temporal certificate or API key is set"
+            )
         return cls(
             address=env.address("MASAR_TEMPORAL_ADDRESS", "127.0.0.1:7233"),
             namespace=env.text("MASAR_TEMPORAL_NAMESPACE", "default"),
+            tls=tls,
+            tls_ca_file=ca,
+            tls_cert_file=cert,
+            tls_key_file=key,
+            tls_server_name=server_name,
+            api_key=api_key,
+            payload_keyring=env.optional("MASAR_PAYLOAD_KEYRING"),
+            payload_key_file=_existing_file(env, "MASAR_PAYLOAD_KEY_FILE"),
         )
 
 
@@ -178,6 +302,7 @@ class CommonSettings:
     log_level: str
     log_format: Literal["json", "text"]
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
     @classmethod
     def from_env(cls, env: Env) -> CommonSettings:
@@ -195,7 +320,158 @@ class CommonSettings:
             log_level=env.text("MASAR_LOG_LEVEL", "INFO").upper(),
             log_format=log_format,  # type: ignore[arg-type]
             telemetry=TelemetrySettings.from_env(env),
+            tls=TlsSettings.from_env(env),
         )
+
+
+# --- key material ------------------------------------------------------------------------
+
+KEYS_DIR = "keys"
+PUBLIC_KEYS_DIR = "public"
+CLIENT_KEYS_DIR = "clients"
+# The local stack's key files, under $MASAR_DATA_DIR/keys/<holder>/ (private,
+# 0600 in 0700 directories) and $MASAR_DATA_DIR/keys/public/ (public keys).
+DATA_KEYRING_FILE = "data-keyring.json"
+PAYLOAD_KEYRING_FILE = "payload-keyring.json"
+TOKEN_ISSUER_FILE = "token-issuer.json"
+CONSENT_KEY_FILE = "consent-signing.json"
+CONSENT_PUBLIC_FILE = "consent.json"
+CLIENT_KEY_FILE = "client.json"
+# Who holds what: the token issuer's key only the network service (the
+# identity provider); the consent key only intake; the payload codec key
+# only the processes that exchange payloads with journeys (the services'
+# activity workers — the network's notifications too —, the journey worker,
+# the codec server).
+TOKEN_ISSUER_HOLDER = "network"
+CONSENT_SIGNER = "intake"
+PAYLOAD_HOLDERS = frozenset(
+    {"intake", "shelter", "legal", "employment", "network", "journey", "codec"}
+)
+# The local stack's own client: `masar token issue` and the CLI's
+# development shortcut ask the network service for tokens with its key.
+BOOTSTRAP_CLIENT = "cli"
+
+
+def keys_root(data_dir: Path) -> Path:
+    return data_dir / KEYS_DIR
+
+
+def own_keys_dir(data_dir: Path, holder: str) -> Path:
+    """$MASAR_DATA_DIR/keys/<holder>: one process's private key files."""
+    return keys_root(data_dir) / holder
+
+
+def public_keys_dir(data_dir: Path) -> Path:
+    return keys_root(data_dir) / PUBLIC_KEYS_DIR
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeySettings:
+    """The key material of one process (`holder`: a service, "journey",
+    "cli", "codec"), and nothing else: every private key it may use is its
+    own, named by its own variables or found under its own directory
+    $MASAR_DATA_DIR/keys/<holder>/; what it shares with others are public
+    keys ($MASAR_DATA_DIR/keys/public/, or the *_PUBLIC_KEY variables).
+
+    - data key ring (its own encrypted columns and audit head):
+      MASAR_KEYRING or MASAR_KEY_FILE, else keys/<holder>/data-keyring.json;
+    - token issuer (the network service only): MASAR_TOKEN_SIGNING_KEY, else
+      keys/network/token-issuer.json; every process verifies tokens with
+      MASAR_TOKEN_PUBLIC_KEY, else keys/public/token-issuer.json;
+    - consent proofs (intake only signs): MASAR_CONSENT_SIGNING_KEY, else
+      keys/intake/consent-signing.json; sectors verify with
+      MASAR_CONSENT_PUBLIC_KEY, else keys/public/consent.json;
+    - client key (a service asks the network service for its service
+      identity's tokens with it): MASAR_CLIENT_KEY, else keys/<holder>/client.json;
+      MASAR_SERVICE_TOKEN replaces it with a token given from outside;
+    - the network service trusts the clients named in MASAR_NETWORK_CLIENT_KEYS
+      ("name:BASE64PUBLICKEY,..."), else the files in keys/public/clients/.
+
+    A process given MASAR_TOKEN_SIGNING_KEY is an issuer: the network
+    service in production; tests and benchmarks that run every service in
+    one process with one key (it then also mints its own service tokens and
+    signs and verifies consent proofs with it). Never give it to another
+    service."""
+
+    holder: str
+    data_dir: Path
+    data_keyring: str | None = field(default=None, repr=False)
+    data_key_file: Path | None = None
+    token_signing_key: str | None = field(default=None, repr=False)
+    token_public_keys: str | None = None
+    consent_signing_key: str | None = field(default=None, repr=False)
+    consent_public_keys: str | None = None
+    client_key: str | None = field(default=None, repr=False)
+    service_token: str | None = field(default=None, repr=False)
+    trusted_clients: str | None = None
+
+    @classmethod
+    def from_env(cls, holder: str, env: Env, data_dir: Path) -> KeySettings:
+        key_file = env.optional("MASAR_KEY_FILE")
+        return cls(
+            holder=holder,
+            data_dir=data_dir,
+            data_keyring=env.optional("MASAR_KEYRING"),
+            data_key_file=Path(key_file).expanduser() if key_file else None,
+            token_signing_key=env.optional("MASAR_TOKEN_SIGNING_KEY"),
+            token_public_keys=env.optional("MASAR_TOKEN_PUBLIC_KEY"),
+            consent_signing_key=(
+                env.optional("MASAR_CONSENT_SIGNING_KEY") if holder == CONSENT_SIGNER else None
+            ),
+            consent_public_keys=env.optional("MASAR_CONSENT_PUBLIC_KEY"),
+            client_key=env.optional("MASAR_CLIENT_KEY"),
+            service_token=env.optional("MASAR_SERVICE_TOKEN"),
+            trusted_clients=(
+                env.optional("MASAR_NETWORK_CLIENT_KEYS") if holder == TOKEN_ISSUER_HOLDER else None
+            ),
+        )
+
+    # --- where the local stack keeps them ---------------------------------------------
+
+    @property
+    def own_dir(self) -> Path:
+        return own_keys_dir(self.data_dir, self.holder)
+
+    @property
+    def public_dir(self) -> Path:
+        return public_keys_dir(self.data_dir)
+
+    @property
+    def data_keyring_path(self) -> Path:
+        return self.data_key_file or self.own_dir / DATA_KEYRING_FILE
+
+    @property
+    def payload_keyring_path(self) -> Path:
+        return self.own_dir / PAYLOAD_KEYRING_FILE
+
+    @property
+    def token_issuer_path(self) -> Path | None:
+        """The issuer's private key file: the network service's only."""
+        if self.holder != TOKEN_ISSUER_HOLDER:
+            return None
+        return self.own_dir / TOKEN_ISSUER_FILE
+
+    @property
+    def token_public_path(self) -> Path:
+        return self.public_dir / TOKEN_ISSUER_FILE
+
+    @property
+    def consent_signing_path(self) -> Path | None:
+        if self.holder != CONSENT_SIGNER:
+            return None
+        return self.own_dir / CONSENT_KEY_FILE
+
+    @property
+    def consent_public_path(self) -> Path:
+        return self.public_dir / CONSENT_PUBLIC_FILE
+
+    @property
+    def client_key_path(self) -> Path:
+        return self.own_dir / CLIENT_KEY_FILE
+
+    @property
+    def trusted_clients_dir(self) -> Path:
+        return self.public_dir / CLIENT_KEYS_DIR
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -242,6 +518,15 @@ class ServiceSettings:
     metrics_port: int
     # Read by the network service only.
     notify: NotifySettings = field(default_factory=NotifySettings)
+    # Its own key material only (KeySettings).
+    keys: KeySettings | None = None
+    # How often it asks the network service for revoked tokens
+    # (MASAR_REVOCATION_POLL_SECONDS, 1 to 60).
+    revocation_poll_seconds: float = 20.0
+
+    @property
+    def key_settings(self) -> KeySettings:
+        return self.keys or KeySettings(holder=self.name, data_dir=self.common.data_dir)
 
     @classmethod
     def from_env(
@@ -267,6 +552,10 @@ class ServiceSettings:
                 f"MASAR_{name.upper()}_METRICS_PORT", DEFAULT_METRICS_PORTS[name], maximum=65535
             ),
             notify=NotifySettings.from_env(env) if name == "network" else NotifySettings(),
+            keys=KeySettings.from_env(name, env, common.data_dir),
+            revocation_poll_seconds=float(
+                env.integer("MASAR_REVOCATION_POLL_SECONDS", 20, minimum=1, maximum=60)
+            ),
         )
 
 
@@ -297,7 +586,8 @@ class WorkerSettings:
 @dataclass(frozen=True, kw_only=True)
 class CliSettings:
     """Settings of one `masar` command: where the stack is, and who the CLI
-    acts as (MASAR_TOKEN, else tokens signed with the local issuer key)."""
+    acts as (MASAR_TOKEN, else the signed-in person, else on the local stack
+    tokens the network service issues to the stack's bootstrap client)."""
 
     common: CommonSettings
     token: str | None
@@ -308,12 +598,20 @@ class CliSettings:
     # Where `masar login` keeps the signed-in session: $XDG_CONFIG_HOME/masar,
     # else ~/.config/masar.
     config_dir: Path = Path("~/.config/masar")
+    # The CLI's own key material: its client key (the local stack's
+    # bootstrap client) and the public keys; never a service's.
+    keys: KeySettings | None = None
+
+    @property
+    def key_settings(self) -> KeySettings:
+        return self.keys or KeySettings(holder=BOOTSTRAP_CLIENT, data_dir=self.common.data_dir)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CliSettings:
         env = Env(environ)
+        common = CommonSettings.from_env(env)
         return cls(
-            common=CommonSettings.from_env(env),
+            common=common,
             token=env.optional("MASAR_TOKEN"),
             token_signing_key=env.optional("MASAR_TOKEN_SIGNING_KEY"),
             token_public_key_set=env.optional("MASAR_TOKEN_PUBLIC_KEY") is not None,
@@ -322,6 +620,7 @@ class CliSettings:
             ),
             user=env.text("MASAR_USER", "coordinator-cli"),
             config_dir=user_config_dir(env) / "masar",
+            keys=KeySettings.from_env(BOOTSTRAP_CLIENT, env, common.data_dir),
         )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.service import TLSConfig
 
 from masar.platform.codec import EncryptionCodec
 from masar.platform.crypto import Keyring, process_keyring
@@ -62,23 +63,61 @@ def client_options(*, keyring: Keyring | None = None) -> dict[str, Any]:
     }
 
 
+def payload_keyring(settings: TemporalSettings) -> Keyring | None:
+    """The payload codec's key ring the settings name (MASAR_PAYLOAD_KEYRING,
+    MASAR_PAYLOAD_KEY_FILE); None: the process's own key ring."""
+    if settings.payload_keyring:
+        return Keyring.parse(settings.payload_keyring, source="MASAR_PAYLOAD_KEYRING")
+    if settings.payload_key_file is not None:
+        return Keyring.from_json(
+            settings.payload_key_file.read_text(), source="MASAR_PAYLOAD_KEY_FILE"
+        )
+    return None
+
+
+def connection_options(settings: TemporalSettings) -> dict[str, Any]:
+    """TLS (server CA, client certificate: mTLS) and API key, from the settings
+    (MASAR_TEMPORAL_TLS_*, MASAR_TEMPORAL_API_KEY); nothing on the local stack."""
+    options: dict[str, Any] = {}
+    if settings.tls:
+        options["tls"] = TLSConfig(
+            server_root_ca_cert=settings.tls_ca_file.read_bytes() if settings.tls_ca_file else None,
+            client_cert=settings.tls_cert_file.read_bytes() if settings.tls_cert_file else None,
+            client_private_key=(
+                settings.tls_key_file.read_bytes() if settings.tls_key_file else None
+            ),
+            domain=settings.tls_server_name,
+        )
+    if settings.api_key:
+        options["api_key"] = settings.api_key
+    return options
+
+
 async def connect_temporal(
     settings: TemporalSettings,
     *,
     extra_interceptors: Sequence[Interceptor] = (),
     keyring: Keyring | None = None,
 ) -> Client:
-    options = client_options(keyring=keyring)
+    """`keyring` for the payloads, else the one the settings name, else the
+    process's."""
+    options = client_options(keyring=keyring or payload_keyring(settings))
     options["interceptors"] = [*options["interceptors"], *extra_interceptors]
-    return await Client.connect(settings.address, namespace=settings.namespace, **options)
+    return await Client.connect(
+        settings.address,
+        namespace=settings.namespace,
+        **connection_options(settings),
+        **options,
+    )
 
 
 class TemporalConnector:
     """Connects lazily and keeps retrying, so a service starts (and stores
     decisions in its outbox) even while Temporal is unreachable."""
 
-    def __init__(self, settings: TemporalSettings) -> None:
+    def __init__(self, settings: TemporalSettings, *, keyring: Keyring | None = None) -> None:
         self._settings = settings
+        self._keyring = keyring
         self._client: Client | None = None
         self._lock = asyncio.Lock()
 
@@ -91,7 +130,7 @@ class TemporalConnector:
             return self._client
         async with self._lock:
             if self._client is None:
-                self._client = await connect_temporal(self._settings)
+                self._client = await connect_temporal(self._settings, keyring=self._keyring)
         return self._client
 
     async def wait(self, stop: asyncio.Event, *, max_backoff: float = 5.0) -> Client | None:

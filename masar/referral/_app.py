@@ -16,11 +16,11 @@ import grpc.aio
 from masar.contract import Sector
 from masar.platform.assertions import AssertionSigner
 from masar.platform.channels import authorised_channel, service_token_source
+from masar.platform.consent_keys import consent_verifier
 from masar.platform.db import Database
 from masar.platform.idempotency import IdempotencyLedger
-from masar.platform.identity import TokenVerifier
 from masar.platform.outbox import Outbox
-from masar.platform.process import SectorComponents, identity_environ
+from masar.platform.process import SectorComponents, identity_environ, process_keys
 from masar.platform.rpc import GrpcService
 from masar.platform.settings import ServiceSettings
 from masar.platform.temporal import TemporalConnector
@@ -66,7 +66,8 @@ def sector_clients(settings: ServiceSettings, sector: Sector) -> SectorClients:
     return SectorClients(
         own=authorised_channel(dial_address(settings.addr), identity),
         intake=authorised_channel(dial_address(settings.common.service_addrs["intake"]), identity),
-        consent_verifier=ConsentVerifier(TokenVerifier.from_env(environ), sector),
+        # Intake's consent key (its public half): never the token issuer's.
+        consent_verifier=ConsentVerifier(consent_verifier(process_keys(settings)), sector),
     )
 
 

@@ -11,10 +11,10 @@ from masar.contract import JOURNEY_TASK_QUEUE
 from masar.platform.assertions import AssertionSigner
 from masar.platform.channels import authorised_channel, service_token_source
 from masar.platform.clock import utcnow
+from masar.platform.consent_keys import consent_issuer
 from masar.platform.db import Database
 from masar.platform.idempotency import IdempotencyLedger
-from masar.platform.identity import TokenIssuer
-from masar.platform.process import SectorComponents, identity_environ
+from masar.platform.process import SectorComponents, identity_environ, process_keys
 from masar.platform.rpc import GrpcService
 from masar.platform.settings import ServiceSettings
 from masar.platform.temporal import TemporalConnector
@@ -62,8 +62,9 @@ def build_components(
         starter,
         ledger=ledger,
         access=EmergencyAccess(EMERGENCY_GRANTS, clock=clock),
-        # Intake signs the consent proofs the sectors need for each referral.
-        issuer=TokenIssuer.from_env(environ),
+        # Intake signs the consent proofs the sectors need for each referral,
+        # with a key of its own (never the token-signing key).
+        issuer=consent_issuer(process_keys(settings)),
         clock=clock or utcnow,
     )
     transfers = TransferService(database, cases.changes, ledger=ledger, clock=clock or utcnow)

@@ -6,25 +6,30 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from masar.platform.clients import ClientRegistry
 from masar.platform.clock import utcnow
 from masar.platform.db import Database
 from masar.platform.idempotency import IdempotencyLedger
 from masar.platform.identity import TokenIssuer
-from masar.platform.process import SectorComponents, identity_environ
+from masar.platform.process import SectorComponents, identity_environ, process_keys
 from masar.platform.rpc import GrpcService
 from masar.platform.settings import ServiceSettings, SettingsError
 from masar.platform.temporal import TemporalConnector
+from masar.v1.identity_pb2_grpc import add_IdentityServiceServicer_to_server
 from masar.v1.network_pb2_grpc import add_NetworkServiceServicer_to_server
 from services.network.activities import NetworkActivities
 from services.network.audience import DeliveryPolicy
 from services.network.credentials import LookupHashes, Passwords
 from services.network.dispatcher import AfterSend, Dispatcher
+from services.network.identity_servicer import SERVICE_NAME as IDENTITY_SERVICE_NAME
+from services.network.identity_servicer import IdentityServicer
 from services.network.mail import FileMailer, Mailer, SmtpMailer, parse_smtp_url
 from services.network.models import IDEMPOTENCY
 from services.network.notifications import NotificationDesk
 from services.network.service import NetworkDirectory
 from services.network.servicer import LOOPBACK, SERVICE_NAME, NetworkServicer
 from services.network.signin import SignInDesk, SignInPolicy
+from services.network.tokens import LocalRevocationFeed, TokenDesk
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -80,10 +85,20 @@ def build_components(
         notifications=notifications,
         console_url=notify.console_url,
     )
+    # The identity provider: tokens beyond sign-in, and their revocations.
+    identity = IdentityServicer(
+        database=database,
+        desk=TokenDesk(database, issuer, clock=clock),
+        clients=ClientRegistry.from_keys(process_keys(settings)),
+    )
     return SectorComponents(
-        grpc_services=[GrpcService(SERVICE_NAME, servicer, add_NetworkServiceServicer_to_server)],
+        grpc_services=[
+            GrpcService(SERVICE_NAME, servicer, add_NetworkServiceServicer_to_server),
+            GrpcService(IDENTITY_SERVICE_NAME, identity, add_IdentityServiceServicer_to_server),
+        ],
         activities=NetworkActivities(notifications).all(),
         background=[dispatcher.run],
+        revocation_feed=LocalRevocationFeed(database),
     )
 
 

@@ -53,7 +53,7 @@ from services.legal import app as legal_app
 from services.shelter import app as shelter_app
 from tests.services.harness import RunningSector, error_field, running_sector, sector_settings
 from tests.services.intake.support import registration
-from tests.support_auth import bearer, consent_proof, token_for
+from tests.support_auth import RIGHTFUL_ORGANISATION, bearer, consent_proof, token_for
 
 FES, RABAT = "fes-meknes", "rabat-sale-kenitra"
 OK_CODES = frozenset(
@@ -97,10 +97,10 @@ OWNERS = (ORG_A, ORG_A, ORG_B)
 # organisation); "<staff role>@provider-id" is staff whose token names the
 # referral's provider instead of its organisation: out of scope too.
 
-# The walk's case is registered by an intake officer whose token names no
-# organisation: "intake_officer" and "supervisor" (no organisation either)
-# hold it. A care unit's officer registered none of it. Per-organisation
-# scopes of every intake RPC are walked in tests/services/intake/test_scope_walk.py.
+# The walk's case is registered by the rightful intake officer: "intake_officer"
+# and "supervisor" (of her organisation) hold it. A care unit's officer
+# registered none of it. Per-organisation scopes of every intake RPC are walked
+# in tests/services/intake/test_scope_walk.py.
 OFFICER = {"intake_officer"}
 HOLDERS = {"intake_officer", "supervisor"}
 CARE_UNIT = {"care_unit_officer"}
@@ -231,8 +231,8 @@ class World:
     def identities(self) -> dict[str, str]:
         """Identity name -> a valid token."""
         tokens = {
-            "intake_officer": token_for(Role.INTAKE_OFFICER),
-            "supervisor": token_for(Role.SUPERVISOR),
+            "intake_officer": token_for(Role.INTAKE_OFFICER, org=RIGHTFUL_ORGANISATION),
+            "supervisor": token_for(Role.SUPERVISOR, org=RIGHTFUL_ORGANISATION),
             "care_unit_officer": token_for(Role.CARE_UNIT_OFFICER, org="care-unit-fes"),
             "coordinator": token_for(Role.COORDINATOR, region=FES),
             "coordinator@elsewhere": token_for(Role.COORDINATOR, region=RABAT),

@@ -1,9 +1,10 @@
 """The CLI's identities: `masar token issue`, MASAR_TOKEN, and the tokens the
-CLI mints for the role a command acts as on the local stack."""
+local stack's network service issues the CLI for the role a command acts as."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,14 +12,20 @@ import pytest
 from masar.cli import connect
 from masar.cli import main as cli_main
 from masar.platform.identity import Role, TokenIssuer, TokenVerifier
+from tests.support_network import NetworkThread, bootstrap_client, network_settings
 
 
 @pytest.fixture
-def local_stack_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A local stack's data dir and its issuer file, no key in the environment."""
+def local_stack_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A local stack's data dir, its network service (the token issuer) and
+    the CLI's bootstrap client key; no key in the environment."""
     monkeypatch.setenv("MASAR_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("MASAR_TOKEN_SIGNING_KEY", raising=False)
-    return tmp_path
+    bootstrap_client(tmp_path)
+    network = NetworkThread(network_settings(tmp_path)).start()
+    monkeypatch.setenv("MASAR_NETWORK_ADDR", network.address)
+    yield tmp_path
+    network.stop()
 
 
 def test_token_issue_through_the_cli(local_stack_env: Path, capsys) -> None:

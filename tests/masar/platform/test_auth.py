@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import stat
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,7 +33,9 @@ from masar.platform.identity import (
     parse_duration,
 )
 from masar.platform.rpc import GrpcService, start_server
-from masar.platform.settings import SettingsError
+from masar.platform.settings import Env, KeySettings, SettingsError
+from tests.conftest import free_port
+from tests.support_network import NetworkThread, bootstrap_client, network_settings
 
 SERVICE = "masar.test.Guarded"
 
@@ -40,6 +43,10 @@ SERVICE = "masar.test.Guarded"
 @pytest.fixture(scope="module")
 def issuer() -> TokenIssuer:
     return TokenIssuer.generate()
+
+
+def _keys(holder: str, env: dict[str, str], data_dir: Any) -> KeySettings:
+    return KeySettings.from_env(holder, Env(env), data_dir)
 
 
 def _swap_claims(token: str, **changes: Any) -> str:
@@ -98,20 +105,28 @@ def test_issuing_refuses_claims_that_cannot_be_scoped(issuer) -> None:
         issuer.issue(role="operator", subject="fatima@example.org")
     with pytest.raises(ValueError, match="role"):
         issuer.issue(role="admin")
-    with pytest.raises(ValueError, match="ttl"):
-        issuer.issue(role="operator", ttl=timedelta(days=31))
+    with pytest.raises(ValueError, match="at most 12 hours"):
+        issuer.issue(role="operator", ttl=timedelta(hours=13))
     assert parse_duration("90s") == timedelta(seconds=90)
     with pytest.raises(ValueError):
         parse_duration("8 hours")
 
 
 def test_keys_from_env_and_rotation(tmp_path) -> None:
-    # The local stack: every process of one data dir shares one issuer file.
+    # The local stack: the network service's own issuer file, its public
+    # half for everyone else (who never creates a key).
     local = {"MASAR_DATA_DIR": str(tmp_path)}
+    with pytest.raises(SettingsError, match="no token public key"):
+        TokenVerifier.from_env(local)
     first = TokenIssuer.from_env(local)
     assert TokenIssuer.from_env(local).key_id == first.key_id
-    assert stat.S_IMODE(os.stat(tmp_path / "token-issuer.json").st_mode) == 0o600
+    private = tmp_path / "keys" / "network" / "token-issuer.json"
+    assert stat.S_IMODE(os.stat(private).st_mode) == 0o600
+    assert "private_key" not in (tmp_path / "keys" / "public" / "token-issuer.json").read_text()
     TokenVerifier.from_env(local).verify(first.issue(role="operator"))
+    for holder in ("intake", "shelter", "journey", "cli"):
+        with pytest.raises(SettingsError, match="holds no token-signing key"):
+            TokenIssuer.from_keys(_keys(holder, local, tmp_path))
 
     # A deployment: services hold public keys only; old and new both verify.
     old, new = TokenIssuer.generate(), TokenIssuer.generate()
@@ -197,6 +212,10 @@ def _token(issuer: TokenIssuer, kind: str) -> str | None:
         return issuer.issue(role="coordinator", region="oriental", subject="u-coord")
     if kind == "shelter_staff":
         return issuer.issue(role="shelter_staff", org="shl-1", subject="u-staff")
+    if kind == "intake_officer":
+        return issuer.issue(role=kind, org="org-a")
+    if kind == "scopeless_officer":
+        return issuer.issue(role="intake_officer")
     return issuer.issue(role=kind)
 
 
@@ -210,6 +229,7 @@ def _token(issuer: TokenIssuer, kind: str) -> str | None:
         ("Decide", "garbage", grpc.StatusCode.UNAUTHENTICATED),
         ("Decide", "operator", grpc.StatusCode.PERMISSION_DENIED),
         ("Decide", "intake_officer", grpc.StatusCode.PERMISSION_DENIED),
+        ("Decide", "scopeless_officer", grpc.StatusCode.UNAUTHENTICATED),
         ("Undeclared", "coordinator", grpc.StatusCode.PERMISSION_DENIED),
         ("WhoAmI", "none", grpc.StatusCode.UNAUTHENTICATED),
         ("Missing", "operator", grpc.StatusCode.NOT_FOUND),  # errors still mapped
@@ -246,18 +266,34 @@ async def test_client_interceptor_attaches_the_token(server, issuer, tmp_path) -
     static = StaticToken(_token(issuer, "coordinator") or "")
     async with authorised_channel(f"127.0.0.1:{server.port}", static) as channel:
         assert await channel.unary_unary(f"/{SERVICE}/Decide")(b"") == b"decided"
-    source = service_token_source("legal", {"MASAR_DATA_DIR": str(tmp_path)})
-    assert TokenVerifier.from_env({"MASAR_DATA_DIR": str(tmp_path)}).verify(source.token()).role
+    # The issuer's own process (tests: MASAR_TOKEN_SIGNING_KEY) mints its identity.
+    env = {"MASAR_DATA_DIR": str(tmp_path), "MASAR_TOKEN_SIGNING_KEY": issuer.private_key_b64()}
+    source = service_token_source("legal", env)
+    assert issuer.verifier().verify(source.token(), audience="legal").role is Role.SERVICE_LEGAL
     assert service_token_source("legal", {"MASAR_SERVICE_TOKEN": "t0k"}).token() == "t0k"
+    # Any other service asks the network service, with its own client key.
+    with pytest.raises(SettingsError, match=r"client\.json"):
+        service_token_source("legal", {"MASAR_DATA_DIR": str(tmp_path)})
 
 
 # --- `masar token issue` ------------------------------------------------------------------
 
 
-def test_token_issue_command(tmp_path, monkeypatch, capsys) -> None:
+@pytest.fixture
+def local_network(tmp_path, monkeypatch) -> Iterator[NetworkThread]:
+    """A local stack's network service and the CLI's bootstrap client key;
+    the CLI holds no signing key."""
     monkeypatch.setenv("MASAR_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("MASAR_TOKEN_SIGNING_KEY", raising=False)
     monkeypatch.delenv("MASAR_TOKEN_PUBLIC_KEY", raising=False)
+    bootstrap_client(tmp_path)
+    network = NetworkThread(network_settings(tmp_path)).start()
+    monkeypatch.setenv("MASAR_NETWORK_ADDR", network.address)
+    yield network
+    network.stop()
+
+
+def test_token_issue_command(local_network, tmp_path, capsys) -> None:
     argv = ["--role", "coordinator", "--region", "fes-meknes", "--ttl", "2h", "--json"]
     assert token_issue_main(argv) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -271,4 +307,48 @@ def test_token_issue_command(tmp_path, monkeypatch, capsys) -> None:
 
     assert token_issue_main(["--role", "coordinator"]) == 2
     assert "region is required" in capsys.readouterr().err
+    assert token_issue_main(["--role", "intake_officer"]) == 2
+    assert "org is required" in capsys.readouterr().err
     assert token_issue_main(["--role", "operator", "--ttl", "soon"]) == 2
+    assert token_issue_main(["--role", "operator", "--ttl", "13h"]) == 2
+    assert "12 hours" in capsys.readouterr().err
+    # Only the network service holds the signing key: nothing else has one.
+    keys = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "keys").rglob("*.json"))
+    assert keys == [
+        "keys/cli/client.json",
+        "keys/network/token-issuer.json",
+        "keys/public/clients/cli.json",
+        "keys/public/token-issuer.json",
+    ]
+
+
+def test_token_issue_needs_the_network_or_an_administrator(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("MASAR_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("MASAR_TOKEN_SIGNING_KEY", raising=False)
+    # No local stack here: no bootstrap client key, and nothing created.
+    assert token_issue_main(["--role", "operator"]) == 1
+    assert "no local stack found" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    # A stack's key, but its network service is not running.
+    bootstrap_client(tmp_path)
+    monkeypatch.setenv("MASAR_NETWORK_ADDR", f"127.0.0.1:{free_port()}")
+    assert token_issue_main(["--role", "operator"]) == 1
+    assert "not reachable" in capsys.readouterr().err
+
+
+def test_an_administrator_issues_tokens_and_no_one_else(local_network, monkeypatch, capsys) -> None:
+    def bootstrap(*argv: str) -> str:
+        monkeypatch.delenv("MASAR_TOKEN", raising=False)
+        assert token_issue_main(list(argv)) == 0
+        return capsys.readouterr().out.strip()
+
+    admin = bootstrap("--role", "network_admin")
+    coordinator = bootstrap("--role", "coordinator", "--region", "oriental")
+    staff = ["--role", "legal_aid", "--org", "org-b", "--json"]
+    monkeypatch.setenv("MASAR_TOKEN", admin)
+    assert token_issue_main(staff) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["audiences"] == ["legal", "network"] and doc["org"] == "org-b"
+    monkeypatch.setenv("MASAR_TOKEN", coordinator)
+    assert token_issue_main(staff) == 1
+    assert "permission_denied" in capsys.readouterr().err

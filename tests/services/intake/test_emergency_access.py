@@ -108,7 +108,7 @@ async def test_a_grant_opens_one_case_for_its_reason_and_window_then_expires(
         grpc.StatusCode.INVALID_ARGUMENT
     )
     ask = intake_pb2.OpenEmergencyGrantRequest(case_id=case_id, reason=RELOCATED, note=GRANT_NOTE)
-    officer = bearer(token_for(Role.INTAKE_OFFICER))
+    officer = bearer(token_for(Role.INTAKE_OFFICER, org="org-officer"))
     assert await _code(stub.OpenEmergencyGrant(ask, metadata=officer)) == (
         grpc.StatusCode.PERMISSION_DENIED
     )
