@@ -133,7 +133,7 @@ AUDIENCES = ("intake", "shelter", "legal", "employment", "network", "codec")
 _SECTORS = ("shelter", "legal", "employment")
 # What each role's token is for: every service whose API the role may call
 # (one token per person's session serves them all); checked against the
-# servicers' `requires` declarations by tests/masar/platform/test_audiences.py.
+# servicers' `requires` declarations by tests/masar/platform/test_token_rules.py.
 ROLE_AUDIENCES: Mapping[Role, frozenset[str]] = {
     Role.INTAKE_OFFICER: frozenset({"network", "intake", *_SECTORS}),
     Role.SUPERVISOR: frozenset({"network", "intake"}),
