@@ -13,7 +13,18 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from masar.cli import admin, cases, connect, demo, network, policy, providers, signin, staff
+from masar.cli import (
+    admin,
+    cases,
+    connect,
+    demo,
+    grants,
+    network,
+    policy,
+    providers,
+    signin,
+    staff,
+)
 from masar.cli.output import CliError, Output
 from masar.platform.settings import CliSettings, SettingsError
 
@@ -37,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     staff.register(sub, common)
     signin.register(sub, common)
     network.register(sub, common)
+    grants.register(sub, common)
     policy.register(sub, common)
     demo.register(sub, common)
     return parser
@@ -59,6 +71,7 @@ def _traced(args: argparse.Namespace, cli: CliSettings, run: Callable[[], int]) 
                 "case_command",
                 "referral_command",
                 "transfer_command",
+                "grant_command",
                 "org_command",
                 "account_command",
                 "password_command",
