@@ -125,6 +125,9 @@ class Stubs:
         return self.as_(STAFF_ROLES[sector], org=referral.organisation_id, region=referral.region)
 
 
+BENCH_ORGANISATION = "org-0000000be0c4"
+
+
 # --- reference data --------------------------------------------------------------------
 
 
@@ -251,9 +254,9 @@ def _all_answered() -> intake_pb2.RiskChecklist:
 
 async def register(stubs: Stubs, **options: Any) -> str:
     request = register_request(**options)
-    reply = await stubs.intake.RegisterCase(
-        request, metadata=stubs.as_(Role.INTAKE_OFFICER, region=request.survivor.region)
-    )
+    # An officer's token names her organisation (the bench's own).
+    officer = stubs.as_(Role.INTAKE_OFFICER, org=BENCH_ORGANISATION, region=request.survivor.region)
+    reply = await stubs.intake.RegisterCase(request, metadata=officer)
     return str(reply.case.summary.case_id)
 
 

@@ -394,6 +394,11 @@ def check_claims(
     return role
 
 
+def check_subject(subject: str) -> None:
+    """A token's subject is an opaque id (never a name or an e-mail)."""
+    _check_id("subject", subject, required=True)
+
+
 def _check_ttl(ttl: timedelta) -> None:
     if not timedelta(0) < ttl <= MAX_TTL:
         hours = int(MAX_TTL.total_seconds() // 3600)

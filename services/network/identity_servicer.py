@@ -4,6 +4,7 @@ identity.proto). Protobuf <-> the token desk, validation, nothing else."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 SERVICE_NAME = "masar.v1.IdentityService"
 MAX_TTL_SECONDS = 12 * 3600
-_TOKEN_ID_MAX = 64
+_TOKEN_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 
 
 def _spec(message: identity_pb2.TokenSpec) -> Spec:
@@ -131,7 +132,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.RevokeTokenRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.RevokeTokenResponse:
         token_id = request.token_id.strip()
-        if not token_id or len(token_id) > _TOKEN_ID_MAX or not token_id.isalnum():
+        if not _TOKEN_ID.fullmatch(token_id):
             raise InvalidArgument("token_id", "is a token's id (its jti)")
         await self.desk.revoke(current_caller(), token_id)
         return identity_pb2.RevokeTokenResponse()

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from masar.platform import audit
 from masar.platform.clock import as_utc, utcnow
 from masar.platform.db import Database
-from masar.platform.errors import PermissionDenied, Unauthenticated
+from masar.platform.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from masar.platform.identity import (
     DEFAULT_TTL,
     MAX_TTL,
@@ -31,7 +31,8 @@ from masar.platform.identity import (
     Caller,
     Role,
     TokenIssuer,
-    scope_problem,
+    check_claims,
+    check_subject,
 )
 from masar.platform.revocation import Revocation, expiry_after
 from masar.platform.settings import BOOTSTRAP_CLIENT
@@ -75,7 +76,7 @@ def _role(value: str) -> Role:
     try:
         return Role(value)
     except ValueError:
-        raise PermissionDenied("unknown role") from None
+        raise InvalidArgument("spec.role", "is not a role") from None
 
 
 class TokenDesk:
@@ -121,12 +122,13 @@ class TokenDesk:
         return await self._issue(actor, Spec(role=own.value, ttl=ttl), own, SERVICE_TOKEN_TTL)
 
     async def _issue(self, actor: AuditActor, spec: Spec, role: Role, default: timedelta) -> Issued:
-        problem = scope_problem(role, spec.org, spec.region)
-        if problem is not None:
-            raise PermissionDenied(problem)
         ttl = spec.ttl or default
-        if not timedelta(0) < ttl <= MAX_TTL:
-            raise PermissionDenied("a token lives at most 12 hours")
+        try:
+            check_claims(role=role, org=spec.org, region=spec.region, ttl=ttl, scoped=True)
+            if spec.subject:
+                check_subject(spec.subject)
+        except ValueError as exc:
+            raise InvalidArgument("spec", str(exc)) from None
 
         def work(session: Session) -> Issued:
             now = self.clock()
@@ -140,7 +142,7 @@ class TokenDesk:
                     now=now,
                 )
             except ValueError as exc:
-                raise PermissionDenied(str(exc)) from None
+                raise InvalidArgument("spec", str(exc)) from None
             caller = self.issuer.verifier().verify(token, now=now)
             audit.append(
                 session,
