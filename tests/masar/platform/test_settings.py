@@ -43,6 +43,10 @@ def test_database_url_and_addresses_from_environment() -> None:
         ({"MASAR_SHELTER_METRICS_PORT": "nine"}, "MASAR_SHELTER_METRICS_PORT"),
         ({"MASAR_LOG_FORMAT": "xml"}, "MASAR_LOG_FORMAT"),
         ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        ({"MASAR_REVOCATION_POLL_SECONDS": "120"}, "MASAR_REVOCATION_POLL_SECONDS"),
+        ({"MASAR_TLS_CA_FILE": "/nowhere/ca.pem"}, "MASAR_TLS_CA_FILE"),
+        ({"MASAR_TEMPORAL_TLS_CA_FILE": "/nowhere/ca.pem"}, "MASAR_TEMPORAL_TLS_CA_FILE"),
+        ({"MASAR_PAYLOAD_KEY_FILE": "/nowhere/ring.json"}, "MASAR_PAYLOAD_KEY_FILE"),
     ],
 )
 def test_malformed_setting_names_the_variable(env, variable) -> None:
@@ -90,3 +94,28 @@ def test_cli_settings(tmp_path) -> None:
     assert CliSettings.from_env({"MASAR_USER": "coord-7", "MASAR_KEY_FILE": "/k"}).user == "coord-7"
     with pytest.raises(SettingsError, match="MASAR_INTAKE_ADDR"):
         CliSettings.from_env({"MASAR_INTAKE_ADDR": "nowhere"})
+
+
+def test_each_process_names_only_its_own_keys(tmp_path) -> None:
+    """Key settings: the signing keys are read only by their holder, every
+    private default path is the process's own directory."""
+    env = {
+        "MASAR_DATA_DIR": str(tmp_path),
+        "MASAR_CONSENT_SIGNING_KEY": "c2VjcmV0",
+        "MASAR_NETWORK_CLIENT_KEYS": "shelter:cHVi",
+    }
+    keys = {
+        n: ServiceSettings.from_env(n, env).key_settings for n in ("intake", "shelter", "network")
+    }
+    assert keys["intake"].consent_signing_key and not keys["shelter"].consent_signing_key
+    assert keys["network"].trusted_clients and not keys["intake"].trusted_clients
+    assert keys["network"].token_issuer_path == tmp_path / "keys/network/token-issuer.json"
+    assert keys["shelter"].token_issuer_path is None
+    assert keys["shelter"].consent_signing_path is None
+    assert keys["shelter"].data_keyring_path == tmp_path / "keys/shelter/data-keyring.json"
+    assert keys["shelter"].client_key_path == tmp_path / "keys/shelter/client.json"
+    assert keys["shelter"].token_public_path == tmp_path / "keys/public/token-issuer.json"
+    assert "c2VjcmV0" not in repr(keys["intake"])  # secrets never in a repr
+    assert ServiceSettings.from_env("shelter", env).revocation_poll_seconds == 20
+    cli = CliSettings.from_env(env)
+    assert cli.key_settings.holder == "cli" and not cli.key_settings.consent_signing_key
