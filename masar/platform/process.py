@@ -298,6 +298,12 @@ def install_process_keys(settings: ServiceSettings) -> ServiceSettings:
     to other services. Returns the settings its Temporal clients read the
     payload key ring from (its copy on the local stack)."""
     keys = process_keys(settings)
+    if keys.token_signing_key and settings.name != TOKEN_ISSUER_HOLDER:
+        log.warning(
+            "this service holds the token-signing key (MASAR_TOKEN_SIGNING_KEY): only the "
+            "network service should; it mints its own tokens and polls no revocations",
+            extra={"service": settings.name},
+        )
     install_keyring(data_keyring(keys))
     install_client_tls(settings.common.tls)
     temporal = settings.common.temporal
