@@ -19,6 +19,7 @@ from masar.cli import (
     connect,
     demo,
     grants,
+    inbox,
     network,
     policy,
     providers,
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     staff.register(sub, common)
     signin.register(sub, common)
     network.register(sub, common)
+    inbox.register(sub, common)
     grants.register(sub, common)
     policy.register(sub, common)
     demo.register(sub, common)
@@ -75,6 +77,7 @@ def _traced(args: argparse.Namespace, cli: CliSettings, run: Callable[[], int]) 
                 "org_command",
                 "account_command",
                 "password_command",
+                "inbox_command",
             )
             if getattr(args, k, None)
         ),
