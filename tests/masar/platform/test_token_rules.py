@@ -161,7 +161,10 @@ async def test_service_identities_keep_working(sectors) -> None:
         response_deserializer=common_pb2.GetReferralResponse.FromString,
     )
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await get(common_pb2.GetReferralRequest(referral_id="shr-0123456789abcdef"), metadata=bearer(shelter))
+        await get(
+            common_pb2.GetReferralRequest(referral_id="shr-0123456789abcdef"),
+            metadata=bearer(shelter),
+        )
     assert err.value.code() == grpc.StatusCode.NOT_FOUND  # through, to the handler
     assert TEST_ISSUER.verifier().verify(shelter, audience="intake").role is Role.SERVICE_SHELTER
 
