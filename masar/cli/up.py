@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from collections.abc import Sequence
 
 from masar.devstack.stack import run_stack
@@ -19,4 +20,7 @@ def up_main(argv: Sequence[str] | None = None) -> int:
         "--json", action="store_true", help="print one JSON document of endpoints once ready"
     )
     args = parser.parse_args(argv)
+    # Everything the stack and its children create under the data dir (logs,
+    # the lock file, SQLite files, Temporal's database) is the owner's alone.
+    os.umask(0o077)
     return asyncio.run(run_stack(json_output=args.json))

@@ -210,3 +210,26 @@ def test_one_port_configured_twice_is_named(tmp_path: Path) -> None:
     env["MASAR_TEMPORAL_ADDRESS"] = "127.0.0.1:65000"
     with pytest.raises(SettingsError, match="MASAR_TEMPORAL_ADDRESS"):
         plan_stack(env)
+
+
+def test_masar_up_creates_nothing_others_can_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`masar up` sets a private umask before anything is created, so its
+    children (services, Temporal) inherit it too."""
+    import os
+
+    from masar.cli import up
+
+    seen: list[int] = []
+
+    async def fake_run_stack(*, json_output: bool) -> int:
+        current = os.umask(0o077)
+        seen.append(current)
+        return 0
+
+    previous = os.umask(0o022)
+    try:
+        monkeypatch.setattr(up, "run_stack", fake_run_stack)
+        assert up.up_main([]) == 0
+    finally:
+        os.umask(previous)
+    assert seen == [0o077]
