@@ -215,8 +215,6 @@ def test_one_port_configured_twice_is_named(tmp_path: Path) -> None:
 def test_masar_up_creates_nothing_others_can_read(monkeypatch: pytest.MonkeyPatch) -> None:
     """`masar up` sets a private umask before anything is created, so its
     children (services, Temporal) inherit it too."""
-    import os
-
     from masar.cli import up
 
     seen: list[int] = []
