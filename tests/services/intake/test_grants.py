@@ -262,6 +262,7 @@ def test_own_region_needs_no_grant_and_other_roles_get_none(setup) -> None:
 def test_lists_are_scoped(setup) -> None:
     db, access, clock, _ring = setup
     mine = _ask(db, access)
+    clock.now += timedelta(seconds=1)  # requested after `mine`: newest first is well defined
     elsewhere = db.call(
         lambda s: access.open_grant(
             s, COORDINATOR, case_id="c-rabat", case_region="rabat", reason="court_request"
