@@ -158,7 +158,7 @@ def _region_of(request: Any) -> str:
     return region if region in REGIONS else DEFAULT_REGION
 
 
-class _RightfulCaller(grpc.aio.UnaryUnaryClientInterceptor):
+class _RightfulCaller(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]  # grpc ships no types
     def __init__(self, address: str) -> None:
         self._address = address
         self._lookup: grpc.aio.Channel | None = None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from masar.contract import Sector
+from masar.contract import Sector, ServiceName
 from masar.devstack.keys import prepare_keys
 from masar.devstack.plan import SERVICES, StackPlan, plan_stack
 from masar.platform.channels import NetworkIssuedToken, service_identity
@@ -72,9 +72,9 @@ def test_each_child_names_only_its_own_key_material(plan: StackPlan) -> None:
         assert ("MASAR_TOKEN_SIGNING_KEY" in env) is False  # network: its file, not a variable
         keys = plan.keys_of(part)
         defaults = [keys.data_keyring_path, keys.payload_keyring_path, keys.client_key_path]
-        for path in (keys.token_issuer_path, keys.consent_signing_path):
-            if path is not None:
-                defaults.append(path)
+        for optional in (keys.token_issuer_path, keys.consent_signing_path):
+            if optional is not None:
+                defaults.append(optional)
         for path in defaults:  # its default paths: its own directory only
             assert path.parent == keys_dir / part, (part, path)
     assert plan.keys_of("shelter").token_issuer_path is None
@@ -114,7 +114,7 @@ def test_key_files_are_separate_private_and_published_only_as_public_keys(
 
 @pytest.mark.parametrize("sector", SECTORS)
 def test_a_sector_with_its_own_settings_mints_signs_and_reads_nothing_else(
-    plan: StackPlan, sector: str
+    plan: StackPlan, sector: ServiceName
 ) -> None:
     settings = _settings(plan, sector)
     keys = process_keys(settings)

@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 import pytest
 
+from masar.contract import ServiceName
 from masar.platform.access import _ROLES_ATTRIBUTE
 from masar.platform.errors import PermissionDenied, Unauthenticated
 from masar.platform.identity import (
@@ -55,7 +56,8 @@ def _signed(**claims: Any) -> str:
 async def sectors(tmp_path: Path) -> AsyncIterator[dict[str, RunningSector]]:
     started: dict[str, RunningSector] = {}
     managers = []
-    for name, app in (("shelter", shelter_app), ("legal", legal_app)):
+    names: tuple[ServiceName, ServiceName] = ("shelter", "legal")
+    for name, app in zip(names, (shelter_app, legal_app), strict=True):
         settings = sector_settings(name, tmp_path / name, f"sqlite:///{tmp_path / name}.db")
         manager = running_sector(settings, app.build_components, app.MIGRATIONS_DIR)
         managers.append(manager)
@@ -69,6 +71,7 @@ async def sectors(tmp_path: Path) -> AsyncIterator[dict[str, RunningSector]]:
 
 async def _code(sector: RunningSector, name: str, token: str) -> grpc.StatusCode:
     """A reading RPC of the sector, as `token`."""
+    request: Any
     if name == "shelter":
         method, request = "ListShelters", shelter_pb2.ListSheltersRequest(region=FES)
         reply_type: Any = shelter_pb2.ListSheltersResponse
