@@ -50,6 +50,7 @@ from masar.contract import (
 from workflows.clinical import ClinicalWindows
 from workflows.ladder import RUNG_EVENTS, EscalationLadder, SlaTerms
 from workflows.lanes import ActionLanes, Timeline
+from workflows.notices import Notices
 from workflows.policy import SlaPolicy
 from workflows.state import (
     CLINICAL_PREFIX,
@@ -91,14 +92,20 @@ class CaseFile:
         self.state = state
         self.lanes = ActionLanes(state)
         self.timeline = Timeline(state)
+        self.notices = Notices(state, self.lanes, self.timeline)
         self.tracks: dict[Sector, ReferralTrack] = {
             sector: ReferralTrack(
-                sector, state.tracks[sector.value], state.referrals, self.lanes, self.timeline
+                sector,
+                state.tracks[sector.value],
+                state.referrals,
+                self.lanes,
+                self.timeline,
+                self.notices,
             )
             for sector in Sector
         }
-        self.clinical = ClinicalWindows(state, self.lanes, self.timeline)
-        self.transfers = TransferDesk(state, self.lanes, self.timeline)
+        self.clinical = ClinicalWindows(state, self.lanes, self.timeline, self.notices)
+        self.transfers = TransferDesk(state, self.lanes, self.timeline, self.notices)
         self._answers = {answer.event_id: answer for answer in state.answers}
 
     @classmethod
@@ -117,6 +124,7 @@ class CaseFile:
             legal=inp.legal,
             employment=inp.employment,
             max_history_events=inp.max_history_events,
+            holding_organisation_id=inp.holding_organisation_id,
             tracks={sector.value: TrackState(sector=sector) for sector in Sector},
         )
         return cls(state)
@@ -247,6 +255,7 @@ class CaseFile:
             climb(level)
         self.plan()
         self.refresh_stage(now)
+        self.notices.tick(now)
 
     def plan(self) -> None:
         if self.closed or not self.state.started:
@@ -284,11 +293,15 @@ class CaseFile:
             self.timeline.note(now, "stage_changed", detail=stage.value)
 
     def next_wakeup(self) -> datetime | None:
+        poll = self.notices.next_poll()
         if self.closed:
             closed_at = self.state.closed_at
             assert closed_at is not None
-            return closed_at + self.policy.closed_retention
+            end = closed_at + self.policy.closed_retention
+            return end if poll is None else min(end, poll)
         times = [due for _, due in self.next_rungs()]
+        if poll is not None:
+            times.append(poll)
         return min(times) if times else None
 
     def finished(self, now: datetime) -> bool:
@@ -359,6 +372,7 @@ class CaseFile:
         event = "follow_up_missed" if level == LEVEL_COORDINATOR else RUNG_EVENTS[level]
         self.timeline.note(now, event, level=level, detail=FOLLOW_UP_WAIT)
         self.lanes.owe_escalation(level, wait.name, self.ladder.deadline(wait))
+        self.notices.follow_up_rung(wait, level, now, self.ladder.deadline(wait))
 
     def _open_follow_up(self, start: datetime) -> None:
         interval = self.policy.deadline(FOLLOW_UP_WAIT, self.state.risk)
@@ -444,6 +458,7 @@ class CaseFile:
     def apply_closure_request(self, event: ClosureRequest, now: datetime) -> None:
         self.state.closure_requested = True
         self.timeline.note(now, "closure_requested", detail=as_code(event.reason))
+        self.notices.closure_requested(event.event_id, now)
         self.tick(now)
 
     def apply_closure_decision(self, event: ClosureDecision, now: datetime) -> None:
@@ -462,6 +477,7 @@ class CaseFile:
         self.timeline.note(
             now, "closure_approved", detail=as_code(event.reason), actor=event.coordinator_id
         )
+        self.notices.case_closed(event.event_id, now)
         self.tick(now)
 
     def apply_reopen(self, event: ReopenRequest, now: datetime) -> None:

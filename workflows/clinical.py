@@ -20,6 +20,7 @@ from masar.contract import (
 )
 from workflows.ladder import RUNG_EVENTS, EscalationLadder
 from workflows.lanes import ActionLanes, Timeline
+from workflows.notices import Notices
 from workflows.state import ClinicalWindow, JourneyState, WindowStatus, clinical_wait_name
 
 CLINICAL_WINDOWS: tuple[tuple[ClinicalItem, timedelta], ...] = (
@@ -33,10 +34,13 @@ SEXUAL_VIOLENCE = (ViolenceType.RAPE, ViolenceType.SEXUAL_ASSAULT)
 class ClinicalWindows:
     """The case's clinical windows (state.clinical) and their rules."""
 
-    def __init__(self, state: JourneyState, lanes: ActionLanes, timeline: Timeline) -> None:
+    def __init__(
+        self, state: JourneyState, lanes: ActionLanes, timeline: Timeline, notices: Notices
+    ) -> None:
         self._state = state
         self._lanes = lanes
         self._timeline = timeline
+        self._notices = notices
 
     @property
     def windows(self) -> list[ClinicalWindow]:
@@ -77,6 +81,7 @@ class ClinicalWindows:
         wait.last_rung_at = now
         window.level = level
         self._lanes.owe_escalation(level, wait.name, ladder.deadline(wait))
+        self._notices.clinical_rung(wait, level, now, window.deadline)
         if level < LEVEL_REGIONAL:
             self._timeline.note(now, RUNG_EVENTS[level], level=level, detail=wait.name)
             return

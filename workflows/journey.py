@@ -10,7 +10,8 @@ the Temporal side of them:
   deduplicated by event id) and the `status` query;
 - the main loop, which sleeps until the next rung of the escalation ladder (or
   an update), climbs what is due and publishes the search attributes;
-- one lane per collaborator (shelter, legal, employment, intake) performing the
+- one lane per collaborator (shelter, legal, employment, intake, and the
+  network's for notifications — workflows.notices) performing the
   owed actions in order, each an activity with a bounded retry policy and an
   idempotency key fixed when the action was owed;
 - continue-as-new, once the handlers have finished and no activity is under
@@ -78,7 +79,6 @@ with workflow.unsafe.imports_passed_through():
         ClosureRequest,
         ConsentChange,
         DeadlineExtension,
-        EscalationNotice,
         FollowUpContact,
         JourneyInput,
         JourneyStatus,
@@ -97,6 +97,15 @@ with workflow.unsafe.imports_passed_through():
         UpdateResult,
     )
 
+    # The notification contract's own module (its dataclasses' type hints resolve there).
+    from masar.contract.notify import (
+        NETWORK_ACKNOWLEDGEMENTS,
+        NETWORK_NOTIFY,
+        NETWORK_TASK_QUEUE,
+        AcknowledgementsResult,
+        NotifyResult,
+    )
+
     # The transfer contract's own module (its dataclasses' type hints resolve there).
     from masar.contract.transfer import (
         INTAKE_RECORD_TRANSFER_RUNG,
@@ -106,14 +115,15 @@ with workflow.unsafe.imports_passed_through():
         TransferDecision,
         TransferRedirect,
         TransferRequest,
-        TransferRungNotice,
     )
-    from workflows import authentication, validation, view
+    from workflows import authentication, calls, validation, view
     from workflows.casefile import CaseFile
+    from workflows.notices import NOTIFICATIONS_PATCH
     from workflows.policy import LOAD_POLICY_ACTIVITY, SlaPolicy
     from workflows.state import (
         INTAKE_LANE,
         LANES,
+        NETWORK_LANE,
         Action,
         ActionKind,
         decode_state,
@@ -166,6 +176,10 @@ SA_KEYS: dict[str, SearchAttributeKey[Any]] = {
 }
 
 
+def _lane_sector(lane: str) -> Sector | None:
+    return None if lane in (INTAKE_LANE, NETWORK_LANE) else Sector(lane)
+
+
 def _business_error(err: ActivityError) -> str | None:
     cause = err.cause
     if isinstance(cause, ApplicationError) and (
@@ -205,6 +219,8 @@ class SurvivorJourney:
     @workflow.run
     async def run(self, inp: JourneyInput) -> JourneyStatus:
         self._authenticated = workflow.patched(AUTHENTICATED_UPDATES)
+        # Runs started with it tell people (workflows.notices).
+        self._case.notices.on = workflow.patched(NOTIFICATIONS_PATCH)
         policy = await workflow.execute_local_activity(
             LOAD_POLICY_ACTIVITY,
             result_type=SlaPolicy,
@@ -216,7 +232,8 @@ class SurvivorJourney:
         if self._fresh:
             self._case.start(workflow.now())
         self._ready = True
-        lanes = [asyncio.create_task(self._lane(lane)) for lane in LANES]
+        names = (*LANES, NETWORK_LANE) if self._case.notices.on else LANES
+        lanes = [asyncio.create_task(self._lane(lane)) for lane in names]
         while True:
             now = workflow.now()
             self._case.tick(now)
@@ -324,7 +341,7 @@ class SurvivorJourney:
                     case.timeline.note(
                         now,
                         "collaborator_unavailable",
-                        sector=None if action.lane == INTAKE_LANE else Sector(action.lane),
+                        sector=_lane_sector(action.lane),
                         referral_id=action.referral_id,
                         detail=action.kind,
                     )
@@ -340,7 +357,7 @@ class SurvivorJourney:
                 case.timeline.note(
                     now,
                     "action_failed",
-                    sector=None if action.lane == INTAKE_LANE else Sector(action.lane),
+                    sector=_lane_sector(action.lane),
                     referral_id=action.referral_id,
                     detail=f"{action.kind}:{error_type}",
                 )
@@ -359,30 +376,24 @@ class SurvivorJourney:
         case = self._case
         state = case.state
         if action.kind == ActionKind.ESCALATE:
-            assert action.due_at is not None
-            notice = EscalationNotice(
-                case_id=state.case_id,
-                region=state.region,
-                level=action.level,
-                wait=action.wait,
-                due_at=action.due_at,
-                idempotency_key=action.key,
-                referral_id=action.referral_id,
-            )
+            notice = calls.escalation_notice(state, action)
             await self._activity(INTAKE_RECORD_ESCALATION, SECTOR_TASK_QUEUES["intake"], notice)
             return
-        if action.kind == ActionKind.TRANSFER_RUNG:
-            assert action.due_at is not None and action.transfer_id is not None
-            rung = TransferRungNotice(
-                case_id=state.case_id,
-                region=state.region,
-                transfer_id=action.transfer_id,
-                to_organisation_id=action.to_organisation_id or "",
-                level=action.level,
-                due_at=action.due_at,
-                idempotency_key=action.key,
-                lapsed=action.lapsed,
+        if action.kind == ActionKind.NOTIFY:
+            result = await self._activity(
+                NETWORK_NOTIFY, NETWORK_TASK_QUEUE, action.notice, NotifyResult
             )
+            case.notices.delivered(action, result, workflow.now())
+            return
+        if action.kind == ActionKind.ACKNOWLEDGEMENTS:
+            query = case.notices.query()
+            found = await self._activity(
+                NETWORK_ACKNOWLEDGEMENTS, NETWORK_TASK_QUEUE, query, AcknowledgementsResult
+            )
+            case.notices.acknowledged(found, workflow.now())
+            return
+        if action.kind == ActionKind.TRANSFER_RUNG:
+            rung = calls.transfer_rung_notice(state, action)
             await self._activity(INTAKE_RECORD_TRANSFER_RUNG, SECTOR_TASK_QUEUES["intake"], rung)
             return
         sector = Sector(action.lane)

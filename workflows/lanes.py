@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from masar.contract import Sector, TimelineEvent
+from masar.contract import NotifyEvent, Sector, TimelineEvent
 from workflows.state import (
     INTAKE_LANE,
     MAX_TIMELINE,
+    NETWORK_LANE,
     Action,
     ActionKind,
     JourneyState,
@@ -103,6 +104,26 @@ class ActionLanes:
             sector=sector,
             referral_id=referral_id,
         )
+
+    def owe_notice(self, event: NotifyEvent) -> Action | None:
+        """Owe `network.notify` in the network's lane; None when already owed."""
+        return self.owe_keyed(NETWORK_LANE, ActionKind.NOTIFY, event.idempotency_key, notice=event)
+
+    def owe_keyed(self, lane: str, kind: ActionKind, key: str, **fields: object) -> Action | None:
+        """Owe an action whose key the caller fixed (from the event's stable id,
+        workflows.notices): the counter of the other actions' keys is left as
+        it was, and an action already owed under that key is not owed twice."""
+        if self.owed_with_key(key) is not None:
+            return None
+        action = Action(lane=lane, kind=kind, key=key, **fields)  # type: ignore[arg-type]
+        self._state.actions.append(action)
+        return action
+
+    def owed_with_key(self, key: str) -> Action | None:
+        for action in self._state.actions:
+            if action.key == key:
+                return action
+        return None
 
     def owed_request(self, sector: Sector) -> Action | None:
         """The request owed to a sector (there is at most one at a time)."""

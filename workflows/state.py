@@ -31,6 +31,7 @@ from masar.contract import (
     UpdateResult,
     ViolenceType,
 )
+from masar.contract.notify import NotifyEvent
 from workflows.policy import SlaPolicy
 
 # Bounds on what the state keeps, so a years-long journey's carried state stays small.
@@ -90,6 +91,8 @@ class ReferralState:
     decline_reason: str | None = None
     # The ladder level reached when the referral ended EXPIRED.
     final_level: int = 0
+    # The network organisation of the provider (its staff are told).
+    organisation_id: str = ""
 
 
 @dataclass
@@ -135,6 +138,8 @@ class ActionKind(StrEnum):
     PURGE = "purge"
     ESCALATE = "escalate"
     TRANSFER_RUNG = "transfer_rung"  # intake.record_transfer_rung
+    NOTIFY = "notify"  # network.notify (workflows.notices)
+    ACKNOWLEDGEMENTS = "acknowledgements"  # network.acknowledgements
 
 
 class RequestPurpose(StrEnum):
@@ -151,6 +156,8 @@ LANES: tuple[str, ...] = (
     Sector.EMPLOYMENT.value,
     INTAKE_LANE,
 )
+# The network service's lane (notifications), in runs that tell people.
+NETWORK_LANE = "network"
 
 
 @dataclass
@@ -179,6 +186,7 @@ class Action:
     transfer_id: str | None = None  # transfer_rung: the transfer
     to_organisation_id: str | None = None  # transfer_rung: the organisation asked
     lapsed: bool = False  # transfer_rung: the last rung (the request lapsed)
+    notice: NotifyEvent | None = None  # notify: the event (its key is the action's)
 
 
 class WindowStatus(StrEnum):
@@ -198,6 +206,36 @@ class ClinicalWindow:
     # A missed window stays among the open escalations until care is confirmed.
     escalation_open: bool = False
     closed_at: datetime | None = None
+
+
+@dataclass
+class AcknowledgementWatch:
+    """A notification whose acknowledgement the journey waits to see
+    (workflows.notices): polled with a backoff, a bounded number of times."""
+
+    key: str  # the notification's idempotency key
+    kind: str  # its NotifyKind value
+    since: datetime
+    first_seconds: float  # the first poll's delay, doubled at each poll ...
+    cap_seconds: float  # ... up to this
+    polls: int = 0
+    referral_id: str | None = None
+    sector: Sector | None = None
+    level: int = 0
+
+
+@dataclass
+class UndeliveredFlag:
+    """A notification that reached nobody (the network told the region's
+    coordinators instead): shown among the escalations until one of them
+    acknowledges it, or its referral is over."""
+
+    key: str
+    kind: str
+    at: datetime
+    level: int
+    referral_id: str | None = None
+    sector: Sector | None = None
 
 
 @dataclass
@@ -238,6 +276,13 @@ class JourneyState:
     answers: list[UpdateResult] = field(default_factory=list)
     # Actor assertions used within their lifetime (a replayed one is refused).
     seen_assertions: list[SeenAssertion] = field(default_factory=list)
+    # Notifications (workflows.notices): the organisation holding the case,
+    # the escalations whose acknowledgement is awaited, when to ask next,
+    # and what reached nobody.
+    holding_organisation_id: str = ""
+    watches: list[AcknowledgementWatch] = field(default_factory=list)
+    acknowledgements_due_at: datetime | None = None
+    undelivered: list[UndeliveredFlag] = field(default_factory=list)
     seq: int = 0
     runs: int = 1
     max_history_events: int | None = None

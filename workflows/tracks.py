@@ -35,6 +35,7 @@ from masar.contract import (
 )
 from workflows.ladder import RUNG_EVENTS, SlaTerms
 from workflows.lanes import ActionLanes, Timeline
+from workflows.notices import Notices
 from workflows.state import (
     ACCEPT_WAIT,
     MILESTONE_WAIT,
@@ -56,12 +57,14 @@ class ReferralTrack:
         referrals: list[ReferralState],
         lanes: ActionLanes,
         timeline: Timeline,
+        notices: Notices,
     ) -> None:
         self.sector = sector
         self.progress = progress
         self._referrals = referrals  # every sector's, in request order (shared)
         self._lanes = lanes
         self._timeline = timeline
+        self._notices = notices
 
     # --- lookups -------------------------------------------------------------------
 
@@ -173,6 +176,7 @@ class ReferralTrack:
             status=ReferralStatus.PENDING,
             requested_at=now,
             attempt=track.attempts,
+            organisation_id=created.organisation_id,
         )
         self._referrals.append(ref)
         self._timeline.note(
@@ -197,6 +201,7 @@ class ReferralTrack:
             and track.current == replaced.referral_id
             and replaced.status is ReferralStatus.PENDING
         ):
+            span = replaced.wait.deadline_seconds if replaced.wait is not None else 0.0
             replaced.wait = None
             replaced.status = ReferralStatus.REROUTED
             self._lanes.owe(
@@ -210,6 +215,8 @@ class ReferralTrack:
             self._timeline.note(
                 now, event, sector=sector, referral_id=replaced.referral_id, detail=ref.referral_id
             )
+            if action.purpose == RequestPurpose.REROUTE:
+                self._notices.rerouted(replaced, now, span)
             self._adopt(ref, now, terms)
             return
         # The attempt it was to replace moved on meanwhile (its provider
@@ -263,6 +270,7 @@ class ReferralTrack:
             self._timeline.note(
                 now, "referral_accepted", sector=ref.sector, referral_id=ref.referral_id
             )
+            self._notices.decided(ref, now)
             return
         ref.status = ReferralStatus.DECLINED
         ref.decline_reason = reason
@@ -271,6 +279,7 @@ class ReferralTrack:
         self._timeline.note(
             now, "referral_declined", sector=ref.sector, referral_id=ref.referral_id, detail=reason
         )
+        self._notices.decided(ref, now)
 
     def milestone(
         self, ref: ReferralState, milestone: Milestone, detail: str | None, now: datetime
@@ -308,6 +317,7 @@ class ReferralTrack:
             level=level,
             detail=wait.name,
         )
+        self._notices.referral_rung(ref, wait, level, now, terms.ladder.deadline(wait))
         if level == LEVEL_REMINDER:
             self._lanes.owe(ref.sector.value, ActionKind.REMIND, referral_id=ref.referral_id)
         else:
@@ -338,6 +348,7 @@ class ReferralTrack:
         live = self.live()
         if live is not None:
             self._end(live, ReferralStatus.WITHDRAWN, now)
+            self._notices.resolved(live, now, "withdrawn")
         track.current = None
         track.exhausted_level = 0
         track.exhausted_at = None
@@ -386,6 +397,8 @@ class ReferralTrack:
         wait = terms.wait(ACCEPT_WAIT[ref.sector], now)
         if wait is not None:
             ref.wait = wait
+        deadline = terms.ladder.deadline(wait) if wait is not None else None
+        self._notices.new_referral(ref, now, deadline)
 
     def _end(
         self,
@@ -410,8 +423,10 @@ class ReferralTrack:
     def _expire(self, ref: ReferralState, now: datetime) -> None:
         track = self.progress
         level = ref.wait.level if ref.wait is not None else LEVEL_REGIONAL
+        span = ref.wait.deadline_seconds if ref.wait is not None else 0.0
         ref.final_level = level
         self._end(ref, ReferralStatus.EXPIRED, now, event="expired")
+        self._notices.expired(ref, now, span)
         track.current = None
         track.exhausted_level = level
         track.exhausted_at = now
@@ -423,5 +438,6 @@ class ReferralTrack:
         track.exhausted_at = now
         track.exhausted_reason = reason
         self._timeline.note(now, "no_provider", sector=self.sector, level=level, detail=reason)
+        self._notices.no_provider(self.sector, level, now)
         # No wait to point at: due now.
         self._lanes.owe_escalation(level, ACCEPT_WAIT[self.sector], now, sector=self.sector)

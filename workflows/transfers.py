@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from masar.contract import (
+    LEVEL_COORDINATOR,
     LEVEL_REGIONAL,
     TRANSFER_ACCEPT_DEFAULT_SECONDS,
     TRANSFER_ACCEPT_WAIT,
@@ -30,6 +31,7 @@ from masar.contract import (
 )
 from workflows.ladder import RUNG_EVENTS, EscalationLadder, SlaTerms
 from workflows.lanes import ActionLanes, Timeline
+from workflows.notices import Notices
 from workflows.state import (
     INTAKE_LANE,
     Action,
@@ -53,10 +55,13 @@ def transfer_wait(terms: SlaTerms, now: datetime) -> LadderWait:
 class TransferDesk:
     """The case's transfers (state.transfers) and their ladder."""
 
-    def __init__(self, state: JourneyState, lanes: ActionLanes, timeline: Timeline) -> None:
+    def __init__(
+        self, state: JourneyState, lanes: ActionLanes, timeline: Timeline, notices: Notices
+    ) -> None:
         self._state = state
         self._lanes = lanes
         self._timeline = timeline
+        self._notices = notices
 
     @property
     def transfers(self) -> list[TransferState]:
@@ -93,6 +98,9 @@ class TransferDesk:
         self._timeline.note(
             now, "transfer_requested", detail=f"{event.transfer_id}:{event.reason.value}"
         )
+        if self._notices.on and not self._state.holding_organisation_id:
+            self._state.holding_organisation_id = event.from_organisation_id
+        self._notices.transfer_requested(transfer, now)
 
     def decide(self, event: TransferDecision, now: datetime) -> None:
         transfer = self.find(event.transfer_id)
@@ -103,10 +111,14 @@ class TransferDesk:
         if event.accepted:
             transfer.status = TransferStatus.ACCEPTED
             self._timeline.note(now, "transfer_accepted", detail=transfer.transfer_id)
+            self._notices.transfer_answered(transfer, now)
+            if self._notices.on:
+                self._state.holding_organisation_id = transfer.to_organisation_id
             return
         transfer.status = TransferStatus.DECLINED
         reason = event.decline_reason.value if event.decline_reason else "unspecified"
         self._timeline.note(now, "transfer_declined", detail=f"{transfer.transfer_id}:{reason}")
+        self._notices.transfer_answered(transfer, now)
 
     def redirect(self, event: TransferRedirect, now: datetime, terms: SlaTerms) -> None:
         transfer = self.find(event.transfer_id)
@@ -117,6 +129,7 @@ class TransferDesk:
         self._timeline.note(
             now, "transfer_redirected", detail=transfer.transfer_id, actor=event.coordinator_id
         )
+        self._notices.transfer_requested(transfer, now)
 
     def retime(self, terms: SlaTerms) -> None:
         """The risk changed: a waiting request keeps its start, with the new deadline."""
@@ -142,6 +155,7 @@ class TransferDesk:
             transfer.wait = None
             transfer.decided_at = now
             self._timeline.note(now, "transfer_lapsed", level=level, detail=transfer.transfer_id)
+            self._notices.transfer_answered(transfer, now)
         else:
             self._timeline.note(
                 now,
@@ -149,6 +163,8 @@ class TransferDesk:
                 level=level,
                 detail=f"{TRANSFER_ACCEPT_WAIT}:{transfer.transfer_id}",
             )
+            if level == LEVEL_COORDINATOR:
+                self._notices.transfer_escalated(transfer, wait, now, due_at)
         self._lanes.owe(
             INTAKE_LANE,
             ActionKind.TRANSFER_RUNG,

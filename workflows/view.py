@@ -81,6 +81,8 @@ def escalations(case: CaseFile) -> list[EscalationView]:
                     wait=wait.name, level=wait.level, at=wait.last_rung_at or wait.started_at
                 )
             )
+    # Notifications that reached nobody (workflows.notices).
+    views.extend(case.notices.escalation_views())
     return views
 
 

@@ -24,6 +24,17 @@ from masar.contract.assertion import ERR_UNAUTHENTICATED as ERR_UNAUTHENTICATED
 from masar.contract.assertion import ActorAssertion as ActorAssertion
 from masar.contract.assertion import IssuerKey as IssuerKey
 
+# Notifications (masar.contract.notify), re-exported.
+from masar.contract.notify import NETWORK_ACKNOWLEDGEMENTS as NETWORK_ACKNOWLEDGEMENTS
+from masar.contract.notify import NETWORK_NOTIFY as NETWORK_NOTIFY
+from masar.contract.notify import NETWORK_TASK_QUEUE as NETWORK_TASK_QUEUE
+from masar.contract.notify import Acknowledgement as Acknowledgement
+from masar.contract.notify import AcknowledgementsQuery as AcknowledgementsQuery
+from masar.contract.notify import AcknowledgementsResult as AcknowledgementsResult
+from masar.contract.notify import NotifyEvent as NotifyEvent
+from masar.contract.notify import NotifyKind as NotifyKind
+from masar.contract.notify import NotifyResult as NotifyResult
+
 # Case transfers between organisations (masar.contract.transfer), re-exported.
 from masar.contract.transfer import ERR_STALE_TRANSFER as ERR_STALE_TRANSFER
 from masar.contract.transfer import ERR_TRANSFER_OPEN as ERR_TRANSFER_OPEN
@@ -350,6 +361,9 @@ class ReferralCreated:
     referral_id: str
     provider_id: str
     region: str
+    # The network organisation the provider belongs to (its staff are told of
+    # the referral); empty when the sector does not know it.
+    organisation_id: str = ""
 
 
 @dataclass
@@ -417,6 +431,9 @@ class JourneyInput:
     # Continue-as-new once the run's history reaches this many events (besides
     # whenever Temporal suggests it); tests set it low. None: Temporal decides.
     max_history_events: int | None = None
+    # The organisation holding the case (told of decisions on its referrals);
+    # empty when intake did not say (the journey learns it from a transfer).
+    holding_organisation_id: str = ""
 
 
 # --- updates ------------------------------------------------------------------

@@ -231,6 +231,7 @@ class SectorActivities(abc.ABC):
             referral_id=referral.referral_id,
             provider_id=referral.provider_id,
             region=referral.region,
+            organisation_id=referral.organisation_id,
         )
 
     async def forward_reminder(self, reminder: ProviderReminder) -> None:

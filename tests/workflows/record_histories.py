@@ -424,6 +424,60 @@ async def authenticated_updates(bed: JourneyTestbed) -> Journey:
     return journey
 
 
+async def notifications(bed: JourneyTestbed) -> Journey:
+    """Telling people (the notifications patch): a new referral, a reminder
+    that reaches nobody (flagged undelivered), the escalation and the
+    rerouting it causes (and the new provider's referral), the escalation
+    acknowledged by a coordinator (polled), a decision told to the holding
+    organisation, a clinical window's rung, a closure request; network.notify
+    down past its retries once (the lane tries the same key again later)."""
+    opened = await bed.now()
+    script = CaseScript(unreachable={c.NotifyKind.REMINDER.value}, outages={c.NETWORK_NOTIFY: 5})
+    journey = await bed.start(
+        task_queue=SECONDS_QUEUE,
+        script=script,
+        needs=[c.Need.SHELTER, c.Need.MEDICAL],
+        violence_type=c.ViolenceType.RAPE,
+        incident_at=opened - timedelta(hours=10),
+        opened_at=opened,
+        holding_organisation_id="org-a0de00000001",
+    )
+    await journey.pending_referral(c.Sector.SHELTER)
+    await journey.until_calls(c.NETWORK_NOTIFY, 1)
+    await bed.skip(20 * SECOND)
+    await journey.until(lambda s: bool(events(s, "collaborator_unavailable")))
+    await bed.skip(70 * SECOND)
+    await journey.until(lambda s: bool(events(s, "undelivered")))
+    await bed.skip(20 * SECOND)
+    await journey.until(lambda s: bool(events(s, "rerouted")))
+    fakes = bed.fakes
+    escalation = next(
+        e for e in fakes.notifications(journey.case_id) if e.kind is c.NotifyKind.ESCALATION
+    )
+    fakes.acknowledge(journey.case_id, escalation.idempotency_key, "acc-coord-1", await bed.now())
+    await bed.skip(40 * SECOND)
+    await journey.until(lambda s: bool(events(s, "acknowledged")))
+    second = await journey.pending_referral(c.Sector.SHELTER)
+    await journey.decide(second)
+    await bed.skip(20 * HOUR)
+    await journey.until(
+        lambda s: any(
+            e.event == "reminder" and e.detail and e.detail.startswith("clinical:")
+            for e in s.timeline
+        )
+    )
+    await journey.update(
+        c.UPDATE_CLOSURE_REQUEST,
+        c.ClosureRequest(event_id=new_event_id(), at=await bed.now(), reason="goals_met"),
+    )
+    await journey.until(
+        lambda _: any(
+            e.kind is c.NotifyKind.CLOSURE_REQUESTED for e in fakes.notifications(journey.case_id)
+        )
+    )
+    return journey
+
+
 SCENARIOS: dict[str, Scenario] = {
     "full_chain": full_chain,
     "ladder_to_expiry": ladder_to_expiry,
@@ -436,6 +490,7 @@ SCENARIOS: dict[str, Scenario] = {
     "reroute_queued_in_lane": reroute_queued_in_lane,
     "transfers": transfers,
     "authenticated_updates": authenticated_updates,
+    "notifications": notifications,
 }
 
 

@@ -119,6 +119,18 @@ class CaseScript:
     holds: dict[str, int] = field(default_factory=dict)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     held: asyncio.Event = field(default_factory=asyncio.Event)  # set when a call waits
+    # The network: notification kinds that reach nobody (NotifyResult.undelivered),
+    # and the sector's organisation of each provider (ReferralCreated.organisation_id).
+    unreachable: set[str] = field(default_factory=set)
+    organisations: dict[str, str] = field(
+        default_factory=lambda: {
+            "shelter-a": "org-5be1700000a1",
+            "shelter-b": "org-5be1700000b2",
+            "shelter-c": "org-5be1700000c3",
+        }
+    )
+    # The network: acknowledgements of the case's notifications so far.
+    acknowledgements: list[c.Acknowledgement] = field(default_factory=list)
 
 
 class FakeCollaborators:
@@ -160,7 +172,58 @@ class FakeCollaborators:
             self._escalation_activity(),
             self._transfer_rung_activity(),
         ]
+        by_queue[c.NETWORK_TASK_QUEUE] = self._network_activities()
         return by_queue
+
+    def notifications(self, case_id: str) -> list[c.NotifyEvent]:
+        """Every `network.notify` call made for the case, in order."""
+        return [call.arg for call in self.of(case_id, c.NETWORK_NOTIFY)]
+
+    def acknowledge(self, case_id: str, key: str, account_id: str, at: datetime) -> None:
+        """A recipient acknowledges the notification with this key (the fake network's)."""
+        self.script(case_id).acknowledgements.append(
+            c.Acknowledgement(
+                idempotency_key=key,
+                notification_id=f"ntf-{hashlib.sha256(key.encode()).hexdigest()[:12]}",
+                account_id=account_id,
+                role="coordinator",
+                organisation_id="org-c00d000000f1",
+                acknowledged_at=at,
+            )
+        )
+
+    def _network_activities(self) -> list[Callable[..., Any]]:
+        fakes = self
+        notified: dict[str, c.NotifyResult] = {}
+
+        @activity.defn(name=c.NETWORK_NOTIFY)
+        async def notify(event: c.NotifyEvent) -> c.NotifyResult:
+            await fakes._record(event.case_id, c.NETWORK_NOTIFY, event)
+            if event.idempotency_key in notified:
+                return dataclasses.replace(notified[event.idempotency_key], already=True)
+            nobody = event.kind in fakes.script(event.case_id).unreachable
+            result = c.NotifyResult(
+                notification_id=f"ntf-{secrets.token_hex(6)}",
+                recipients=0 if nobody else 2,
+                undelivered=nobody,
+                escalated_to=2 if nobody else 0,
+            )
+            notified[event.idempotency_key] = result
+            return result
+
+        @activity.defn(name=c.NETWORK_ACKNOWLEDGEMENTS)
+        async def acknowledgements(query: c.AcknowledgementsQuery) -> c.AcknowledgementsResult:
+            await fakes._record(query.case_id, c.NETWORK_ACKNOWLEDGEMENTS, query)
+            keys = set(query.idempotency_keys)
+            return c.AcknowledgementsResult(
+                acknowledgements=[
+                    ack
+                    for ack in fakes.script(query.case_id).acknowledgements
+                    if not keys or ack.idempotency_key in keys
+                ]
+            )
+
+        return [notify, acknowledgements]
 
     def _sector_activities(self, sector: c.Sector) -> list[Callable[..., Any]]:
         fakes = self
@@ -171,7 +234,8 @@ class FakeCollaborators:
             await fakes._record(req.case_id, names.request_referral, req)
             if req.idempotency_key in fakes._referrals:
                 return fakes._referrals[req.idempotency_key]
-            pool = fakes.script(req.case_id).providers.get(sector.value, [])
+            script = fakes.script(req.case_id)
+            pool = script.providers.get(sector.value, [])
             if req.provider_id is not None:
                 eligible = [req.provider_id] if req.provider_id in pool else []
             else:
@@ -181,7 +245,10 @@ class FakeCollaborators:
                     "no eligible provider", type=c.ERR_NO_PROVIDER, non_retryable=True
                 )
             created = c.ReferralCreated(
-                referral_id=c.new_referral_id(sector), provider_id=eligible[0], region=req.region
+                referral_id=c.new_referral_id(sector),
+                provider_id=eligible[0],
+                region=req.region,
+                organisation_id=script.organisations.get(eligible[0], ""),
             )
             fakes._referrals[req.idempotency_key] = created
             fakes._case_of_referral[created.referral_id] = req.case_id

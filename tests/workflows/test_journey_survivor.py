@@ -326,7 +326,7 @@ async def test_duplicate_event_ids_are_answered_once(bed: JourneyTestbed) -> Non
 
 async def test_continue_as_new_keeps_the_whole_state(bed: JourneyTestbed) -> None:
     journey = await bed.start(
-        needs=[c.Need.SHELTER, c.Need.LEGAL, c.Need.EMPLOYMENT], max_history_events=60
+        needs=[c.Need.SHELTER, c.Need.LEGAL, c.Need.EMPLOYMENT], max_history_events=90
     )
     shelter = await journey.pending_referral(SHELTER)
     legal = await journey.pending_referral(LEGAL)

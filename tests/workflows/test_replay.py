@@ -22,6 +22,7 @@ from tests.workflows import record_histories
 from tests.workflows.support import recorded_data_converter
 from workflows.journey import AUTHENTICATED_UPDATES, SurvivorJourney
 from workflows.lanes import ActionLanes
+from workflows.notices import NOTIFICATIONS_PATCH
 from workflows.state import Action, ActionKind, RequestPurpose
 
 HISTORY_DIR = Path(__file__).with_name("histories")
@@ -63,6 +64,7 @@ def test_the_fixtures_cover_the_scenarios() -> None:
         "reroute_queued_in_lane",
         "transfers",
         "authenticated_updates",
+        "notifications",
     } <= scenarios
     # Every scenario the recorder knows has its fixtures, and nothing else is there.
     assert scenarios == set(record_histories.SCENARIOS)
@@ -86,13 +88,43 @@ def _patches(path: Path) -> set[str]:
     }
 
 
+# Recorded before the authenticated-Updates patch, then before the notifications one.
+BEFORE_AUTHENTICATION = {
+    "full_chain",
+    "ladder_to_expiry",
+    "declines_and_consent",
+    "clinical_windows",
+    "coordinators_and_closure",
+    "continue_as_new",
+    "retries_exhausted",
+    "activity_timeout",
+    "reroute_queued_in_lane",
+    "transfers",
+}
+BEFORE_NOTIFICATIONS = BEFORE_AUTHENTICATION | {"authenticated_updates"}
+
+
+def _scenario(path: Path) -> str:
+    return path.name.split("@", 1)[0]
+
+
 def test_only_the_new_fixture_ran_with_authenticated_updates() -> None:
     """The histories recorded before the patch hold Updates without actor
     assertions and replay without the handler's checks; the new one ran with
-    them (and replays with them)."""
+    them (and replays with them), as did every fixture recorded after it."""
     for path in HISTORIES:
         patched = any(AUTHENTICATED_UPDATES in patch for patch in _patches(path))
-        assert patched == path.name.startswith("authenticated_updates@"), path.name
+        assert patched == (_scenario(path) not in BEFORE_AUTHENTICATION), path.name
+
+
+def test_only_the_notifications_fixture_told_anyone() -> None:
+    """Histories recorded before the notifications patch replay without
+    telling anyone (no network.notify in them); the new one ran with it."""
+    for path in HISTORIES:
+        patched = any(NOTIFICATIONS_PATCH in patch for patch in _patches(path))
+        assert patched == (_scenario(path) not in BEFORE_NOTIFICATIONS), path.name
+        notified = "network.notify" in path.read_text()
+        assert notified == patched, path.name
 
 
 # --- the recorder never records over a fixture ---------------------------------------
