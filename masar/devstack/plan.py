@@ -318,8 +318,18 @@ def endpoints(plan: StackPlan, pids: Mapping[str, int | None] | None = None) -> 
             "log_file": str(plan.log_file("journey")),
             "pid": pids.get("journey"),
         },
+        "mail": _mail(plan),
         "supervisor_pid": os.getpid(),
     }
+
+
+def _mail(plan: StackPlan) -> dict[str, Any]:
+    """Where the network service's e-mails go: SMTP (never echoed: the URL may
+    hold a password) or, without MASAR_SMTP_URL, .eml files a newcomer can read."""
+    network = plan.services.get("network")
+    if network is not None and network.notify.smtp_url:
+        return {"smtp": True, "eml_dir": None}
+    return {"smtp": False, "eml_dir": str(plan.data_dir / "mail")}
 
 
 def _safe_url(url: str) -> str:
@@ -361,6 +371,12 @@ def endpoints_table(plan: StackPlan) -> str:
             "",
             *lines,
             "",
+            (
+                "E-mails: sent through MASAR_SMTP_URL."
+                if doc["mail"]["smtp"]
+                else f"E-mails: no MASAR_SMTP_URL, so they are written to {doc['mail']['eml_dir']}/"
+                " (one .eml file each)."
+            ),
             "Ctrl-C stops everything (services and worker first, Temporal last).",
         ]
     )

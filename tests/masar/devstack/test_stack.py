@@ -231,3 +231,17 @@ def test_masar_up_creates_nothing_others_can_read(monkeypatch: pytest.MonkeyPatc
     finally:
         os.umask(previous)
     assert seen == [0o077]
+
+
+def test_masar_up_says_where_e_mails_go(tmp_path: Path) -> None:
+    from masar.devstack.plan import endpoints, endpoints_table, plan_stack
+
+    env = stack_env(tmp_path / "data")
+    plan = plan_stack(env)
+    assert endpoints(plan)["mail"] == {"smtp": False, "eml_dir": str(tmp_path / "data" / "mail")}
+    assert f"written to {tmp_path / 'data' / 'mail'}/" in endpoints_table(plan)
+    env["MASAR_SMTP_URL"] = "smtps://masar:secret-password@mail.example.org:465"
+    plan = plan_stack(env)
+    assert endpoints(plan)["mail"] == {"smtp": True, "eml_dir": None}
+    table = endpoints_table(plan)
+    assert "sent through MASAR_SMTP_URL" in table and "secret-password" not in table
