@@ -1,4 +1,8 @@
-"""One time-skipping environment per test module (see support.journey_testbed)."""
+"""One time-skipping environment per test (see support.journey_testbed).
+
+Per test, not per module: when the time-skipping server drops a connection
+under load ("h2 protocol error"), only that test is affected, and its one
+rerun (pyproject's --only-rerun) gets a fresh server."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from tests.workflows.support import JourneyTestbed, journey_testbed, seconds_pol
 SECONDS_QUEUE = "test-journey-seconds"
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="module")
 async def module_bed(temporal_test_server_path: str) -> AsyncIterator[JourneyTestbed]:
     async with journey_testbed(
         temporal_test_server_path, policies={SECONDS_QUEUE: seconds_policy()}
@@ -21,8 +25,7 @@ async def module_bed(temporal_test_server_path: str) -> AsyncIterator[JourneyTes
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def bed(module_bed: JourneyTestbed) -> AsyncIterator[JourneyTestbed]:
-    """The module's testbed; journeys a test started are terminated after it,
-    so they do not keep firing timers while later tests skip time."""
+    """This test's testbed; journeys it started are terminated after it."""
     yield module_bed
     for journey in module_bed.started:
         await journey.terminate()
