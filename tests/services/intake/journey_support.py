@@ -158,11 +158,25 @@ async def until(check: Callable[[], Awaitable[Any]], *, within: float = 30.0) ->
         await asyncio.sleep(0.2)
 
 
+async def _connect_when_healthy(settings: TemporalSettings, *, within: float = 30.0) -> Any:
+    """The dev server accepts connections a moment before its frontend is
+    healthy ("Frontend is not healthy yet"): wait for it, within a bound."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        try:
+            return await connect_temporal(settings)
+        except RuntimeError as exc:
+            if "not healthy" not in str(exc) or loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.25)
+
+
 @asynccontextmanager
 async def journey_bed(tmp_path: Path, database_url: str) -> AsyncIterator[Bed]:
     server = DevServer(free_port())
     try:
-        client = await connect_temporal(
+        client = await _connect_when_healthy(
             TemporalSettings(address=server.address, namespace=server.namespace)
         )
         async with (
