@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,31 @@ class DevServer:
         if log_file is not None:
             output.close()
         wait_for_port("127.0.0.1", port, timeout=60, proc=self.proc)
+        self._wait_until_serving(timeout=60)
+
+    def _wait_until_serving(self, *, timeout: float) -> None:
+        """The port opens a moment before the frontend is healthy ("Frontend
+        is not healthy yet"): wait for its gRPC health check to say SERVING."""
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        request = health_pb2.HealthCheckRequest(
+            service="temporal.api.workflowservice.v1.WorkflowService"
+        )
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                try:
+                    reply = stub.Check(request, timeout=2)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError as exc:
+                    if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                        return
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("the Temporal dev server did not become healthy")
+                time.sleep(0.2)
 
     def stop(self) -> None:
         self.proc.terminate()
