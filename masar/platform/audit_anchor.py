@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import hashlib
 import json
@@ -75,6 +74,7 @@ from masar.contract import ServiceName
 from masar.platform import audit
 from masar.platform.crypto import private_dir
 from masar.platform.db import Database
+from masar.platform.keyfiles import raw_key
 from masar.platform.settings import Env, SettingsError
 
 log = logging.getLogger(__name__)
@@ -177,16 +177,6 @@ def public_key_id(key: Ed25519PublicKey) -> str:
     return hashlib.sha256(key.public_bytes_raw()).hexdigest()[:16]
 
 
-def _raw_key(value: str, source: str) -> bytes:
-    try:
-        raw = base64.b64decode(value.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise SettingsError(f"{source} is not valid base64") from None
-    if len(raw) != 32:
-        raise SettingsError(f"{source} must be a 32-byte Ed25519 key")
-    return raw
-
-
 def _data_dir(env: Env) -> Path:
     return Path(env.text("MASAR_DATA_DIR", "./var")).expanduser()
 
@@ -209,7 +199,7 @@ class AnchorKey:
         env = Env(environ)
         given = env.optional("MASAR_AUDIT_ANCHOR_KEY")
         if given:
-            raw = _raw_key(given, "MASAR_AUDIT_ANCHOR_KEY")
+            raw = raw_key(given, source="MASAR_AUDIT_ANCHOR_KEY")
             return cls(service, Ed25519PrivateKey.from_private_bytes(raw))
         return cls.load_or_create(service, _data_dir(env) / KEY_FILE.format(service=service))
 
@@ -230,7 +220,7 @@ class AnchorKey:
                 return fresh
         try:
             data = json.loads(path.read_text())
-            raw = _raw_key(str(data["private_key"]), str(path))
+            raw = raw_key(str(data["private_key"]), source=str(path))
         except (OSError, ValueError, KeyError, TypeError):
             raise SettingsError(f"{path} is not an audit anchoring key file") from None
         return cls(service, Ed25519PrivateKey.from_private_bytes(raw))
@@ -270,7 +260,7 @@ class AnchorPublicKeys:
                     raise SettingsError(
                         "MASAR_AUDIT_ANCHOR_PUBLIC_KEYS is service:base64,service:base64,..."
                     )
-                raw = _raw_key(value, "MASAR_AUDIT_ANCHOR_PUBLIC_KEYS")
+                raw = raw_key(value, source="MASAR_AUDIT_ANCHOR_PUBLIC_KEYS")
                 found.add(service.strip(), Ed25519PublicKey.from_public_bytes(raw))
             return found
         for service in services:
