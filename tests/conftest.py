@@ -71,10 +71,29 @@ def temporal_test_server_path() -> str:
     return binary("temporal-test-server")
 
 
+# Ports a test server listens on come from below the kernel's ephemeral range
+# (32768-60999 on Linux): a port the kernel hands out (bind to 0) is also what
+# it hands to the next outgoing connection, so between a test choosing it and
+# the server binding it a client socket, or a stack still shutting down, could
+# hold it. Chosen at random from a wide band, and never twice in one run.
+_LISTEN_BAND = range(20000, 31000)  # +1000 (a web UI port) stays below too
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    rng = secrets.SystemRandom()
+    for _ in range(200):
+        port = rng.choice(_LISTEN_BAND)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 @pytest.fixture
