@@ -503,6 +503,9 @@ class CaseFacts:
     legal_matters: list[str]
     employment_interests: list[str]
     languages: list[str]
+    # The organisation holding the case (None for a case registered before the
+    # network existed): the journey tells it of decisions, transfers and last rungs.
+    holding_organisation_id: str | None = None
 
     def consented_sectors(self) -> list[Sector]:
         return [
@@ -535,6 +538,7 @@ def journey_input(facts: CaseFacts, *, opened_at: datetime) -> JourneyInput:
         opened_at=opened_at,
         incident_at=facts.incident_at,
         violence_type=facts.violence_type,
+        holding_organisation_id=facts.holding_organisation_id or "",
         shelter=(
             ShelterNeeds(
                 household_size=1 + facts.accompanying_children,

@@ -214,6 +214,7 @@ class CaseRepository(Repository):
             legal_matters=list(case.legal_matters),
             employment_interests=list(case.employment_interests),
             languages=list(case.languages),
+            holding_organisation_id=case.holding_organisation_id,
         )
 
     def summary(self, case: CaseRow) -> d.CaseSummary:

@@ -205,9 +205,11 @@ def test_the_journey_gets_facts_and_no_personal_data() -> None:
         legal_matters=["protection_order"],
         employment_interests=[],
         languages=["ary"],
+        holding_organisation_id="org-association-fes",
     )
     journey = d.journey_input(facts, opened_at=NOW)
     assert journey.consents == [Sector.SHELTER]
+    assert journey.holding_organisation_id == "org-association-fes"
     assert journey.shelter is not None
     assert (journey.shelter.household_size, journey.shelter.children) == (3, 2)
     assert journey.legal is not None and journey.legal.matters == ["protection_order"]

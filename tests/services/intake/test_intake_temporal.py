@@ -30,6 +30,7 @@ from tests.services.intake.support import (
     running_intake,
 )
 from tests.services.journey_stub import ActivityCall, CallSectorActivity, TcpGate
+from tests.support_auth import RIGHTFUL_ORGANISATION
 
 
 async def test_registration_while_temporal_is_down_starts_the_journey_when_it_is_back(
@@ -70,6 +71,8 @@ async def test_registration_while_temporal_is_down_starts_the_journey_when_it_is
             journey, _ = await intake.journey_input(case_id)
             # Started with the facts as registered; the withdrawal followed as an update.
             assert journey.consents == [Sector.SHELTER, Sector.LEGAL]
+            # The journey knows who holds the case: decisions and last rungs reach it.
+            assert journey.holding_organisation_id == RIGHTFUL_ORGANISATION
             seen = await intake.journey_updates(case_id)
             assert [(s.update, s.event_id) for s in seen] == [(UPDATE_CONSENT, withdrawn.change_id)]
             assert intake.running.scalar("SELECT runs FROM journey_starts") == 1
