@@ -633,3 +633,39 @@ def user_config_dir(env: Env) -> Path:
         return Path(xdg)
     home = env.optional("HOME")
     return (Path(home) if home else Path("~").expanduser()) / ".config"
+
+
+# --- the web console ----------------------------------------------------------------------
+
+DEFAULT_CONSOLE_ADDR = "127.0.0.1:8080"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsoleSettings:
+    """The web console (`python -m console`): where it listens, how long an
+    idle session lives, and whether its cookies need TLS. It is a client of
+    the services: it holds no key of theirs, only the signed-in people's
+    tokens, in memory."""
+
+    common: CommonSettings
+    addr: str = DEFAULT_CONSOLE_ADDR
+    # Shared computers are common in associations: sign out after this much idleness.
+    idle_seconds: int = 15 * 60
+    # `Secure` cookies: on when the console is served over TLS (a proxy in front).
+    secure_cookies: bool = False
+    # The address people open (links in e-mails use MASAR_CONSOLE_URL too).
+    public_url: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ConsoleSettings:
+        env = Env(environ)
+        addr = env.address("MASAR_CONSOLE_ADDR", DEFAULT_CONSOLE_ADDR)
+        return cls(
+            common=CommonSettings.from_env(env),
+            addr=addr,
+            idle_seconds=env.integer(
+                "MASAR_CONSOLE_IDLE_SECONDS", 15 * 60, minimum=1, maximum=24 * 3600
+            ),
+            secure_cookies=env.boolean("MASAR_CONSOLE_SECURE_COOKIES", False),
+            public_url=env.text("MASAR_CONSOLE_URL", f"http://{addr}"),
+        )

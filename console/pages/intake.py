@@ -1,0 +1,5 @@
+"""Placeholder: pages being written."""
+
+from starlette.routing import Route
+
+routes: list[Route] = []
