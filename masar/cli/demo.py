@@ -3,9 +3,11 @@ through the real APIs — intake registers, shelter accepts and checks her in,
 legal aid accepts and meets her, employment enrols her — and print the
 journey's timeline.
 
-The demo acts through the local stack's roles and creates no accounts (the
-sample organisations that run the providers, yes): `masar seed` creates
-them, and prints their first passwords (shown once)."""
+The demo acts through the local stack's roles. It seeds the sample network
+too (`masar seed`): organisations and one account per role, whose first
+passwords it prints (shown once, when an account is created). It ends with
+a second case whose shelter referral waits for an answer, and the console's
+address: sign in there as the shelter's staff (`shelter.fes`) and accept it."""
 
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ from typing import Any
 from masar import contract as c
 from masar.cli import cases, intake, staff
 from masar.cli.output import CliError, Output
-from masar.cli.seed import seed_reference_data
+from masar.cli.seed import seed
+from masar.cli.seed_network import accounts_text
+from masar.platform.settings import ConsoleSettings
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -64,8 +68,8 @@ def _referral(sector: c.Sector, state: c.ReferralStatus) -> Callable[[c.JourneyS
 
 async def run_demo(args: argparse.Namespace, out: Output) -> int:
     say = out.note
-    say("seeding reference data ...")
-    await seed_reference_data()
+    say("seeding the sample network and reference data ...")
+    seeded = await seed()
     quiet = _Quiet()
     open_args = argparse.Namespace(
         region=args.region,
@@ -112,9 +116,52 @@ async def run_demo(args: argparse.Namespace, out: Output) -> int:
             case_id, f"{sector} start", _referral(sector, c.ReferralStatus.IN_SERVICE), args.timeout
         )
     status = await cases.fetch_status(case_id)
+    waiting = await _case_for_the_console(args, quiet)
+    console_url = ConsoleSettings.from_env().public_url
     if out.json_mode:
-        out.document(status)
-    else:
-        out.line()
-        cases.render_status(status, out)
+        out.document(
+            {
+                "journey": status,
+                "waiting_case_id": waiting,
+                "console_url": console_url,
+                "accounts": seeded["accounts"],
+            }
+        )
+        return 0
+    out.line()
+    cases.render_status(status, out)
+    out.line()
+    out.line(f"Console: {console_url}")
+    out.line(
+        f"Case {waiting} waits for the shelter's answer: sign in as shelter.fes "
+        "(choose your own password the first time) and accept it."
+    )
+    for line in accounts_text(seeded["accounts"]):
+        out.line(line)
     return 0
+
+
+async def _case_for_the_console(args: argparse.Namespace, quiet: _Quiet) -> str:
+    """A second case whose shelter referral is left for staff to answer."""
+    await intake.open_case(
+        argparse.Namespace(
+            region=args.region,
+            risk="medium",
+            needs="shelter",
+            consent="shelter",
+            incident_at=None,
+            violence="physical_assault",
+            alias="",
+            contact="",
+            children=0,
+        ),
+        quiet,
+    )
+    case_id: str = quiet.last["case_id"]
+    await _wait_for(
+        case_id,
+        "the shelter referral",
+        _referral(c.Sector.SHELTER, c.ReferralStatus.PENDING),
+        args.timeout,
+    )
+    return case_id
