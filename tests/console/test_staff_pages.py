@@ -1,0 +1,773 @@
+"""The sector staff's pages (console/pages/staff.py), in process.
+
+The pages run in the real console app (httpx.ASGITransport) against the real
+sector service (in-process gRPC server, SQLite; Temporal unreachable, so
+decisions and milestones come back QUEUED), with a session signed in as the
+sector's staff of one organisation (a test token of that role and
+organisation, as sign-in would give). The network service is not running:
+the inbox then shows no deadline, which is a case the pages must survive.
+The deadline rules (read from the person's notifications) and the forms'
+validation are unit-tested on their own functions.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.aio
+import httpx
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from starlette.datastructures import FormData
+
+from console import i18n
+from console.app import build_app
+from console.pages import staff
+from masar.platform.identity import Role
+from masar.platform.settings import ConsoleSettings
+from masar.v1 import (
+    common_pb2,
+    employment_pb2,
+    employment_pb2_grpc,
+    legal_pb2,
+    legal_pb2_grpc,
+    network_pb2,
+    network_pb2_grpc,
+    shelter_pb2,
+    shelter_pb2_grpc,
+)
+from tests.conftest import free_port
+from tests.services.harness import RunningSector, running_sector, sector_settings
+from tests.support_auth import consent_proof, token_for
+
+FES = "fes-meknes"
+ORG = "org-0a5e00000001"
+OTHER_ORG = "org-0a5e00000002"
+PENDING = common_pb2.REFERRAL_STATUS_PENDING
+ACCEPTED = common_pb2.REFERRAL_STATUS_ACCEPTED
+IN_SERVICE = common_pb2.REFERRAL_STATUS_IN_SERVICE
+COMPLETED = common_pb2.REFERRAL_STATUS_COMPLETED
+
+
+def key() -> str:
+    return secrets.token_hex(8)
+
+
+def case_id() -> str:
+    return secrets.token_hex(8)
+
+
+# --- the console, signed in as staff ---------------------------------------------------
+
+
+@dataclass
+class Console:
+    client: httpx.AsyncClient
+    csrf: str
+
+    async def get(self, path: str) -> httpx.Response:
+        return await self.client.get(path)
+
+    async def post(self, path: str, **fields: str) -> httpx.Response:
+        return await self.client.post(path, data={"csrf": self.csrf, **fields})
+
+
+@asynccontextmanager
+async def console_as(
+    tmp_path: Path, role: str, organisation: str, addrs: dict[str, str]
+) -> AsyncIterator[Console]:
+    env = {
+        "MASAR_DATA_DIR": str(tmp_path),
+        # Nothing listens there: the network service is down.
+        "MASAR_NETWORK_ADDR": f"127.0.0.1:{free_port()}",
+        **{f"MASAR_{name.upper()}_ADDR": addr for name, addr in addrs.items()},
+    }
+    app = build_app(ConsoleSettings.from_env(env))
+    console = app.state.console
+    session = console.sessions.new("en")
+    session.role = role
+    session.organisation_id = organisation
+    session.region = FES
+    session.username = "staff-test"
+    session.account_id = "acc-test"
+    session.access_token = token_for(Role(role), org=organisation, region=FES)
+    session.access_expires_at = datetime.now(UTC) + timedelta(hours=1)
+    session.refresh_token = "unused"
+    session.refresh_expires_at = datetime.now(UTC) + timedelta(hours=8)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://console", cookies={"masar_session": session.sid}
+    ) as client:
+        try:
+            yield Console(client, session.csrf)
+        finally:
+            await console.backend.close()
+
+
+def group_of(page: str, referral_id: str) -> str | None:
+    """The inbox group (data-group) whose table lists `referral_id`."""
+    for match in re.finditer(r'<section class="card" data-group="(\w+)".*?</section>', page, re.S):
+        if f'data-referral="{referral_id}"' in match.group(0):
+            return match.group(1)
+    return None
+
+
+def assert_refused(response: httpx.Response, kind: str, status: int) -> None:
+    assert response.status_code == status, response.text
+    assert f'data-refusal="{kind}"' in response.text
+
+
+def field_error(page: str, element_id: str) -> bool:
+    return f'id="{element_id}-error"' in page and f'aria-describedby="{element_id}-error"' in page
+
+
+async def status_of(stub: Any, referral_id: str) -> int:
+    reply = await stub.GetReferral(common_pb2.GetReferralRequest(referral_id=referral_id))
+    return int(reply.referral.status)
+
+
+# --- shelter ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def shelter(tmp_path: Path, sqlite_url: str) -> AsyncIterator[RunningSector]:
+    from services.shelter.app import MIGRATIONS_DIR, build_components
+
+    settings = sector_settings("shelter", tmp_path, sqlite_url)
+    async with running_sector(settings, build_components, MIGRATIONS_DIR) as running:
+        yield running
+
+
+async def make_shelter(stub: Any, name: str, organisation: str, capacity: int = 4) -> Any:
+    reply = await stub.CreateShelter(
+        shelter_pb2.CreateShelterRequest(
+            name=name,
+            region=FES,
+            capacity=capacity,
+            accepts_children=True,
+            accessibility=[shelter_pb2.ACCESSIBILITY_FEATURE_WHEELCHAIR],
+            address="confidential",
+            idempotency_key=key(),
+            organisation_id=organisation,
+        )
+    )
+    return reply.shelter
+
+
+async def place(stub: Any, shelter_id: str, household: int = 2) -> str:
+    case = case_id()
+    reply = await stub.RequestPlacement(
+        shelter_pb2.RequestPlacementRequest(
+            case_id=case,
+            risk=common_pb2.RISK_LEVEL_CRITICAL,
+            region=FES,
+            needs=shelter_pb2.ShelterNeeds(household_size=household, children=household - 1),
+            provider_id=shelter_id,
+            idempotency_key=key(),
+            consent_proof=consent_proof(case, "shelter"),
+        )
+    )
+    return str(reply.referral.referral_id)
+
+
+async def test_shelter_staff_work_a_referral_from_inbox_to_check_out(
+    tmp_path: Path, shelter: RunningSector
+) -> None:
+    stub = shelter_pb2_grpc.ShelterServiceStub(shelter.channel)
+    mine = await make_shelter(stub, "Dar Amane", ORG)
+    theirs = await make_shelter(stub, "Dar Other", OTHER_ORG)
+    referral = await place(stub, mine.shelter_id, household=3)
+    elsewhere = await place(stub, theirs.shelter_id)
+
+    async with console_as(tmp_path, "shelter_staff", ORG, {"shelter": shelter.address}) as web:
+        # The inbox: my organisation's referral, new (no deadline known
+        # without the network service); not the other organisation's.
+        inbox = await web.get("/referrals")
+        assert inbox.status_code == 200, inbox.text
+        assert group_of(inbox.text, referral) == "new"
+        assert elsewhere not in inbox.text
+        assert "Dar Amane" in inbox.text and "Dar Other" not in inbox.text
+        assert 'data-live="/referrals/live"' in inbox.text
+        assert 'class="stack"' in inbox.text and 'data-label="Deadline"' in inbox.text
+        assert "Critical" in inbox.text  # the risk, labelled
+        live = await web.get("/referrals/live")
+        assert live.status_code == 200
+        assert "<html" not in live.text and group_of(live.text, referral) == "new"
+
+        # One referral: what a shelter needs, and the decision forms.
+        page = await web.get(f"/referrals/{referral}")
+        assert page.status_code == 200, page.text
+        assert 'data-field="beds">3<' in page.text
+        assert 'data-status="pending"' in page.text
+        assert 'data-action="accept"' in page.text and 'data-action="decline"' in page.text
+        assert '<select id="decline-reason" name="reason" required' in page.text
+        assert '<option value="no_capacity">' in page.text
+        assert "REFERRAL_STATUS" not in page.text and "DECLINE_REASON" not in page.text
+
+        # Declining needs a reason: refused naming it, nothing sent.
+        refused = await web.post(f"/referrals/{referral}/decline", reason="")
+        assert refused.status_code == 400
+        assert field_error(refused.text, "decline-reason")
+        assert await status_of(stub, referral) == PENDING
+        bogus = await web.post(f"/referrals/{referral}/decline", reason="bored")
+        assert bogus.status_code == 400 and field_error(bogus.text, "decline-reason")
+
+        # A form without the CSRF token is refused before anything runs.
+        forged = await web.client.post(f"/referrals/{referral}/accept", data={})
+        assert_refused(forged, "csrf", 403)
+        assert await status_of(stub, referral) == PENDING
+
+        # Accept: back to the referral (303), told so once.
+        accepted = await web.post(f"/referrals/{referral}/accept", key=staff.new_key())
+        assert accepted.status_code == 303
+        assert accepted.headers["location"] == f"/referrals/{referral}"
+        assert await status_of(stub, referral) == ACCEPTED
+        page = await web.get(f"/referrals/{referral}")
+        assert "Referral accepted." in page.text
+        assert "journey will be told as soon as it can be reached" in page.text  # QUEUED
+        assert 'data-action="start"' in page.text and "Record check-in" in page.text
+        again = await web.get(f"/referrals/{referral}")
+        assert "Referral accepted." not in again.text
+        inbox = await web.get("/referrals")
+        assert group_of(inbox.text, referral) == "in_hand"
+
+        # Check-in.
+        started = await web.post(f"/referrals/{referral}/start")
+        assert started.status_code == 303
+        assert await status_of(stub, referral) == IN_SERVICE
+        page = await web.get(f"/referrals/{referral}")
+        assert "Check-in recorded." in page.text
+        assert '<select id="complete-outcome" name="outcome" required' in page.text
+        assert '<option value="">Choose…</option>' in page.text
+        assert " selected" not in page.text.split('id="complete-outcome"')[1].split("</select>")[0]
+
+        # Completing without an outcome is refused, naming the field: no
+        # default outcome, nothing sent.
+        refused = await web.post(f"/referrals/{referral}/complete")
+        assert refused.status_code == 400
+        assert field_error(refused.text, "complete-outcome")
+        assert await status_of(stub, referral) == IN_SERVICE
+        placement = await stub.GetPlacement(shelter_pb2.GetPlacementRequest(referral_id=referral))
+        assert placement.placement.exit_reason == shelter_pb2.EXIT_REASON_UNSPECIFIED
+
+        done = await web.post(f"/referrals/{referral}/complete", outcome="family_or_friends")
+        assert done.status_code == 303
+        assert await status_of(stub, referral) == COMPLETED
+        page = await web.get(f"/referrals/{referral}")
+        assert "Outcome recorded. The referral is completed." in page.text
+        assert "Hosted by family or friends she considers safe" in page.text
+        assert 'data-empty="1"' in page.text  # nothing left to do
+        assert "Checked out" in page.text  # the timeline
+        inbox = await web.get("/referrals")
+        assert referral not in inbox.text
+
+
+async def test_another_organisations_referral_is_not_allowed_and_shows_nothing(
+    tmp_path: Path, shelter: RunningSector
+) -> None:
+    stub = shelter_pb2_grpc.ShelterServiceStub(shelter.channel)
+    theirs = await make_shelter(stub, "Dar Other", OTHER_ORG)
+    elsewhere = await place(stub, theirs.shelter_id)
+
+    async with console_as(tmp_path, "shelter_staff", ORG, {"shelter": shelter.address}) as web:
+        other = await web.get(f"/referrals/{elsewhere}")
+        unknown = await web.get("/referrals/shr-0123456789abcdef")
+        for response in (other, unknown):
+            assert_refused(response, "not_allowed", 403)
+            assert "Not allowed" in response.text
+            assert "Dar Other" not in response.text and "data-field" not in response.text
+        # The two refusals cannot be told apart (but for the path itself).
+        assert other.text.replace(elsewhere, "ID") == unknown.text.replace(
+            "shr-0123456789abcdef", "ID"
+        )
+        # Another sector's id, a malformed one: the same.
+        assert_refused(await web.get("/referrals/leg-0123456789abcdef"), "not_allowed", 403)
+        assert_refused(await web.get("/referrals/shr-NOTANID"), "not_allowed", 403)
+        # Acting on it: refused the same way, and nothing changes.
+        for action in ("accept", "start"):
+            refused = await web.post(f"/referrals/{elsewhere}/{action}")
+            assert_refused(refused, "not_allowed", 403)
+        refused = await web.post(f"/referrals/{elsewhere}/decline", reason="no_capacity")
+        assert_refused(refused, "not_allowed", 403)
+        refused = await web.post(f"/referrals/{elsewhere}/complete", outcome="other")
+        assert_refused(refused, "not_allowed", 403)
+        assert await status_of(stub, elsewhere) == PENDING
+
+
+async def test_shelter_capacity_shows_only_my_organisations_beds(
+    tmp_path: Path, shelter: RunningSector
+) -> None:
+    stub = shelter_pb2_grpc.ShelterServiceStub(shelter.channel)
+    mine = await make_shelter(stub, "Dar Amane", ORG, capacity=5)
+    await make_shelter(stub, "Dar Other", OTHER_ORG)
+    referral = await place(stub, mine.shelter_id, household=2)
+
+    async with console_as(tmp_path, "shelter_staff", ORG, {"shelter": shelter.address}) as web:
+        assert (await web.post(f"/referrals/{referral}/accept")).status_code == 303
+        page = await web.get("/capacity")
+        assert page.status_code == 200, page.text
+        assert "Dar Amane" in page.text and "Dar Other" not in page.text
+        row = page.text.split(f'data-provider="{mine.shelter_id}"')[1].split("</tr>")[0]
+        assert 'data-field="capacity">5<' in row
+        assert 'data-field="reserved">2<' in row
+        assert ">3</span>" in row  # free
+        assert "Wheelchair access" in row
+        assert "<form" not in page.text.split("<main")[1]  # read-only: no RPC changes beds
+
+    async with console_as(tmp_path, "legal_aid", ORG, {"shelter": shelter.address}) as web:
+        assert_refused(await web.get("/capacity"), "not_allowed", 403)
+
+
+class Inbox(network_pb2_grpc.NetworkServiceServicer):
+    """A stand-in for the network service's ListNotifications only: the
+    person's notifications, as the test sets them."""
+
+    def __init__(self) -> None:
+        self.notifications: list[network_pb2.Notification] = []
+
+    async def ListNotifications(
+        self, request: network_pb2.ListNotificationsRequest, context: grpc.aio.ServicerContext
+    ) -> network_pb2.ListNotificationsResponse:
+        return network_pb2.ListNotificationsResponse(notifications=self.notifications)
+
+
+@asynccontextmanager
+async def notifications_served() -> AsyncIterator[tuple[Inbox, str]]:
+    server = grpc.aio.server()
+    inbox = Inbox()  # type: ignore[abstract]  # ListNotifications only
+    network_pb2_grpc.add_NetworkServiceServicer_to_server(inbox, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield inbox, f"127.0.0.1:{port}"
+    finally:
+        await server.stop(None)
+
+
+async def test_the_inbox_shows_the_deadlines_and_rungs_her_notifications_carry(
+    tmp_path: Path, shelter: RunningSector
+) -> None:
+    stub = shelter_pb2_grpc.ShelterServiceStub(shelter.channel)
+    mine = await make_shelter(stub, "Dar Amane", ORG, capacity=10)
+    late, soon, fresh = [await place(stub, mine.shelter_id, household=1) for _ in range(3)]
+    now = datetime.now(UTC)
+    hour = timedelta(hours=1)
+    async with notifications_served() as (inbox, address):
+        inbox.notifications = [
+            notification(late, NEW, now, now - hour),
+            notification(soon, NEW, now, now + 2 * hour),
+            notification(soon, REMINDER, now, now + 2 * hour, rung=1),
+            notification(fresh, NEW, now, now + 24 * hour),
+        ]
+        addrs = {"shelter": shelter.address, "network": address}
+        async with console_as(tmp_path, "shelter_staff", ORG, addrs) as web:
+            page = (await web.get("/referrals")).text
+            assert group_of(page, late) == "overdue"
+            assert group_of(page, soon) == "due_soon"
+            assert group_of(page, fresh) == "new"
+            row = page.split(f'data-referral="{soon}"')[1].split("</tr>")[0]
+            assert 'data-deadline="' in row and 'class="badge due-soon"' in row
+            assert "Reminder" in row and ("in 1 hour" in row or "in 2 hours" in row)
+            row = page.split(f'data-referral="{late}"')[1].split("</tr>")[0]
+            assert 'class="badge overdue"' in row and "1 hour ago" in row
+            detail = (await web.get(f"/referrals/{late}")).text
+            assert 'data-field="deadline"' in detail and "1 hour ago" in detail
+
+
+# --- legal aid -------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def legal(tmp_path: Path, sqlite_url: str) -> AsyncIterator[RunningSector]:
+    from services.legal.app import MIGRATIONS_DIR, build_components
+
+    settings = sector_settings("legal", tmp_path, sqlite_url)
+    async with running_sector(settings, build_components, MIGRATIONS_DIR) as running:
+        yield running
+
+
+async def test_legal_aid_meet_her_and_close_each_matter(
+    tmp_path: Path, legal: RunningSector
+) -> None:
+    stub = legal_pb2_grpc.LegalAidServiceStub(legal.channel)
+    provider = (
+        await stub.CreateProvider(
+            legal_pb2.CreateLegalProviderRequest(
+                kind=legal_pb2.LEGAL_PROVIDER_KIND_LEGAL_AID_ASSOCIATION,
+                name="Association Amane",
+                region=FES,
+                languages=["ary", "fr"],
+                matters=[
+                    legal_pb2.LEGAL_MATTER_PROTECTION_ORDER,
+                    legal_pb2.LEGAL_MATTER_CRIMINAL_COMPLAINT,
+                ],
+                idempotency_key=key(),
+                organisation_id=ORG,
+            )
+        )
+    ).provider
+    case = case_id()
+    referral = (
+        await stub.RequestLegalAid(
+            legal_pb2.RequestLegalAidRequest(
+                case_id=case,
+                region=FES,
+                risk=common_pb2.RISK_LEVEL_HIGH,
+                needs=legal_pb2.LegalNeeds(
+                    matters=[
+                        legal_pb2.LEGAL_MATTER_PROTECTION_ORDER,
+                        legal_pb2.LEGAL_MATTER_CRIMINAL_COMPLAINT,
+                    ],
+                    languages=["ary"],
+                ),
+                provider_id=provider.provider_id,
+                idempotency_key=key(),
+                consent_proof=consent_proof(case, "legal"),
+            )
+        )
+    ).referral.referral_id
+
+    async with console_as(tmp_path, "legal_aid", ORG, {"legal": legal.address}) as web:
+        page = await web.get(f"/referrals/{referral}")
+        assert page.status_code == 200, page.text
+        assert "Darija" in page.text  # her languages, labelled
+        assert "Protection order" in page.text and "Criminal complaint" in page.text
+        assert "Capacity" not in page.text  # not in a legal aid's navigation
+        assert (await web.post(f"/referrals/{referral}/accept")).status_code == 303
+
+        # The first meeting cannot be in the future: the field is named.
+        future = (datetime.now(i18n.MOROCCO) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
+        refused = await web.post(f"/referrals/{referral}/start", met_at=future)
+        assert refused.status_code == 400
+        assert field_error(refused.text, "start-met-at")
+        assert await status_of(stub, referral) == ACCEPTED
+        assert (await web.post(f"/referrals/{referral}/start", met_at="")).status_code == 303
+        assert await status_of(stub, referral) == IN_SERVICE
+        page = await web.get(f"/referrals/{referral}")
+        assert "First meeting recorded." in page.text
+        assert 'name="matter"' in page.text and 'name="closed_at"' in page.text
+
+        # Closing a matter needs the outcome.
+        refused = await web.post(f"/referrals/{referral}/complete", matter="protection_order")
+        assert refused.status_code == 400 and field_error(refused.text, "complete-outcome")
+        assert not field_error(refused.text, "complete-matter")
+
+        closed = await web.post(
+            f"/referrals/{referral}/complete", matter="protection_order", outcome="relief_granted"
+        )
+        assert closed.status_code == 303
+        assert await status_of(stub, referral) == IN_SERVICE
+        page = await web.get(f"/referrals/{referral}")
+        assert "Matter closed. Other matters of this referral are still open." in page.text
+        assert "Relief granted" in page.text
+        # Only the open matter is offered now (and, alone, chosen).
+        matter_select = page.text.split('id="complete-matter"')[1].split("</select>")[0]
+        assert 'value="criminal_complaint" selected' in matter_select
+        assert "protection_order" not in matter_select
+
+        # The service's own refusal names the field too: not before the
+        # matter was opened (minutes ago).
+        an_hour_ago = datetime.now(i18n.MOROCCO) - timedelta(hours=1)
+        refused = await web.post(
+            f"/referrals/{referral}/complete",
+            matter="criminal_complaint",
+            outcome="dismissed",
+            closed_at=an_hour_ago.strftime("%Y-%m-%dT%H:%M"),
+        )
+        assert refused.status_code == 400 and field_error(refused.text, "complete-closed-at")
+        assert "must not be before the matter was opened" in refused.text
+        assert 'value="dismissed" selected' in refused.text  # her choice is kept
+
+        last = await web.post(
+            f"/referrals/{referral}/complete", matter="criminal_complaint", outcome="dismissed"
+        )
+        assert last.status_code == 303
+        assert await status_of(stub, referral) == COMPLETED
+        page = await web.get(f"/referrals/{referral}")
+        assert "Outcome recorded. The referral is completed." in page.text
+
+
+# --- employment ------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def employment(tmp_path: Path, sqlite_url: str) -> AsyncIterator[RunningSector]:
+    from services.employment.app import MIGRATIONS_DIR, build_components
+
+    settings = sector_settings("employment", tmp_path, sqlite_url)
+    async with running_sector(settings, build_components, MIGRATIONS_DIR) as running:
+        yield running
+
+
+async def test_employment_training_then_job_placement(
+    tmp_path: Path, employment: RunningSector
+) -> None:
+    stub = employment_pb2_grpc.EmploymentServiceStub(employment.channel)
+    starts = Timestamp()
+    starts.FromDatetime(datetime.now(UTC).replace(tzinfo=None) + timedelta(days=30))
+    programme = (
+        await stub.CreateProgramme(
+            employment_pb2.CreateProgrammeRequest(
+                name="Atelier couture",
+                kind=employment_pb2.PROGRAMME_KIND_SEWING,
+                region=FES,
+                seats=3,
+                start_date=starts,
+                languages=["ary"],
+                idempotency_key=key(),
+                organisation_id=ORG,
+            )
+        )
+    ).programme
+    case = case_id()
+    referral = (
+        await stub.RequestEnrolment(
+            employment_pb2.RequestEnrolmentRequest(
+                case_id=case,
+                risk=common_pb2.RISK_LEVEL_MEDIUM,
+                region=FES,
+                needs=employment_pb2.EmploymentNeeds(),
+                provider_id=programme.programme_id,
+                idempotency_key=key(),
+                consent_proof=consent_proof(case, "employment"),
+            )
+        )
+    ).referral.referral_id
+
+    async with console_as(
+        tmp_path, "employment_officer", ORG, {"employment": employment.address}
+    ) as web:
+        assert (await web.post(f"/referrals/{referral}/accept")).status_code == 303
+        capacity = await web.get("/capacity")
+        assert "Atelier couture" in capacity.text and "Sewing" in capacity.text
+        assert 'data-field="taken">1<' in capacity.text
+        assert (await web.post(f"/referrals/{referral}/start")).status_code == 303
+        assert await status_of(stub, referral) == IN_SERVICE
+
+        # A job placement needs the employer and the contract, each named.
+        refused = await web.post(f"/referrals/{referral}/complete", outcome="job_placed")
+        assert refused.status_code == 400
+        assert field_error(refused.text, "complete-employer-type")
+        assert field_error(refused.text, "complete-contract-type")
+        assert await status_of(stub, referral) == IN_SERVICE
+
+        certified = await web.post(f"/referrals/{referral}/complete", outcome="certified")
+        assert certified.status_code == 303
+        assert await status_of(stub, referral) == IN_SERVICE
+        page = await web.get(f"/referrals/{referral}")
+        assert "The referral stays open for the job search." in page.text
+        outcome_select = page.text.split('id="complete-outcome"')[1].split("</select>")[0]
+        assert 'value="job_placed"' in outcome_select and "certified" not in outcome_select
+
+        placed = await web.post(
+            f"/referrals/{referral}/complete",
+            outcome="job_placed",
+            employer_type="cooperative",
+            contract_type="fixed_term",
+        )
+        assert placed.status_code == 303
+        assert await status_of(stub, referral) == COMPLETED
+        page = await web.get(f"/referrals/{referral}")
+        assert "Cooperative" in page.text and "Fixed term (CDD)" in page.text
+
+
+# --- unit: labels, deadlines, forms ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("choices", "enum", "prefix"),
+    [
+        (staff.STATUSES, common_pb2.ReferralStatus, "REFERRAL_STATUS_"),
+        (staff.RISKS, common_pb2.RiskLevel, "RISK_LEVEL_"),
+        (staff.SECTORS, common_pb2.Sector, "SECTOR_"),
+        (staff.DECLINE_REASONS, common_pb2.DeclineReason, "DECLINE_REASON_"),
+        (staff.ACCESSIBILITY, shelter_pb2.AccessibilityFeature, "ACCESSIBILITY_FEATURE_"),
+        (staff.EXIT_REASONS, shelter_pb2.ExitReason, "EXIT_REASON_"),
+        (staff.MATTERS, legal_pb2.LegalMatter, "LEGAL_MATTER_"),
+        (staff.MATTER_STATUSES, legal_pb2.MatterStatus, "MATTER_STATUS_"),
+        (staff.MATTER_OUTCOMES, legal_pb2.MatterOutcome, "MATTER_OUTCOME_"),
+        (staff.PROTECTION_MEASURES, legal_pb2.ProtectionMeasure, "PROTECTION_MEASURE_"),
+        (staff.PROTECTION_STATUSES, legal_pb2.ProtectionOrderStatus, "PROTECTION_ORDER_STATUS_"),
+        (staff.COURTS, legal_pb2.CourtLevel, "COURT_LEVEL_"),
+        (staff.HEARING_KINDS, legal_pb2.HearingKind, "HEARING_KIND_"),
+        (staff.HEARING_STATUSES, legal_pb2.HearingStatus, "HEARING_STATUS_"),
+        (staff.PROGRAMME_KINDS, employment_pb2.ProgrammeKind, "PROGRAMME_KIND_"),
+        (staff.TRAINING_OUTCOMES, employment_pb2.TrainingOutcome, "TRAINING_OUTCOME_"),
+        (staff.EMPLOYERS, employment_pb2.EmployerType, "EMPLOYER_TYPE_"),
+        (staff.CONTRACTS, employment_pb2.ContractType, "CONTRACT_TYPE_"),
+    ],
+)
+def test_every_enum_value_has_a_label_and_its_own_code(choices: Any, enum: Any, prefix: str):
+    """Every value the API may send is labelled; form codes are the enum's names."""
+    for name, value in enum.items():
+        if value == 0:
+            continue
+        found = [c for c in choices if c.value == value]
+        assert len(found) == 1, name
+        assert found[0].code == name.removeprefix(prefix).lower()
+        assert found[0].label and prefix not in found[0].label
+
+
+def stamp(at: datetime) -> Timestamp:
+    value = Timestamp()
+    value.FromDatetime(at.astimezone(UTC).replace(tzinfo=None))
+    return value
+
+
+def notification(referral_id: str, kind: Any, occurred: datetime, due: datetime, rung: int = 0):
+    return network_pb2.Notification(
+        notification_id="ntf-" + secrets.token_hex(8),
+        kind=kind,
+        referral_id=referral_id,
+        occurred_at=stamp(occurred),
+        deadline=stamp(due),
+        rung=rung,
+    )
+
+
+def referral_pb(referral_id: str, status: Any, created: datetime, decided: datetime | None = None):
+    message = common_pb2.Referral(
+        referral_id=referral_id, status=status, created_at=stamp(created), provider_id="p1"
+    )
+    if decided is not None:
+        message.decided_at.CopyFrom(stamp(decided))
+    return message
+
+
+NEW = network_pb2.NOTIFICATION_KIND_NEW_REFERRAL
+REMINDER = network_pb2.NOTIFICATION_KIND_REMINDER
+
+
+def test_the_inbox_groups_by_the_deadline_its_notifications_carry() -> None:
+    now = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    fresh = referral_pb("shr-" + "1" * 16, PENDING, now - hour)
+    halfway = referral_pb("shr-" + "2" * 16, PENDING, now - 2 * hour)
+    reminded = referral_pb("shr-" + "3" * 16, PENDING, now - 3 * hour)
+    late = referral_pb("shr-" + "4" * 16, PENDING, now - 30 * hour)
+    unknown = referral_pb("shr-" + "5" * 16, PENDING, now - 99 * hour)
+    taken = referral_pb("shr-" + "6" * 16, ACCEPTED, now - 5 * hour, decided=now - 4 * hour)
+    notices = staff.notices_by_referral(
+        [
+            notification(fresh.referral_id, NEW, now - hour, now + 23 * hour),
+            notification(halfway.referral_id, NEW, now - 2 * hour, now + hour),
+            notification(reminded.referral_id, NEW, now - 3 * hour, now + 21 * hour),
+            notification(reminded.referral_id, REMINDER, now - hour, now + 21 * hour, rung=1),
+            notification(late.referral_id, NEW, now - 30 * hour, now - 6 * hour),
+            # The accept deadline no longer applies once she is accepted.
+            notification(taken.referral_id, NEW, now - 5 * hour, now - 3 * hour),
+            # Another notification kind says nothing of the wait.
+            network_pb2.Notification(
+                kind=network_pb2.NOTIFICATION_KIND_ESCALATION,
+                referral_id=fresh.referral_id,
+                occurred_at=stamp(now),
+                deadline=stamp(now - hour),
+                rung=2,
+            ),
+        ]
+    )
+    groups = staff.inbox_groups(
+        [taken, unknown, late, reminded, halfway, fresh, fresh], {"p1": "Dar"}, notices, now
+    )
+    ids = {key: [row.referral_id for row in rows] for key, _, rows in groups}
+    assert [key for key, _, _ in groups] == ["overdue", "due_soon", "new", "in_hand"]
+    assert ids["overdue"] == [late.referral_id]
+    assert ids["due_soon"] == [halfway.referral_id, reminded.referral_id]  # by deadline
+    assert ids["new"] == [fresh.referral_id, unknown.referral_id]  # unknown deadline last
+    assert ids["in_hand"] == [taken.referral_id]
+    rows = {row.referral_id: row for _, _, rs in groups for row in rs}
+    assert rows[reminded.referral_id].rung == 1
+    assert rows[fresh.referral_id].rung == 0 and rows[fresh.referral_id].provider == "Dar"
+    assert rows[taken.referral_id].due is None
+    assert rows[unknown.referral_id].due is None
+
+
+def test_an_accepted_referral_takes_its_deadline_from_a_later_reminder() -> None:
+    now = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    taken = referral_pb("shr-" + "6" * 16, ACCEPTED, now - 5 * hour, decided=now - 4 * hour)
+    notices = staff.notices_by_referral(
+        [
+            notification(taken.referral_id, NEW, now - 5 * hour, now - 3 * hour),
+            notification(taken.referral_id, REMINDER, now - hour, now + 2 * hour, rung=1),
+        ]
+    )
+    wait = staff.wait_of(taken, notices[taken.referral_id])
+    assert wait is not None and wait.due == now + 2 * hour and wait.rung == 1
+    assert wait.due_soon(now) and not wait.overdue(now)
+    assert staff.wait_of(referral_pb("shr-" + "7" * 16, IN_SERVICE, now), []) is None
+
+
+def form(**fields: str) -> FormData:
+    return FormData(list(fields.items()))
+
+
+def detail(sector: str, file: Any) -> staff.Detail:
+    referral = common_pb2.Referral(referral_id="x", status=IN_SERVICE)
+    return staff.Detail(sector, referral, file, provider="", wait=None, timeline=[])
+
+
+def test_completing_never_defaults_an_outcome() -> None:
+    shelter_detail = detail("shelter", shelter_pb2.Placement())
+    with pytest.raises(staff.FormErrors) as problem:
+        staff.complete_step(shelter_detail, form(), "k")
+    assert problem.value.errors == {"outcome": staff.REQUIRED}
+    with pytest.raises(staff.FormErrors) as problem:
+        staff.complete_step(shelter_detail, form(outcome="unspecified"), "k")
+    assert problem.value.errors == {"outcome": staff.UNKNOWN_CHOICE}
+    step = staff.complete_step(shelter_detail, form(outcome="transferred"), "k")
+    assert step.method == "CheckOut"
+    assert step.message.exit_reason == shelter_pb2.EXIT_REASON_TRANSFERRED
+
+    legal_file = legal_pb2.GetLegalFileResponse(
+        matters=[
+            legal_pb2.LegalMatterRecord(
+                matter=legal_pb2.LEGAL_MATTER_FAMILY_LAW, status=legal_pb2.MATTER_STATUS_OPEN
+            ),
+            legal_pb2.LegalMatterRecord(
+                matter=legal_pb2.LEGAL_MATTER_RESIDENCY, status=legal_pb2.MATTER_STATUS_CLOSED
+            ),
+        ]
+    )
+    legal_detail = detail("legal", legal_file)
+    with pytest.raises(staff.FormErrors) as problem:
+        staff.complete_step(legal_detail, form(closed_at="soon"), "k")
+    assert set(problem.value.errors) == {"outcome", "matter", "closed_at"}
+    with pytest.raises(staff.FormErrors) as problem:  # a closed matter is not offered
+        staff.complete_step(legal_detail, form(matter="residency", outcome="settled"), "k")
+    assert problem.value.errors == {"matter": staff.UNKNOWN_CHOICE}
+    step = staff.complete_step(legal_detail, form(matter="family_law", outcome="settled"), "k")
+    assert step.method == "CloseMatter"
+    assert step.message.outcome == legal_pb2.MATTER_OUTCOME_SETTLED
+    assert step.message.HasField("closed_at")
+
+    trained = employment_pb2.Enrolment(training_outcome=employment_pb2.TRAINING_OUTCOME_CERTIFIED)
+    with pytest.raises(staff.FormErrors) as problem:  # certified once: job placement only
+        staff.complete_step(detail("employment", trained), form(outcome="dropped_out"), "k")
+    assert problem.value.errors == {"outcome": staff.UNKNOWN_CHOICE}
+    step = staff.complete_step(
+        detail("employment", employment_pb2.Enrolment()), form(outcome="dropped_out"), "k"
+    )
+    assert step.method == "CompleteTraining"
+    assert step.message.outcome == employment_pb2.TRAINING_OUTCOME_DROPPED_OUT
+
+
+def test_times_are_morocco_time_and_not_in_the_future() -> None:
+    now = datetime(2025, 7, 1, 12, tzinfo=UTC)  # Morocco is UTC+1 then
+    assert staff.past_time(form(), "met_at", now=now) == now
+    at = staff.past_time(form(met_at="2025-07-01T10:30"), "met_at", now=now)
+    assert at == datetime(2025, 7, 1, 9, 30, tzinfo=UTC)
+    with pytest.raises(staff.FormErrors) as problem:
+        staff.past_time(form(met_at="2025-07-01T14:00"), "met_at", now=now)
+    assert problem.value.errors == {"met_at": staff.FUTURE_TIME}
+    with pytest.raises(staff.FormErrors) as problem:
+        staff.past_time(form(met_at="yesterday"), "met_at", now=now)
+    assert problem.value.errors == {"met_at": staff.BAD_TIME}
