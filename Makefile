@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# axe-core, for the console's accessibility checks (tests/console), from npm.
+AXE    := .cache/npm/node_modules/axe-core/axe.min.js
 
 .PHONY: up test lint format protos protos-check bench clean
 
@@ -16,14 +18,22 @@ $(STAMP): pyproject.toml
 up: $(STAMP)
 	$(BIN)/masar up
 
-test: $(STAMP)
+test: $(STAMP) $(AXE)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Installed when npm is there; without it (or offline) the browser tests say
+# what is missing: they skip, or fail in CI.
+$(AXE):
+	@if command -v npm >/dev/null 2>&1; then \
+		npm install --prefix .cache/npm --no-audit --no-fund --silent axe-core@4 \
+		|| echo "axe-core not installed (npm failed): console accessibility tests cannot run"; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/mypy masar services workflows tests bench scripts
+	$(BIN)/mypy masar services workflows console tests bench scripts
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -40,4 +50,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .cache/npm

@@ -75,6 +75,7 @@ def stack_env(data_dir: Path) -> dict[str, str]:
     for name in SERVICES:
         env[f"MASAR_{name.upper()}_ADDR"] = f"127.0.0.1:{distinct()}"
         env[f"MASAR_{name.upper()}_METRICS_PORT"] = str(distinct())
+    env["MASAR_CONSOLE_ADDR"] = f"127.0.0.1:{distinct()}"
     return env
 
 

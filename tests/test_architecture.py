@@ -17,7 +17,7 @@ import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("masar", "services", "workflows")
+PACKAGES = ("masar", "services", "workflows", "console")
 LINT_IMPORTS = str(Path(sys.executable).parent / "lint-imports")
 
 
@@ -67,6 +67,10 @@ def test_the_contracts_hold_on_the_tree() -> None:
             "never talks to Temporal",
         ),
         ("workflows/tracks.py", "import masar.platform.db\n", "Workflow code imports only"),
+        ("masar/devstack/_probe.py", "import console.app\n", "The CLI and the local stack"),
+        ("console/_probe.py", "import services.intake.app\n", "The console talks to services"),
+        ("console/_probe.py", "import workflows.journey\n", "The console talks to services"),
+        ("console/_probe.py", "import temporalio.client\n", "The console talks to services"),
     ],
 )
 def test_a_forbidden_import_breaks_the_lint(

@@ -14,7 +14,10 @@ def up_main(argv: Sequence[str] | None = None) -> int:
     """The exit status: 0 after a clean stop."""
     parser = argparse.ArgumentParser(
         prog="masar up",
-        description="Run the whole local stack: Temporal, the services, the journey worker.",
+        description=(
+            "Run the whole local stack: Temporal, the services, the journey worker "
+            "and the web console."
+        ),
     )
     parser.add_argument(
         "--json", action="store_true", help="print one JSON document of endpoints once ready"

@@ -7,7 +7,11 @@ data key ring, its copy of the payload key ring if it exchanges payloads
 with journeys, the network service alone the token-signing key, intake alone
 the consent key; everyone the public keys. The files are under
 $MASAR_DATA_DIR/keys/<part>/ (masar.platform.settings.KeySettings), made by
-`masar up` before anything starts (masar.devstack.keys)."""
+`masar up` before anything starts (masar.devstack.keys).
+
+The web console (`python -m console`, MASAR_CONSOLE_ADDR) is a client of
+the services, like the CLI: it gets the shared environment only, never a
+private key — it acts with the signed-in people's own tokens."""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from masar.platform.settings import (
     PAYLOAD_KEYRING_FILE,
     TOKEN_ISSUER_HOLDER,
     CommonSettings,
+    ConsoleSettings,
     Env,
     KeySettings,
     ServiceSettings,
@@ -41,6 +46,7 @@ SERVICES: tuple[ServiceName, ...] = tuple(DEFAULT_PORTS)
 DEFAULT_TEMPORAL_METRICS_PORT = 9460
 UI_PORT_OFFSET = 1000
 JOURNEY = "journey"
+CONSOLE = "console"
 
 # Key material a child gets only when it is its own (given to `masar up`, or
 # made by it): never passed to every child.
@@ -78,6 +84,7 @@ class StackPlan:
     temporal_metrics_port: int | None
     services: dict[ServiceName, ServiceSettings]
     worker: WorkerSettings
+    console: ConsoleSettings
     # What every child shares: no private key material.
     child_env: dict[str, str]
     # The private key variables `masar up` was given (routed to their holder).
@@ -90,6 +97,9 @@ class StackPlan:
     def part_env(self, part: str) -> dict[str, str]:
         """The environment of one child: the shared one, plus its own keys."""
         env = dict(self.child_env)
+        if part == CONSOLE:
+            # A client: not even a shared data key ring (it reads no database).
+            return {k: v for k, v in env.items() if k not in DATA_KEY_VARIABLES}
         if part == "temporal":
             return env
         given = self.given_keys
@@ -121,6 +131,12 @@ class StackPlan:
 
     def log_file(self, part: str) -> Path:
         return self.logs_dir / f"{part}.log"
+
+    @property
+    def console_url(self) -> str:
+        """Where the console answers on this machine (its listen address;
+        a wildcard host is reached on the loopback)."""
+        return local_url(self.console.addr)
 
     def listens(self) -> list[Listen]:
         t = self.temporal_host
@@ -167,6 +183,8 @@ class StackPlan:
                 variable="MASAR_JOURNEY_METRICS_PORT",
             )
         )
+        host, port = split_address(self.console.addr)
+        found.append(Listen(host=host, port=port, what="console", variable="MASAR_CONSOLE_ADDR"))
         return found
 
 
@@ -177,6 +195,13 @@ def split_address(address: str) -> tuple[str, int]:
 
 def url_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+def local_url(address: str) -> str:
+    """http://host:port for a listen address (IPv6 hosts in brackets)."""
+    host, port = split_address(address)
+    host = url_host(host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def project_root() -> Path:
@@ -194,6 +219,7 @@ def plan_stack(environ: Mapping[str, str] | None = None) -> StackPlan:
     common = CommonSettings.from_env(Env(source))
     services = {name: ServiceSettings.from_env(name, source) for name in SERVICES}
     worker = WorkerSettings.from_env(source)
+    console = ConsoleSettings.from_env(source)
     temporal_host, temporal_port = split_address(common.temporal.address)
     ui_port = temporal_port + UI_PORT_OFFSET
     if ui_port > 65535:
@@ -218,6 +244,10 @@ def plan_stack(environ: Mapping[str, str] | None = None) -> StackPlan:
     for name, service in services.items():
         child_env[f"MASAR_{name.upper()}_ADDR"] = service.addr
         child_env[f"MASAR_{name.upper()}_METRICS_PORT"] = str(service.metrics_port)
+    child_env["MASAR_CONSOLE_ADDR"] = console.addr
+    # Links in notifications lead to this stack's console unless told otherwise.
+    if not child_env.get("MASAR_CONSOLE_URL", "").strip():
+        child_env["MASAR_CONSOLE_URL"] = local_url(console.addr)
     if worker.policy_file is not None:
         child_env["MASAR_POLICY_FILE"] = str(worker.policy_file.resolve())
     root = project_root()
@@ -234,6 +264,7 @@ def plan_stack(environ: Mapping[str, str] | None = None) -> StackPlan:
         temporal_metrics_port=metrics_port or None,
         services=services,
         worker=worker,
+        console=console,
         child_env=child_env,
         given_keys=given_keys,
     )
@@ -318,6 +349,12 @@ def endpoints(plan: StackPlan, pids: Mapping[str, int | None] | None = None) -> 
             "log_file": str(plan.log_file("journey")),
             "pid": pids.get("journey"),
         },
+        "console": {
+            "url": plan.console_url,
+            "address": plan.console.addr,
+            "log_file": str(plan.log_file(CONSOLE)),
+            "pid": pids.get(CONSOLE),
+        },
         "mail": _mail(plan),
         "supervisor_pid": os.getpid(),
     }
@@ -362,6 +399,8 @@ def endpoints_table(plan: StackPlan) -> str:
     rows.append(
         ("journey", f"task queue {worker['task_queue']}", worker["metrics_url"], worker["log_file"])
     )
+    console = doc["console"]
+    rows.append((CONSOLE, f"{console['url']} (web)", "", console["log_file"]))
     w0, w1, w2 = (max(len(row[i]) for row in rows) for i in range(3))
     lines = [f"  {a:<{w0}}  {b:<{w1}}  {c:<{w2}}  {d}".rstrip() for a, b, c, d in rows]
     lines.insert(1, f"  {'-' * w0}  {'-' * w1}  {'-' * w2}  ---")
@@ -377,6 +416,7 @@ def endpoints_table(plan: StackPlan) -> str:
                 else f"E-mails: no MASAR_SMTP_URL, so they are written to {doc['mail']['eml_dir']}/"
                 " (one .eml file each)."
             ),
-            "Ctrl-C stops everything (services and worker first, Temporal last).",
+            f"The web console: open {doc['console']['url']} and sign in.",
+            "Ctrl-C stops everything (console, services and worker first, Temporal last).",
         ]
     )

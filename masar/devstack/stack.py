@@ -5,15 +5,19 @@ MASAR_DATA_DIR, Masar's search attributes registered, web UI on the Temporal
 port + 1000), then together the services (`python -m services.<name>`: the
 four sectors, each with its activity worker, and the network service —
 organisations, accounts, sign-in — which has no activities yet and so runs no
-worker) and the journey worker (`python -m workflows`).
+worker) and the journey worker (`python -m workflows`); once they are all
+ready, the web console (`python -m console`, MASAR_CONSOLE_ADDR: a client of
+the services, with the shared environment and no private key).
 
 - Every port is checked before anything starts; one taken gets one line
   naming the port and the variable that moves it, and exit status 1.
 - A part is ready when: Temporal answers for its namespace; a service's gRPC
-  health says SERVING; the journey worker polls `masar-journey`.
+  health says SERVING; the journey worker polls `masar-journey`; the console
+  answers 200 to GET /healthz.
 - Each part logs to MASAR_DATA_DIR/logs/<part>.log. A part that exits is
   restarted with exponential backoff, and the supervisor says so.
-- Ctrl-C, SIGTERM or SIGHUP stops services and worker first, Temporal last,
+- Ctrl-C, SIGTERM or SIGHUP stops the console, services and worker first
+  (the network service after the others), Temporal last,
   and returns only once the Temporal server has exited (so its SQLite file is
   released and `masar up` can start again at once). Journeys live in that
   file: running `masar up` again on the same data dir continues them.
@@ -54,6 +58,7 @@ from typing import IO, Any, TextIO
 from masar.contract import JOURNEY_TASK_QUEUE, ServiceName
 from masar.devstack.devserver import dev_server_args
 from masar.devstack.plan import (
+    CONSOLE,
     SERVICES,
     StackPlan,
     endpoints,
@@ -238,6 +243,27 @@ async def tcp_open(host: str, port: int) -> bool:
     return True
 
 
+async def http_ok(host: str, port: int, path: str) -> bool:
+    """Whether GET `path` on host:port answers 200 (plain HTTP/1.1) within 2 s."""
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    request = f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    try:
+        async with asyncio.timeout(2):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(request.encode())
+                await writer.drain()
+                status_line = await reader.readline()
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+    except (OSError, TimeoutError):
+        return False
+    parts = status_line.split()
+    return len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1] == b"200"
+
+
 class Probes:
     """Readiness checks, holding the supervisor's own Temporal client and
     gRPC channels (made on first use, reused after restarts)."""
@@ -333,6 +359,11 @@ class Probes:
             for poller in response.pollers
         )
 
+    async def console(self, part: Part) -> bool:
+        """Ready once GET /healthz answers 200."""
+        host, port = split_address(self._plan.console.addr)
+        return await http_ok(url_host(host), port, "/healthz")
+
     async def close(self) -> None:
         for channel in self._channels.values():
             with contextlib.suppress(Exception):
@@ -393,11 +424,19 @@ class Supervisor:
                 ready_check=self.probes.journey_worker,
             )
         )
+        # A client of the services: started once they are ready.
+        self.console = Part(
+            name=CONSOLE,
+            title="web console",
+            command=[sys.executable, "-m", "console"],
+            log_path=plan.log_file(CONSOLE),
+            ready_check=self.probes.console,
+        )
         self._watchers: list[asyncio.Task[None]] = []
 
     @property
     def parts(self) -> list[Part]:
-        return [self.temporal, *self.apps]
+        return [self.temporal, *self.apps, self.console]
 
     def say(self, message: str) -> None:
         print(message, file=self.out, flush=True)
@@ -416,6 +455,8 @@ class Supervisor:
         for part in self.apps:
             await self._launch(part)
         await self._wait_ready(self.apps, deadline)
+        await self._launch(self.console)
+        await self._wait_ready([self.console], deadline)
 
     async def _launch(self, part: Part) -> None:
         try:
@@ -521,12 +562,13 @@ class Supervisor:
         self.stop_requested.set()
 
     async def stop_all(self) -> None:
-        """Services and worker first — the network service (the identity
-        provider: the others anchor their audit heads with its tokens as they
-        stop) after them —, Temporal last; returns once all exited."""
+        """The console, services and worker first — the network service (the
+        identity provider: the others anchor their audit heads with its tokens
+        as they stop) after them —, Temporal last; returns once all exited."""
         self.request_stop()
         last = [part for part in self.apps if part.name == TOKEN_ISSUER_HOLDER]
-        await asyncio.gather(*(part.stop(STOP_TIMEOUT) for part in self.apps if part not in last))
+        first = [self.console, *(part for part in self.apps if part not in last)]
+        await asyncio.gather(*(part.stop(STOP_TIMEOUT) for part in first))
         await asyncio.gather(*(part.stop(STOP_TIMEOUT) for part in last))
         await self.temporal.stop(TEMPORAL_STOP_TIMEOUT)
         for task in self._watchers:

@@ -85,6 +85,9 @@ def test_each_child_names_only_its_own_key_material(plan: StackPlan) -> None:
     )
     assert "MASAR_PAYLOAD_KEY_FILE" not in plan.part_env("temporal")
     assert _key_paths(plan.part_env("temporal"), keys_dir) == set()
+    # The console is a client: people's tokens, no key of any part.
+    assert _key_paths(plan.part_env("console"), keys_dir) == set()
+    assert not [name for name in PRIVATE if name in plan.part_env("console")]
 
 
 def test_key_files_are_separate_private_and_published_only_as_public_keys(

@@ -20,7 +20,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from masar.contract import JOURNEY_TASK_QUEUE
-from masar.devstack.plan import SERVICES, endpoints, plan_stack, port_problems
+from masar.devstack.plan import (
+    PRIVATE_KEY_VARIABLES,
+    SERVICES,
+    endpoints,
+    endpoints_table,
+    plan_stack,
+    port_problems,
+)
 from masar.platform.settings import SettingsError
 from tests.processes import UP, Up, stack_env
 
@@ -97,9 +104,17 @@ def test_up_supervises_restarts_and_stops_cleanly(tmp_path: Path, up_runner: lis
         assert Path(service["log_file"]).is_file()
         assert serving(service["address"]), name
     assert doc["journey_worker"]["task_queue"] == JOURNEY_TASK_QUEUE
+    # The web console, started once the services were ready, answers.
+    console = doc["console"]
+    assert console["address"] == env["MASAR_CONSOLE_ADDR"]
+    assert console["url"] == f"http://{env['MASAR_CONSOLE_ADDR']}"
+    assert console["log_file"] == str(tmp_path.resolve() / "data" / "logs" / "console.log")
+    assert Path(console["log_file"]).is_file()
+    assert scrape(f"{console['url']}/healthz") == "ok"
     pids = {name: s["pid"] for name, s in services.items()}
     pids["temporal"] = temporal["pid"]
     pids["journey"] = doc["journey_worker"]["pid"]
+    pids["console"] = console["pid"]
     assert all(alive(pid) for pid in pids.values()), pids
 
     # One scrape endpoint per process: per-RPC metrics (the supervisor's
@@ -209,6 +224,68 @@ def test_one_port_configured_twice_is_named(tmp_path: Path) -> None:
     ]
     env["MASAR_TEMPORAL_ADDRESS"] = "127.0.0.1:65000"
     with pytest.raises(SettingsError, match="MASAR_TEMPORAL_ADDRESS"):
+        plan_stack(env)
+
+
+def test_the_console_is_a_part_with_its_own_port_and_no_private_key(tmp_path: Path) -> None:
+    env = stack_env(tmp_path / "data")
+    env["MASAR_TOKEN_SIGNING_KEY"] = "a-private-key-given-to-masar-up"
+    plan = plan_stack(env)
+    address = env["MASAR_CONSOLE_ADDR"]
+    port = int(address.rsplit(":", 1)[1])
+    assert [
+        (listen.port, listen.variable) for listen in plan.listens() if listen.what == "console"
+    ] == [(port, "MASAR_CONSOLE_ADDR")]
+    # The shared environment, nothing of anyone's own key material.
+    console_env = plan.part_env("console")
+    assert console_env == plan.child_env
+    assert console_env["MASAR_CONSOLE_ADDR"] == address
+    assert not [name for name in PRIVATE_KEY_VARIABLES if name in console_env]
+    assert not [name for name in console_env if name in ("MASAR_KEY_FILE", "MASAR_KEYRING")]
+    # Not even a data key ring shared by every service.
+    shared = plan_stack({**env, "MASAR_KEY_FILE": str(tmp_path / "shared-keyring.json")})
+    assert "MASAR_KEY_FILE" in shared.part_env("shelter")
+    assert "MASAR_KEY_FILE" not in shared.part_env("console")
+    # Links in notifications lead to this console, unless MASAR_CONSOLE_URL says otherwise.
+    assert plan.part_env("network")["MASAR_CONSOLE_URL"] == f"http://{address}"
+    env["MASAR_CONSOLE_URL"] = "https://console.masar.test"
+    assert plan_stack(env).child_env["MASAR_CONSOLE_URL"] == "https://console.masar.test"
+
+    doc = endpoints(plan, {"console": 4242})
+    assert doc["console"] == {
+        "url": f"http://{address}",
+        "address": address,
+        "log_file": str((tmp_path / "data" / "logs" / "console.log").resolve()),
+        "pid": 4242,
+    }
+    [row] = [line for line in endpoints_table(plan).splitlines() if line.split()[:1] == ["console"]]
+    assert f"http://{address} (web)" in row and row.rstrip().endswith("console.log")
+
+    # A wildcard listen address is opened on the loopback.
+    env["MASAR_CONSOLE_ADDR"] = f"0.0.0.0:{port}"
+    assert endpoints(plan_stack(env))["console"]["url"] == f"http://127.0.0.1:{port}"
+
+
+def test_the_console_port_is_checked_with_the_others(tmp_path: Path) -> None:
+    env = stack_env(tmp_path / "data")
+    env["MASAR_CONSOLE_ADDR"] = env["MASAR_SHELTER_ADDR"]
+    port = env["MASAR_SHELTER_ADDR"].rsplit(":", 1)[1]
+    assert port_problems(plan_stack(env)) == [
+        f"port {port} is configured for both shelter gRPC (MASAR_SHELTER_ADDR) "
+        "and console (MASAR_CONSOLE_ADDR)"
+    ]
+    env = stack_env(tmp_path / "data")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        env["MASAR_CONSOLE_ADDR"] = f"127.0.0.1:{taken}"
+        assert port_problems(plan_stack(env)) == [
+            f"port {taken} (console) is already in use: stop what uses it "
+            "or choose another with MASAR_CONSOLE_ADDR"
+        ]
+    env["MASAR_CONSOLE_ADDR"] = "no-port-here"
+    with pytest.raises(SettingsError, match="MASAR_CONSOLE_ADDR"):
         plan_stack(env)
 
 

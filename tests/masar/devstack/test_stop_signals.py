@@ -29,6 +29,7 @@ def part_pids(doc: dict[str, Any]) -> dict[str, int]:
     pids = {name: int(s["pid"]) for name, s in doc["services"].items()}
     pids["temporal"] = int(doc["temporal"]["pid"])
     pids["journey"] = int(doc["journey_worker"]["pid"])
+    pids["console"] = int(doc["console"]["pid"])
     return pids
 
 
