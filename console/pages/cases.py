@@ -48,6 +48,7 @@ from masar.v1 import (
 )
 
 READERS = (COORDINATOR, *CASE_HOLDERS)
+CARE_UNIT = "care_unit_officer"
 UNITS = {"hours": 3600, "days": 86400}
 MAX_EXTENSION = 365 * 86400
 
@@ -236,7 +237,38 @@ async def _draw(request: Request, *, personal: dict[str, str] | None = None) -> 
     )
 
 
+async def follow_up_page(request: Request) -> Response:
+    """A care unit's view of a case it registered and handed on: where its
+    referrals stand, nothing personal (GetCaseFollowUp)."""
+    console = console_of(request)
+    case_id = str(request.path_params["case_id"])
+    reply = await console.backend.call(
+        session_of(request),
+        "intake",
+        console.backend.stubs.intake.GetCaseFollowUp,
+        intake_pb2.GetCaseFollowUpRequest(case_id=case_id),
+    )
+    f = reply.follow_up
+    return render(
+        request,
+        "case_follow_up.html",
+        case_id=case_id,
+        risk=labels.label(labels.RISKS, f.summary.risk),
+        needs=[labels.label(labels.SECTORS, s) for s in f.needs],
+        referrals=[
+            {
+                "sector": labels.label(labels.SECTORS, r.sector),
+                "status": labels.label(labels.REFERRAL_STATUSES, r.status),
+            }
+            for r in f.referrals
+        ],
+        referrals_known=f.referrals_known,
+    )
+
+
 async def case_page(request: Request) -> Response:
+    if session_of(request).role == CARE_UNIT:
+        return await follow_up_page(request)
     return await _draw(request)
 
 
@@ -351,7 +383,7 @@ async def decide_closure(request: Request, form: FormData) -> Response:
 
 routes = [
     page("/cases/{case_id}", case_page, roles=READERS),
-    action("/cases/{case_id}/reveal", reveal, roles=READERS),
+    action("/cases/{case_id}/reveal", reveal, roles=(COORDINATOR, "intake_officer", "supervisor")),
     action("/cases/{case_id}/reassign", reassign, roles=(COORDINATOR,)),
     action("/cases/{case_id}/extend", extend, roles=(COORDINATOR,)),
     action("/cases/{case_id}/closure/decide", decide_closure, roles=(COORDINATOR,)),

@@ -36,6 +36,15 @@
       if (!window.confirm(form.getAttribute("data-confirm"))) { ev.preventDefault(); }
     });
   });
+  // The consent script in the language the survivor speaks: open that one.
+  document.querySelectorAll("select[data-script-select]").forEach(function (sel) {
+    var show = function () {
+      document.querySelectorAll("details[data-script]").forEach(function (d) {
+        d.open = d.getAttribute("data-script") === sel.value;
+      });
+    };
+    sel.addEventListener("change", show);
+  });
   document.querySelectorAll("select[data-autosubmit]").forEach(function (sel) {
     sel.addEventListener("change", function () { sel.form.submit(); });
   });
