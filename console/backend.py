@@ -81,27 +81,36 @@ class Stubs:
 
 
 class Backend:
-    """Channels to the services, opened once for the console's life."""
+    """Channels to the services, opened on first use (inside the server's
+    event loop: grpc.aio channels belong to the loop that made them) and kept
+    for the console's life."""
 
     def __init__(self, settings: ConsoleSettings) -> None:
-        addrs = settings.common.service_addrs
-        tls = settings.common.tls
-        self._channels: dict[ServiceName, grpc.aio.Channel] = {
-            name: aio_channel(addr, tls=tls) for name, addr in addrs.items()
-        }
-        ch = self._channels
-        self.stubs = Stubs(
-            intake=intake_pb2_grpc.IntakeServiceStub(ch["intake"]),
-            journeys=journey_pb2_grpc.JourneyServiceStub(ch["intake"]),
-            shelter=shelter_pb2_grpc.ShelterServiceStub(ch["shelter"]),
-            legal=legal_pb2_grpc.LegalAidServiceStub(ch["legal"]),
-            employment=employment_pb2_grpc.EmploymentServiceStub(ch["employment"]),
-            network=network_pb2_grpc.NetworkServiceStub(ch["network"]),
-        )
+        self._addrs = settings.common.service_addrs
+        self._tls = settings.common.tls
+        self._channels: dict[ServiceName, grpc.aio.Channel] = {}
+        self._stubs: Stubs | None = None
+
+    @property
+    def stubs(self) -> Stubs:
+        if self._stubs is None:
+            ch = self._channels = {
+                name: aio_channel(addr, tls=self._tls) for name, addr in self._addrs.items()
+            }
+            self._stubs = Stubs(
+                intake=intake_pb2_grpc.IntakeServiceStub(ch["intake"]),
+                journeys=journey_pb2_grpc.JourneyServiceStub(ch["intake"]),
+                shelter=shelter_pb2_grpc.ShelterServiceStub(ch["shelter"]),
+                legal=legal_pb2_grpc.LegalAidServiceStub(ch["legal"]),
+                employment=employment_pb2_grpc.EmploymentServiceStub(ch["employment"]),
+                network=network_pb2_grpc.NetworkServiceStub(ch["network"]),
+            )
+        return self._stubs
 
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close()
+        self._channels, self._stubs = {}, None
 
     async def sign_in(self, login: str, password: str, totp: str) -> network_pb2.SignedIn:
         reply = await self._anonymous(

@@ -5,8 +5,11 @@ statuses (it is marked partial); placeholders kept in every translation."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
+from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po
 
 from console import i18n, labels, web
@@ -20,9 +23,14 @@ def messages() -> dict[str, list[tuple[str, int]]]:
     return extracted()
 
 
-def catalog(code: str):  # type: ignore[no-untyped-def]
+def catalog(code: str) -> Catalog:
     with path_of(code).open("rb") as fp:
         return read_po(fp, locale=LANGUAGES[code])
+
+
+def translated(found: Catalog, msgid: str) -> bool:
+    message = found.get(msgid)
+    return message is not None and bool(message.string)
 
 
 def test_the_catalogs_are_up_to_date_with_the_code(messages) -> None:
@@ -35,7 +43,7 @@ def test_the_catalogs_are_up_to_date_with_the_code(messages) -> None:
 @pytest.mark.parametrize("code", i18n.COMPLETE)
 def test_arabic_french_and_english_translate_every_message(code: str, messages) -> None:
     found = catalog(code)
-    missing = [m for m in messages if not (found.get(m) and found.get(m).string)]
+    missing = [m for m in messages if not translated(found, m)]
     assert not missing, f"{code}: {len(missing)} untranslated, e.g. {missing[:5]}"
     fuzzy = [m.id for m in found if m.id and m.fuzzy]
     assert not fuzzy, f"{code}: fuzzy entries {fuzzy[:5]}"
@@ -51,13 +59,13 @@ def test_tamazight_covers_the_navigation_and_the_statuses() -> None:
     needed = [item.label for item in web.NAV]
     for table in (labels.STAGES, labels.REFERRAL_STATUSES, labels.RISKS):
         needed += list(table.values())
-    missing = [m for m in needed if not (found.get(m) and found.get(m).string)]
+    missing = [m for m in needed if not translated(found, m)]
     assert not missing, f"zgh: {missing}"
     assert i18n.LANGUAGES["zgh"].partial
 
 
 def test_every_label_is_a_message(messages) -> None:
-    tables = [
+    tables: list[Mapping[Any, str]] = [
         labels.SECTORS,
         labels.RISKS,
         labels.STAGES,

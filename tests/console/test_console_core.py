@@ -64,7 +64,7 @@ async def test_every_page_carries_the_security_headers_and_a_strict_cookie(clien
 
 async def test_a_form_without_its_csrf_token_is_refused_and_nothing_is_called(client) -> None:
     await client.get("/signin")
-    backend: NoServices = client._transport.app.state.console.backend  # type: ignore[attr-defined]
+    backend: NoServices = client._transport.app.state.console.backend
     refused = await client.post("/signin", data={"login": "shelter.fes", "password": "x" * 12})
     assert refused.status_code == 403
     assert backend.sign_ins == []
