@@ -36,6 +36,7 @@ import pytest
 
 from tests.console.harness import (
     CHROMIUM_ARGS,
+    FAST_POLICY,
     ConsoleStack,
     PlaywrightLoop,
     artifact_name,
@@ -140,6 +141,10 @@ def axe_check() -> Callable[[Page], list[dict[str, Any]]]:
 
 @pytest.fixture(scope="package")
 def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleStack]:
-    """The shared stack: idle sign-out after 120 s, the shipped SLA policy."""
-    with console_stack_running(tmp_path_factory.mktemp("console-stack"), idle_seconds=120) as stack:
+    """The shared stack: idle sign-out after 120 s; harness.FAST_POLICY (a high
+    or critical case's shelter referral escalates within seconds; medium and
+    low keep the shipped hours)."""
+    with console_stack_running(
+        tmp_path_factory.mktemp("console-stack"), idle_seconds=120, policy=FAST_POLICY
+    ) as stack:
         yield stack
