@@ -9,7 +9,11 @@
   reason), start (shelter check-in, legal first meeting, enrolment start) and
   complete (the outcome, always chosen by the person: never a default).
 - `/capacity`: the beds of the organisation's shelters, the seats of its
-  training programmes (read-only: no RPC lets staff change them).
+  training programmes, each row with a small form (`POST /capacity`:
+  `provider_id`, `capacity`, `key`) to keep the number up to date
+  (SetShelterCapacity, SetProgrammeSeats). The service decides whose rows
+  the person may change and refuses a number below what is in use; the page
+  then comes back with the field named.
 
 The sector is the person's role's (`web.STAFF_SECTORS`); a referral id of
 another sector, a malformed one, one addressed to another organisation
@@ -1162,18 +1166,166 @@ async def complete(request: Request, form: FormData) -> Response:
 
 # --- capacity -------------------------------------------------------------------------
 
+# The provider ids each sector's capacity form may name (anything else is "not allowed").
+PROVIDER_ID = {
+    "shelter": re.compile(r"^shl-[0-9a-f]{1,32}$"),
+    "employment": re.compile(r"^prg-[0-9a-f]{1,32}$"),
+}
+NUMBER = re.compile(r"^[0-9]{1,5}$")
+CAPACITY_SAVED = {
+    "shelter": N_("Number of beds saved."),
+    "employment": N_("Number of seats saved."),
+}
+ENTER_NUMBER = N_("Enter a whole number, 0 or more.")
+BELOW_IN_USE = N_("This cannot be less than what is in use now: %(n)s.")
+FORM_SENT = N_("This form had already been sent. The numbers shown are the ones now.")
+# The fields of a refused SetShelterCapacity / SetProgrammeSeats that are the number.
+NUMBER_FIELDS = frozenset({"capacity", "seats"})
 
-async def capacity(request: Request) -> Response:
-    """The beds of the organisation's shelters, the seats of its programmes."""
+
+@dataclass(frozen=True)
+class FieldError:
+    """A field's error on the capacity page: a msgid, with `n` when it says a number."""
+
+    message: str
+    n: int | None = None
+
+
+def in_use(provider: Any) -> int:
+    """Beds reserved or occupied (a shelter), seats taken (a programme): the
+    least the number may be."""
+    if "shelter_id" in provider.DESCRIPTOR.fields_by_name:
+        return int(provider.reserved_beds) + int(provider.occupied_beds)
+    return int(provider.seats_taken)
+
+
+def capacity_of(provider: Any) -> int:
+    if "shelter_id" in provider.DESCRIPTOR.fields_by_name:
+        return int(provider.capacity)
+    return int(provider.seats)
+
+
+async def own_providers(request: Request, sector: str) -> list[Any]:
+    """The shelters or programmes of the person's organisation, by region and name."""
     session = session_of(request)
-    sector = sector_of(request)
     own = [
         p
         for p in await providers(request, sector)
         if session.organisation_id and p.organisation_id == session.organisation_id
     ]
     own.sort(key=lambda p: (p.region, p.name))
-    return render(request, "staff_capacity.html", sector=sector, providers=own, L=L)
+    return own
+
+
+async def show_capacity(
+    request: Request,
+    *,
+    errors: Mapping[str, FieldError] | None = None,
+    values: Mapping[str, str] | None = None,
+    refused_detail: str = "",
+    status_code: int = 200,
+) -> Response:
+    sector = sector_of(request)
+    own = await own_providers(request, sector)
+    shown = {provider_id_of(p) for p in own}
+    return render(
+        request,
+        "staff_capacity.html",
+        status_code=status_code,
+        sector=sector,
+        providers=own,
+        L=L,
+        in_use=in_use,
+        capacity_of=capacity_of,
+        provider_id_of=provider_id_of,
+        errors={k: v for k, v in (errors or {}).items() if k in shown},
+        values=dict(values or {}),
+        refused_detail=refused_detail,
+        keys={provider_id_of(p): new_key() for p in own},
+    )
+
+
+async def capacity(request: Request) -> Response:
+    """The beds of the organisation's shelters, the seats of its programmes."""
+    return await show_capacity(request)
+
+
+def capacity_request(sector: str, provider_id: str, number: int, key: str) -> tuple[str, Any]:
+    """The RPC that sets the number, and its request."""
+    if sector == "shelter":
+        return "SetShelterCapacity", shelter_pb2.SetShelterCapacityRequest(
+            shelter_id=provider_id, capacity=number, idempotency_key=key
+        )
+    return "SetProgrammeSeats", employment_pb2.SetProgrammeSeatsRequest(
+        programme_id=provider_id, seats=number, idempotency_key=key
+    )
+
+
+async def set_capacity(request: Request, form: FormData) -> Response:
+    """A new number of beds or seats for one row: back to the page with a
+    notice, or the page again with the row's field named."""
+    sector = sector_of(request)
+    provider_id = text(form, "provider_id")
+    if sector not in PROVIDER_ID or not PROVIDER_ID[sector].match(provider_id):
+        raise _not_allowed_provider(sector)
+    raw = text(form, "capacity")
+    if not NUMBER.match(raw):
+        return await show_capacity(
+            request,
+            errors={provider_id: FieldError(ENTER_NUMBER)},
+            values={provider_id: raw},
+            status_code=400,
+        )
+    number = int(raw)
+    method, message = capacity_request(sector, provider_id, number, key_of(form))
+    try:
+        await call(request, sector, method, message)
+    except Refused as refusal:
+        if refusal.kind == "not_found":
+            raise _not_allowed_provider(sector) from None
+        if refusal.kind != "invalid":
+            raise
+        return await capacity_again(request, sector, provider_id, number, refusal)
+    session_of(request).flash(CAPACITY_SAVED[sector])
+    return back("/capacity")
+
+
+async def capacity_again(
+    request: Request, sector: str, provider_id: str, number: int, refusal: Refused
+) -> Response:
+    """The page again after the service refused the number (or the form)."""
+    if refusal.field in NUMBER_FIELDS:
+        least = {provider_id_of(p): in_use(p) for p in await own_providers(request, sector)}
+        floor = least.get(provider_id)
+        error = (
+            FieldError(BELOW_IN_USE, floor)
+            if floor is not None and number < floor
+            else FieldError(REFUSED_VALUE)
+        )
+        return await show_capacity(
+            request,
+            errors={provider_id: error},
+            values={provider_id: str(number)},
+            refused_detail=refusal.message,
+            status_code=400,
+        )
+    if refusal.field == "idempotency_key":
+        # An earlier sending of this form (its key) for another number, e.g.
+        # from a page kept open: show the numbers as they are now.
+        return await show_capacity(
+            request, errors={provider_id: FieldError(FORM_SENT)}, status_code=400
+        )
+    return await show_capacity(
+        request,
+        errors={provider_id: FieldError(REFUSED_VALUE)},
+        values={provider_id: str(number)},
+        refused_detail=refusal.message,
+        status_code=400,
+    )
+
+
+def _not_allowed_provider(service: str) -> Refused:
+    return Refused("not_allowed", "the provider is not run by your organisation", service=service)
 
 
 routes: list[Route] = [
@@ -1185,4 +1337,5 @@ routes: list[Route] = [
     action("/referrals/{referral_id}/start", start, roles=STAFF_ROLES),
     action("/referrals/{referral_id}/complete", complete, roles=STAFF_ROLES),
     page("/capacity", capacity, roles=CAPACITY_ROLES),
+    action("/capacity", set_capacity, roles=CAPACITY_ROLES),
 ]

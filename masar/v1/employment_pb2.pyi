@@ -307,6 +307,57 @@ class ListProgrammesResponse(_message.Message):
 Global___ListProgrammesResponse: _TypeAlias = ListProgrammesResponse  # noqa: Y015
 
 @_typing.final
+class SetProgrammeSeatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROGRAMME_ID_FIELD_NUMBER: _builtins.int
+    SEATS_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    programme_id: _builtins.str
+    seats: _builtins.int
+    """The seats the programme offers now, 0..1000, and at least its
+    seats_taken (0: it takes nobody new for now).
+    """
+    idempotency_key: _builtins.str
+    """Optional: retrying with the same key changes nothing again and returns
+    the programme as it is; the same key for another change is refused.
+    """
+    def __init__(
+        self,
+        *,
+        programme_id: _builtins.str = ...,
+        seats: _builtins.int = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "programme_id", b"programme_id", "seats", b"seats"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetProgrammeSeatsRequest: _TypeAlias = SetProgrammeSeatsRequest  # noqa: Y015
+
+@_typing.final
+class SetProgrammeSeatsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROGRAMME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def programme(self) -> Global___Programme: ...
+    def __init__(
+        self,
+        *,
+        programme: Global___Programme | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["programme", b"programme"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["programme", b"programme"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetProgrammeSeatsResponse: _TypeAlias = SetProgrammeSeatsResponse  # noqa: Y015
+
+@_typing.final
 class EmploymentNeeds(_message.Message):
     """All employment learns about her (contract EmploymentNeeds)."""
 

@@ -45,6 +45,11 @@ class EmploymentServiceStub:
                 request_serializer=masar_dot_v1_dot_employment__pb2.ListProgrammesRequest.SerializeToString,
                 response_deserializer=masar_dot_v1_dot_employment__pb2.ListProgrammesResponse.FromString,
                 _registered_method=True)
+        self.SetProgrammeSeats = channel.unary_unary(
+                '/masar.v1.EmploymentService/SetProgrammeSeats',
+                request_serializer=masar_dot_v1_dot_employment__pb2.SetProgrammeSeatsRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_employment__pb2.SetProgrammeSeatsResponse.FromString,
+                _registered_method=True)
         self.RequestEnrolment = channel.unary_unary(
                 '/masar.v1.EmploymentService/RequestEnrolment',
                 request_serializer=masar_dot_v1_dot_employment__pb2.RequestEnrolmentRequest.SerializeToString,
@@ -114,6 +119,17 @@ class EmploymentServiceServicer:
 
     def ListProgrammes(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetProgrammeSeats(self, request, context):
+        """Keep a programme's number of seats up to date: employment officers of
+        the organisation that runs it (token org = the programme's
+        organisation_id) or the coordinator of its region; anyone else
+        PERMISSION_DENIED, an unknown programme NOT_FOUND. Never below the seats
+        taken now (INVALID_ARGUMENT naming `seats`, nothing changed). Audited.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -208,6 +224,11 @@ def add_EmploymentServiceServicer_to_server(servicer, server):
                     servicer.ListProgrammes,
                     request_deserializer=masar_dot_v1_dot_employment__pb2.ListProgrammesRequest.FromString,
                     response_serializer=masar_dot_v1_dot_employment__pb2.ListProgrammesResponse.SerializeToString,
+            ),
+            'SetProgrammeSeats': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetProgrammeSeats,
+                    request_deserializer=masar_dot_v1_dot_employment__pb2.SetProgrammeSeatsRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_employment__pb2.SetProgrammeSeatsResponse.SerializeToString,
             ),
             'RequestEnrolment': grpc.unary_unary_rpc_method_handler(
                     servicer.RequestEnrolment,
@@ -319,6 +340,33 @@ class EmploymentService:
             '/masar.v1.EmploymentService/ListProgrammes',
             masar_dot_v1_dot_employment__pb2.ListProgrammesRequest.SerializeToString,
             masar_dot_v1_dot_employment__pb2.ListProgrammesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetProgrammeSeats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.EmploymentService/SetProgrammeSeats',
+            masar_dot_v1_dot_employment__pb2.SetProgrammeSeatsRequest.SerializeToString,
+            masar_dot_v1_dot_employment__pb2.SetProgrammeSeatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,13 @@ class EmploymentServiceStub:
     CreateProgramme: _grpc.UnaryUnaryMultiCallable[_employment_pb2.CreateProgrammeRequest, _employment_pb2.CreateProgrammeResponse]
     """Register a training programme (administrators, `masar seed`)."""
     ListProgrammes: _grpc.UnaryUnaryMultiCallable[_employment_pb2.ListProgrammesRequest, _employment_pb2.ListProgrammesResponse]
+    SetProgrammeSeats: _grpc.UnaryUnaryMultiCallable[_employment_pb2.SetProgrammeSeatsRequest, _employment_pb2.SetProgrammeSeatsResponse]
+    """Keep a programme's number of seats up to date: employment officers of
+    the organisation that runs it (token org = the programme's
+    organisation_id) or the coordinator of its region; anyone else
+    PERMISSION_DENIED, an unknown programme NOT_FOUND. Never below the seats
+    taken now (INVALID_ARGUMENT naming `seats`, nothing changed). Audited.
+    """
     RequestEnrolment: _grpc.UnaryUnaryMultiCallable[_employment_pb2.RequestEnrolmentRequest, _employment_pb2.RequestEnrolmentResponse]
     """Called by the journey's activity: records a PENDING referral to a
     programme with a free seat (same region first, one of her interests and
@@ -79,6 +86,13 @@ class EmploymentServiceAsyncStub(EmploymentServiceStub):
     CreateProgramme: _aio.UnaryUnaryMultiCallable[_employment_pb2.CreateProgrammeRequest, _employment_pb2.CreateProgrammeResponse]  # type: ignore[assignment]
     """Register a training programme (administrators, `masar seed`)."""
     ListProgrammes: _aio.UnaryUnaryMultiCallable[_employment_pb2.ListProgrammesRequest, _employment_pb2.ListProgrammesResponse]  # type: ignore[assignment]
+    SetProgrammeSeats: _aio.UnaryUnaryMultiCallable[_employment_pb2.SetProgrammeSeatsRequest, _employment_pb2.SetProgrammeSeatsResponse]  # type: ignore[assignment]
+    """Keep a programme's number of seats up to date: employment officers of
+    the organisation that runs it (token org = the programme's
+    organisation_id) or the coordinator of its region; anyone else
+    PERMISSION_DENIED, an unknown programme NOT_FOUND. Never below the seats
+    taken now (INVALID_ARGUMENT naming `seats`, nothing changed). Audited.
+    """
     RequestEnrolment: _aio.UnaryUnaryMultiCallable[_employment_pb2.RequestEnrolmentRequest, _employment_pb2.RequestEnrolmentResponse]  # type: ignore[assignment]
     """Called by the journey's activity: records a PENDING referral to a
     programme with a free seat (same region first, one of her interests and
@@ -121,6 +135,19 @@ class EmploymentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _employment_pb2.ListProgrammesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_employment_pb2.ListProgrammesResponse, _abc.Awaitable[_employment_pb2.ListProgrammesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetProgrammeSeats(
+        self,
+        request: _employment_pb2.SetProgrammeSeatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_employment_pb2.SetProgrammeSeatsResponse, _abc.Awaitable[_employment_pb2.SetProgrammeSeatsResponse]]:
+        """Keep a programme's number of seats up to date: employment officers of
+        the organisation that runs it (token org = the programme's
+        organisation_id) or the coordinator of its region; anyone else
+        PERMISSION_DENIED, an unknown programme NOT_FOUND. Never below the seats
+        taken now (INVALID_ARGUMENT naming `seats`, nothing changed). Audited.
+        """
 
     @_abc_1.abstractmethod
     def RequestEnrolment(

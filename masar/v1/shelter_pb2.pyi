@@ -333,6 +333,57 @@ class GetCapacityResponse(_message.Message):
 Global___GetCapacityResponse: _TypeAlias = GetCapacityResponse  # noqa: Y015
 
 @_typing.final
+class SetShelterCapacityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHELTER_ID_FIELD_NUMBER: _builtins.int
+    CAPACITY_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    shelter_id: _builtins.str
+    capacity: _builtins.int
+    """The beds the shelter can offer now, 0..500, and at least its
+    reserved_beds + occupied_beds (0: it takes nobody for now).
+    """
+    idempotency_key: _builtins.str
+    """Optional: retrying with the same key changes nothing again and returns
+    the shelter as it is; the same key for another change is refused.
+    """
+    def __init__(
+        self,
+        *,
+        shelter_id: _builtins.str = ...,
+        capacity: _builtins.int = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "idempotency_key", b"idempotency_key", "shelter_id", b"shelter_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetShelterCapacityRequest: _TypeAlias = SetShelterCapacityRequest  # noqa: Y015
+
+@_typing.final
+class SetShelterCapacityResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHELTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def shelter(self) -> Global___Shelter: ...
+    def __init__(
+        self,
+        *,
+        shelter: Global___Shelter | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["shelter", b"shelter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["shelter", b"shelter"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetShelterCapacityResponse: _TypeAlias = SetShelterCapacityResponse  # noqa: Y015
+
+@_typing.final
 class ShelterNeeds(_message.Message):
     """All a shelter learns about the household (contract ShelterNeeds)."""
 

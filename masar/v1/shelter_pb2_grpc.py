@@ -50,6 +50,11 @@ class ShelterServiceStub:
                 request_serializer=masar_dot_v1_dot_shelter__pb2.GetCapacityRequest.SerializeToString,
                 response_deserializer=masar_dot_v1_dot_shelter__pb2.GetCapacityResponse.FromString,
                 _registered_method=True)
+        self.SetShelterCapacity = channel.unary_unary(
+                '/masar.v1.ShelterService/SetShelterCapacity',
+                request_serializer=masar_dot_v1_dot_shelter__pb2.SetShelterCapacityRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_shelter__pb2.SetShelterCapacityResponse.FromString,
+                _registered_method=True)
         self.RequestPlacement = channel.unary_unary(
                 '/masar.v1.ShelterService/RequestPlacement',
                 request_serializer=masar_dot_v1_dot_shelter__pb2.RequestPlacementRequest.SerializeToString,
@@ -120,6 +125,19 @@ class ShelterServiceServicer:
 
     def GetCapacity(self, request, context):
         """Beds per region: capacity, reserved, occupied, free.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetShelterCapacity(self, request, context):
+        """Keep a shelter's number of beds up to date: shelter staff of the
+        organisation that runs it (token org = the shelter's organisation_id) or
+        the coordinator of its region; anyone else PERMISSION_DENIED, an unknown
+        shelter NOT_FOUND. Never below the beds reserved or occupied now
+        (INVALID_ARGUMENT naming `capacity`, nothing changed). Beds out of use
+        for a while (repairs, a closed wing) are simply left out of the number,
+        and put back when they can be used again. Audited.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -212,6 +230,11 @@ def add_ShelterServiceServicer_to_server(servicer, server):
                     servicer.GetCapacity,
                     request_deserializer=masar_dot_v1_dot_shelter__pb2.GetCapacityRequest.FromString,
                     response_serializer=masar_dot_v1_dot_shelter__pb2.GetCapacityResponse.SerializeToString,
+            ),
+            'SetShelterCapacity': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetShelterCapacity,
+                    request_deserializer=masar_dot_v1_dot_shelter__pb2.SetShelterCapacityRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_shelter__pb2.SetShelterCapacityResponse.SerializeToString,
             ),
             'RequestPlacement': grpc.unary_unary_rpc_method_handler(
                     servicer.RequestPlacement,
@@ -345,6 +368,33 @@ class ShelterService:
             '/masar.v1.ShelterService/GetCapacity',
             masar_dot_v1_dot_shelter__pb2.GetCapacityRequest.SerializeToString,
             masar_dot_v1_dot_shelter__pb2.GetCapacityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetShelterCapacity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.ShelterService/SetShelterCapacity',
+            masar_dot_v1_dot_shelter__pb2.SetShelterCapacityRequest.SerializeToString,
+            masar_dot_v1_dot_shelter__pb2.SetShelterCapacityResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,15 @@ class ShelterServiceStub:
     ListShelters: _grpc.UnaryUnaryMultiCallable[_shelter_pb2.ListSheltersRequest, _shelter_pb2.ListSheltersResponse]
     GetCapacity: _grpc.UnaryUnaryMultiCallable[_shelter_pb2.GetCapacityRequest, _shelter_pb2.GetCapacityResponse]
     """Beds per region: capacity, reserved, occupied, free."""
+    SetShelterCapacity: _grpc.UnaryUnaryMultiCallable[_shelter_pb2.SetShelterCapacityRequest, _shelter_pb2.SetShelterCapacityResponse]
+    """Keep a shelter's number of beds up to date: shelter staff of the
+    organisation that runs it (token org = the shelter's organisation_id) or
+    the coordinator of its region; anyone else PERMISSION_DENIED, an unknown
+    shelter NOT_FOUND. Never below the beds reserved or occupied now
+    (INVALID_ARGUMENT naming `capacity`, nothing changed). Beds out of use
+    for a while (repairs, a closed wing) are simply left out of the number,
+    and put back when they can be used again. Audited.
+    """
     RequestPlacement: _grpc.UnaryUnaryMultiCallable[_shelter_pb2.RequestPlacementRequest, _shelter_pb2.RequestPlacementResponse]
     """Called by the journey's activity: records a PENDING referral to an
     eligible shelter with free beds (same region first, providers already
@@ -79,6 +88,15 @@ class ShelterServiceAsyncStub(ShelterServiceStub):
     ListShelters: _aio.UnaryUnaryMultiCallable[_shelter_pb2.ListSheltersRequest, _shelter_pb2.ListSheltersResponse]  # type: ignore[assignment]
     GetCapacity: _aio.UnaryUnaryMultiCallable[_shelter_pb2.GetCapacityRequest, _shelter_pb2.GetCapacityResponse]  # type: ignore[assignment]
     """Beds per region: capacity, reserved, occupied, free."""
+    SetShelterCapacity: _aio.UnaryUnaryMultiCallable[_shelter_pb2.SetShelterCapacityRequest, _shelter_pb2.SetShelterCapacityResponse]  # type: ignore[assignment]
+    """Keep a shelter's number of beds up to date: shelter staff of the
+    organisation that runs it (token org = the shelter's organisation_id) or
+    the coordinator of its region; anyone else PERMISSION_DENIED, an unknown
+    shelter NOT_FOUND. Never below the beds reserved or occupied now
+    (INVALID_ARGUMENT naming `capacity`, nothing changed). Beds out of use
+    for a while (repairs, a closed wing) are simply left out of the number,
+    and put back when they can be used again. Audited.
+    """
     RequestPlacement: _aio.UnaryUnaryMultiCallable[_shelter_pb2.RequestPlacementRequest, _shelter_pb2.RequestPlacementResponse]  # type: ignore[assignment]
     """Called by the journey's activity: records a PENDING referral to an
     eligible shelter with free beds (same region first, providers already
@@ -125,6 +143,21 @@ class ShelterServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_shelter_pb2.GetCapacityResponse, _abc.Awaitable[_shelter_pb2.GetCapacityResponse]]:
         """Beds per region: capacity, reserved, occupied, free."""
+
+    @_abc_1.abstractmethod
+    def SetShelterCapacity(
+        self,
+        request: _shelter_pb2.SetShelterCapacityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shelter_pb2.SetShelterCapacityResponse, _abc.Awaitable[_shelter_pb2.SetShelterCapacityResponse]]:
+        """Keep a shelter's number of beds up to date: shelter staff of the
+        organisation that runs it (token org = the shelter's organisation_id) or
+        the coordinator of its region; anyone else PERMISSION_DENIED, an unknown
+        shelter NOT_FOUND. Never below the beds reserved or occupied now
+        (INVALID_ARGUMENT naming `capacity`, nothing changed). Beds out of use
+        for a while (repairs, a closed wing) are simply left out of the number,
+        and put back when they can be used again. Audited.
+        """
 
     @_abc_1.abstractmethod
     def RequestPlacement(

@@ -3,18 +3,23 @@
 No protobuf and no SQL here. A referral holds one seat of its programme while
 it is ACCEPTED or IN_SERVICE (enrolled), none otherwise; for every programme,
 seats_taken never exceeds seats.
+
+The seats are what a programme offers now: its employment officers (or the
+region's coordinator) keep the number up to date, never below the seats
+taken (`resize`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
 from masar.contract import PROGRAMME_KINDS, EmploymentNeeds, ReferralStatus
-from masar.platform.errors import InvalidArgument
+from masar.platform.errors import InvalidArgument, PermissionDenied
+from masar.platform.identity import Caller, Role
 from masar.referral import ReferralRecord
 
 MAX_SEATS = 1000
@@ -145,3 +150,35 @@ def check_spec(spec: ProgrammeSpec) -> ProgrammeSpec:
         raise InvalidArgument("seats", f"must be between 1 and {MAX_SEATS}")
     check_kind(spec.kind, "kind")
     return spec
+
+
+def check_manager(caller: Caller, programme: Programme) -> None:
+    """Who may change a programme's seats: employment officers of the
+    organisation that runs it (token org == its organisation_id; a programme
+    of no organisation has none) and the coordinator of its region.
+    PermissionDenied otherwise, naming nothing of the programme."""
+    if caller.role is Role.EMPLOYMENT_OFFICER:
+        if (
+            not caller.org
+            or not programme.organisation_id
+            or caller.org != programme.organisation_id
+        ):
+            raise PermissionDenied("the programme is not run by the caller's organisation")
+        return
+    if caller.role is Role.COORDINATOR:
+        if not caller.region or caller.region != programme.region:
+            raise PermissionDenied("the programme is outside the caller's region")
+        return
+    raise PermissionDenied(f"role {caller.role.value} may not change a programme's seats")
+
+
+def resize(programme: Programme, seats: int) -> Programme:
+    """The programme with `seats` seats: 0..MAX_SEATS (0 while it takes
+    nobody new), and never fewer than the seats taken now."""
+    if not 0 <= seats <= MAX_SEATS:
+        raise InvalidArgument("seats", f"must be between 0 and {MAX_SEATS}")
+    if seats < programme.seats_taken:
+        raise InvalidArgument(
+            "seats", f"must be at least {programme.seats_taken}, the seats taken now"
+        )
+    return replace(programme, seats=seats)

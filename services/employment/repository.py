@@ -84,6 +84,19 @@ class ProgrammeRepository(ProviderRows[ProgrammeRow]):
     def get(self, session: Session, programme_id: str) -> Programme:
         return to_programme(self.row(session, programme_id))
 
+    def locked(self, session: Session, programme_id: str) -> Programme:
+        """The programme, its row locked until the unit of work ends (its
+        seats cannot move meanwhile)."""
+        return to_programme(self.lock(session, programme_id))
+
+    def store_seats(self, session: Session, programme: Programme) -> Programme:
+        """Write `programme.seats` (its row locked by `locked` first); the
+        database's check refuses over-allocation too."""
+        row = self.lock(session, programme.programme_id)
+        row.seats = programme.seats
+        session.flush()
+        return to_programme(row)
+
     def list(
         self, session: Session, *, region: str | None = None, kind: str | None = None
     ) -> list[Programme]:

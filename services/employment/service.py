@@ -5,7 +5,9 @@ the kit's `SectorHandshake` (`self.referrals`), which this service delegates to.
 
 A certified training leaves the referral open for the job search (a local
 step); dropping out or a job placement completes it (COMPLETED, with a
-structured detail). Every read of an enrolment (personal data) is audited.
+structured detail). A programme's officers (its organisation's) and its
+region's coordinator keep its seats up to date (audited). Every read of an
+enrolment (personal data) is audited.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from sqlalchemy.orm import Session
 from masar.contract import EmploymentNeeds, Milestone, ReferralStatus
 from masar.platform.clock import utcnow
 from masar.platform.errors import FailedPrecondition
-from masar.platform.idempotency import fingerprint
+from masar.platform.idempotency import fingerprint, run_retrying_conflicts
+from masar.platform.identity import current_caller
 from masar.platform.outbox import DeliveryOutcome
 from masar.referral import ReferralDraft, ReferralRecord, SectorHandshake
 from services.employment.domain import (
@@ -27,9 +30,13 @@ from services.employment.domain import (
     Programme,
     ProgrammeSpec,
     TrainingOutcome,
+    check_manager,
+    resize,
 )
 from services.employment.models import EnrolmentRow
 from services.employment.repository import ProgrammeRepository, to_enrolment
+
+SET_SEATS = "employment.set_programme_seats"
 
 
 class EmploymentService:
@@ -59,6 +66,49 @@ class EmploymentService:
 
     async def list_programmes(self, *, region: str | None, kind: str | None) -> list[Programme]:
         return await self.database.run(lambda s: self.programmes.list(s, region=region, kind=kind))
+
+    async def authorise_programme(self, programme_id: str) -> Programme:
+        """The programme, if the current caller may change its seats
+        (`check_manager`); NotFound or PermissionDenied otherwise. Called
+        before the rest of the request is read."""
+        programme = await self.database.run(lambda s: self.programmes.get(s, programme_id))
+        check_manager(current_caller(), programme)
+        return programme
+
+    async def set_seats(
+        self, programme_id: str, seats: int, *, idempotency_key: str | None
+    ) -> Programme:
+        """The programme's seats set to `seats` (`resize`: never below the
+        seats taken), its row locked; audited, in one unit of work. A retry
+        with the same key changes nothing again."""
+        referrals = self.referrals
+        print_ = fingerprint(programme_id, seats)
+
+        def work(session: Session) -> Programme:
+            if idempotency_key and referrals.ledger.lookup(
+                session, scope=SET_SEATS, key=idempotency_key, fingerprint=print_
+            ):
+                return self.programmes.get(session, programme_id)
+            programme = resize(self.programmes.locked(session, programme_id), seats)
+            stored = self.programmes.store_seats(session, programme)
+            if idempotency_key:
+                referrals.ledger.record(
+                    session,
+                    scope=SET_SEATS,
+                    key=idempotency_key,
+                    fingerprint=print_,
+                    subject_id=programme_id,
+                )
+            referrals.record_audit(
+                session,
+                "programme.seats_set",
+                case_id="",
+                target=programme_id,
+                reason=f"seats:{seats}",
+            )
+            return stored
+
+        return await run_retrying_conflicts(self.database, work)
 
     # -- enrolments --
 

@@ -2,7 +2,10 @@
 layer (services.employment.service), nothing else.
 
 Who may call what (every method declares it; anything else is refused):
-a coordinator registers programmes in her own region; employment officers,
+a coordinator registers programmes in her own region; a programme's officers
+(token org = the organisation that runs it) and its region's coordinator set
+its seats (the programme is authorised, `authorise_programme`, before the
+rest of the request is read); employment officers,
 coordinators and intake officers list programmes; only employment's service
 identity (its activities, for the journey) requests enrolments, with intake's
 proof of consent, and reminds, closes and purges; a programme's officers
@@ -24,6 +27,7 @@ from masar.platform.errors import InvalidArgument
 from masar.platform.idempotency import request_fingerprint
 from masar.platform.identity import Role
 from masar.platform.validation import (
+    check_provider_id,
     require_idempotency_key,
     require_organisation_id,
     require_region,
@@ -63,6 +67,17 @@ CONTRACT = "CONTRACT_TYPE_"
 
 def kind_from_pb(value: int, field: str) -> str:
     return code_from_pb(employment_pb2.ProgrammeKind, value, prefix=KIND, field=field)
+
+
+def require_programme_id(value: str, field: str = "programme_id") -> str:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    return check_provider_id(value, field)
+
+
+def optional_key(value: str) -> str | None:
+    """An optional idempotency key: None when absent, checked when given."""
+    return require_idempotency_key(value) if value else None
 
 
 def programme_to_pb(programme: Programme) -> employment_pb2.Programme:
@@ -148,6 +163,20 @@ class EmploymentServicer(employment_pb2_grpc.EmploymentServiceServicer):
         return employment_pb2.ListProgrammesResponse(
             programmes=[programme_to_pb(p) for p in programmes]
         )
+
+    @requires(STAFF, Role.COORDINATOR)
+    async def SetProgrammeSeats(
+        self, request: employment_pb2.SetProgrammeSeatsRequest, context: grpc.aio.ServicerContext
+    ) -> employment_pb2.SetProgrammeSeatsResponse:
+        programme = await self.service.authorise_programme(
+            require_programme_id(request.programme_id)
+        )
+        updated = await self.service.set_seats(
+            programme.programme_id,
+            request.seats,
+            idempotency_key=optional_key(request.idempotency_key),
+        )
+        return employment_pb2.SetProgrammeSeatsResponse(programme=programme_to_pb(updated))
 
     # -- enrolments --
 

@@ -4,17 +4,22 @@ No protobuf and no SQL here. A referral holds beds according to its status:
 once ACCEPTED its household's beds are reserved, once IN_SERVICE (checked in)
 they are occupied, and in any other status it holds none. For every shelter,
 reserved + occupied never exceeds capacity.
+
+The capacity is the beds a shelter can offer now: its staff (or the region's
+coordinator) keep it up to date, leaving out beds out of use for a while, and
+never set it below the beds in use (`resize`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
 from masar.contract import ACCESSIBILITY_FEATURES, ReferralStatus, ShelterNeeds
-from masar.platform.errors import InvalidArgument
+from masar.platform.errors import InvalidArgument, PermissionDenied
+from masar.platform.identity import Caller, Role
 from masar.referral import ReferralRecord
 
 MAX_CAPACITY = 500
@@ -63,6 +68,11 @@ class Shelter:
     @property
     def free_beds(self) -> int:
         return self.capacity - self.reserved_beds - self.occupied_beds
+
+    @property
+    def beds_in_use(self) -> int:
+        """Reserved or occupied: what the capacity may never go below."""
+        return self.reserved_beds + self.occupied_beds
 
     def can_host(self, needs: ShelterNeeds) -> bool:
         """Enough free beds, children welcome if she has any, every accessibility need met."""
@@ -152,3 +162,33 @@ def check_spec(spec: ShelterSpec) -> ShelterSpec:
     if not 1 <= spec.capacity <= MAX_CAPACITY:
         raise InvalidArgument("capacity", f"must be between 1 and {MAX_CAPACITY}")
     return spec
+
+
+def check_manager(caller: Caller, shelter: Shelter) -> None:
+    """Who may change a shelter's beds: shelter staff of the organisation that
+    runs it (token org == its organisation_id; a shelter of no organisation
+    has none) and the coordinator of its region. PermissionDenied otherwise,
+    naming nothing of the shelter."""
+    if caller.role is Role.SHELTER_STAFF:
+        if not caller.org or not shelter.organisation_id or caller.org != shelter.organisation_id:
+            raise PermissionDenied("the shelter is not run by the caller's organisation")
+        return
+    if caller.role is Role.COORDINATOR:
+        if not caller.region or caller.region != shelter.region:
+            raise PermissionDenied("the shelter is outside the caller's region")
+        return
+    raise PermissionDenied(f"role {caller.role.value} may not change a shelter's beds")
+
+
+def resize(shelter: Shelter, capacity: int) -> Shelter:
+    """The shelter with `capacity` beds: 0..MAX_CAPACITY (0 while it takes
+    nobody), and never fewer than the beds reserved or occupied now (a
+    household is never left without the bed it was promised)."""
+    if not 0 <= capacity <= MAX_CAPACITY:
+        raise InvalidArgument("capacity", f"must be between 0 and {MAX_CAPACITY}")
+    if capacity < shelter.beds_in_use:
+        raise InvalidArgument(
+            "capacity",
+            f"must be at least {shelter.beds_in_use}, the beds reserved or occupied now",
+        )
+    return replace(shelter, capacity=capacity)

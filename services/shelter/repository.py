@@ -86,6 +86,19 @@ class ShelterRepository(ProviderRows[ShelterRow]):
     def get(self, session: Session, shelter_id: str) -> Shelter:
         return to_shelter(self.row(session, shelter_id))
 
+    def locked(self, session: Session, shelter_id: str) -> Shelter:
+        """The shelter, its row locked until the unit of work ends (its beds
+        cannot move meanwhile)."""
+        return to_shelter(self.lock(session, shelter_id))
+
+    def store_capacity(self, session: Session, shelter: Shelter) -> Shelter:
+        """Write `shelter.capacity` (its row locked by `locked` first); the
+        database's check refuses over-allocation too."""
+        row = self.lock(session, shelter.shelter_id)
+        row.capacity = shelter.capacity
+        session.flush()
+        return to_shelter(row)
+
     def list(self, session: Session, *, region: str | None = None) -> list[Shelter]:
         query = select(ShelterRow).order_by(ShelterRow.region, ShelterRow.shelter_id)
         if region:

@@ -4,7 +4,9 @@ check-out. The referral handshake itself is the kit's `SectorHandshake`
 (`self.referrals`), which this service delegates to.
 
 Who may see what: a coordinator registers shelters in her own region only;
-every read of a placement (personal data) is audited.
+a shelter's staff (its organisation's) and its region's coordinator keep its
+beds up to date (audited); every read of a placement (personal data) is
+audited.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from sqlalchemy.orm import Session
 
 from masar.contract import Milestone, ShelterNeeds
 from masar.platform.clock import utcnow
+from masar.platform.idempotency import fingerprint, run_retrying_conflicts
+from masar.platform.identity import current_caller
 from masar.platform.outbox import DeliveryOutcome
 from masar.referral import ReferralDraft, ReferralRecord, SectorHandshake
 from services.shelter.domain import (
@@ -21,10 +25,14 @@ from services.shelter.domain import (
     RegionCapacity,
     Shelter,
     ShelterSpec,
+    check_manager,
+    resize,
     summarise,
 )
 from services.shelter.models import PlacementRow
 from services.shelter.repository import ShelterRepository, to_placement
+
+SET_CAPACITY = "shelter.set_capacity"
 
 
 class ShelterService:
@@ -57,6 +65,49 @@ class ShelterService:
 
     async def capacity(self, region: str | None) -> list[RegionCapacity]:
         return summarise(await self.list_shelters(region))
+
+    async def authorise_shelter(self, shelter_id: str) -> Shelter:
+        """The shelter, if the current caller may change its beds
+        (`check_manager`); NotFound or PermissionDenied otherwise. Called
+        before the rest of the request is read."""
+        shelter = await self.database.run(lambda s: self.shelters.get(s, shelter_id))
+        check_manager(current_caller(), shelter)
+        return shelter
+
+    async def set_capacity(
+        self, shelter_id: str, capacity: int, *, idempotency_key: str | None
+    ) -> Shelter:
+        """The shelter's beds set to `capacity` (`resize`: never below the
+        beds in use), its row locked; audited, in one unit of work. A retry
+        with the same key changes nothing again."""
+        referrals = self.referrals
+        print_ = fingerprint(shelter_id, capacity)
+
+        def work(session: Session) -> Shelter:
+            if idempotency_key and referrals.ledger.lookup(
+                session, scope=SET_CAPACITY, key=idempotency_key, fingerprint=print_
+            ):
+                return self.shelters.get(session, shelter_id)
+            shelter = resize(self.shelters.locked(session, shelter_id), capacity)
+            stored = self.shelters.store_capacity(session, shelter)
+            if idempotency_key:
+                referrals.ledger.record(
+                    session,
+                    scope=SET_CAPACITY,
+                    key=idempotency_key,
+                    fingerprint=print_,
+                    subject_id=shelter_id,
+                )
+            referrals.record_audit(
+                session,
+                "shelter.capacity_set",
+                case_id="",
+                target=shelter_id,
+                reason=f"capacity:{capacity}",
+            )
+            return stored
+
+        return await run_retrying_conflicts(self.database, work)
 
     # -- placements --
 

@@ -2,7 +2,10 @@
 layer (services.shelter.service), nothing else.
 
 Who may call what (every method declares it; anything else is refused):
-a coordinator registers shelters in her own region; staff, coordinators and
+a coordinator registers shelters in her own region; a shelter's staff (token
+org = the organisation that runs it) and its region's coordinator set its
+beds (the shelter is authorised, `authorise_shelter`, before the rest of the
+request is read); staff, coordinators and
 intake officers list shelters and beds (no personal data, addresses never
 leave); only the shelter's service identity (its activities, for the
 journey) requests placements, with intake's proof of consent, and reminds,
@@ -23,6 +26,7 @@ from masar.platform.errors import InvalidArgument
 from masar.platform.idempotency import request_fingerprint
 from masar.platform.identity import Role
 from masar.platform.validation import (
+    check_provider_id,
     require_idempotency_key,
     require_organisation_id,
     require_region,
@@ -125,6 +129,17 @@ def placement_to_pb(placement: Placement) -> shelter_pb2.Placement:
     return message
 
 
+def require_shelter_id(value: str, field: str = "shelter_id") -> str:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    return check_provider_id(value, field)
+
+
+def optional_key(value: str) -> str | None:
+    """An optional idempotency key: None when absent, checked when given."""
+    return require_idempotency_key(value) if value else None
+
+
 # --- servicer ------------------------------------------------------------------------
 
 STAFF = Role.SHELTER_STAFF
@@ -180,6 +195,18 @@ class ShelterServicer(shelter_pb2_grpc.ShelterServiceServicer):
         region = require_region(request.region) if request.region else None
         regions = await self.service.capacity(region)
         return shelter_pb2.GetCapacityResponse(regions=[capacity_to_pb(c) for c in regions])
+
+    @requires(STAFF, Role.COORDINATOR)
+    async def SetShelterCapacity(
+        self, request: shelter_pb2.SetShelterCapacityRequest, context: grpc.aio.ServicerContext
+    ) -> shelter_pb2.SetShelterCapacityResponse:
+        shelter = await self.service.authorise_shelter(require_shelter_id(request.shelter_id))
+        updated = await self.service.set_capacity(
+            shelter.shelter_id,
+            request.capacity,
+            idempotency_key=optional_key(request.idempotency_key),
+        )
+        return shelter_pb2.SetShelterCapacityResponse(shelter=shelter_to_pb(updated))
 
     # -- placements --
 

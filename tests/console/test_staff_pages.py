@@ -320,10 +320,121 @@ async def test_shelter_capacity_shows_only_my_organisations_beds(
         assert 'data-field="reserved">2<' in row
         assert ">3</span>" in row  # free
         assert "Wheelchair access" in row
-        assert "<form" not in page.text.split("<main")[1]  # read-only: no RPC changes beds
+        # One small form per row: the number, at least the beds in use.
+        assert row.count("<form") == 1
+        assert f'<label for="capacity-{mine.shelter_id}">Beds at Dar Amane</label>' in row
+        assert number_input(row, mine.shelter_id) == {
+            "name": "capacity",
+            "type": "number",
+            "min": "2",
+            "value": "5",
+        }
+        assert '<button type="submit">Save</button>' in row
+        assert f'name="provider_id" value="{mine.shelter_id}"' in row
 
     async with console_as(tmp_path, "legal_aid", ORG, {"shelter": shelter.address}) as web:
         assert_refused(await web.get("/capacity"), "not_allowed", 403)
+        refused = await web.post("/capacity", provider_id=mine.shelter_id, capacity="9")
+        assert_refused(refused, "not_allowed", 403)
+    assert (await shelter_row(stub, mine.shelter_id)).capacity == 5
+
+
+def number_input(html: str, provider_id: str) -> dict[str, str]:
+    """Some attributes of the number input of `provider_id`'s form."""
+    found = re.search(rf'<input id="capacity-{re.escape(provider_id)}"[^>]*>', html)
+    assert found, html
+    attributes = dict(re.findall(r'([a-z-]+)="([^"]*)"', found.group(0)))
+    return {name: attributes[name] for name in ("name", "type", "min", "value")}
+
+
+async def shelter_row(stub: Any, shelter_id: str) -> Any:
+    reply = await stub.ListShelters(shelter_pb2.ListSheltersRequest())
+    (found,) = [s for s in reply.shelters if s.shelter_id == shelter_id]
+    return found
+
+
+async def test_shelter_staff_change_their_shelters_beds_never_below_those_in_use(
+    tmp_path: Path, shelter: RunningSector
+) -> None:
+    stub = shelter_pb2_grpc.ShelterServiceStub(shelter.channel)
+    mine = await make_shelter(stub, "Dar Amane", ORG, capacity=5)
+    theirs = await make_shelter(stub, "Dar Other", OTHER_ORG, capacity=4)
+    referral = await place(stub, mine.shelter_id, household=3)
+
+    async with console_as(tmp_path, "shelter_staff", ORG, {"shelter": shelter.address}) as web:
+        assert (await web.post(f"/referrals/{referral}/accept")).status_code == 303
+
+        # More beds: back to the page (303), told so once, the new number shown.
+        saved = await web.post(
+            "/capacity", provider_id=mine.shelter_id, capacity="8", key=staff.new_key()
+        )
+        assert saved.status_code == 303
+        assert saved.headers["location"] == "/capacity"
+        assert (await shelter_row(stub, mine.shelter_id)).capacity == 8
+        page = await web.get("/capacity")
+        assert "Number of beds saved." in page.text
+        row = page.text.split(f'data-provider="{mine.shelter_id}"')[1].split("</tr>")[0]
+        assert 'data-field="capacity">8<' in row and ">5</span>" in row  # free
+        assert number_input(row, mine.shelter_id)["value"] == "8"
+        assert "Number of beds saved." not in (await web.get("/capacity")).text
+
+        # Below the beds in use: the page again (400), the field named, nothing changed.
+        below = await web.post("/capacity", provider_id=mine.shelter_id, capacity="2")
+        assert below.status_code == 400
+        assert field_error(below.text, f"capacity-{mine.shelter_id}")
+        assert "This cannot be less than what is in use now: 3." in below.text
+        assert 'data-errors="1"' in below.text
+        assert f'href="#capacity-{mine.shelter_id}"' in below.text
+        assert number_input(below.text, mine.shelter_id)["value"] == "2"  # what she typed
+        assert (await shelter_row(stub, mine.shelter_id)).capacity == 8
+
+        # Not a number: refused by the page itself, named; nothing sent.
+        for bad in ("", "three", "-1", "2.5"):
+            wrong = await web.post("/capacity", provider_id=mine.shelter_id, capacity=bad)
+            assert wrong.status_code == 400, bad
+            assert field_error(wrong.text, f"capacity-{mine.shelter_id}")
+            assert "Enter a whole number, 0 or more." in wrong.text
+        # Beyond the service's maximum: named too, with the service's reason.
+        huge = await web.post("/capacity", provider_id=mine.shelter_id, capacity="9999")
+        assert huge.status_code == 400
+        assert field_error(huge.text, f"capacity-{mine.shelter_id}")
+        assert "This value was refused." in huge.text and "between 0 and 500" in huge.text
+        assert (await shelter_row(stub, mine.shelter_id)).capacity == 8
+
+        # Exactly the beds in use: allowed (the shelter is full).
+        assert (
+            await web.post("/capacity", provider_id=mine.shelter_id, capacity="3")
+        ).status_code == 303
+        assert (await shelter_row(stub, mine.shelter_id)).free_beds == 0
+
+        # The same form sent twice (its key) does it once; the key sent again
+        # for another number (a page kept open) shows the numbers as they are.
+        form_key = staff.new_key()
+        for _ in range(2):
+            sent = await web.post(
+                "/capacity", provider_id=mine.shelter_id, capacity="6", key=form_key
+            )
+            assert sent.status_code == 303
+        stale = await web.post("/capacity", provider_id=mine.shelter_id, capacity="7", key=form_key)
+        assert stale.status_code == 400
+        assert "This form had already been sent." in stale.text
+        assert number_input(stale.text, mine.shelter_id)["value"] == "6"
+        assert (await shelter_row(stub, mine.shelter_id)).capacity == 6
+
+        # Another organisation's shelter, an unknown one, a programme's id, a
+        # malformed one: not allowed alike, nothing changed.
+        for other in (theirs.shelter_id, "shl-0123456789ab", "prg-0123456789ab", "shl-X"):
+            refused = await web.post("/capacity", provider_id=other, capacity="9")
+            assert_refused(refused, "not_allowed", 403)
+            assert "Dar Other" not in refused.text
+        assert (await shelter_row(stub, theirs.shelter_id)).capacity == 4
+
+        # Without the CSRF token: refused before anything runs.
+        forged = await web.client.post(
+            "/capacity", data={"provider_id": mine.shelter_id, "capacity": "9"}
+        )
+        assert_refused(forged, "csrf", 403)
+        assert (await shelter_row(stub, mine.shelter_id)).capacity == 6
 
 
 class Inbox(network_pb2_grpc.NetworkServiceServicer):
@@ -549,6 +660,22 @@ async def test_employment_training_then_job_placement(
         capacity = await web.get("/capacity")
         assert "Atelier couture" in capacity.text and "Sewing" in capacity.text
         assert 'data-field="taken">1<' in capacity.text
+        programme_id = programme.programme_id
+        assert f'<label for="capacity-{programme_id}">Seats in Atelier couture</label>' in (
+            capacity.text
+        )
+        assert number_input(capacity.text, programme_id)["min"] == "1"
+
+        # The officer keeps the seats up to date, never below those taken.
+        saved = await web.post("/capacity", provider_id=programme_id, capacity="5")
+        assert saved.status_code == 303
+        assert "Number of seats saved." in (await web.get("/capacity")).text
+        below = await web.post("/capacity", provider_id=programme_id, capacity="0")
+        assert below.status_code == 400
+        assert field_error(below.text, f"capacity-{programme_id}")
+        assert "This cannot be less than what is in use now: 1." in below.text
+        reply = await stub.ListProgrammes(employment_pb2.ListProgrammesRequest())
+        assert [p.seats for p in reply.programmes] == [5]
         assert (await web.post(f"/referrals/{referral}/start")).status_code == 303
         assert await status_of(stub, referral) == IN_SERVICE
 
