@@ -187,6 +187,7 @@ ALLOWED: dict[str, dict[str, set[str]]] = {
     "shelter": {
         **common("shelter"),
         "CreateShelter": COORD,
+        "SetShelterCapacity": staff("shelter") | COORD,
         "ListShelters": readers("shelter"),
         "GetCapacity": readers("shelter"),
         "RequestPlacement": service("shelter"),
@@ -208,6 +209,7 @@ ALLOWED: dict[str, dict[str, set[str]]] = {
     "employment": {
         **common("employment"),
         "CreateProgramme": COORD,
+        "SetProgrammeSeats": staff("employment") | COORD,
         "ListProgrammes": readers("employment"),
         "RequestEnrolment": service("employment"),
         "StartEnrolment": staff("employment"),
@@ -286,6 +288,10 @@ def _request_for(method: MethodDescriptor, world: World, sector: str) -> Any:
         "referral_id": world.referrals.get(sector, world.referrals["shelter"]),
         "region": FES,
         "idempotency_key": f"walk-{secrets.token_hex(8)}",
+        # A provider's own RPCs (capacity, seats) name it: the walk's, so a
+        # refusal is about who calls, never a malformed id.
+        "shelter_id": world.providers.get("shelter", ""),
+        "programme_id": world.providers.get("employment", ""),
     }
     for name, value in values.items():
         field = fields.get(name)
