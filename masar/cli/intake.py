@@ -9,14 +9,22 @@ Registration is IntakeService's; the changes the case's holder records on it
 (follow-up, consent withdrawn, medical care, closure request, reopening) go
 through the journey API (JourneyService, on intake's address), which stores
 each one and delivers it to the journey — one path for each.
+
+The incident time (`--incident-at`) is taken as people give it: any ISO 8601
+time, read as Morocco's local time (Africa/Casablanca, whose offset changes
+around Ramadan) when it has no offset, and kept to the hour it fell in (the
+clinical windows count from that hour); the officer is told when minutes
+were dropped.
 """
 
 from __future__ import annotations
 
 import argparse
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from masar import contract as c
 from masar.cli import connect, journeys
@@ -59,7 +67,11 @@ def register(case_sub: Any, common: argparse.ArgumentParser) -> None:
     open_.add_argument("--risk", required=True, choices=list(RISKS))
     open_.add_argument("--needs", required=True, help="comma list of " + ",".join(SECTORS))
     open_.add_argument("--consent", default="", help="comma list of " + ",".join(CONSENTS))
-    open_.add_argument("--incident-at", help="ISO 8601, to the hour, e.g. 2026-11-20T22:00:00Z")
+    open_.add_argument(
+        "--incident-at",
+        help="when it happened, ISO 8601, e.g. 2026-11-20T22:00Z or 2026-11-20T23:30 "
+        "(no offset: Morocco's local time); kept to the hour",
+    )
     open_.add_argument("--violence", choices=list(VIOLENCE), default="physical_assault")
     open_.add_argument("--alias", default="", help="how she wishes to be called (encrypted)")
     open_.add_argument("--contact", default="", help="a safe phone number (encrypted)")
@@ -119,18 +131,46 @@ def _split(value: str, allowed: dict[str, Any], flag: str) -> list[str]:
     return items
 
 
-def _incident_time(text: str | None) -> datetime:
+# Morocco's local time: what an incident time without an offset means.
+MOROCCO = ZoneInfo("Africa/Casablanca")
+
+
+@dataclass(frozen=True)
+class IncidentTime:
+    """The incident time as recorded: floored to the hour, in UTC."""
+
+    at: datetime
+    # Whether minutes or seconds were dropped from the time given.
+    floored: bool
+    # The kept hour as the officer gave the time (her offset, or Morocco's).
+    shown: str
+
+
+def incident_time(text: str | None, *, now: datetime | None = None) -> IncidentTime:
+    """`--incident-at` as people give it: any ISO 8601 time, Morocco's local
+    time when it has no offset, kept to the hour it fell in. Without one, the
+    current hour."""
+    now = now or datetime.now(UTC)
     if not text:
-        return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        at = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        return IncidentTime(at, floored=False, shown=at.strftime("%H:%M"))
     try:
-        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        given = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise CliError(
-            "--incident-at must be ISO 8601, e.g. 2026-11-20T22:00:00Z", exit_code=2
+            "--incident-at must be ISO 8601, e.g. 2026-11-20T22:00Z or 2026-11-20T23:30 "
+            "(Morocco's local time)",
+            exit_code=2,
         ) from None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at
+    if given.tzinfo is None:
+        given = given.replace(tzinfo=MOROCCO)
+    if given > now:
+        raise CliError("--incident-at must not be in the future", exit_code=2)
+    exact = given.astimezone(UTC)
+    # Flooring in UTC is flooring in Morocco too: its offsets are whole hours.
+    kept = exact.replace(minute=0, second=0, microsecond=0)
+    shown = kept.astimezone(given.tzinfo).strftime("%H:%M")
+    return IncidentTime(kept, floored=kept != exact, shown=shown)
 
 
 def _delivery(value: Any) -> str:
@@ -167,9 +207,11 @@ async def open_case(args: argparse.Namespace, out: Output) -> int:
         # The quick path: the lawyer refines the matters at the first meeting.
         legal_matters=[legal_pb2.LEGAL_MATTER_PROTECTION_ORDER] if "legal" in needs else [],
     )
-    request.incident.occurred_at.FromDatetime(_incident_time(args.incident_at))
+    incident = incident_time(args.incident_at)
+    request.incident.occurred_at.FromDatetime(incident.at)
     reply = await _call("RegisterCase", request)
     summary = reply.case.summary
+    recorded = reply.case.incident
     doc = {
         "case_id": summary.case_id,
         "workflow_id": summary.workflow_id or c.journey_workflow_id(summary.case_id),
@@ -177,6 +219,10 @@ async def open_case(args: argparse.Namespace, out: Output) -> int:
         .removeprefix("RISK_LEVEL_")
         .lower(),
         "journey_start": _delivery(reply.journey_start),
+        # The incident time intake recorded (to the hour, UTC).
+        "incident_at": recorded.occurred_at.ToDatetime(tzinfo=UTC)
+        if recorded.HasField("occurred_at")
+        else incident.at,
         # Who registered the case and who holds it: the signed-in officer's
         # organisation ("" with the local stack's shortcut identity).
         "source_organisation_id": summary.source_organisation_id,
@@ -186,10 +232,15 @@ async def open_case(args: argparse.Namespace, out: Output) -> int:
             for s in reply.needs_without_consent
         ],
     }
+    floored = f"incident time kept to the hour: {incident.shown}" if incident.floored else ""
     if out.json_mode:
+        if floored:
+            out.note(floored)  # on stderr: stdout holds the one document
         out.document(doc)
         return 0
     out.line(f"case {doc['case_id']} registered (risk {doc['risk']}); journey {doc['workflow_id']}")
+    if floored:
+        out.line(f"  {floored}")
     if doc["holding_organisation_id"]:
         out.line(f"  held by {doc['holding_organisation_id']}")
     if doc["journey_start"] == "QUEUED":

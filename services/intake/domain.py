@@ -344,11 +344,11 @@ def validate_past_time(at: datetime, field_path: str, *, now: datetime) -> datet
 
 def validate_incident_time(at: datetime, field_path: str, *, now: datetime) -> datetime:
     """Incidents are recorded to the hour (clinical windows count from it):
-    a time with minutes or seconds is refused rather than silently rounded."""
+    any past time is accepted and kept to the hour it fell in (floored, in
+    UTC — Morocco's offsets are whole hours, so its local hour too). Whether
+    it is in the future is judged on the time as given."""
     at = validate_past_time(at, field_path, now=now)
-    if at.minute or at.second or at.microsecond:
-        raise InvalidArgument(field_path, "must be on the hour (minutes and seconds zero)")
-    return at
+    return at.replace(minute=0, second=0, microsecond=0)
 
 
 def _no_repeats(values: Sequence[object], field_path: str) -> None:

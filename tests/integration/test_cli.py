@@ -2,7 +2,9 @@
 driven with --json across a full stop and restart of the stack, `masar demo`,
 user errors as one line on stderr; `masar login` then `masar case open` acting
 as the signed-in officer; a policy file that says only what it changes; a
-case transfer asked, redirected, declined and accepted."""
+case transfer asked, redirected, declined and accepted; incident times as
+people give them (kept to the hour) and the outcome staff give when they
+complete a referral."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -375,3 +378,67 @@ def test_a_case_transfer_through_the_cli(tmp_path: Path, up_runner: list[Up]) ->
     assert unknown.returncode == 1 and "unknown transfer" in _one_line(unknown)
     malformed = masar(env, "transfer", "accept", "nonsense", check=False)
     assert malformed.returncode == 2 and "TRANSFER_ID" in _one_line(malformed)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_incident_times_as_people_give_them_and_the_outcome_staff_give(
+    tmp_path: Path, up_runner: list[Up]
+) -> None:
+    """`case open --incident-at` with minutes keeps the hour and says so; a
+    time without an offset is Morocco's; `referral complete` needs the
+    outcome, and the one given is what the shelter records and the journey
+    hears."""
+    env = stack_env(tmp_path / "data")
+    up = Up(env, tmp_path / "up.err")
+    up_runner.append(up)
+    up.endpoints(timeout=120)
+    masar_json(env, "seed")
+
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    given = (hour + timedelta(minutes=21, seconds=55)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    opened = masar(
+        env, "case", "open", "--region", "fes-meknes", "--risk", "high",
+        "--needs", "shelter", "--consent", "shelter", "--violence", "rape",
+        "--incident-at", given, "--json",
+    )  # fmt: skip
+    assert f"incident time kept to the hour: {hour:%H}:00" in opened.stderr
+    doc = json.loads(opened.stdout)
+    case_id = doc["case_id"]
+    assert doc["incident_at"] == hour.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # The clinical windows count from the hour kept.
+    pending = wait_referral(env, case_id, "shelter", "PENDING")
+    windows = {w["item"]: w["deadline"] for w in masar_json(env, "case", "show", case_id)[
+        "clinical_windows"
+    ]}  # fmt: skip
+    assert windows["pep"] == (hour + timedelta(hours=72)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    # Without an offset: Morocco's local time (UTC+1, UTC+0 around Ramadan).
+    local = datetime.now(ZoneInfo("Africa/Casablanca")) - timedelta(hours=2)
+    naive = masar(
+        env, "case", "open", "--region", "fes-meknes", "--risk", "medium",
+        "--needs", "shelter", "--incident-at", local.strftime("%Y-%m-%dT%H:%M:%S"), "--json",
+    )  # fmt: skip
+    kept = local.replace(minute=0, second=0, microsecond=0)
+    assert json.loads(naive.stdout)["incident_at"] == kept.astimezone(UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+    if local.replace(microsecond=0) != kept:
+        assert f"incident time kept to the hour: {kept:%H}:00" in naive.stderr
+
+    referral = pending["referral_id"]
+    masar(env, "referral", "decide", referral, "--accept")
+    wait_referral(env, case_id, "shelter", "ACCEPTED")
+    masar(env, "referral", "start", referral)
+    wait_referral(env, case_id, "shelter", "IN_SERVICE")
+    missing = masar(env, "referral", "complete", referral, check=False)
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert "--outcome is required" in _one_line(missing)
+    assert "left_without_notice" in _one_line(missing)
+    done = masar_json(env, "referral", "complete", referral, "--outcome", "left_without_notice")
+    assert (done["status"], done["outcome"]) == ("COMPLETED", "left_without_notice")
+    wait_referral(env, case_id, "shelter", "COMPLETED")
+    timeline = masar_json(env, "case", "show", case_id)["timeline"]
+    assert [e["detail"] for e in timeline if e["event"] == "service_completed"] == [
+        "left_without_notice"
+    ]

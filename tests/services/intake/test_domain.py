@@ -4,7 +4,7 @@ and what the journey is given."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -162,18 +162,48 @@ def test_a_valid_registration_is_normalised() -> None:
 
 
 @pytest.mark.parametrize(
+    ("given", "now", "kept"),
+    [
+        # As people give it: minutes and seconds are dropped, not refused.
+        (
+            datetime(2026, 11, 28, 13, 21, 55, tzinfo=UTC),
+            datetime(2026, 12, 1, 15, 0, tzinfo=UTC),
+            datetime(2026, 11, 28, 13, tzinfo=UTC),
+        ),
+        (
+            datetime(2026, 3, 9, 22, 0, 5, 250_000, tzinfo=UTC),
+            NOW,
+            datetime(2026, 3, 9, 22, tzinfo=UTC),
+        ),
+        # Another offset: the hour it fell in, in UTC.
+        (
+            datetime(2026, 11, 28, 14, 21, tzinfo=timezone(timedelta(hours=1))),
+            datetime(2026, 12, 1, 15, 0, tzinfo=UTC),
+            datetime(2026, 11, 28, 13, tzinfo=UTC),
+        ),
+        # Earlier in the current hour: that hour.
+        (NOW - timedelta(minutes=20), NOW, datetime(2026, 3, 10, 14, tzinfo=UTC)),
+        # Already on the hour: unchanged.
+        (datetime(2026, 3, 9, 22, tzinfo=UTC), NOW, datetime(2026, 3, 9, 22, tzinfo=UTC)),
+    ],
+)
+def test_the_incident_time_is_kept_to_the_hour(given, now, kept) -> None:
+    incident = d.Incident(occurred_at=given, violence_type=ViolenceType.RAPE)
+    reg = d.validate_registration(registration(incident=incident), now=now)
+    assert reg.incident.occurred_at == kept
+    assert reg.incident.occurred_at.tzinfo == UTC
+
+
+@pytest.mark.parametrize(
     ("changes", "field"),
     [
         (
-            {"incident": d.Incident(datetime(2026, 3, 9, 22, 15, tzinfo=UTC), ViolenceType.RAPE)},
-            "incident.occurred_at",
-        ),
-        (
-            {"incident": d.Incident(datetime(2026, 3, 9, 22, 0, 5, tzinfo=UTC), ViolenceType.RAPE)},
-            "incident.occurred_at",
-        ),
-        (
             {"incident": d.Incident(NOW + timedelta(hours=2), ViolenceType.RAPE)},
+            "incident.occurred_at",
+        ),
+        # Ten minutes ahead is the future, even though its hour has begun.
+        (
+            {"incident": d.Incident(NOW + timedelta(minutes=10), ViolenceType.RAPE)},
             "incident.occurred_at",
         ),
         ({"legal_matters": []}, "legal_matters"),

@@ -188,12 +188,6 @@ BAD_REGISTRATIONS = [
         None,
     ),
     (
-        "minutes in incident",
-        _with_incident_time(hours_ago(5) + timedelta(minutes=20)),
-        "incident.occurred_at",
-        None,
-    ),
-    (
         "unanswered risk question",
         _with_checklist(strangulation=intake_pb2.RISK_ANSWER_UNSPECIFIED),
         "risk.checklist.strangulation",
@@ -243,6 +237,14 @@ async def test_bad_registration_names_the_field_and_writes_nothing(intake: Intak
             assert secret is None or secret not in details, label
     for table in ("cases", "consents", "risk_assessments", "journey_starts", "audit_log"):
         assert intake.running.count(table) == 0, table
+
+
+async def test_an_incident_time_with_minutes_is_kept_to_the_hour(intake: Intake) -> None:
+    hour = hours_ago(5)
+    reply = await intake.stub.RegisterCase(
+        _with_incident_time(hour + timedelta(minutes=21, seconds=55))
+    )
+    assert reply.case.incident.occurred_at.ToDatetime(tzinfo=UTC) == hour
 
 
 async def test_a_need_without_consent_is_recorded_but_not_referred(intake: Intake) -> None:
