@@ -339,7 +339,7 @@ CHOOSE_HOLDER = N_("Choose the organisation that will hold the case.")
 CHOOSE_LISTED = N_("Choose one of the organisations listed.")
 CHOOSE_VIOLENCE = N_("Choose the type of violence: one, the most specific.")
 GIVE_INCIDENT = N_("Give the date and hour of the incident.")
-ON_THE_HOUR = N_("Give the hour only: the minutes must be 00.")
+ON_THE_HOUR = N_("The incident time is kept to the hour: the minutes were dropped.")
 NOT_FUTURE = N_("This time is in the future.")
 ANSWER_IT = N_("Answer this question (or: she does not know).")
 OVERRIDE_REASON = N_("Say why you raise the level.")
@@ -406,6 +406,8 @@ class CaseForm:
     choices: dict[str, list[str]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     details: dict[str, str] = field(default_factory=dict)
+    # The incident time had minutes: it was kept to the hour.
+    floored: bool = False
 
     @classmethod
     def blank(cls, session: Session, console_language: str) -> CaseForm:
@@ -555,14 +557,14 @@ def _incident_time(sent: CaseForm, now: datetime) -> datetime | None:
     except ValueError:
         sent.refuse("incident_at", GIVE_INCIDENT)
         return None
-    # Morocco's offsets are whole hours: on the hour locally is on the hour in UTC.
-    if occurred.minute or occurred.second or occurred.microsecond:
-        sent.refuse("incident_at", ON_THE_HOUR)
-        return None
     if occurred > now:
         sent.refuse("incident_at", NOT_FUTURE)
         return None
-    return occurred
+    # Kept to the hour (GBVIMS; intake floors it too): the officer is told.
+    # Morocco's offsets are whole hours: the hour locally is the hour in UTC.
+    if occurred.minute or occurred.second or occurred.microsecond:
+        sent.floored = True
+    return occurred.replace(minute=0, second=0, microsecond=0)
 
 
 def _languages(sent: CaseForm) -> list[str]:
@@ -720,6 +722,8 @@ async def register_case(request: Request, form: FormData) -> Response:
         sent.refused_by_service(refusal)
         return await _case_form(request, sent, holders=holders, status_code=400)
     session.flash(N_("Case registered."))
+    if sent.floored:
+        session.flash(ON_THE_HOUR)
     if reply.journey_start == common_pb2.DELIVERY_STATE_QUEUED:
         session.flash(N_("Its journey starts as soon as the journey service is reachable."))
     if reply.needs_without_consent:

@@ -603,7 +603,7 @@ class Incident(_message.Message):
     """Personal data; optional; at most 20000 characters."""
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
-        """To the hour: minutes, seconds and nanos must be zero; not in the future."""
+        """Not in the future; kept to the hour (floored: minutes, seconds and nanos dropped)."""
 
     @_builtins.property
     def contexts(self) -> _containers.RepeatedScalarFieldContainer[Global___IncidentContext.ValueType]: ...

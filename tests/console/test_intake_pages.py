@@ -286,7 +286,7 @@ def test_the_console_refuses_what_it_can_check_itself() -> None:
     now = datetime(2026, 2, 1, tzinfo=UTC)
     cases = {
         "violence_type": _form(violence_type=""),
-        "incident_at": _form(incident_at="2026-01-15T22:30"),
+        "incident_at": _form(incident_at="not a time"),
         "region": _form(region="atlantis"),
         "risk_weapon": _form(risk_weapon=""),
         "override_reason": _form(override_level="critical"),
@@ -302,8 +302,11 @@ def test_the_console_refuses_what_it_can_check_itself() -> None:
     assert intake.build_registration(future, care_unit=False, now=now) is None
     assert future.errors == {"incident_at": intake.NOT_FUTURE}
     minutes = _form(incident_at="2026-01-15T22:30")
-    intake.build_registration(minutes, care_unit=False, now=now)
-    assert minutes.errors == {"incident_at": intake.ON_THE_HOUR}
+    floored = intake.build_registration(minutes, care_unit=False, now=now)
+    assert floored is not None and not minutes.errors and minutes.floored
+    # 22:30 in Casablanca (UTC+1 in January) is 21:30 UTC: kept as 21:00.
+    assert floored.incident.occurred_at.ToDatetime(tzinfo=UTC).hour == 21
+    assert floored.incident.occurred_at.ToDatetime(tzinfo=UTC).minute == 0
 
 
 def test_an_override_raises_the_level_with_its_reason() -> None:
@@ -443,7 +446,8 @@ async def test_a_care_unit_chooses_among_her_regions_organisations(
     (listed,) = console.backend.called("network.ListOrganisations")
     assert listed.region == "fes-meknes"
     html = page.text
-    assert f'<option value="{ORG}">' in html and f'<option value="{OTHER_ORG}">' in html
+    assert f'<option translate="no" value="{ORG}">' in html
+    assert f'<option translate="no" value="{OTHER_ORG}">' in html
     assert CARE_UNIT_ORG not in html  # not a care unit, not her own
     refused = await console.post("/cases/new", full_form())
     assert refused.status_code == 400
