@@ -156,7 +156,7 @@ class Run:
 
     def learn(self, args: list[str], stdout: str) -> None:
         """What a person reads in the output: ids, first passwords, URIs."""
-        if args[0] == "seed":
+        if args[0] in ("seed", "demo"):  # both print the accounts they created
             for line in stdout.splitlines():
                 if (row := SEED_ROW.match(line)) and not row.group(2).startswith("unchanged"):
                     self.passwords.setdefault(row.group(1), row.group(2))
