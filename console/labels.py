@@ -16,6 +16,7 @@ SECTORS = {
     common_pb2.SECTOR_LEGAL: N_("Legal aid"),
     common_pb2.SECTOR_EMPLOYMENT: N_("Training and work"),
     common_pb2.SECTOR_MEDICAL: N_("Health care"),
+    common_pb2.SECTOR_PSYCHOSOCIAL: N_("Psychosocial support"),
 }
 SECTOR_SLUGS = {
     "shelter": N_("Shelter"),

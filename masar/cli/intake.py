@@ -36,12 +36,15 @@ SECTORS = {
     "legal": common_pb2.SECTOR_LEGAL,
     "employment": common_pb2.SECTOR_EMPLOYMENT,
     "medical": common_pb2.SECTOR_MEDICAL,
+    "psychosocial": common_pb2.SECTOR_PSYCHOSOCIAL,
 }
 CONSENTS = {
     "shelter": intake_pb2.CONSENT_SCOPE_SHELTER,
     "legal": intake_pb2.CONSENT_SCOPE_LEGAL,
     "employment": intake_pb2.CONSENT_SCOPE_EMPLOYMENT,
     "reporting": intake_pb2.CONSENT_SCOPE_DEIDENTIFIED_REPORTING,
+    "health": intake_pb2.CONSENT_SCOPE_HEALTH,
+    "psychosocial": intake_pb2.CONSENT_SCOPE_PSYCHOSOCIAL,
 }
 RISKS = {r.value: common_pb2.RiskLevel.Value(f"RISK_LEVEL_{r.name}") for r in c.Risk}
 VIOLENCE = {

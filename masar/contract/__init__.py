@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -59,7 +59,9 @@ from masar.contract.transfer import new_transfer_id as new_transfer_id
 
 # --- names ------------------------------------------------------------------
 
-ServiceName = Literal["intake", "shelter", "legal", "employment", "network"]
+ServiceName = Literal[
+    "intake", "shelter", "legal", "employment", "network", "health", "psychosocial"
+]
 
 JOURNEY_WORKFLOW = "SurvivorJourney"
 JOURNEY_TASK_QUEUE = "masar-journey"
@@ -69,6 +71,8 @@ SECTOR_TASK_QUEUES: dict[ServiceName, str] = {
     "legal": "masar-legal",
     "employment": "masar-employment",
     "network": "masar-network",
+    "health": "masar-health",
+    "psychosocial": "masar-psychosocial",
 }
 
 REGIONS: tuple[str, ...] = (
@@ -88,21 +92,46 @@ REGIONS: tuple[str, ...] = (
 
 
 class Sector(StrEnum):
-    """Sectors that receive referrals from the journey."""
+    """Sectors that receive referrals from the journey. A sector's value is
+    also its service's name (SECTOR_TASK_QUEUES) and its consent scope."""
 
     SHELTER = "shelter"
     LEGAL = "legal"
     EMPLOYMENT = "employment"
+    # Hospital care units (services/health); masar.v1.Sector SECTOR_MEDICAL.
+    HEALTH = "health"
+    # Counselling and social support by associations (services/psychosocial).
+    PSYCHOSOCIAL = "psychosocial"
 
 
 class Need(StrEnum):
-    """What intake can record as a need. Medical needs open clinical windows,
-    they are not referred to a sector service."""
+    """What intake can record as a need. Each need is met by one sector
+    (`SECTOR_NEEDS`): the medical need by the health sector (hospital care
+    units), which also holds the clinical windows it opens."""
 
     SHELTER = "shelter"
     LEGAL = "legal"
     EMPLOYMENT = "employment"
     MEDICAL = "medical"
+    PSYCHOSOCIAL = "psychosocial"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Need | None:
+        # `Need(sector.value)` names each sector's need; the health sector's is
+        # "medical" (code written before the health sector exists relies on it).
+        return cls.MEDICAL if value == "health" else None
+
+
+# The need each sector meets (the journey refers to a sector only for its need).
+SECTOR_NEEDS: dict[Sector, Need] = {
+    Sector.SHELTER: Need.SHELTER,
+    Sector.LEGAL: Need.LEGAL,
+    Sector.EMPLOYMENT: Need.EMPLOYMENT,
+    Sector.HEALTH: Need.MEDICAL,
+    Sector.PSYCHOSOCIAL: Need.PSYCHOSOCIAL,
+}
+# The sector that meets each need.
+NEED_SECTORS: dict[Need, Sector] = {need: sector for sector, need in SECTOR_NEEDS.items()}
 
 
 class Risk(StrEnum):
@@ -200,6 +229,8 @@ REFERRAL_ID_PREFIX: dict[Sector, str] = {
     Sector.SHELTER: "shr",
     Sector.LEGAL: "leg",
     Sector.EMPLOYMENT: "emp",
+    Sector.HEALTH: "hlt",
+    Sector.PSYCHOSOCIAL: "psy",
 }
 
 
@@ -226,8 +257,8 @@ def sector_of_referral(referral_id: str) -> Sector | None:
 
 
 # --- activities ---------------------------------------------------------------
-# Each sector (shelter, legal, employment) implements four activities on its own
-# task queue, named "<sector>.<verb>"; intake implements
+# Each sector (shelter, legal, employment, health, psychosocial) implements four
+# activities on its own task queue, named "<sector>.<verb>"; intake implements
 # "intake.record_escalation" (EscalationNotice -> None): the coordinators' inbox
 # and the case worker's reminders live with intake.
 #
@@ -246,7 +277,18 @@ EMPLOYMENT_REQUEST_REFERRAL = "employment.request_referral"
 EMPLOYMENT_REMIND_PROVIDER = "employment.remind_provider"
 EMPLOYMENT_CLOSE_REFERRAL = "employment.close_referral"
 EMPLOYMENT_PURGE_CASE = "employment.purge_case"
+HEALTH_REQUEST_REFERRAL = "health.request_referral"
+HEALTH_REMIND_PROVIDER = "health.remind_provider"
+HEALTH_CLOSE_REFERRAL = "health.close_referral"
+HEALTH_PURGE_CASE = "health.purge_case"
+PSYCHOSOCIAL_REQUEST_REFERRAL = "psychosocial.request_referral"
+PSYCHOSOCIAL_REMIND_PROVIDER = "psychosocial.remind_provider"
+PSYCHOSOCIAL_CLOSE_REFERRAL = "psychosocial.close_referral"
+PSYCHOSOCIAL_PURGE_CASE = "psychosocial.purge_case"
 INTAKE_RECORD_ESCALATION = "intake.record_escalation"
+# Legal aid learns that a medical certificate exists (CertificateNotice ->
+# None, on legal's task queue): its date and ITT days, never clinical content.
+LEGAL_NOTE_CERTIFICATE = "legal.note_certificate"
 
 
 @dataclass(frozen=True)
@@ -274,6 +316,15 @@ SECTOR_ACTIVITIES: dict[Sector, SectorActivityNames] = {
         EMPLOYMENT_REMIND_PROVIDER,
         EMPLOYMENT_CLOSE_REFERRAL,
         EMPLOYMENT_PURGE_CASE,
+    ),
+    Sector.HEALTH: SectorActivityNames(
+        HEALTH_REQUEST_REFERRAL, HEALTH_REMIND_PROVIDER, HEALTH_CLOSE_REFERRAL, HEALTH_PURGE_CASE
+    ),
+    Sector.PSYCHOSOCIAL: SectorActivityNames(
+        PSYCHOSOCIAL_REQUEST_REFERRAL,
+        PSYCHOSOCIAL_REMIND_PROVIDER,
+        PSYCHOSOCIAL_CLOSE_REFERRAL,
+        PSYCHOSOCIAL_PURGE_CASE,
     ),
 }
 
@@ -318,6 +369,63 @@ PROGRAMME_KINDS: tuple[str, ...] = (
 )
 
 
+# What a hospital care unit offers and a medical referral asks for (HealthNeeds.care).
+CARE_SERVICES: tuple[str, ...] = (
+    "pep",  # HIV post-exposure prophylaxis (ClinicalItem.PEP)
+    "emergency_contraception",  # ClinicalItem.EMERGENCY_CONTRACEPTION
+    "forensic_exam",  # ClinicalItem.FORENSIC_EXAM
+    "certificate",  # the medico-legal certificate, with its ITT days
+)
+# What a psychosocial provider (an association) offers (PsychosocialNeeds.support).
+SUPPORT_KINDS: tuple[str, ...] = (
+    "counselling",  # individual psychological counselling
+    "group_support",  # support groups
+    "social_support",  # social work: papers, housing, family mediation
+    "child_support",  # support for her children
+)
+# The goals of a psychosocial support plan (codes, never free text).
+SUPPORT_GOALS: tuple[str, ...] = (
+    "safety_planning",
+    "trauma_recovery",
+    "self_esteem",
+    "parenting",
+    "social_reintegration",
+    "administrative_papers",
+    "housing",
+    "income",
+    "family_relations",
+    "health_access",
+)
+
+# Ours: clinical care the incident still calls for (DOMAIN.md's windows).
+PEP_WINDOW = timedelta(hours=72)
+EMERGENCY_CONTRACEPTION_WINDOW = timedelta(hours=120)
+FORENSIC_WINDOW = timedelta(hours=72)  # evidence loses value sharply after it
+
+
+def care_called_for(
+    violence_type: ViolenceType | None, incident_at: datetime | None, now: datetime
+) -> list[str]:
+    """The CARE_SERVICES a medical referral asks for at `now` (pure, so the
+    journey may call it too): after rape or sexual assault, PEP, emergency
+    contraception and a forensic examination while their windows are open;
+    a certificate after any rape, sexual or physical assault. Empty (any
+    care unit) otherwise."""
+    care: list[str] = []
+    sexual = violence_type in (ViolenceType.RAPE, ViolenceType.SEXUAL_ASSAULT)
+    if sexual and incident_at is not None:
+        elapsed = now - incident_at
+        if elapsed < PEP_WINDOW:
+            care.append("pep")
+        if elapsed < EMERGENCY_CONTRACEPTION_WINDOW:
+            care.append("emergency_contraception")
+        if elapsed < FORENSIC_WINDOW:
+            care.append("forensic_exam")
+    if sexual or violence_type is ViolenceType.PHYSICAL_ASSAULT:
+        care.append("certificate")
+    return care
+
+
 @dataclass
 class ShelterNeeds:
     """All a shelter learns about the survivor: never a name or a narrative."""
@@ -340,6 +448,25 @@ class EmploymentNeeds:
 
 
 @dataclass
+class HealthNeeds:
+    """All a hospital care unit learns besides region and risk: the care she
+    needs now, the incident's time (to the hour: the unit sees how long the
+    clinical windows stay open) and her languages. Never a narrative."""
+
+    care: list[str] = field(default_factory=list)  # CARE_SERVICES codes; any unit when empty
+    incident_at: datetime | None = None
+    languages: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PsychosocialNeeds:
+    """All a psychosocial provider learns besides region and risk."""
+
+    support: list[str] = field(default_factory=list)  # SUPPORT_KINDS codes; any when empty
+    languages: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ReferralRequest:
     case_id: str
     sector: Sector
@@ -354,6 +481,8 @@ class ReferralRequest:
     shelter: ShelterNeeds | None = None
     legal: LegalNeeds | None = None
     employment: EmploymentNeeds | None = None
+    health: HealthNeeds | None = None
+    psychosocial: PsychosocialNeeds | None = None
 
 
 @dataclass
@@ -434,6 +563,9 @@ class JourneyInput:
     # The organisation holding the case (told of decisions on its referrals);
     # empty when intake did not say (the journey learns it from a transfer).
     holding_organisation_id: str = ""
+    # Set by intake when she needs medical care / psychosocial support.
+    health: HealthNeeds | None = None
+    psychosocial: PsychosocialNeeds | None = None
 
 
 # --- updates ------------------------------------------------------------------
@@ -449,6 +581,8 @@ UPDATE_CONSENT = "consent_changed"  # ConsentChange -> UpdateResult
 UPDATE_RISK = "risk_reassessed"  # RiskChange -> UpdateResult
 UPDATE_FOLLOW_UP = "follow_up_recorded"  # FollowUpContact -> UpdateResult
 UPDATE_MEDICAL_CARE = "medical_care_confirmed"  # MedicalCareConfirmed -> UpdateResult
+# Sent by the health service when its staff record clinical care on a referral.
+UPDATE_CLINICAL_CARE = "clinical_care_recorded"  # ClinicalCareRecorded -> UpdateResult
 UPDATE_CLOSURE_REQUEST = "closure_requested"  # ClosureRequest -> UpdateResult
 UPDATE_REOPEN = "reopen"  # ReopenRequest -> UpdateResult
 UPDATE_REASSIGN = "reassign_referral"  # Reassignment -> UpdateResult
@@ -529,6 +663,96 @@ class MedicalCareConfirmed:
     at: datetime
     # Who sent it, signed by the sending service (masar.contract.assertion).
     assertion: ActorAssertion | None = None
+
+
+class CareEvent(StrEnum):
+    """What health staff record on a medical referral, each with its time."""
+
+    PEP_STARTED = "pep_started"
+    PEP_DECLINED = "pep_declined"
+    EMERGENCY_CONTRACEPTION_GIVEN = "emergency_contraception_given"
+    EMERGENCY_CONTRACEPTION_DECLINED = "emergency_contraception_declined"
+    FORENSIC_EXAM_DONE = "forensic_exam_done"
+    FORENSIC_EXAM_DECLINED = "forensic_exam_declined"
+    CERTIFICATE_ISSUED = "certificate_issued"  # with itt_days
+    FOLLOW_UP_VISIT_DONE = "follow_up_visit_done"  # with visit
+
+    @property
+    def item(self) -> ClinicalItem | None:
+        """The clinical window this event closes, if any."""
+        return _CARE_ITEMS.get(self)
+
+    @property
+    def declined(self) -> bool:
+        """She declined the care: her decision, closed without escalation."""
+        return self in _DECLINED
+
+
+_CARE_ITEMS: dict[CareEvent, ClinicalItem] = {
+    CareEvent.PEP_STARTED: ClinicalItem.PEP,
+    CareEvent.PEP_DECLINED: ClinicalItem.PEP,
+    CareEvent.EMERGENCY_CONTRACEPTION_GIVEN: ClinicalItem.EMERGENCY_CONTRACEPTION,
+    CareEvent.EMERGENCY_CONTRACEPTION_DECLINED: ClinicalItem.EMERGENCY_CONTRACEPTION,
+    CareEvent.FORENSIC_EXAM_DONE: ClinicalItem.FORENSIC_EXAM,
+    CareEvent.FORENSIC_EXAM_DECLINED: ClinicalItem.FORENSIC_EXAM,
+}
+_DECLINED = frozenset(
+    {
+        CareEvent.PEP_DECLINED,
+        CareEvent.EMERGENCY_CONTRACEPTION_DECLINED,
+        CareEvent.FORENSIC_EXAM_DECLINED,
+    }
+)
+
+
+class FollowUpVisit(StrEnum):
+    """The medical follow-up visits after the incident (WHO)."""
+
+    TWO_WEEKS = "two_weeks"
+    THREE_MONTHS = "three_months"
+    SIX_MONTHS = "six_months"
+
+
+# When each visit falls due, counted from the incident (ours: months as days).
+FOLLOW_UP_VISIT_AFTER: dict[FollowUpVisit, timedelta] = {
+    FollowUpVisit.TWO_WEEKS: timedelta(days=14),
+    FollowUpVisit.THREE_MONTHS: timedelta(days=91),
+    FollowUpVisit.SIX_MONTHS: timedelta(days=182),
+}
+# ITT (total incapacity for work) on a certificate: whole days; more than
+# ITT_HEAVIER_ABOVE days makes the heavier charge (Penal Code art. 401).
+MAX_ITT_DAYS = 365
+ITT_HEAVIER_ABOVE = 20
+
+
+@dataclass
+class ClinicalCareRecorded:
+    """One fact health staff recorded on a medical referral (the health
+    service's outbox delivers it as UPDATE_CLINICAL_CARE). Codes and times
+    only: never a clinical note."""
+
+    event_id: str
+    referral_id: str
+    sector: Sector  # always Sector.HEALTH (the sender speaks for its own referrals)
+    event: CareEvent
+    at: datetime  # when it happened, as staff recorded it (UTC)
+    recorded_at: datetime
+    itt_days: int | None = None  # CERTIFICATE_ISSUED only: 0..MAX_ITT_DAYS
+    visit: FollowUpVisit | None = None  # FOLLOW_UP_VISIT_DONE only
+    # Who sent it, signed by the sending service (masar.contract.assertion).
+    assertion: ActorAssertion | None = None
+
+
+@dataclass
+class CertificateNotice:
+    """What the legal aid referral may know of a medical certificate (the
+    journey sends it with LEGAL_NOTE_CERTIFICATE when she consented to legal
+    aid): that one exists, its date and its ITT days; never clinical content."""
+
+    referral_id: str  # the legal aid referral
+    issued_at: datetime
+    itt_days: int
+    idempotency_key: str
 
 
 @dataclass

@@ -142,7 +142,7 @@ def signing_bytes(assertion: ActorAssertion) -> bytes:
 
 # --- who may send what ---------------------------------------------------------------
 
-SECTOR_ISSUERS = frozenset({"shelter", "legal", "employment"})
+SECTOR_ISSUERS = frozenset({"shelter", "legal", "employment", "health", "psychosocial"})
 COORDINATOR = "coordinator"
 SUPERVISOR = "supervisor"
 # The staff role of each referral sector (masar.platform.identity.Role values).
@@ -150,6 +150,8 @@ SECTOR_STAFF_ROLES: dict[str, str] = {
     "shelter": "shelter_staff",
     "legal": "legal_aid",
     "employment": "employment_officer",
+    "health": "health_staff",
+    "psychosocial": "psychosocial_staff",
 }
 # The people intake acts for on a case (the case holder's staff, a coordinator
 # through the journey API, the care unit and health staff for medical care).
@@ -187,11 +189,14 @@ _INTAKE = frozenset({"intake"})
 _CASE = UpdateAuthority(_INTAKE, CASE_ROLES | {service_role("intake")})
 _COORDINATORS = UpdateAuthority(_INTAKE, frozenset({COORDINATOR}))
 _SECTOR = UpdateAuthority(SECTOR_ISSUERS, sector=True)
+# Clinical care is recorded by the health service only, for its own referrals.
+_HEALTH = UpdateAuthority(frozenset({"health"}), sector=True)
 
 # Update name -> who may send it. An Update not listed here is refused.
 UPDATE_AUTHORITY: dict[str, UpdateAuthority] = {
     "referral_decision": _SECTOR,
     "referral_milestone": _SECTOR,
+    "clinical_care_recorded": _HEALTH,
     "consent_changed": _CASE,
     "risk_reassessed": _CASE,
     "follow_up_recorded": _CASE,

@@ -103,6 +103,8 @@ class Role(StrEnum):
     SERVICE_SHELTER = "service:shelter"
     SERVICE_LEGAL = "service:legal"
     SERVICE_EMPLOYMENT = "service:employment"
+    SERVICE_HEALTH = "service:health"
+    SERVICE_PSYCHOSOCIAL = "service:psychosocial"
 
     @property
     def is_service(self) -> bool:
@@ -129,8 +131,17 @@ REGION_REQUIRED_ROLES = frozenset({Role.COORDINATOR})
 
 # The audiences: every service that verifies tokens (the journey API is
 # intake's; the codec server is "codec").
-AUDIENCES = ("intake", "shelter", "legal", "employment", "network", "codec")
-_SECTORS = ("shelter", "legal", "employment")
+AUDIENCES = (
+    "intake",
+    "shelter",
+    "legal",
+    "employment",
+    "network",
+    "codec",
+    "health",
+    "psychosocial",
+)
+_SECTORS = ("shelter", "legal", "employment", "health", "psychosocial")
 # What each role's token is for: every service whose API the role may call
 # (one token per person's session serves them all); checked against the
 # servicers' `requires` declarations by tests/masar/platform/test_token_rules.py.
@@ -142,8 +153,8 @@ ROLE_AUDIENCES: Mapping[Role, frozenset[str]] = {
     Role.SHELTER_STAFF: frozenset({"network", "shelter"}),
     Role.LEGAL_AID: frozenset({"network", "legal"}),
     Role.EMPLOYMENT_OFFICER: frozenset({"network", "employment"}),
-    Role.HEALTH_STAFF: frozenset({"network"}),
-    Role.PSYCHOSOCIAL_STAFF: frozenset({"network"}),
+    Role.HEALTH_STAFF: frozenset({"network", "health"}),
+    Role.PSYCHOSOCIAL_STAFF: frozenset({"network", "psychosocial"}),
     Role.NETWORK_ADMIN: frozenset({"network"}),
     Role.OPERATOR: frozenset({"network"}),
     # A service calls its own API, intake (consent proofs, its own for
@@ -152,6 +163,8 @@ ROLE_AUDIENCES: Mapping[Role, frozenset[str]] = {
     Role.SERVICE_SHELTER: frozenset({"shelter", "intake", "network"}),
     Role.SERVICE_LEGAL: frozenset({"legal", "intake", "network"}),
     Role.SERVICE_EMPLOYMENT: frozenset({"employment", "intake", "network"}),
+    Role.SERVICE_HEALTH: frozenset({"health", "intake", "network"}),
+    Role.SERVICE_PSYCHOSOCIAL: frozenset({"psychosocial", "intake", "network"}),
 }
 # In a policy: any valid token, whatever its role.
 ANY_AUTHENTICATED = "*"

@@ -22,6 +22,8 @@ STAFF_ROLES: dict[Sector, Role] = {
     Sector.SHELTER: Role.SHELTER_STAFF,
     Sector.LEGAL: Role.LEGAL_AID,
     Sector.EMPLOYMENT: Role.EMPLOYMENT_OFFICER,
+    Sector.HEALTH: Role.HEALTH_STAFF,
+    Sector.PSYCHOSOCIAL: Role.PSYCHOSOCIAL_STAFF,
 }
 
 

@@ -80,8 +80,30 @@ def code_to_pb(enum_type: Any, code: str | None, *, prefix: str) -> Any:
     return enum_type.Value(f"{prefix}{code.upper()}")
 
 
+# The contract's sectors and masar.v1.Sector: the health sector is the
+# proto's SECTOR_MEDICAL (the medical need at intake); the others by name.
+SECTOR_PB: dict[Sector, common_pb2.Sector.ValueType] = {
+    sector: common_pb2.Sector.Value(
+        "SECTOR_MEDICAL" if sector is Sector.HEALTH else f"SECTOR_{sector.name}"
+    )
+    for sector in Sector
+}
+SECTOR_IN: dict[int, Sector] = {int(value): sector for sector, value in SECTOR_PB.items()}
+
+
 def sector_to_pb(sector: Sector) -> common_pb2.Sector.ValueType:
-    return common_pb2.Sector.Value(f"SECTOR_{sector.name}")
+    return SECTOR_PB[sector]
+
+
+def sector_from_pb(value: int, field: str = "sector") -> Sector:
+    """A masar.v1.Sector as the contract's Sector; INVALID_ARGUMENT for
+    UNSPECIFIED or a number this build does not know."""
+    if value == 0:
+        raise InvalidArgument(field, "is required")
+    sector = SECTOR_IN.get(value)
+    if sector is None:
+        raise InvalidArgument(field, "is not a known sector")
+    return sector
 
 
 def status_to_pb(status: ReferralStatus) -> common_pb2.ReferralStatus.ValueType:
@@ -163,11 +185,10 @@ def referral_to_pb(record: ReferralRecord) -> common_pb2.Referral:
 
 def referral_from_pb(message: common_pb2.Referral) -> ReferralRecord:
     """masar.v1.Referral as a ReferralRecord (clients and activities)."""
-    sector_name = common_pb2.Sector.Name(message.sector).removeprefix("SECTOR_")
     return ReferralRecord(
         referral_id=message.referral_id,
         case_id=message.case_id,
-        sector=Sector(sector_name.lower()),
+        sector=sector_from_pb(message.sector),
         provider_id=message.provider_id,
         status=status_from_pb(message.status) or ReferralStatus.PENDING,
         risk=risk_from_pb(message.risk),

@@ -35,6 +35,12 @@ class _SectorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Sector.ValueTy
     SECTOR_LEGAL: _Sector.ValueType  # 2
     SECTOR_EMPLOYMENT: _Sector.ValueType  # 3
     SECTOR_MEDICAL: _Sector.ValueType  # 4
+    """Health care at hospital care units (masar.v1.HealthService; the journey
+    contract's Sector.HEALTH, service and consent scope "health"); also the
+    medical need at intake.
+    """
+    SECTOR_PSYCHOSOCIAL: _Sector.ValueType  # 5
+    """Counselling and social support by associations (masar.v1.PsychosocialService)."""
 
 class Sector(_Sector, metaclass=_SectorEnumTypeWrapper):
     """A sector of the chain of services that receives referrals."""
@@ -44,6 +50,12 @@ SECTOR_SHELTER: Sector.ValueType  # 1
 SECTOR_LEGAL: Sector.ValueType  # 2
 SECTOR_EMPLOYMENT: Sector.ValueType  # 3
 SECTOR_MEDICAL: Sector.ValueType  # 4
+"""Health care at hospital care units (masar.v1.HealthService; the journey
+contract's Sector.HEALTH, service and consent scope "health"); also the
+medical need at intake.
+"""
+SECTOR_PSYCHOSOCIAL: Sector.ValueType  # 5
+"""Counselling and social support by associations (masar.v1.PsychosocialService)."""
 Global___Sector: _TypeAlias = Sector  # noqa: Y015
 
 class _RiskLevel:

@@ -193,6 +193,10 @@ class _ConsentScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ConsentS
     CONSENT_SCOPE_LEGAL: _ConsentScope.ValueType  # 2
     CONSENT_SCOPE_EMPLOYMENT: _ConsentScope.ValueType  # 3
     CONSENT_SCOPE_DEIDENTIFIED_REPORTING: _ConsentScope.ValueType  # 4
+    CONSENT_SCOPE_HEALTH: _ConsentScope.ValueType  # 5
+    """Health care at a hospital care unit (the health sector)."""
+    CONSENT_SCOPE_PSYCHOSOCIAL: _ConsentScope.ValueType  # 6
+    """Counselling and social support (the psychosocial sector)."""
 
 class ConsentScope(_ConsentScope, metaclass=_ConsentScopeEnumTypeWrapper):
     """What a consent is for: a sector that may receive a referral, or
@@ -204,6 +208,10 @@ CONSENT_SCOPE_SHELTER: ConsentScope.ValueType  # 1
 CONSENT_SCOPE_LEGAL: ConsentScope.ValueType  # 2
 CONSENT_SCOPE_EMPLOYMENT: ConsentScope.ValueType  # 3
 CONSENT_SCOPE_DEIDENTIFIED_REPORTING: ConsentScope.ValueType  # 4
+CONSENT_SCOPE_HEALTH: ConsentScope.ValueType  # 5
+"""Health care at a hospital care unit (the health sector)."""
+CONSENT_SCOPE_PSYCHOSOCIAL: ConsentScope.ValueType  # 6
+"""Counselling and social support (the psychosocial sector)."""
 Global___ConsentScope: _TypeAlias = ConsentScope  # noqa: Y015
 
 class _ConsentState:

@@ -26,6 +26,7 @@ from masar.contract import (
 )
 from masar.platform.errors import InvalidArgument
 from masar.platform.outbox import DeliveryOutcome
+from masar.referral.messages import SECTOR_PB
 from masar.v1 import common_pb2, intake_pb2, legal_pb2
 from services.intake import domain as d
 from services.intake.grants import GrantReason
@@ -42,7 +43,8 @@ def _table(members: Iterable[E], wrapper: Any, prefix: str) -> dict[E, Any]:
 RISK = _table(Risk, common_pb2.RiskLevel, "RISK_LEVEL_")
 REFERRAL_STATUS = _table(ReferralStatus, common_pb2.ReferralStatus, "REFERRAL_STATUS_")
 NEED = _table(Need, common_pb2.Sector, "SECTOR_")
-SECTOR = _table(Sector, common_pb2.Sector, "SECTOR_")
+# The health sector is the proto's SECTOR_MEDICAL (masar.referral.messages).
+SECTOR: dict[Sector, Any] = dict(SECTOR_PB)
 VIOLENCE = _table(ViolenceType, intake_pb2.ViolenceType, "VIOLENCE_TYPE_")
 CONTEXT = _table(d.IncidentContext, intake_pb2.IncidentContext, "INCIDENT_CONTEXT_")
 MIGRANT = _table(d.MigrantStatus, intake_pb2.MigrantStatus, "MIGRANT_STATUS_")

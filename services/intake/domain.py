@@ -18,16 +18,20 @@ from masar.contract import (
     LEVEL_COORDINATOR,
     LEVEL_REGIONAL,
     LEVEL_REMINDER,
+    NEED_SECTORS,
     PROGRAMME_KINDS,
     ClinicalItem,
     EmploymentNeeds,
+    HealthNeeds,
     JourneyInput,
     LegalNeeds,
     Need,
+    PsychosocialNeeds,
     Risk,
     Sector,
     ShelterNeeds,
     ViolenceType,
+    care_called_for,
 )
 from masar.platform.errors import InvalidArgument
 from masar.platform.outbox import DeliveryOutcome
@@ -68,6 +72,8 @@ class ConsentScope(StrEnum):
     LEGAL = "legal"
     EMPLOYMENT = "employment"
     DEIDENTIFIED_REPORTING = "deidentified_reporting"
+    HEALTH = "health"  # health care at a hospital care unit
+    PSYCHOSOCIAL = "psychosocial"  # counselling and social support
 
     @property
     def sector(self) -> Sector | None:
@@ -83,6 +89,8 @@ _SCOPE_SECTORS = {
     ConsentScope.SHELTER: Sector.SHELTER,
     ConsentScope.LEGAL: Sector.LEGAL,
     ConsentScope.EMPLOYMENT: Sector.EMPLOYMENT,
+    ConsentScope.HEALTH: Sector.HEALTH,
+    ConsentScope.PSYCHOSOCIAL: Sector.PSYCHOSOCIAL,
 }
 
 
@@ -515,13 +523,15 @@ class CaseFacts:
         ]
 
     def needs_without_consent(self) -> list[Sector]:
+        # The medical need is left out: without consent to health care its
+        # clinical windows are still followed (and escalated) by the journey.
         consented = set(self.consented_sectors())
         return [
-            Sector(need.value)
+            NEED_SECTORS[need]
             for need in self.needs
             if need is not Need.MEDICAL
-            and Sector(need.value) not in consented
-            and Sector(need.value) not in self.declined
+            and NEED_SECTORS[need] not in consented
+            and NEED_SECTORS[need] not in self.declined
         ]
 
 
@@ -558,6 +568,20 @@ def journey_input(facts: CaseFacts, *, opened_at: datetime) -> JourneyInput:
                 interests=list(facts.employment_interests), languages=list(facts.languages)
             )
             if Need.EMPLOYMENT in needs
+            else None
+        ),
+        health=(
+            HealthNeeds(
+                care=care_called_for(facts.violence_type, facts.incident_at, opened_at),
+                incident_at=facts.incident_at,
+                languages=list(facts.languages),
+            )
+            if Need.MEDICAL in needs
+            else None
+        ),
+        psychosocial=(
+            PsychosocialNeeds(languages=list(facts.languages))
+            if Need.PSYCHOSOCIAL in needs
             else None
         ),
     )

@@ -441,7 +441,7 @@ async def test_change_requests_are_validated(intake: Intake) -> None:
         (
             stub.DeclineService(
                 intake_pb2.DeclineServiceRequest(
-                    case_id=case_id, sector=common_pb2.SECTOR_MEDICAL, idempotency_key=key()
+                    case_id=case_id, sector=common_pb2.Sector.ValueType(99), idempotency_key=key()
                 )
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
