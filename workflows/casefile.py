@@ -25,6 +25,7 @@ from functools import partial
 
 from masar.contract import (
     LEVEL_COORDINATOR,
+    SECTOR_NEEDS,
     ClosureDecision,
     ClosureRequest,
     ConsentChange,
@@ -32,7 +33,6 @@ from masar.contract import (
     FollowUpContact,
     JourneyInput,
     MedicalCareConfirmed,
-    Need,
     Reassignment,
     ReferralCreated,
     ReferralDecision,
@@ -53,6 +53,7 @@ from workflows.lanes import ActionLanes, Timeline
 from workflows.notices import Notices
 from workflows.policy import SlaPolicy
 from workflows.state import (
+    CARE_SECTORS,
     CLINICAL_PREFIX,
     FOLLOW_UP_WAIT,
     MAX_ANSWERS,
@@ -93,10 +94,12 @@ class CaseFile:
         self.lanes = ActionLanes(state)
         self.timeline = Timeline(state)
         self.notices = Notices(state, self.lanes, self.timeline)
+        # Every sector has its track; a state carried from before a sector
+        # existed (health, psychosocial) gets an empty one.
         self.tracks: dict[Sector, ReferralTrack] = {
             sector: ReferralTrack(
                 sector,
-                state.tracks[sector.value],
+                state.tracks.setdefault(sector.value, TrackState(sector=sector)),
                 state.referrals,
                 self.lanes,
                 self.timeline,
@@ -107,6 +110,10 @@ class CaseFile:
         self.clinical = ClinicalWindows(state, self.lanes, self.timeline, self.notices)
         self.transfers = TransferDesk(state, self.lanes, self.timeline, self.notices)
         self._answers = {answer.event_id: answer for answer in state.answers}
+        # Set by the workflow for runs started with the care patch (CARE_PATCH):
+        # the health and psychosocial sectors, the medical referral's clinical
+        # windows and visits, breaches. False: the journey as it was before.
+        self.care = False
 
     @classmethod
     def open(cls, inp: JourneyInput, workflow_id: str) -> CaseFile:
@@ -161,13 +168,15 @@ class CaseFile:
         return None
 
     def needs(self, sector: Sector) -> bool:
-        return Need(sector.value) in self.state.needs
+        return SECTOR_NEEDS[sector] in self.state.needs
 
     def consented(self, sector: Sector) -> bool:
         return sector in self.state.consents
 
     def wants(self, sector: Sector) -> bool:
         """The journey still has business with this sector in this cycle."""
+        if sector in CARE_SECTORS and not self.care:
+            return False  # a run started before the care sectors: never referred to
         return self.needs(sector) and self.consented(sector) and not self.progress(sector).done
 
     def wanted_now(self, sector: Sector) -> bool:

@@ -49,8 +49,22 @@ REQUIRED_WAITS = (
 OPTIONAL_WAITS = ("legal_meeting", "employment_start")
 # Waits added after policy files were first written: a file that leaves one out
 # gets its shipped default (seconds per risk), so older files keep working.
+HOUR = 3600
+DAY = 24 * HOUR
+# The care sectors' waits (health, psychosocial): their defaults as in policy.toml.
+CARE_DEFAULT_SECONDS: dict[str, dict[str, int]] = {
+    "health_accept": {"critical": 2 * HOUR, "high": 2 * HOUR, "medium": 12 * HOUR, "low": DAY},
+    "psychosocial_accept": {
+        "critical": 3 * DAY,
+        "high": 3 * DAY,
+        "medium": 7 * DAY,
+        "low": 14 * DAY,
+    },
+    "health_visit": {"critical": 3 * DAY, "high": 3 * DAY, "medium": 7 * DAY, "low": 7 * DAY},
+}
 DEFAULTED_WAITS: dict[str, dict[str, int]] = {
     TRANSFER_ACCEPT_WAIT: dict(TRANSFER_ACCEPT_DEFAULT_SECONDS),
+    **CARE_DEFAULT_SECONDS,
 }
 RISK_KEYS = tuple(risk.value for risk in Risk)
 # Most urgent first, as the policy file and DESIGN.md list them.

@@ -44,12 +44,20 @@ ACCEPT_WAIT: dict[Sector, str] = {
     Sector.SHELTER: "shelter_accept",
     Sector.LEGAL: "legal_accept",
     Sector.EMPLOYMENT: "employment_accept",
+    Sector.HEALTH: "health_accept",
+    Sector.PSYCHOSOCIAL: "psychosocial_accept",
 }
+# (No policy sets `health_start` or `psychosocial_start`: once accepted, the
+# journey waits for the first visit or session without a deadline.)
 MILESTONE_WAIT: dict[Sector, str] = {
     Sector.SHELTER: "shelter_checkin",
     Sector.LEGAL: "legal_meeting",
     Sector.EMPLOYMENT: "employment_start",
+    Sector.HEALTH: "health_start",
+    Sector.PSYCHOSOCIAL: "psychosocial_start",
 }
+# The sectors of care (issue 15): referred to only in runs with the care patch.
+CARE_SECTORS: tuple[Sector, ...] = (Sector.HEALTH, Sector.PSYCHOSOCIAL)
 FOLLOW_UP_WAIT = "follow_up"
 CLINICAL_PREFIX = "clinical:"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,6 +34,10 @@ def test_shipped_policy_has_the_design_values() -> None:
         "legal_accept": ("24h", "24h", "72h", "7d"),
         "employment_accept": ("7d", "7d", "14d", "14d"),
         "follow_up": ("14d", "14d", "30d", "30d"),
+        # The care sectors (issue 15): ours, as DESIGN.md lists them.
+        "health_accept": ("2h", "2h", "12h", "24h"),
+        "psychosocial_accept": ("72h", "72h", "7d", "14d"),
+        "health_visit": ("3d", "3d", "7d", "7d"),
     }
     for wait, values in expected.items():
         for risk, value in zip(
@@ -69,6 +74,18 @@ def test_a_whole_document_without_optional_waits_has_no_deadline_for_them() -> N
     assert policy.deadline("legal_meeting", Risk.HIGH) is None
     assert policy.deadline("employment_start", Risk.LOW) is None
     assert policy.deadline("legal_accept", Risk.LOW) == timedelta(days=7)
+
+
+def test_a_file_written_before_the_care_waits_gets_their_defaults() -> None:
+    start = VALID.index("[deadlines.health_accept]")
+    end = VALID.index("# Interval between follow-up contacts")
+    older = VALID[:start] + VALID[end:]
+    assert "health_accept" not in older and "psychosocial_accept" not in older
+    policy = parse_policy(older)
+    assert policy == load_policy()
+    assert policy.deadline("health_accept", Risk.MEDIUM) == timedelta(hours=12)
+    assert policy.deadline("psychosocial_accept", Risk.LOW) == timedelta(days=14)
+    assert policy.deadline("health_visit", Risk.HIGH) == timedelta(days=3)
 
 
 PARTIAL = """
@@ -186,7 +203,7 @@ def test_the_effective_policy_as_a_document(tmp_path: Path) -> None:
     lines += ["[retention]", f'closed = "{doc["retention"]["closed"]}"']
     assert parse_policy("\n".join(lines)) == load_policy(path)
     text = policy_text(doc)
-    assert "* shelter_accept    1h" in text and "reminder 0.25*" in text
+    assert re.search(r"^\* shelter_accept +1h ", text, re.MULTILINE) and "reminder 0.25*" in text
 
 
 @pytest.mark.parametrize(
