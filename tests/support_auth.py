@@ -37,6 +37,7 @@ from masar.contract import REGIONS, Sector
 from masar.platform.channels import StaticToken, bearer_interceptors
 from masar.platform.identity import METADATA_KEY, Role, TokenIssuer
 from masar.referral.consent import issue_consent_proof
+from masar.referral.messages import SECTOR_IN
 from masar.v1 import common_pb2
 
 TEST_ISSUER = TokenIssuer.generate()
@@ -109,11 +110,15 @@ SERVICES: dict[str, str] = {
     "masar.v1.ShelterService": "shelter",
     "masar.v1.LegalAidService": "legal",
     "masar.v1.EmploymentService": "employment",
+    "masar.v1.HealthService": "health",
+    "masar.v1.PsychosocialService": "psychosocial",
 }
 STAFF: dict[str, Role] = {
     "shelter": Role.SHELTER_STAFF,
     "legal": Role.LEGAL_AID,
     "employment": Role.EMPLOYMENT_OFFICER,
+    "health": Role.HEALTH_STAFF,
+    "psychosocial": Role.PSYCHOSOCIAL_STAFF,
 }
 # Called by the sector's own activities (the journey's steps), and the lookup.
 AS_SERVICE = frozenset(
@@ -121,6 +126,9 @@ AS_SERVICE = frozenset(
         "RequestPlacement",
         "RequestLegalAid",
         "RequestEnrolment",
+        "RequestMedicalCare",
+        "RequestSupport",
+        "NoteCertificate",
         "RemindProvider",
         "CloseReferral",
         "PurgeCase",
@@ -137,6 +145,10 @@ AS_COORDINATOR = frozenset(
         "GetCapacity",
         "ListProviders",
         "ListProgrammes",
+        "CreateCareUnit",
+        "ListCareUnits",
+        "CreateSupportProvider",
+        "ListSupportProviders",
         "OpenEmergencyGrant",
         "ApproveEmergencyGrant",
         "RefuseEmergencyGrant",
@@ -192,7 +204,8 @@ class _RightfulCaller(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[mis
         if service is None:
             return None  # health, reflection: open
         if name == "IssueConsentProof":
-            sector = common_pb2.Sector.Name(request.sector).removeprefix("SECTOR_").lower()
+            known = SECTOR_IN.get(request.sector)
+            sector = known.value if known is not None else ""
             return token_for(f"service:{sector}" if sector in STAFF else "service:shelter")
         if name in AS_SERVICE:
             return token_for(f"service:{service}")

@@ -34,7 +34,16 @@ from masar.platform.settings import (
     own_keys_dir,
 )
 
-AUDITED = ("intake", "shelter", "legal", "employment", "network", "codec")
+AUDITED = (
+    "intake",
+    "shelter",
+    "legal",
+    "employment",
+    "health",
+    "psychosocial",
+    "network",
+    "codec",
+)
 ANCHOR_STORE: ServiceName = "network"
 
 

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 LEGACY_KEYRING = "keyring.json"
 LEGACY_ISSUER = ISSUER_FILE
 # Who asks the network service for tokens with a client key of its own.
-CLIENTS = ("intake", "shelter", "legal", "employment", BOOTSTRAP_CLIENT)
+CLIENTS = ("intake", "shelter", "legal", "employment", "health", "psychosocial", BOOTSTRAP_CLIENT)
 HOLDERS = (*SERVICES, JOURNEY, "codec", BOOTSTRAP_CLIENT)
 
 

@@ -613,7 +613,7 @@ def prepare_data_dir(plan: StackPlan) -> IO[str]:
     # every public key from its first journey on.
     from masar.platform.assertions import AssertionSigner
 
-    for service in ("intake", "shelter", "legal", "employment"):
+    for service in ("intake", "shelter", "legal", "employment", "health", "psychosocial"):
         AssertionSigner.from_env(service, plan.part_env(service))
     return lock
 

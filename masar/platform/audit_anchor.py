@@ -84,7 +84,14 @@ _GUARD_FUNCTION = "masar_audit_anchors_append_only"
 _SIGN_LABEL = b"masar.audit.anchor.v1"
 KEY_FILE = "audit-anchor-{service}.key"
 # The services whose chains are anchored (each has a service identity).
-ANCHORED_SERVICES: tuple[ServiceName, ...] = ("intake", "shelter", "legal", "employment")
+ANCHORED_SERVICES: tuple[ServiceName, ...] = (
+    "intake",
+    "shelter",
+    "legal",
+    "employment",
+    "health",
+    "psychosocial",
+)
 HASH_PATTERN = re.compile(r"[0-9a-f]{64}")
 KEY_ID_PATTERN = re.compile(r"[0-9a-f]{16}")
 

@@ -29,6 +29,8 @@ DEFAULT_PORTS: dict[ServiceName, int] = {
     "legal": 50053,
     "employment": 50054,
     "network": 50055,
+    "health": 50056,
+    "psychosocial": 50057,
 }
 # Prometheus scrape ports, one per process.
 DEFAULT_METRICS_PORTS: dict[str, int] = {
@@ -38,6 +40,8 @@ DEFAULT_METRICS_PORTS: dict[str, int] = {
     "employment": 9464,
     "journey": 9465,
     "network": 9466,
+    "health": 9467,
+    "psychosocial": 9468,
 }
 
 
@@ -345,7 +349,17 @@ CLIENT_KEY_FILE = "client.json"
 TOKEN_ISSUER_HOLDER = "network"
 CONSENT_SIGNER = "intake"
 PAYLOAD_HOLDERS = frozenset(
-    {"intake", "shelter", "legal", "employment", "network", "journey", "codec"}
+    {
+        "intake",
+        "shelter",
+        "legal",
+        "employment",
+        "network",
+        "health",
+        "psychosocial",
+        "journey",
+        "codec",
+    }
 )
 # The local stack's own client: `masar token issue` and the CLI's
 # development shortcut ask the network service for tokens with its key.

@@ -78,6 +78,7 @@ class _Done:
     record: ReferralRecord
     snapshot: dict[str, Any] | None  # None: a replay, nothing written now
     refused: str | None = None  # a replay of an update the journey refused
+    applied: ReferralStatus | None = None  # the status the action left
 
 
 class SectorHandshake(Generic[M, N]):
@@ -339,6 +340,40 @@ class SectorHandshake(Generic[M, N]):
             wrong_state="referral is not in a state for this step",
         )
 
+    async def record_event(
+        self,
+        referral_id: str,
+        *,
+        kind: str,
+        idempotency_key: str,
+        update_name: str,
+        build: Callable[[Session, M, str], Any],
+        allowed: Collection[ReferralStatus],
+        request_print: str = "",
+        audit_reason: str | None = None,
+        wrong_state: str = "referral is not in a state for this step",
+    ) -> StaffActionResult:
+        """A staff record the journey must hear of that leaves the referral's
+        status as it is (e.g. clinical care recorded by health staff):
+        `build(session, referral, event_id)` writes the sector's own columns
+        on the referral row and returns the contract event for `update_name`.
+        Delivered like a decision: one unit of work with its outbox entry,
+        the columns restored and FailedPrecondition raised if the journey
+        rejects it; once per key. `audit_reason` is a code (never data)."""
+        event_id = stable_event_id(referral_id, kind, idempotency_key)
+        return await self._staff_action(
+            referral_id,
+            kind=kind,
+            idempotency_key=idempotency_key,
+            request_print=fingerprint(referral_id, kind, request_print),
+            allowed=frozenset(allowed),
+            new_status=None,
+            update_name=update_name,
+            apply=lambda session, referral: build(session, referral, event_id),
+            wrong_state=wrong_state,
+            audit_reason=audit_reason,
+        )
+
     async def _staff_action(
         self,
         referral_id: str,
@@ -347,10 +382,11 @@ class SectorHandshake(Generic[M, N]):
         idempotency_key: str,
         request_print: str,
         allowed: frozenset[ReferralStatus],
-        new_status: ReferralStatus,
+        new_status: ReferralStatus | None,
         update_name: str,
         apply: Callable[[Session, M], Any],
         wrong_state: str,
+        audit_reason: str | None = None,
     ) -> StaffActionResult:
         repo = self.repository
         scope = f"{self.sector.value}.{kind}"
@@ -368,7 +404,10 @@ class SectorHandshake(Generic[M, N]):
             if old not in allowed:
                 raise FailedPrecondition(wrong_state)
             snapshot = repo.snapshot(referral)
-            repo.transition(session, referral, new_status)
+            if new_status is not None:
+                repo.transition(session, referral, new_status)
+            else:
+                referral.updated_at = utcnow()
             event = apply(session, referral)
             session.flush()
             self.outbox.enqueue(
@@ -387,9 +426,10 @@ class SectorHandshake(Generic[M, N]):
                 f"referral.{kind}",
                 case_id=referral.case_id,
                 target=referral_id,
-                reason=referral.decline_reason or new_status.value,
+                reason=referral.decline_reason
+                or (new_status.value if new_status is not None else audit_reason),
             )
-            return _Done(repo.to_record(referral), snapshot)
+            return _Done(repo.to_record(referral), snapshot, applied=new_status or old)
 
         done = await run_retrying_conflicts(self.database, work)
         if done.refused is not None:
@@ -398,10 +438,10 @@ class SectorHandshake(Generic[M, N]):
         if outcome is DeliveryOutcome.REJECTED:
             # An error type from the journey's validator: a code, never data.
             error_type = rejected.error_type if rejected and rejected.error_type else "Rejected"
-            if done.snapshot is not None:
+            if done.snapshot is not None and done.applied is not None:
                 await self._revert(
                     referral_id,
-                    new_status,
+                    done.applied,
                     done.snapshot,
                     scope=scope,
                     idempotency_key=idempotency_key,

@@ -47,7 +47,7 @@ TOKEN_REVOKED = "network.token_revoked"
 REVOKING = REVOKE_SUBJECT | REVOKE_ORGANISATION | {TOKEN_REVOKED}
 PAGE = 500
 # Services that get a service identity from the network service.
-CLIENT_SERVICES = frozenset({"intake", "shelter", "legal", "employment"})
+CLIENT_SERVICES = frozenset({"intake", "shelter", "legal", "employment", "health", "psychosocial"})
 
 
 @dataclass(frozen=True)

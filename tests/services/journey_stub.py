@@ -22,7 +22,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 from masar import contract
-from masar.contract import ReferralDecision, ReferralMilestone, UpdateResult
+from masar.contract import (
+    ClinicalCareRecorded,
+    ReferralDecision,
+    ReferralMilestone,
+    UpdateResult,
+)
 
 
 @dataclass
@@ -40,6 +45,10 @@ class SeenEvent:
     decline_reason: str | None = None
     milestone: str | None = None
     detail: str | None = None
+    # Clinical care recorded (the health sector): the event code, ITT days, visit.
+    care: str | None = None
+    itt_days: int | None = None
+    visit: str | None = None
 
 
 @workflow.defn(name="StubJourney", sandboxed=False)
@@ -93,6 +102,25 @@ class StubJourney:
 
     @milestone.validator
     def check_milestone(self, event: ReferralMilestone) -> None:
+        if event.referral_id in self.refuse:
+            raise ApplicationError("stale referral", type="StaleReferral")
+
+    @workflow.update(name=contract.UPDATE_CLINICAL_CARE)
+    def clinical_care(self, event: ClinicalCareRecorded) -> UpdateResult:
+        self.events.append(
+            SeenEvent(
+                update=contract.UPDATE_CLINICAL_CARE,
+                event_id=event.event_id,
+                referral_id=event.referral_id,
+                care=str(event.event),
+                itt_days=event.itt_days,
+                visit=str(event.visit) if event.visit else None,
+            )
+        )
+        return UpdateResult(event_id=event.event_id)
+
+    @clinical_care.validator
+    def check_clinical_care(self, event: ClinicalCareRecorded) -> None:
         if event.referral_id in self.refuse:
             raise ApplicationError("stale referral", type="StaleReferral")
 

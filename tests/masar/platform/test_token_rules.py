@@ -182,6 +182,8 @@ SERVICERS = {
     "shelter": ("services.shelter.servicer",),
     "legal": ("services.legal.servicer",),
     "employment": ("services.employment.servicer",),
+    "health": ("services.health.servicer",),
+    "psychosocial": ("services.psychosocial.servicer",),
     "network": ("services.network.servicer", "services.network.identity_servicer"),
 }
 
