@@ -948,6 +948,7 @@ class GetLegalFileResponse(_message.Message):
     HEARINGS_FIELD_NUMBER: _builtins.int
     LANGUAGES_FIELD_NUMBER: _builtins.int
     FIRST_MEETING_AT_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def referral(self) -> _common_pb2.Referral: ...
     @_builtins.property
@@ -962,6 +963,10 @@ class GetLegalFileResponse(_message.Message):
 
     @_builtins.property
     def first_meeting_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def certificate(self) -> Global___MedicalCertificate:
+        """Unset until a hospital care unit issued one (erased by PurgeCase)."""
+
     def __init__(
         self,
         *,
@@ -971,11 +976,99 @@ class GetLegalFileResponse(_message.Message):
         hearings: _abc.Iterable[Global___Hearing] | None = ...,
         languages: _abc.Iterable[_builtins.str] | None = ...,
         first_meeting_at: _timestamp_pb2.Timestamp | None = ...,
+        certificate: Global___MedicalCertificate | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["first_meeting_at", b"first_meeting_at", "referral", b"referral"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "first_meeting_at", b"first_meeting_at", "referral", b"referral"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_meeting_at", b"first_meeting_at", "hearings", b"hearings", "languages", b"languages", "matters", b"matters", "protection_orders", b"protection_orders", "referral", b"referral"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "first_meeting_at", b"first_meeting_at", "hearings", b"hearings", "languages", b"languages", "matters", b"matters", "protection_orders", b"protection_orders", "referral", b"referral"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetLegalFileResponse: _TypeAlias = GetLegalFileResponse  # noqa: Y015
+
+@_typing.final
+class MedicalCertificate(_message.Message):
+    """What legal aid may know of a medical certificate: that it exists, when it
+    was issued and its ITT (total incapacity for work) in whole days.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUED_AT_FIELD_NUMBER: _builtins.int
+    ITT_DAYS_FIELD_NUMBER: _builtins.int
+    ITT_OVER_20_DAYS_FIELD_NUMBER: _builtins.int
+    itt_days: _builtins.int
+    itt_over_20_days: _builtins.bool
+    """More than 20 days of ITT: the heavier qualification (Penal Code art. 401)."""
+    @_builtins.property
+    def issued_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        issued_at: _timestamp_pb2.Timestamp | None = ...,
+        itt_days: _builtins.int = ...,
+        itt_over_20_days: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["issued_at", b"issued_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issued_at", b"issued_at", "itt_days", b"itt_days", "itt_over_20_days", b"itt_over_20_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MedicalCertificate: _TypeAlias = MedicalCertificate  # noqa: Y015
+
+@_typing.final
+class NoteCertificateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
+    ISSUED_AT_FIELD_NUMBER: _builtins.int
+    ITT_DAYS_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    referral_id: _builtins.str
+    itt_days: _builtins.int
+    """0..365."""
+    idempotency_key: _builtins.str
+    @_builtins.property
+    def issued_at(self) -> _timestamp_pb2.Timestamp:
+        """Not in the future."""
+
+    def __init__(
+        self,
+        *,
+        referral_id: _builtins.str = ...,
+        issued_at: _timestamp_pb2.Timestamp | None = ...,
+        itt_days: _builtins.int = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["issued_at", b"issued_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "issued_at", b"issued_at", "itt_days", b"itt_days", "referral_id", b"referral_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NoteCertificateRequest: _TypeAlias = NoteCertificateRequest  # noqa: Y015
+
+@_typing.final
+class NoteCertificateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRAL_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def referral(self) -> _common_pb2.Referral: ...
+    @_builtins.property
+    def certificate(self) -> Global___MedicalCertificate: ...
+    def __init__(
+        self,
+        *,
+        referral: _common_pb2.Referral | None = ...,
+        certificate: Global___MedicalCertificate | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "referral", b"referral"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "referral", b"referral"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NoteCertificateResponse: _TypeAlias = NoteCertificateResponse  # noqa: Y015

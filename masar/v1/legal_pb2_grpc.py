@@ -90,6 +90,11 @@ class LegalAidServiceStub:
                 request_serializer=masar_dot_v1_dot_legal__pb2.GetLegalFileRequest.SerializeToString,
                 response_deserializer=masar_dot_v1_dot_legal__pb2.GetLegalFileResponse.FromString,
                 _registered_method=True)
+        self.NoteCertificate = channel.unary_unary(
+                '/masar.v1.LegalAidService/NoteCertificate',
+                request_serializer=masar_dot_v1_dot_legal__pb2.NoteCertificateRequest.SerializeToString,
+                response_deserializer=masar_dot_v1_dot_legal__pb2.NoteCertificateResponse.FromString,
+                _registered_method=True)
         self.RemindProvider = channel.unary_unary(
                 '/masar.v1.LegalAidService/RemindProvider',
                 request_serializer=masar_dot_v1_dot_common__pb2.RemindProviderRequest.SerializeToString,
@@ -188,6 +193,17 @@ class LegalAidServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def NoteCertificate(self, request, context):
+        """Called by the journey's activity (legal.note_certificate) when she
+        consented to legal aid: a hospital care unit issued a medical
+        certificate. Legal aid learns that it exists, its date and its ITT days
+        (the complaint needs them), never any clinical content. A later
+        certificate replaces it. Local to legal aid: nothing goes back to the journey.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RemindProvider(self, request, context):
         """Journey-driven steps of the handshake shared by every sector.
         """
@@ -264,6 +280,11 @@ def add_LegalAidServiceServicer_to_server(servicer, server):
                     servicer.GetLegalFile,
                     request_deserializer=masar_dot_v1_dot_legal__pb2.GetLegalFileRequest.FromString,
                     response_serializer=masar_dot_v1_dot_legal__pb2.GetLegalFileResponse.SerializeToString,
+            ),
+            'NoteCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.NoteCertificate,
+                    request_deserializer=masar_dot_v1_dot_legal__pb2.NoteCertificateRequest.FromString,
+                    response_serializer=masar_dot_v1_dot_legal__pb2.NoteCertificateResponse.SerializeToString,
             ),
             'RemindProvider': grpc.unary_unary_rpc_method_handler(
                     servicer.RemindProvider,
@@ -578,6 +599,33 @@ class LegalAidService:
             '/masar.v1.LegalAidService/GetLegalFile',
             masar_dot_v1_dot_legal__pb2.GetLegalFileRequest.SerializeToString,
             masar_dot_v1_dot_legal__pb2.GetLegalFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NoteCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/masar.v1.LegalAidService/NoteCertificate',
+            masar_dot_v1_dot_legal__pb2.NoteCertificateRequest.SerializeToString,
+            masar_dot_v1_dot_legal__pb2.NoteCertificateResponse.FromString,
             options,
             channel_credentials,
             insecure,

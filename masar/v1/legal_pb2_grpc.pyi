@@ -65,6 +65,13 @@ class LegalAidServiceStub:
     """
     GetLegalFile: _grpc.UnaryUnaryMultiCallable[_legal_pb2.GetLegalFileRequest, _legal_pb2.GetLegalFileResponse]
     """The referral with its matters, protection orders and hearings."""
+    NoteCertificate: _grpc.UnaryUnaryMultiCallable[_legal_pb2.NoteCertificateRequest, _legal_pb2.NoteCertificateResponse]
+    """Called by the journey's activity (legal.note_certificate) when she
+    consented to legal aid: a hospital care unit issued a medical
+    certificate. Legal aid learns that it exists, its date and its ITT days
+    (the complaint needs them), never any clinical content. A later
+    certificate replaces it. Local to legal aid: nothing goes back to the journey.
+    """
     RemindProvider: _grpc.UnaryUnaryMultiCallable[_common_pb2.RemindProviderRequest, _common_pb2.RemindProviderResponse]
     """Journey-driven steps of the handshake shared by every sector."""
     CloseReferral: _grpc.UnaryUnaryMultiCallable[_common_pb2.CloseReferralRequest, _common_pb2.CloseReferralResponse]
@@ -99,6 +106,13 @@ class LegalAidServiceAsyncStub(LegalAidServiceStub):
     """
     GetLegalFile: _aio.UnaryUnaryMultiCallable[_legal_pb2.GetLegalFileRequest, _legal_pb2.GetLegalFileResponse]  # type: ignore[assignment]
     """The referral with its matters, protection orders and hearings."""
+    NoteCertificate: _aio.UnaryUnaryMultiCallable[_legal_pb2.NoteCertificateRequest, _legal_pb2.NoteCertificateResponse]  # type: ignore[assignment]
+    """Called by the journey's activity (legal.note_certificate) when she
+    consented to legal aid: a hospital care unit issued a medical
+    certificate. Legal aid learns that it exists, its date and its ITT days
+    (the complaint needs them), never any clinical content. A later
+    certificate replaces it. Local to legal aid: nothing goes back to the journey.
+    """
     RemindProvider: _aio.UnaryUnaryMultiCallable[_common_pb2.RemindProviderRequest, _common_pb2.RemindProviderResponse]  # type: ignore[assignment]
     """Journey-driven steps of the handshake shared by every sector."""
     CloseReferral: _aio.UnaryUnaryMultiCallable[_common_pb2.CloseReferralRequest, _common_pb2.CloseReferralResponse]  # type: ignore[assignment]
@@ -196,6 +210,19 @@ class LegalAidServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_legal_pb2.GetLegalFileResponse, _abc.Awaitable[_legal_pb2.GetLegalFileResponse]]:
         """The referral with its matters, protection orders and hearings."""
+
+    @_abc_1.abstractmethod
+    def NoteCertificate(
+        self,
+        request: _legal_pb2.NoteCertificateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_legal_pb2.NoteCertificateResponse, _abc.Awaitable[_legal_pb2.NoteCertificateResponse]]:
+        """Called by the journey's activity (legal.note_certificate) when she
+        consented to legal aid: a hospital care unit issued a medical
+        certificate. Legal aid learns that it exists, its date and its ITT days
+        (the complaint needs them), never any clinical content. A later
+        certificate replaces it. Local to legal aid: nothing goes back to the journey.
+        """
 
     @_abc_1.abstractmethod
     def RemindProvider(

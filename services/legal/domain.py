@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from masar.contract import ReferralStatus
+from masar.contract import ITT_HEAVIER_ABOVE, MAX_ITT_DAYS, ReferralStatus
 from masar.platform.clock import utcnow
 from masar.platform.errors import FailedPrecondition, InvalidArgument
 from masar.referral import ReferralRecord
@@ -400,6 +400,28 @@ def advance_hearing(
     return hearing
 
 
+@dataclass(frozen=True)
+class MedicalCertificate:
+    """What legal aid may know of a medical certificate a hospital care unit
+    issued: its date and ITT (total incapacity for work) in whole days."""
+
+    issued_at: datetime
+    itt_days: int
+
+    @property
+    def itt_over_20_days(self) -> bool:
+        """The heavier qualification (Penal Code art. 401) beyond 20 days."""
+        return self.itt_days > ITT_HEAVIER_ABOVE
+
+
+def check_certificate(issued_at: datetime, itt_days: int, *, now: datetime) -> MedicalCertificate:
+    if issued_at > now + timedelta(minutes=5):
+        raise InvalidArgument("issued_at", "is in the future")
+    if not 0 <= itt_days <= MAX_ITT_DAYS:
+        raise InvalidArgument("itt_days", f"must be between 0 and {MAX_ITT_DAYS} whole days")
+    return MedicalCertificate(issued_at=issued_at, itt_days=itt_days)
+
+
 @dataclass
 class LegalFile:
     """A referral with what legal aid holds around it."""
@@ -410,3 +432,4 @@ class LegalFile:
     first_meeting_at: datetime | None = None
     protection_orders: list[ProtectionOrder] = field(default_factory=list)
     hearings: list[Hearing] = field(default_factory=list)
+    certificate: MedicalCertificate | None = None

@@ -75,6 +75,12 @@ class LegalReferralRow(ReferralColumns, Base):
     first_meeting_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), nullable=True
     )
+    # A medical certificate a hospital care unit issued (revision 0004): its
+    # date and ITT days only, never clinical content.
+    certificate_issued_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    certificate_itt_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ProtectionOrderRow(Base):

@@ -279,7 +279,14 @@ class LegalHooks(SectorHooks[LegalReferralRow, d.AidNeeds]):
                 delete(model).where(model.referral_id == referral.referral_id)
             )
             purged += int(result.rowcount or 0)
-        return purged + erase(referral, "matters", "languages", "first_meeting_at")
+        return purged + erase(
+            referral,
+            "matters",
+            "languages",
+            "first_meeting_at",
+            "certificate_issued_at",
+            "certificate_itt_days",
+        )
 
 
 # --- protection orders and hearings -------------------------------------------------------
@@ -363,6 +370,14 @@ class FileRepository:
             languages=languages_of(row),
             matters=matters_of(row),
             first_meeting_at=_utc_or_none(row.first_meeting_at),
+            certificate=(
+                d.MedicalCertificate(
+                    issued_at=as_utc(row.certificate_issued_at),
+                    itt_days=row.certificate_itt_days,
+                )
+                if row.certificate_issued_at is not None and row.certificate_itt_days is not None
+                else None
+            ),
             protection_orders=[
                 _order(r)
                 for r in session.scalars(

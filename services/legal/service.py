@@ -20,7 +20,7 @@ from masar.platform.clock import utcnow
 from masar.platform.errors import FailedPrecondition, InvalidArgument, NotFound
 from masar.platform.idempotency import fingerprint, run_retrying_conflicts
 from masar.platform.outbox import DeliveryOutcome
-from masar.referral import ReferralDraft, ReferralRecord, SectorHandshake
+from masar.referral import OPEN_STATUSES, ReferralDraft, ReferralRecord, SectorHandshake
 from services.legal import domain as d
 from services.legal.models import LegalReferralRow
 from services.legal.repository import (
@@ -295,6 +295,29 @@ class LegalAidService:
             )
             delivery = result.delivery
         return await self._file(referral_id), delivery
+
+    async def note_certificate(
+        self, referral_id: str, *, issued_at: datetime, itt_days: int, idempotency_key: str
+    ) -> d.LegalFile:
+        """A hospital care unit issued a medical certificate (the journey says
+        so): its date and ITT days, replacing any earlier one. A local step
+        on an open referral; nothing goes back to the journey."""
+        certificate = d.check_certificate(issued_at, itt_days, now=utcnow())
+
+        def note(session: Session, row: LegalReferralRow) -> None:
+            row.certificate_issued_at = certificate.issued_at
+            row.certificate_itt_days = certificate.itt_days
+
+        await self.referrals.update_local(
+            referral_id,
+            step="certificate_noted",
+            idempotency_key=idempotency_key,
+            allowed=OPEN_STATUSES,
+            apply=note,
+            request_print=fingerprint(certificate.issued_at, certificate.itt_days),
+            wrong_state="the referral is closed",
+        )
+        return await self._file(referral_id)
 
     async def legal_file(self, referral_id: str) -> d.LegalFile:
         """The whole legal file (personal data): an audited read."""

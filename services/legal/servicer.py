@@ -116,6 +116,14 @@ def _set_time(message: Any, name: str, value: datetime | None) -> None:
         getattr(message, name).CopyFrom(timestamp_pb(value))
 
 
+def certificate_to_pb(certificate: d.MedicalCertificate) -> legal_pb2.MedicalCertificate:
+    return legal_pb2.MedicalCertificate(
+        issued_at=timestamp_pb(certificate.issued_at),
+        itt_days=certificate.itt_days,
+        itt_over_20_days=certificate.itt_over_20_days,
+    )
+
+
 def provider_to_pb(provider: d.Provider) -> legal_pb2.LegalProvider:
     return legal_pb2.LegalProvider(
         provider_id=provider.provider_id,
@@ -418,6 +426,30 @@ class LegalAidServicer(legal_pb2_grpc.LegalAidServiceServicer):
             languages=file.languages,
         )
         _set_time(response, "first_meeting_at", file.first_meeting_at)
+        if file.certificate is not None:
+            response.certificate.CopyFrom(certificate_to_pb(file.certificate))
+        return response
+
+    @requires(Role.SERVICE_LEGAL)
+    async def NoteCertificate(
+        self, request: legal_pb2.NoteCertificateRequest, context: grpc.aio.ServicerContext
+    ) -> legal_pb2.NoteCertificateResponse:
+        referral_id = self.referrals.check_referral_id(request.referral_id)
+        if not request.HasField("issued_at"):
+            raise InvalidArgument("issued_at", "is required")
+        try:
+            issued_at = request.issued_at.ToDatetime(tzinfo=UTC)
+        except (ValueError, OverflowError):
+            raise InvalidArgument("issued_at", "is not a valid time") from None
+        file = await self.service.note_certificate(
+            referral_id,
+            issued_at=issued_at,
+            itt_days=request.itt_days,
+            idempotency_key=require_idempotency_key(request.idempotency_key),
+        )
+        response = legal_pb2.NoteCertificateResponse(referral=referral_to_pb(file.referral))
+        if file.certificate is not None:
+            response.certificate.CopyFrom(certificate_to_pb(file.certificate))
         return response
 
     # -- the handshake every sector shares (common.proto): ReferralEndpoints --

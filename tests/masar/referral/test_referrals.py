@@ -39,7 +39,9 @@ from masar.referral.messages import (
 )
 from masar.v1 import common_pb2
 from services.employment.activities import EmploymentActivities
+from services.health.activities import HealthActivities
 from services.legal.activities import LegalActivities
+from services.psychosocial.activities import PsychosocialActivities
 from services.shelter.activities import ShelterActivities
 
 
@@ -268,11 +270,19 @@ def test_activities_are_named_as_the_contract_says() -> None:
         "legal.remind_provider",
         "legal.close_referral",
         "legal.purge_case",
+        # The journey tells legal aid of a medical certificate (issue 15).
+        "legal.note_certificate",
     }
 
 
 @pytest.mark.parametrize(
-    "activities", [ShelterActivities(stub=None), EmploymentActivities(stub=None)]
+    "activities",
+    [
+        ShelterActivities(stub=None),
+        EmploymentActivities(stub=None),
+        HealthActivities(stub=None),
+        PsychosocialActivities(stub=None),
+    ],
 )
 def test_every_sector_registers_the_contract_names(activities: SectorActivities) -> None:
     expected = contract.SECTOR_ACTIVITIES[activities.sector]
