@@ -92,7 +92,14 @@ async def run_seed(args: argparse.Namespace, out: Output) -> int:
     if out.json_mode:
         out.document(summary)
         return 0
-    for kind in ("organisations", "shelters", "legal_providers", "programmes"):
+    for kind in (
+        "organisations",
+        "shelters",
+        "legal_providers",
+        "programmes",
+        "care_units",
+        "psychosocial_providers",
+    ):
         print(f"{kind}: {summary[kind]}", file=sys.stdout)
     for line in accounts_text(summary["accounts"]):
         print(line, file=sys.stdout)

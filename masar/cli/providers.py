@@ -2,9 +2,10 @@
 names one (`masar case reassign ... --provider ID`).
 
 Through each sector's own list RPC (ListShelters, ListProviders,
-ListProgrammes), as the region's coordinator. A shelter or a programme is
-listed when it has a free bed or seat; every legal aid provider of the region
-is (legal aid has no capacity count; its open referrals show its load).
+ListProgrammes, ListCareUnits, ListSupportProviders), as the region's
+coordinator. A shelter or a programme is listed when it has a free bed or
+seat; every legal aid provider, care unit and psychosocial provider of the
+region is (they have no capacity count).
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ from masar.platform.identity import Role
 from masar.v1 import (
     employment_pb2,
     employment_pb2_grpc,
+    health_pb2,
+    health_pb2_grpc,
     legal_pb2,
     legal_pb2_grpc,
+    psychosocial_pb2,
+    psychosocial_pb2_grpc,
     shelter_pb2,
     shelter_pb2_grpc,
 )
 
-SECTORS = ("shelter", "legal", "employment")
+SECTORS = ("shelter", "legal", "employment", "health", "psychosocial")
 PAGE_SIZE = 100
 
 
@@ -108,9 +113,53 @@ def programme_provider(programme: employment_pb2.Programme) -> Provider:
     )
 
 
+def care_unit_provider(unit: health_pb2.CareUnit) -> Provider:
+    return Provider(
+        provider_id=unit.care_unit_id,
+        sector="health",
+        name=unit.name,
+        region=unit.region,
+        kind="care_unit",
+        languages=list(unit.languages),
+        details=[_enum_name(health_pb2.CareService, s, "CARE_SERVICE_") for s in unit.services],
+    )
+
+
+def support_provider(provider: psychosocial_pb2.SupportProvider) -> Provider:
+    return Provider(
+        provider_id=provider.provider_id,
+        sector="psychosocial",
+        name=provider.name,
+        region=provider.region,
+        kind="support",
+        languages=list(provider.languages),
+        details=[
+            _enum_name(psychosocial_pb2.SupportKind, k, "SUPPORT_KIND_") for k in provider.kinds
+        ],
+    )
+
+
 async def fetch_providers(sector: str, region: str) -> list[Provider]:
     """Every provider of `sector` in `region`, full ones included."""
     coordinator = connect.Identity(Role.COORDINATOR, region=region)
+    if sector == "health":
+        async with connect.channel("health", coordinator) as chan:
+            units = health_pb2_grpc.HealthServiceStub(chan)
+            unit_reply = await connect.rpc(
+                "health",
+                lambda: units.ListCareUnits(health_pb2.ListCareUnitsRequest(region=region)),
+            )
+        return [care_unit_provider(u) for u in unit_reply.care_units]
+    if sector == "psychosocial":
+        async with connect.channel("psychosocial", coordinator) as chan:
+            support = psychosocial_pb2_grpc.PsychosocialServiceStub(chan)
+            support_reply = await connect.rpc(
+                "psychosocial",
+                lambda: support.ListSupportProviders(
+                    psychosocial_pb2.ListSupportProvidersRequest(region=region)
+                ),
+            )
+        return [support_provider(p) for p in support_reply.providers]
     if sector == "shelter":
         async with connect.channel("shelter", coordinator) as chan:
             shelters = shelter_pb2_grpc.ShelterServiceStub(chan)

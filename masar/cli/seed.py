@@ -1,8 +1,9 @@
 """Sample data for the local stack: the referral network — organisations and
 one account per role (masar.cli.seed_network) — then the sectors' reference
-data: shelters, legal aid providers and training programmes in several
-regions. Every create carries a fixed idempotency key, so seeding twice
-changes nothing. Names are illustrative.
+data: shelters, legal aid providers, training programmes, hospital care
+units and psychosocial support in several regions. Every create carries a
+fixed idempotency key, so seeding twice changes nothing. Names are
+illustrative.
 
 Seeding bootstraps the stack, so it acts through the local stack's own key
 (the development shortcut) whoever is signed in: each region's coordinator
@@ -23,8 +24,12 @@ from masar.platform.identity import Role
 from masar.v1 import (
     employment_pb2,
     employment_pb2_grpc,
+    health_pb2,
+    health_pb2_grpc,
     legal_pb2,
     legal_pb2_grpc,
+    psychosocial_pb2,
+    psychosocial_pb2_grpc,
     shelter_pb2,
     shelter_pb2_grpc,
 )
@@ -93,6 +98,20 @@ PROGRAMMES: list[tuple[str, Any, int]] = [
     ("Compétences numériques", employment_pb2.PROGRAMME_KIND_DIGITAL_SKILLS, 12),
 ]
 
+# Each region's hospital care unit (run by the sample hospital) offers every kind of care.
+CARE_SERVICES: list[Any] = [
+    health_pb2.CARE_SERVICE_PEP,
+    health_pb2.CARE_SERVICE_EMERGENCY_CONTRACEPTION,
+    health_pb2.CARE_SERVICE_FORENSIC_EXAM,
+    health_pb2.CARE_SERVICE_CERTIFICATE,
+]
+# Each region's listening and support service (run by the sample association).
+SUPPORT_KINDS: list[Any] = [
+    psychosocial_pb2.SUPPORT_KIND_COUNSELLING,
+    psychosocial_pb2.SUPPORT_KIND_GROUP_SUPPORT,
+    psychosocial_pb2.SUPPORT_KIND_SOCIAL_SUPPORT,
+]
+
 
 async def seed() -> dict[str, Any]:
     """What was seeded: the network's organisations and accounts (with the
@@ -104,12 +123,19 @@ async def seed() -> dict[str, Any]:
 
 
 async def seed_reference_data(organisations: Organisations | None = None) -> dict[str, int]:
-    """Shelters, legal aid providers and programmes, each run by an
-    organisation of the sample network (whose organisations are seeded
-    first when not given; its accounts only by `seed`)."""
+    """Shelters, legal aid providers, programmes, care units and
+    psychosocial providers, each run by an organisation of the sample
+    network (whose organisations are seeded first when not given; its
+    accounts only by `seed`)."""
     found = organisations if organisations is not None else await seed_organisations()
     orgs = {key: org.organisation_id for key, org in found.items()}
-    counts = {"shelters": 0, "legal_providers": 0, "programmes": 0}
+    counts = {
+        "shelters": 0,
+        "legal_providers": 0,
+        "programmes": 0,
+        "care_units": 0,
+        "psychosocial_providers": 0,
+    }
     start = (datetime.now(UTC) + timedelta(days=14)).replace(
         hour=9, minute=0, second=0, microsecond=0
     )
@@ -162,6 +188,31 @@ async def seed_reference_data(organisations: Organisations | None = None) -> dic
                 programme.start_date.FromDatetime(start)
                 await connect.rpc("employment", _bind(employment.CreateProgramme, programme))
                 counts["programmes"] += 1
+    for region in REGIONS:
+        async with _channel("health", region) as chan:
+            health = health_pb2_grpc.HealthServiceStub(chan)
+            unit = health_pb2.CreateCareUnitRequest(
+                name=f"Unité intégrée de prise en charge des femmes — CHU ({region})",
+                region=region,
+                services=CARE_SERVICES,
+                languages=["ar", "ary", "fr"],
+                organisation_id=orgs[(region, "hospital")],
+                idempotency_key=f"seed-care-unit-{region}",
+            )
+            await connect.rpc("health", _bind(health.CreateCareUnit, unit))
+            counts["care_units"] += 1
+        async with _channel("psychosocial", region) as chan:
+            support = psychosocial_pb2_grpc.PsychosocialServiceStub(chan)
+            provider = psychosocial_pb2.CreateSupportProviderRequest(
+                name=f"Écoute et soutien psychosocial ({region})",
+                region=region,
+                kinds=SUPPORT_KINDS,
+                languages=["ar", "ary", "zgh", "fr"],
+                organisation_id=orgs[(region, "association")],
+                idempotency_key=f"seed-psychosocial-{region}",
+            )
+            await connect.rpc("psychosocial", _bind(support.CreateSupportProvider, provider))
+            counts["psychosocial_providers"] += 1
     return counts
 
 

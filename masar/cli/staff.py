@@ -1,11 +1,12 @@
 """Sector staff's commands: decide on a referral, record its milestones.
 
-The referral id says which sector it belongs to (shr-, leg-, emp-), so the CLI
-calls that sector's gRPC API as the sector's staff would. On the local stack,
-unless the person signed in, it acts as the staff of the organisation the
-referral is addressed to (the one its provider belongs to): it first looks
-the referral up as the sector's service identity (GetReferral, no personal
-data) to learn that organisation, then acts with a staff token naming it.
+The referral id says which sector it belongs to (shr-, leg-, emp-, hlt-,
+psy-), so the CLI calls that sector's gRPC API as the sector's staff would.
+On the local stack, unless the person signed in, it acts as the staff of
+the organisation the referral is addressed to (the one its provider belongs
+to): it first looks the referral up as the sector's service identity
+(GetReferral, no personal data) to learn that organisation, then acts with a
+staff token naming it.
 Signed in (`masar login`) or with MASAR_TOKEN it presents the person's own
 token, which must be of that organisation's staff.
 
@@ -13,7 +14,8 @@ token, which must be of that organisation's staff.
 a default: the codes are the lowercase names of the sector's own enum without
 its prefix (shelter: the exit reasons; legal: the matter outcomes, one matter
 closed at a time; employment: the training outcomes, or `job_placed` with the
-employer and the contract), as the console offers them. Without an outcome,
+employer and the contract; health: the care outcomes; psychosocial: the
+support outcomes), as the console offers them. Without an outcome,
 or with one that is not the sector's, nothing is sent.
 """
 
@@ -32,12 +34,17 @@ from masar.cli import connect
 from masar.cli.output import CliError, Output
 from masar.platform.identity import Role
 from masar.referral import STAFF_ROLES
+from masar.referral.messages import SECTOR_IN
 from masar.v1 import (
     common_pb2,
     employment_pb2,
     employment_pb2_grpc,
+    health_pb2,
+    health_pb2_grpc,
     legal_pb2,
     legal_pb2_grpc,
+    psychosocial_pb2,
+    psychosocial_pb2_grpc,
     shelter_pb2,
     shelter_pb2_grpc,
 )
@@ -60,6 +67,8 @@ MATTER_OUTCOMES = _codes(legal_pb2.MatterOutcome, "MATTER_OUTCOME_")
 TRAINING_OUTCOMES = _codes(employment_pb2.TrainingOutcome, "TRAINING_OUTCOME_")
 EMPLOYERS = _codes(employment_pb2.EmployerType, "EMPLOYER_TYPE_")
 CONTRACTS = _codes(employment_pb2.ContractType, "CONTRACT_TYPE_")
+CARE_OUTCOMES = _codes(health_pb2.CareOutcome, "CARE_OUTCOME_")
+SUPPORT_OUTCOMES = _codes(psychosocial_pb2.SupportOutcome, "SUPPORT_OUTCOME_")
 # Employment: CompleteTraining (certified keeps the referral open for the job
 # search; dropped_out ends it) or RecordJobPlacement (it ends).
 JOB_PLACED = "job_placed"
@@ -67,11 +76,15 @@ OUTCOMES: dict[c.Sector, list[str]] = {
     c.Sector.SHELTER: list(EXIT_REASONS),
     c.Sector.LEGAL: list(MATTER_OUTCOMES),
     c.Sector.EMPLOYMENT: [*TRAINING_OUTCOMES, JOB_PLACED],
+    c.Sector.HEALTH: list(CARE_OUTCOMES),
+    c.Sector.PSYCHOSOCIAL: list(SUPPORT_OUTCOMES),
 }
 STUBS: dict[c.Sector, Any] = {
     c.Sector.SHELTER: shelter_pb2_grpc.ShelterServiceStub,
     c.Sector.LEGAL: legal_pb2_grpc.LegalAidServiceStub,
     c.Sector.EMPLOYMENT: employment_pb2_grpc.EmploymentServiceStub,
+    c.Sector.HEALTH: health_pb2_grpc.HealthServiceStub,
+    c.Sector.PSYCHOSOCIAL: psychosocial_pb2_grpc.PsychosocialServiceStub,
 }
 
 
@@ -89,7 +102,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     start = ref_sub.add_parser(
         "start",
-        help="the service started: shelter check-in, lawyer's first meeting, enrolment start",
+        help="the service started: shelter check-in, lawyer's first meeting, enrolment "
+        "start, she was seen at the care unit, her first psychosocial session",
         parents=[common],
     )
     start.add_argument("referral_id", metavar="REFERRAL_ID")
@@ -107,7 +121,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="OUTCOME",
         help="required; shelter: " + ", ".join(OUTCOMES[c.Sector.SHELTER])
         + "; legal: " + ", ".join(OUTCOMES[c.Sector.LEGAL])
-        + "; employment: " + ", ".join(OUTCOMES[c.Sector.EMPLOYMENT]),
+        + "; employment: " + ", ".join(OUTCOMES[c.Sector.EMPLOYMENT])
+        + "; health: " + ", ".join(OUTCOMES[c.Sector.HEALTH])
+        + "; psychosocial: " + ", ".join(OUTCOMES[c.Sector.PSYCHOSOCIAL]),
     )  # fmt: skip
     complete.add_argument(
         "--matter",
@@ -131,6 +147,8 @@ SERVICE: dict[c.Sector, c.ServiceName] = {
     c.Sector.SHELTER: "shelter",
     c.Sector.LEGAL: "legal",
     c.Sector.EMPLOYMENT: "employment",
+    c.Sector.HEALTH: "health",
+    c.Sector.PSYCHOSOCIAL: "psychosocial",
 }
 
 
@@ -138,7 +156,8 @@ def sector_of(referral_id: str) -> c.Sector:
     sector = c.sector_of_referral(referral_id)
     if sector is None:
         raise CliError(
-            "REFERRAL_ID must start with shr-, leg- or emp- (as shown by `masar case show`)",
+            "REFERRAL_ID must start with shr-, leg-, emp-, hlt- or psy- "
+            "(as shown by `masar case show`)",
             exit_code=2,
         )
     return sector
@@ -146,7 +165,7 @@ def sector_of(referral_id: str) -> c.Sector:
 
 def _referral_of(reply: Any) -> common_pb2.Referral:
     """Milestone replies carry the referral directly or inside the sector's record."""
-    for name in ("referral", "placement", "enrolment"):
+    for name in ("referral", "placement", "enrolment", "record", "file"):
         if name in reply.DESCRIPTOR.fields_by_name:
             inner = getattr(reply, name)
             found: common_pb2.Referral = inner if name == "referral" else inner.referral
@@ -180,7 +199,7 @@ def referral_doc(referral: common_pb2.Referral) -> dict[str, Any]:
     return {
         "referral_id": referral.referral_id,
         "case_id": referral.case_id,
-        "sector": common_pb2.Sector.Name(referral.sector).removeprefix("SECTOR_").lower(),
+        "sector": SECTOR_IN[referral.sector].value if referral.sector in SECTOR_IN else "",
         "provider_id": referral.provider_id,
         "status": common_pb2.ReferralStatus.Name(referral.status).removeprefix("REFERRAL_STATUS_"),
     }
@@ -234,6 +253,19 @@ async def start_service(args: argparse.Namespace, out: Output) -> int:
             )
             legal_req.met_at.GetCurrentTime()
             reply = await connect.rpc(SERVICE[sector], lambda: stub.RecordFirstMeeting(legal_req))
+        elif sector is c.Sector.HEALTH:
+            care_req = health_pb2.StartCareRequest(
+                referral_id=args.referral_id, idempotency_key=_key()
+            )
+            reply = await connect.rpc(SERVICE[sector], lambda: stub.StartCare(care_req))
+        elif sector is c.Sector.PSYCHOSOCIAL:
+            session_req = psychosocial_pb2.RecordSessionRequest(
+                referral_id=args.referral_id,
+                attendance=psychosocial_pb2.ATTENDANCE_ATTENDED,
+                idempotency_key=_key(),
+            )
+            session_req.held_at.GetCurrentTime()
+            reply = await connect.rpc(SERVICE[sector], lambda: stub.RecordSession(session_req))
         else:
             emp_req = employment_pb2.StartEnrolmentRequest(
                 referral_id=args.referral_id, idempotency_key=_key()
@@ -373,6 +405,22 @@ async def complete_service(args: argparse.Namespace, out: Output) -> int:
             recorded = {"outcome": _code(EXIT_REASONS, reply.placement.exit_reason)}
         elif sector is c.Sector.LEGAL:
             reply, recorded = await _close_matter(stub, args, outcome)
+        elif sector is c.Sector.HEALTH:
+            care_req = health_pb2.CompleteCareRequest(
+                referral_id=args.referral_id,
+                outcome=health_pb2.CareOutcome.ValueType(CARE_OUTCOMES[outcome]),
+                idempotency_key=_key(),
+            )
+            reply = await connect.rpc(SERVICE[sector], lambda: stub.CompleteCare(care_req))
+            recorded = {"outcome": _code(CARE_OUTCOMES, reply.record.outcome)}
+        elif sector is c.Sector.PSYCHOSOCIAL:
+            support_req = psychosocial_pb2.CompleteSupportRequest(
+                referral_id=args.referral_id,
+                outcome=psychosocial_pb2.SupportOutcome.ValueType(SUPPORT_OUTCOMES[outcome]),
+                idempotency_key=_key(),
+            )
+            reply = await connect.rpc(SERVICE[sector], lambda: stub.CompleteSupport(support_req))
+            recorded = {"outcome": _code(SUPPORT_OUTCOMES, reply.file.outcome)}
         else:
             reply, recorded = await _employment_outcome(stub, args, outcome)
     return _report_completion(out, _referral_of(reply), getattr(reply, "delivery", None), recorded)
