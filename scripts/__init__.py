@@ -1,0 +1,1 @@
+"""Maintenance scripts (protobuf generation, console catalogs)."""
