@@ -26,6 +26,7 @@ from functools import partial
 from masar.contract import (
     LEVEL_COORDINATOR,
     SECTOR_NEEDS,
+    ClinicalCareRecorded,
     ClosureDecision,
     ClosureRequest,
     ConsentChange,
@@ -39,6 +40,7 @@ from masar.contract import (
     ReferralMilestone,
     ReferralStatus,
     ReopenRequest,
+    Risk,
     RiskChange,
     Sector,
     Stage,
@@ -47,6 +49,7 @@ from masar.contract import (
     TransferRequest,
     UpdateResult,
 )
+from workflows.care import CareDesk
 from workflows.clinical import ClinicalWindows
 from workflows.ladder import RUNG_EVENTS, EscalationLadder, SlaTerms
 from workflows.lanes import ActionLanes, Timeline
@@ -57,8 +60,10 @@ from workflows.state import (
     CLINICAL_PREFIX,
     FOLLOW_UP_WAIT,
     MAX_ANSWERS,
+    VISIT_PREFIX,
     Action,
     ActionKind,
+    HealthVisit,
     JourneyState,
     LadderWait,
     ReferralState,
@@ -68,6 +73,7 @@ from workflows.state import (
 )
 from workflows.tracks import ReferralTrack
 from workflows.transfers import TransferDesk
+from workflows.visits import FOLLOWING, HealthVisits
 
 # A due rung: (level, when it fell due, what climbs it).
 DueRung = tuple[int, datetime, Callable[[int], None]]
@@ -108,6 +114,8 @@ class CaseFile:
             for sector in Sector
         }
         self.clinical = ClinicalWindows(state, self.lanes, self.timeline, self.notices)
+        self.visits = HealthVisits(state, self.lanes, self.timeline, self.notices)
+        self.care_desk = CareDesk(state, self.lanes, self.timeline, self.clinical, self.visits)
         self.transfers = TransferDesk(state, self.lanes, self.timeline, self.notices)
         self._answers = {answer.event_id: answer for answer in state.answers}
         # Set by the workflow for runs started with the care patch (CARE_PATCH):
@@ -130,6 +138,8 @@ class CaseFile:
             shelter=inp.shelter,
             legal=inp.legal,
             employment=inp.employment,
+            health=inp.health,
+            psychosocial=inp.psychosocial,
             max_history_events=inp.max_history_events,
             holding_organisation_id=inp.holding_organisation_id,
             tracks={sector.value: TrackState(sector=sector) for sector in Sector},
@@ -151,6 +161,13 @@ class CaseFile:
     def terms(self) -> SlaTerms:
         """The terms new waits open under: the policy at the current risk."""
         return SlaTerms(policy=self.policy, risk=self.state.risk)
+
+    def terms_for(self, sector: Sector) -> SlaTerms:
+        """A sector's terms: the medical referral's waits are squeezed while a
+        clinical window is open (their last rung before it closes)."""
+        if self.care and sector is Sector.HEALTH:
+            return replace(self.terms(), squeeze_until=self.care_desk.squeeze_until())
+        return self.terms()
 
     # --- lookups ----------------------------------------------------------------
 
@@ -205,12 +222,17 @@ class CaseFile:
             )
         if action.kind == ActionKind.REMIND:
             ref = self.referral(action.referral_id)
+            if ref is not None and action.wait.startswith(VISIT_PREFIX):
+                return ref.status not in FOLLOWING  # a follow-up visit falls due
             return ref is None or ref.status not in (
                 ReferralStatus.PENDING,
                 ReferralStatus.ACCEPTED,
             )
         if action.kind == ActionKind.TRANSFER_RUNG:
             return self.transfers.is_stale(action)
+        if action.kind == ActionKind.CERTIFICATE:
+            legal = self.tracks[Sector.LEGAL].live()
+            return self.care_desk.is_stale(action, legal, consented=self.consented(Sector.LEGAL))
         return False
 
     def exclusions(self, action: Action) -> list[str]:
@@ -220,7 +242,7 @@ class CaseFile:
     def request_succeeded(self, action: Action, created: ReferralCreated, now: datetime) -> None:
         sector = Sector(action.lane)
         self.tracks[sector].request_succeeded(
-            action, created, now, self.terms(), wanted=self.wanted_now(sector)
+            action, created, now, self.terms_for(sector), wanted=self.wanted_now(sector)
         )
 
     def request_failed(self, action: Action, error_type: str, now: datetime) -> None:
@@ -263,6 +285,9 @@ class CaseFile:
         for level, _, climb in sorted(self._due_rungs(now), key=lambda due: (due[1], due[0])):
             climb(level)
         self.plan()
+        if self.care:
+            legal = self.tracks[Sector.LEGAL].live()
+            self.care_desk.tell_legal_aid(legal, consented=self.consented(Sector.LEGAL))
         self.refresh_stage(now)
         self.notices.tick(now)
 
@@ -289,11 +314,24 @@ class CaseFile:
             return Stage.TRIAGE
         if self.wants(Sector.SHELTER) and not self.progress(Sector.SHELTER).served:
             return Stage.SAFETY
+        if self.care and self.immediate_care():
+            return Stage.SAFETY  # immediate care goes alongside safety
         if self.wants(Sector.EMPLOYMENT):
             return Stage.RECOVERY
         if self.wants(Sector.LEGAL):
             return Stage.JUSTICE
+        if self.wants(Sector.PSYCHOSOCIAL) or self.wants(Sector.HEALTH):
+            return Stage.RECOVERY  # care goes on alongside justice and recovery
         return Stage.FOLLOW_UP
+
+    def immediate_care(self) -> bool:
+        """She has not been seen by the care unit yet and a clinical window is open."""
+        health = Sector.HEALTH
+        return (
+            self.wants(health)
+            and not self.progress(health).served
+            and self.clinical.earliest_open() is not None
+        )
 
     def refresh_stage(self, now: datetime) -> None:
         stage = self.computed_stage()
@@ -331,6 +369,8 @@ class CaseFile:
                 yield window.wait
         for _, wait in self.transfers.waits():
             yield wait
+        for _, wait in self.visits.waits():
+            yield wait
 
     def next_rungs(self) -> list[tuple[LadderWait, datetime]]:
         """Each open wait with the time of its next rung."""
@@ -360,7 +400,14 @@ class CaseFile:
                 add(window.wait, partial(self.clinical.climb, window, now=now, ladder=ladder))
         for transfer, wait in self.transfers.waits():
             add(wait, partial(self._climb_transfer, transfer, now=now, ladder=ladder))
+        for visit, wait in self.visits.waits():
+            add(wait, partial(self._climb_visit, visit, now=now, ladder=ladder))
         return due
+
+    def _climb_visit(
+        self, visit: HealthVisit, level: int, *, now: datetime, ladder: EscalationLadder
+    ) -> None:
+        self.visits.climb(visit, level, now, ladder, self.referral(visit.referral_id))
 
     def _climb_transfer(
         self, transfer: TransferState, level: int, *, now: datetime, ladder: EscalationLadder
@@ -403,6 +450,9 @@ class CaseFile:
                 if clinical_wait_name(window.item) == target:
                     return window.wait
             return None
+        if target.startswith(VISIT_PREFIX):
+            visit = self.visits.by_wait(target)
+            return visit.wait if visit is not None else None
         ref = self.referral(target)
         return ref.wait if ref is not None else None
 
@@ -412,9 +462,12 @@ class CaseFile:
         ref = self.referral(event.referral_id)
         assert ref is not None
         reason = event.decline_reason if not event.accepted else None
+        terms = self.terms_for(ref.sector)
         self.tracks[ref.sector].decide(
-            ref, accepted=event.accepted, reason=reason, now=now, terms=self.terms()
+            ref, accepted=event.accepted, reason=reason, now=now, terms=terms
         )
+        if self.care and event.accepted and ref.sector is Sector.HEALTH:
+            self.visits.schedule(ref, now, terms)
         self.tick(now)
 
     def apply_milestone(self, event: ReferralMilestone, now: datetime) -> None:
@@ -438,22 +491,29 @@ class CaseFile:
             event_name = "service_declined" if event.reason == "declined" else "consent_withdrawn"
             self.timeline.note(now, event_name, sector=sector)
             track.withdraw(now, withdrawn_at=event.at)
+            if self.care and sector is Sector.HEALTH:
+                self.visits.cancel(now)
         self.tick(now)
 
     def apply_risk(self, event: RiskChange, now: datetime) -> None:
         previous = self.state.risk
-        self.state.risk = event.risk
+        self.set_risk(event.risk)
+        self.timeline.note(now, "risk_reassessed", detail=f"{previous.value}->{event.risk.value}")
+        self.tick(now)
+
+    def set_risk(self, risk: Risk) -> None:
+        """The case's risk is now `risk`: every open wait keeps its start and
+        takes the deadline of the new level."""
+        self.state.risk = risk
         terms = self.terms()
         for ref in self.state.referrals:
-            self.tracks[ref.sector].retime(ref, terms)
+            self.tracks[ref.sector].retime(ref, self.terms_for(ref.sector))
         wait = self.state.follow_up
         if wait is not None:
             interval = terms.deadline(FOLLOW_UP_WAIT)
             if interval is not None:
                 wait.deadline_seconds = interval.total_seconds()
         self.transfers.retime(terms)
-        self.timeline.note(now, "risk_reassessed", detail=f"{previous.value}->{event.risk.value}")
-        self.tick(now)
 
     def apply_follow_up(self, event: FollowUpContact, now: datetime) -> None:
         self.timeline.note(now, "follow_up_recorded")
@@ -462,6 +522,12 @@ class CaseFile:
 
     def apply_medical_care(self, event: MedicalCareConfirmed, now: datetime) -> None:
         self.clinical.confirm_care(event.item, now)
+        self.tick(now)
+
+    def apply_clinical_care(self, event: ClinicalCareRecorded, now: datetime) -> None:
+        ref = self.referral(event.referral_id)
+        assert ref is not None
+        self.care_desk.record(event, ref, now)
         self.tick(now)
 
     def apply_closure_request(self, event: ClosureRequest, now: datetime) -> None:
@@ -482,6 +548,7 @@ class CaseFile:
             track.close_for_closure(now)
         self.state.follow_up = None
         self.clinical.cancel_open(now)
+        self.visits.cancel(now)
         self.state.closed_at = now
         self.timeline.note(
             now, "closure_approved", detail=as_code(event.reason), actor=event.coordinator_id

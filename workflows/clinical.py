@@ -6,7 +6,9 @@ must start within 72 h of the incident and emergency contraception within
 ladder: its last rung falls on the closing time, whatever the extensions.
 A window is met when medical care is confirmed, missed when it closes first
 (it then stays among the open escalations until care is confirmed), and
-cancelled when the case closes.
+cancelled when the case closes. With a medical referral (runs with the care
+patch, workflows.care) the care unit's records close it: met, or declined —
+her decision, never escalated.
 """
 
 from __future__ import annotations
@@ -107,6 +109,41 @@ class ClinicalWindows:
                 window.escalation_open = False
                 detail = f"{item.value}:after_window"
         self._timeline.note(now, "medical_care_confirmed", detail=detail)
+
+    def record(
+        self, item: ClinicalItem, at: datetime, now: datetime, *, declined: bool
+    ) -> str | None:
+        """The medical referral's care unit recorded the care (given at `at`)
+        or that she declined it: its window closes MET or DECLINED — also a
+        window closed MISSED while the record was on its way, when the care
+        came before the window closed. Declining is her decision: the window
+        closes without escalation, and a missed one stops escalating. A
+        window she declined is MET when the care is given in time after all.
+        Returns the window's new status event, or None when no window closed
+        (none for this item, or the care came after it)."""
+        for window in self._state.clinical:
+            if window.item is not item:
+                continue
+            reopenable = window.status is WindowStatus.MISSED or (
+                window.status is WindowStatus.DECLINED and not declined
+            )
+            in_time = at <= window.deadline
+            if window.status is WindowStatus.OPEN or (reopenable and in_time):
+                window.status = WindowStatus.DECLINED if declined else WindowStatus.MET
+                window.wait = None
+                window.escalation_open = False
+                window.closed_at = now
+                event = "clinical_window_declined" if declined else "clinical_window_met"
+                self._timeline.note(now, event, detail=clinical_wait_name(item))
+                return event
+            if window.status is WindowStatus.MISSED:
+                window.escalation_open = False
+        return None
+
+    def earliest_open(self) -> datetime | None:
+        """When the first window still open closes."""
+        closing = [w.deadline for w in self._state.clinical if w.status is WindowStatus.OPEN]
+        return min(closing) if closing else None
 
     def cancel_open(self, now: datetime) -> None:
         """The case closed: windows still open no longer escalate."""

@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         SA_REGION,
         SA_RISK,
         SA_STAGE,
+        UPDATE_CLINICAL_CARE,
         UPDATE_CLOSURE_DECISION,
         UPDATE_CLOSURE_REQUEST,
         UPDATE_CONSENT,
@@ -64,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
         UPDATE_REFERRAL_MILESTONE,
         UPDATE_REOPEN,
         UPDATE_RISK,
+        ClinicalCareRecorded,
         ClosureDecision,
         ClosureRequest,
         ConsentChange,
@@ -95,11 +97,13 @@ with workflow.unsafe.imports_passed_through():
         TransferRequest,
     )
     from workflows import authentication, validation, view
+    from workflows.care import CARE_PATCH
     from workflows.casefile import CaseFile
     from workflows.lanework import LaneWork
     from workflows.notices import NOTIFICATIONS_PATCH
     from workflows.policy import LOAD_POLICY_ACTIVITY, SlaPolicy
     from workflows.state import (
+        CARE_LANES,
         LANES,
         NETWORK_LANE,
         decode_state,
@@ -162,6 +166,8 @@ class SurvivorJourney(LaneWork):
         self._authenticated = workflow.patched(AUTHENTICATED_UPDATES)
         # Runs started with it tell people (workflows.notices).
         self._case.notices.on = workflow.patched(NOTIFICATIONS_PATCH)
+        # Runs started with it refer to the care sectors (workflows.care).
+        self._case.care = workflow.patched(CARE_PATCH)
         policy = await workflow.execute_local_activity(
             LOAD_POLICY_ACTIVITY,
             result_type=SlaPolicy,
@@ -173,7 +179,9 @@ class SurvivorJourney(LaneWork):
         if self._fresh:
             self._case.start(workflow.now())
         self._ready = True
-        names = (*LANES, NETWORK_LANE) if self._case.notices.on else LANES
+        names = LANES + (CARE_LANES if self._case.care else ())
+        if self._case.notices.on:
+            names += (NETWORK_LANE,)
         lanes = [asyncio.create_task(self._lane(lane)) for lane in names]
         while True:
             now = workflow.now()
@@ -384,6 +392,21 @@ class SurvivorJourney(LaneWork):
     @medical_care_confirmed.validator
     def _check_medical_care(self, event: MedicalCareConfirmed) -> None:
         self._validate(UPDATE_MEDICAL_CARE, event, validation.validate_medical_care)
+
+    # Sent by the health service (workflows.care): an Update that no history
+    # recorded before it can hold, so it needs no patch marker.
+    @workflow.update(name=UPDATE_CLINICAL_CARE)
+    async def clinical_care_recorded(self, event: ClinicalCareRecorded) -> UpdateResult:
+        return await self._apply(
+            UPDATE_CLINICAL_CARE,
+            event,
+            validation.validate_clinical_care,
+            lambda e, now: self._case.apply_clinical_care(e, now),
+        )
+
+    @clinical_care_recorded.validator
+    def _check_clinical_care(self, event: ClinicalCareRecorded) -> None:
+        self._validate(UPDATE_CLINICAL_CARE, event, validation.validate_clinical_care)
 
     @workflow.update(name=UPDATE_CLOSURE_REQUEST)
     async def closure_requested(self, event: ClosureRequest) -> UpdateResult:

@@ -88,10 +88,15 @@ class EscalationLadder:
 
 @dataclass(frozen=True)
 class SlaTerms:
-    """The SLA terms a wait opens under: the policy at the case's current risk."""
+    """The SLA terms a wait opens under: the policy at the case's current risk.
+
+    `squeeze_until`: a time no rung may fall after (the closing of a clinical
+    window, for the medical referral): a wait that would climb past it gets
+    the shorter deadline whose last rung falls on it."""
 
     policy: SlaPolicy
     risk: Risk
+    squeeze_until: datetime | None = None
 
     @property
     def ladder(self) -> EscalationLadder:
@@ -100,9 +105,17 @@ class SlaTerms:
     def deadline(self, name: str) -> timedelta | None:
         return self.policy.deadline(name, self.risk)
 
+    def deadline_from(self, name: str, started_at: datetime) -> timedelta | None:
+        """The deadline of a wait that started at `started_at`, squeezed."""
+        deadline = self.deadline(name)
+        until = self.squeeze_until
+        if deadline is None or until is None or until <= started_at:
+            return deadline
+        return min(deadline, (until - started_at) / self.policy.expire)
+
     def wait(self, name: str, now: datetime) -> LadderWait | None:
         """A new wait under the ladder, or None when the policy has no deadline for it."""
-        deadline = self.deadline(name)
+        deadline = self.deadline_from(name, now)
         if deadline is None:
             return None
         return self.ladder.wait(name, now, deadline)

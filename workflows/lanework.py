@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         ERR_UNKNOWN_CASE,
         ERR_UNKNOWN_REFERRAL,
         INTAKE_RECORD_ESCALATION,
+        LEGAL_NOTE_CERTIFICATE,
         SECTOR_ACTIVITIES,
         SECTOR_TASK_QUEUES,
         CasePurge,
@@ -39,7 +40,6 @@ with workflow.unsafe.imports_passed_through():
         PurgeResult,
         ReferralClosure,
         ReferralCreated,
-        ReferralRequest,
         Sector,
     )
     from masar.contract.notify import (
@@ -198,22 +198,15 @@ class LaneWork:
             rung = calls.transfer_rung_notice(state, action)
             await self._activity(INTAKE_RECORD_TRANSFER_RUNG, SECTOR_TASK_QUEUES["intake"], rung)
             return
+        if action.kind == ActionKind.CERTIFICATE:
+            certificate = calls.certificate_notice(action)
+            await self._activity(LEGAL_NOTE_CERTIFICATE, SECTOR_TASK_QUEUES["legal"], certificate)
+            return
         sector = Sector(action.lane)
         names = SECTOR_ACTIVITIES[sector]
         queue = SECTOR_TASK_QUEUES[sector.value]
         if action.kind == ActionKind.REQUEST:
-            request = ReferralRequest(
-                case_id=state.case_id,
-                sector=sector,
-                region=state.region,
-                risk=state.risk,
-                idempotency_key=action.key,
-                exclude_provider_ids=case.exclusions(action),
-                provider_id=action.provider_id,
-                shelter=state.shelter if sector is Sector.SHELTER else None,
-                legal=state.legal if sector is Sector.LEGAL else None,
-                employment=state.employment if sector is Sector.EMPLOYMENT else None,
-            )
+            request = calls.referral_request(state, action, case.exclusions(action), workflow.now())
             created = await self._activity(names.request_referral, queue, request, ReferralCreated)
             case.request_succeeded(action, created, workflow.now())
         elif action.kind == ActionKind.REMIND:

@@ -18,8 +18,11 @@ from typing import Any
 from masar.contract import (
     ClinicalItem,
     EmploymentNeeds,
+    FollowUpVisit,
+    HealthNeeds,
     LegalNeeds,
     Need,
+    PsychosocialNeeds,
     ReferralStatus,
     Risk,
     Sector,
@@ -60,6 +63,11 @@ MILESTONE_WAIT: dict[Sector, str] = {
 CARE_SECTORS: tuple[Sector, ...] = (Sector.HEALTH, Sector.PSYCHOSOCIAL)
 FOLLOW_UP_WAIT = "follow_up"
 CLINICAL_PREFIX = "clinical:"
+# The medical follow-up visits' waits (workflows.visits): the policy's
+# `health_visit` is how long after a visit falls due before it counts as
+# missed; each visit's wait is named `health_visit:<visit>`.
+HEALTH_VISIT_WAIT = "health_visit"
+VISIT_PREFIX = "health_visit:"
 
 # Referral statuses in which the sector is still working on the referral.
 LIVE_STATUSES = (ReferralStatus.PENDING, ReferralStatus.ACCEPTED, ReferralStatus.IN_SERVICE)
@@ -67,6 +75,10 @@ LIVE_STATUSES = (ReferralStatus.PENDING, ReferralStatus.ACCEPTED, ReferralStatus
 
 def clinical_wait_name(item: ClinicalItem) -> str:
     return f"{CLINICAL_PREFIX}{item.value}"
+
+
+def visit_wait_name(visit: FollowUpVisit) -> str:
+    return f"{VISIT_PREFIX}{visit.value}"
 
 
 @dataclass
@@ -148,6 +160,7 @@ class ActionKind(StrEnum):
     TRANSFER_RUNG = "transfer_rung"  # intake.record_transfer_rung
     NOTIFY = "notify"  # network.notify (workflows.notices)
     ACKNOWLEDGEMENTS = "acknowledgements"  # network.acknowledgements
+    CERTIFICATE = "certificate"  # legal.note_certificate (workflows.care)
 
 
 class RequestPurpose(StrEnum):
@@ -166,6 +179,8 @@ LANES: tuple[str, ...] = (
 )
 # The network service's lane (notifications), in runs that tell people.
 NETWORK_LANE = "network"
+# The care sectors' lanes, in runs with the care patch.
+CARE_LANES: tuple[str, ...] = tuple(sector.value for sector in CARE_SECTORS)
 
 
 @dataclass
@@ -195,6 +210,8 @@ class Action:
     to_organisation_id: str | None = None  # transfer_rung: the organisation asked
     lapsed: bool = False  # transfer_rung: the last rung (the request lapsed)
     notice: NotifyEvent | None = None  # notify: the event (its key is the action's)
+    issued_at: datetime | None = None  # certificate: when it was issued
+    itt_days: int | None = None  # certificate: its days of total incapacity for work
 
 
 class WindowStatus(StrEnum):
@@ -202,6 +219,7 @@ class WindowStatus(StrEnum):
     MET = "MET"
     MISSED = "MISSED"
     CANCELLED = "CANCELLED"
+    DECLINED = "DECLINED"  # she declined the care: her decision, never escalated
 
 
 @dataclass
@@ -214,6 +232,35 @@ class ClinicalWindow:
     # A missed window stays among the open escalations until care is confirmed.
     escalation_open: bool = False
     closed_at: datetime | None = None
+
+
+class VisitStatus(StrEnum):
+    OPEN = "OPEN"  # waiting for the visit (its wait climbs: due, missed, regional)
+    DONE = "DONE"
+    CANCELLED = "CANCELLED"  # consent to health care withdrawn, or the case closed
+
+
+@dataclass
+class HealthVisit:
+    """A medical follow-up visit after the incident (workflows.visits)."""
+
+    visit: FollowUpVisit
+    due_at: datetime
+    status: VisitStatus
+    referral_id: str  # the medical referral whose care unit follows her up
+    wait: LadderWait | None = None
+    closed_at: datetime | None = None
+
+
+@dataclass
+class Certificate:
+    """The latest medico-legal certificate (workflows.care): that it exists,
+    when and its ITT days — all legal aid may learn of it."""
+
+    issued_at: datetime
+    itt_days: int
+    # The legal aid referrals already told of it (legal.note_certificate).
+    noted_referral_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -270,6 +317,8 @@ class JourneyState:
     shelter: ShelterNeeds | None = None
     legal: LegalNeeds | None = None
     employment: EmploymentNeeds | None = None
+    health: HealthNeeds | None = None
+    psychosocial: PsychosocialNeeds | None = None
     stage: Stage = Stage.TRIAGE
     started: bool = False  # the first plan ran (TRIAGE is over)
     closure_requested: bool = False
@@ -278,6 +327,9 @@ class JourneyState:
     referrals: list[ReferralState] = field(default_factory=list)
     follow_up: LadderWait | None = None
     clinical: list[ClinicalWindow] = field(default_factory=list)
+    # The medical referral's follow-up visits and certificate (workflows.visits, .care).
+    visits: list[HealthVisit] = field(default_factory=list)
+    certificate: Certificate | None = None
     transfers: list[TransferState] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
     timeline: list[TimelineEvent] = field(default_factory=list)

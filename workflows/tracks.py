@@ -335,7 +335,7 @@ class ReferralTrack:
         """The risk changed: the open wait keeps its start, with the new deadline."""
         if ref.wait is None:
             return
-        deadline = terms.deadline(ref.wait.name)
+        deadline = terms.deadline_from(ref.wait.name, ref.wait.started_at)
         if deadline is not None:
             ref.wait.deadline_seconds = deadline.total_seconds()
 

@@ -29,12 +29,16 @@ from masar.contract import (
     ERR_UNKNOWN_REFERRAL,
     ERR_UNKNOWN_TRANSFER,
     ERR_UNKNOWN_WAIT,
+    MAX_ITT_DAYS,
+    CareEvent,
+    ClinicalCareRecorded,
     ClinicalItem,
     ClosureDecision,
     ClosureRequest,
     DeadlineExtension,
     DeclineReason,
     FollowUpContact,
+    FollowUpVisit,
     MedicalCareConfirmed,
     Milestone,
     Reassignment,
@@ -49,8 +53,15 @@ from masar.contract import (
     TransferRequest,
     TransferStatus,
 )
+from workflows.care import in_care
 from workflows.casefile import CaseFile
-from workflows.state import CLINICAL_PREFIX, FOLLOW_UP_WAIT, ReferralState, TransferState
+from workflows.state import (
+    CLINICAL_PREFIX,
+    FOLLOW_UP_WAIT,
+    VISIT_PREFIX,
+    ReferralState,
+    TransferState,
+)
 
 MAX_EXTENSION = timedelta(days=365)
 DECLINE_REASONS = frozenset(reason.value for reason in DeclineReason)
@@ -112,6 +123,34 @@ def validate_milestone(case: CaseFile, event: ReferralMilestone) -> None:
         raise reject(
             ERR_STALE_REFERRAL, f"referral_id: cannot record {event.milestone} ({ref.status})"
         )
+
+
+def validate_clinical_care(case: CaseFile, event: ClinicalCareRecorded) -> None:
+    """Care recorded by the care unit on its medical referral, while she is
+    in its care; the certificate with its ITT days, a visit named."""
+    if case.is_answered(event.event_id):
+        return
+    if event.sector is not Sector.HEALTH:
+        raise reject(ERR_INVALID, "sector: clinical care is recorded on a medical referral")
+    ref = _known_referral(case, event.referral_id, event.sector)
+    if case.closed:
+        raise reject(ERR_JOURNEY_CLOSED, "journey: closed")
+    if event.event not in set(CareEvent):
+        raise reject(ERR_INVALID, "event: not a CareEvent")
+    if not in_care(ref):
+        raise reject(ERR_STALE_REFERRAL, f"referral_id: not in the unit's care ({ref.status})")
+    certificate = event.event is CareEvent.CERTIFICATE_ISSUED
+    if certificate and event.itt_days is None:
+        raise reject(ERR_INVALID, "itt_days: required for a certificate")
+    if not certificate and event.itt_days is not None:
+        raise reject(ERR_INVALID, "itt_days: only for a certificate")
+    if event.itt_days is not None and not 0 <= event.itt_days <= MAX_ITT_DAYS:
+        raise reject(ERR_INVALID, f"itt_days: whole days from 0 to {MAX_ITT_DAYS}")
+    visit = event.event is CareEvent.FOLLOW_UP_VISIT_DONE
+    if visit and event.visit not in set(FollowUpVisit):
+        raise reject(ERR_INVALID, "visit: required for a follow-up visit (a FollowUpVisit)")
+    if not visit and event.visit is not None:
+        raise reject(ERR_INVALID, "visit: only for a follow-up visit")
 
 
 # --- intake -------------------------------------------------------------------------
@@ -191,7 +230,9 @@ def validate_extension(case: CaseFile, event: DeadlineExtension) -> None:
         raise reject(ERR_INVALID, "extend_by_seconds: at most 365 days")
     if case.closed:
         raise reject(ERR_JOURNEY_CLOSED, "journey: closed")
-    is_wait = event.target == FOLLOW_UP_WAIT or event.target.startswith(CLINICAL_PREFIX)
+    is_wait = event.target == FOLLOW_UP_WAIT or event.target.startswith(
+        (CLINICAL_PREFIX, VISIT_PREFIX)
+    )
     known = case.referral(event.target) is not None or case.transfers.find(event.target) is not None
     if not is_wait and not known:
         raise reject(ERR_UNKNOWN_WAIT, "target: names no referral or wait of this journey")

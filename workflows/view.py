@@ -20,6 +20,7 @@ from masar.contract import (
     JourneyStatus,
     ReferralStatus,
     ReferralView,
+    Sector,
 )
 from workflows.casefile import CaseFile
 from workflows.state import ACCEPT_WAIT, FOLLOW_UP_WAIT, clinical_wait_name
@@ -79,6 +80,18 @@ def escalations(case: CaseFile) -> list[EscalationView]:
             views.append(
                 EscalationView(
                     wait=wait.name, level=wait.level, at=wait.last_rung_at or wait.started_at
+                )
+            )
+    # Medical follow-up visits due or missed (workflows.visits).
+    for visit, wait in case.visits.waits():
+        if wait.level > LEVEL_NONE:
+            views.append(
+                EscalationView(
+                    wait=wait.name,
+                    level=wait.level,
+                    at=wait.last_rung_at or wait.started_at,
+                    referral_id=visit.referral_id,
+                    sector=Sector.HEALTH,
                 )
             )
     # Notifications that reached nobody (workflows.notices).

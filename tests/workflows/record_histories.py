@@ -478,6 +478,78 @@ async def notifications(bed: JourneyTestbed) -> Journey:
     return journey
 
 
+async def care_sectors(bed: JourneyTestbed) -> Journey:
+    """The care sectors (the care patch): a rape reported 60 h after the
+    incident opens the medical referral at once (reminded at 1 h, then
+    accepted); PEP started closes its window met, emergency contraception
+    declined closes it declined; a certificate reaches legal aid
+    (legal.note_certificate); psychosocial support alongside; the care unit
+    sees her; the two-week follow-up visit falls due and is recorded."""
+    opened = await bed.now()
+    incident = opened - 60 * HOUR
+    journey = await bed.start(
+        needs=[c.Need.MEDICAL, c.Need.LEGAL, c.Need.PSYCHOSOCIAL],
+        consents=[c.Sector.HEALTH, c.Sector.LEGAL, c.Sector.PSYCHOSOCIAL],
+        violence_type=c.ViolenceType.RAPE,
+        incident_at=incident,
+        opened_at=opened,
+        health=c.HealthNeeds(
+            care=c.care_called_for(c.ViolenceType.RAPE, incident, opened), incident_at=incident
+        ),
+        psychosocial=c.PsychosocialNeeds(support=["counselling"]),
+        holding_organisation_id="org-a0de00000001",
+    )
+    health = await journey.pending_referral(c.Sector.HEALTH)
+    legal = await journey.pending_referral(c.Sector.LEGAL)
+    support = await journey.pending_referral(c.Sector.PSYCHOSOCIAL)
+    await bed.skip(61 * MINUTE)
+    await journey.until_calls(c.HEALTH_REMIND_PROVIDER, 1)
+    await journey.decide(health)
+    await journey.care(health, c.CareEvent.PEP_STARTED)
+    await journey.care(health, c.CareEvent.EMERGENCY_CONTRACEPTION_DECLINED)
+    await journey.care(health, c.CareEvent.CERTIFICATE_ISSUED, itt_days=12)
+    await journey.until_calls(c.LEGAL_NOTE_CERTIFICATE, 1)
+    await journey.decide(legal)
+    await journey.milestone(health, c.Milestone.STARTED)
+    await journey.decide(support)
+    await journey.milestone(support, c.Milestone.STARTED)
+    await bed.skip(incident + timedelta(days=14, minutes=1) - await bed.now())
+    await journey.until(lambda s: bool(events(s, "health_visit_due")))
+    await journey.care(health, c.CareEvent.FOLLOW_UP_VISIT_DONE, visit=c.FollowUpVisit.TWO_WEEKS)
+    status = await journey.until(
+        lambda s: not any(e.wait.startswith("health_visit:") for e in s.escalations)
+    )
+    if [w.status for w in status.clinical_windows] != ["MET", "DECLINED"]:
+        raise RuntimeError("care_sectors: the clinical windows did not close as recorded")
+    return journey
+
+
+async def medical_referral_ladder(bed: JourneyTestbed) -> Journey:
+    """An unanswered medical referral 70 h after a rape: its wait squeezed so
+    that the ladder (reminder, coordinators and the next unit, regional and
+    EXPIRED) falls before PEP's window closes, missed."""
+    opened = await bed.now()
+    incident = opened - 70 * HOUR
+    journey = await bed.start(
+        needs=[c.Need.MEDICAL],
+        consents=[c.Sector.HEALTH],
+        violence_type=c.ViolenceType.RAPE,
+        incident_at=incident,
+        opened_at=opened,
+        holding_organisation_id="org-a0de00000001",
+    )
+    await journey.pending_referral(c.Sector.HEALTH)
+    for _ in range(5):
+        await bed.skip(25 * MINUTE)
+    await journey.until(
+        lambda s: (
+            s.referrals[-1].status is c.ReferralStatus.EXPIRED
+            and s.clinical_windows[0].status == "MISSED"
+        )
+    )
+    return journey
+
+
 SCENARIOS: dict[str, Scenario] = {
     "full_chain": full_chain,
     "ladder_to_expiry": ladder_to_expiry,
@@ -491,6 +563,8 @@ SCENARIOS: dict[str, Scenario] = {
     "transfers": transfers,
     "authenticated_updates": authenticated_updates,
     "notifications": notifications,
+    "care_sectors": care_sectors,
+    "medical_referral_ladder": medical_referral_ladder,
 }
 
 

@@ -60,7 +60,8 @@ def recorded_data_converter() -> Any:
 # The sending services' assertion keys: the journey workers of this process
 # trust them (masar.platform.assertions.register_public_key).
 SIGNERS: dict[str, AssertionSigner] = {
-    name: AssertionSigner.generate(name) for name in ("intake", "shelter", "legal", "employment")
+    name: AssertionSigner.generate(name)
+    for name in ("intake", "shelter", "legal", "employment", "health", "psychosocial")
 }
 for _signer in SIGNERS.values():
     register_public_key(_signer.public_key)
@@ -108,6 +109,8 @@ class CaseScript:
             "shelter": ["shelter-a", "shelter-b", "shelter-c"],
             "legal": ["legal-a", "legal-b"],
             "employment": ["programme-a", "programme-b"],
+            "health": ["unit-a", "unit-b"],
+            "psychosocial": ["assoc-a", "assoc-b"],
         }
     )
     # activity name -> number of calls that fail as if the service were down
@@ -168,6 +171,7 @@ class FakeCollaborators:
         by_queue: dict[str, list[Callable[..., Any]]] = {}
         for sector in c.Sector:
             by_queue[c.SECTOR_TASK_QUEUES[sector.value]] = self._sector_activities(sector)
+        by_queue[c.SECTOR_TASK_QUEUES["legal"]].append(self._certificate_activity())
         by_queue[c.SECTOR_TASK_QUEUES["intake"]] = [
             self._escalation_activity(),
             self._transfer_rung_activity(),
@@ -270,6 +274,17 @@ class FakeCollaborators:
             return c.PurgeResult(referrals_withdrawn=1, records_purged=2)
 
         return [request_referral, remind_provider, close_referral, purge_case]
+
+    def _certificate_activity(self) -> Callable[..., Any]:
+        fakes = self
+
+        @activity.defn(name=c.LEGAL_NOTE_CERTIFICATE)
+        async def note_certificate(notice: c.CertificateNotice) -> None:
+            await fakes._record(
+                case_of_key(notice.idempotency_key), c.LEGAL_NOTE_CERTIFICATE, notice
+            )
+
+        return note_certificate
 
     def _escalation_activity(self) -> Callable[..., Any]:
         fakes = self
@@ -522,6 +537,22 @@ class Journey:
                 sector=ref.sector,
                 milestone=milestone,
                 at=await self.bed.now(),
+            ),
+        )
+
+    async def care(self, ref: c.ReferralView, event: c.CareEvent, **fields: Any) -> c.UpdateResult:
+        """The care unit records care on the medical referral (now, unless `at`)."""
+        now = await self.bed.now()
+        return await self.update(
+            c.UPDATE_CLINICAL_CARE,
+            c.ClinicalCareRecorded(
+                event_id=new_event_id(),
+                referral_id=ref.referral_id,
+                sector=c.Sector.HEALTH,
+                event=event,
+                at=fields.pop("at", now),
+                recorded_at=now,
+                **fields,
             ),
         )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,7 +25,7 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from masar import contract as c
 from masar.contract.assertion import UPDATE_AUTHORITY
 from masar.platform.assertions import Actor, AssertionSigner, registered_public_keys
-from tests.support_assertions import every_update
+from tests.support_assertions import every_update as every_shared_update
 from tests.workflows.support import (
     SIGNERS,
     Journey,
@@ -39,6 +39,25 @@ from workflows.policy import load_policy
 from workflows.worker import build_worker
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+def every_update(ref: c.ReferralView, now: datetime) -> dict[str, Any]:
+    """One plausible event for each journey Update (unsigned): the shared
+    ones, and the care unit's (issue 15) while they lack it."""
+    found = every_shared_update(ref, now)
+    found.setdefault(
+        c.UPDATE_CLINICAL_CARE,
+        c.ClinicalCareRecorded(
+            event_id=new_event_id(),
+            referral_id=ref.referral_id,
+            sector=c.Sector.HEALTH,
+            event=c.CareEvent.PEP_STARTED,
+            at=now,
+            recorded_at=now,
+        ),
+    )
+    return found
+
 
 SHELTER = c.Sector.SHELTER
 COORDINATOR = Actor("coord-7", "coordinator", region="fes-meknes")

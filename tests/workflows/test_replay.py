@@ -20,6 +20,7 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRepla
 
 from tests.workflows import record_histories
 from tests.workflows.support import recorded_data_converter
+from workflows.care import CARE_PATCH
 from workflows.journey import AUTHENTICATED_UPDATES, SurvivorJourney
 from workflows.lanes import ActionLanes
 from workflows.notices import NOTIFICATIONS_PATCH
@@ -65,6 +66,8 @@ def test_the_fixtures_cover_the_scenarios() -> None:
         "transfers",
         "authenticated_updates",
         "notifications",
+        "care_sectors",
+        "medical_referral_ladder",
     } <= scenarios
     # Every scenario the recorder knows has its fixtures, and nothing else is there.
     assert scenarios == set(record_histories.SCENARIOS)
@@ -102,6 +105,7 @@ BEFORE_AUTHENTICATION = {
     "transfers",
 }
 BEFORE_NOTIFICATIONS = BEFORE_AUTHENTICATION | {"authenticated_updates"}
+BEFORE_CARE = BEFORE_NOTIFICATIONS | {"notifications"}
 
 
 def _scenario(path: Path) -> str:
@@ -125,6 +129,17 @@ def test_only_the_notifications_fixture_told_anyone() -> None:
         assert patched == (_scenario(path) not in BEFORE_NOTIFICATIONS), path.name
         notified = "network.notify" in path.read_text()
         assert notified == patched, path.name
+
+
+def test_only_the_care_fixtures_referred_to_the_care_sectors() -> None:
+    """Histories recorded before the care patch replay without the care
+    sectors (no health or psychosocial activity in them); the new ones ran
+    with it."""
+    for path in HISTORIES:
+        patched = any(CARE_PATCH in patch for patch in _patches(path))
+        assert patched == (_scenario(path) not in BEFORE_CARE), path.name
+        referred = "health.request_referral" in path.read_text()
+        assert referred == patched, path.name
 
 
 # --- the recorder never records over a fixture ---------------------------------------
