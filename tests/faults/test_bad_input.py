@@ -1,4 +1,4 @@
-"""Generated requests to every RPC of the five services (hypothesis).
+"""Generated requests to every RPC of the seven services (hypothesis).
 
 Each request is built from the RPC's protobuf descriptor with random fields
 (see tests.faults.protogen), sent with a token of a role the method allows
@@ -11,7 +11,8 @@ even when no row count moves. The only writes a refusal may make are its own
 record: entries appended to the audit log (and its head) when a caller is
 refused, and the sign-in throttle's counters when credentials are refused.
 
-The services (intake, shelter, legal, employment, network) run in-process
+The services (intake, shelter, legal, employment, health, psychosocial,
+network) run in-process
 (masar.platform.process.start_sector on free ports, their own SQLite
 databases) on an event loop in a background thread, against a dev server of
 their own; the test calls them with a plain synchronous channel. Their
@@ -60,19 +61,23 @@ from masar.referral.consent import issue_consent_proof
 from masar.v1 import (
     common_pb2,
     employment_pb2,
+    health_pb2,
     identity_pb2,
     intake_pb2,
     journey_pb2,
     legal_pb2,
     network_pb2,
+    psychosocial_pb2,
     shelter_pb2,
 )
 from services.employment import app as employment_app
+from services.health import app as health_app
 from services.intake import app as intake_app
 from services.legal import app as legal_app
 from services.network import app as network_app
 from services.network.domain import ThrottlePolicy
 from services.network.signin import SignInPolicy
+from services.psychosocial import app as psychosocial_app
 from services.shelter import app as shelter_app
 from tests.conftest import DevServer, free_port
 from tests.faults.protogen import messages
@@ -95,6 +100,8 @@ FACTORIES: dict[ServiceName, ComponentsFactory] = {
     "shelter": shelter_app.build_components,
     "legal": legal_app.build_components,
     "employment": employment_app.build_components,
+    "health": health_app.build_components,
+    "psychosocial": psychosocial_app.build_components,
     "network": functools.partial(
         network_app.build_components,
         passwords=CHEAP_PASSWORDS,
@@ -106,6 +113,8 @@ MIGRATIONS: dict[ServiceName, Path] = {
     "shelter": shelter_app.MIGRATIONS_DIR,
     "legal": legal_app.MIGRATIONS_DIR,
     "employment": employment_app.MIGRATIONS_DIR,
+    "health": health_app.MIGRATIONS_DIR,
+    "psychosocial": psychosocial_app.MIGRATIONS_DIR,
     "network": network_app.MIGRATIONS_DIR,
 }
 DESCRIPTORS: dict[ServiceName, tuple[ServiceDescriptor, ...]] = {
@@ -113,6 +122,8 @@ DESCRIPTORS: dict[ServiceName, tuple[ServiceDescriptor, ...]] = {
     "shelter": (shelter_pb2.DESCRIPTOR.services_by_name["ShelterService"],),
     "legal": (legal_pb2.DESCRIPTOR.services_by_name["LegalAidService"],),
     "employment": (employment_pb2.DESCRIPTOR.services_by_name["EmploymentService"],),
+    "health": (health_pb2.DESCRIPTOR.services_by_name["HealthService"],),
+    "psychosocial": (psychosocial_pb2.DESCRIPTOR.services_by_name["PsychosocialService"],),
     "network": (
         network_pb2.DESCRIPTOR.services_by_name["NetworkService"],
         identity_pb2.DESCRIPTOR.services_by_name["IdentityService"],
@@ -141,7 +152,7 @@ STREAM_WAIT = 0.5
 
 @dataclass
 class Services:
-    """The five services on a loop in a thread, and what the strategies draw from."""
+    """The services on a loop in a thread, and what the strategies draw from."""
 
     data_dir: Path
     issuer: TokenIssuer
@@ -299,6 +310,32 @@ def _seed(services: Services) -> None:
     programme_id = unary(
         "employment", "CreateProgramme", programme, coordinator
     ).programme.programme_id
+    care_unit_id = unary(
+        "health",
+        "CreateCareUnit",
+        health_pb2.CreateCareUnitRequest(
+            name="Unité intégrée",
+            region=REGION,
+            services=[health_pb2.CARE_SERVICE_PEP, health_pb2.CARE_SERVICE_CERTIFICATE],
+            languages=["ar"],
+            idempotency_key="h1",
+            organisation_id=ORGANISATIONS[0],
+        ),
+        coordinator,
+    ).care_unit.care_unit_id
+    support_provider_id = unary(
+        "psychosocial",
+        "CreateSupportProvider",
+        psychosocial_pb2.CreateSupportProviderRequest(
+            name="Écoute",
+            region=REGION,
+            kinds=[psychosocial_pb2.SUPPORT_KIND_COUNSELLING],
+            languages=["ar"],
+            idempotency_key="p1",
+            organisation_id=ORGANISATIONS[1],
+        ),
+        coordinator,
+    ).provider.provider_id
 
     referral_ids = []
     for sector, rpc, request in (
@@ -318,6 +355,16 @@ def _seed(services: Services) -> None:
             Sector.EMPLOYMENT,
             "RequestEnrolment",
             employment_pb2.RequestEnrolmentRequest(needs=employment_pb2.EmploymentNeeds()),
+        ),
+        (
+            Sector.HEALTH,
+            "RequestMedicalCare",
+            health_pb2.RequestMedicalCareRequest(needs=health_pb2.HealthNeeds()),
+        ),
+        (
+            Sector.PSYCHOSOCIAL,
+            "RequestSupport",
+            psychosocial_pb2.RequestSupportRequest(needs=psychosocial_pb2.PsychosocialNeeds()),
         ),
     ):
         proof, _ = issue_consent_proof(issuer, case_id=case_id, sector=sector)
@@ -386,6 +433,8 @@ def _seed(services: Services) -> None:
         shelter_id,
         provider_id,
         programme_id,
+        care_unit_id,
+        support_provider_id,
     ]
     services.pool += [
         case_id,

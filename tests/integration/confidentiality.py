@@ -17,8 +17,10 @@ from sqlalchemy.engine import Engine
 from masar import contract as c
 from masar.v1 import common_pb2, employment_pb2, intake_pb2, legal_pb2, shelter_pb2
 from services.employment import models as employment_models
+from services.health import models as health_models
 from services.intake import models as intake_models
 from services.legal import models as legal_models
+from services.psychosocial import models as psychosocial_models
 from services.shelter import models as shelter_models
 from tests.integration.live import LiveStack, referral_in
 from tests.support_assertions import as_coordinator
@@ -28,6 +30,8 @@ METADATA: dict[c.ServiceName, MetaData] = {
     "shelter": shelter_models.Base.metadata,
     "legal": legal_models.Base.metadata,
     "employment": employment_models.Base.metadata,
+    "health": health_models.Base.metadata,
+    "psychosocial": psychosocial_models.Base.metadata,
 }
 Status = c.ReferralStatus
 
@@ -187,7 +191,8 @@ async def walk_to_closure(
 
     def all_completed(status: c.JourneyStatus) -> c.JourneyStatus | None:
         done = {r.sector for r in status.referrals if r.status == Status.COMPLETED}
-        return status if done == set(c.Sector) else None
+        walked = {c.Sector.SHELTER, c.Sector.LEGAL, c.Sector.EMPLOYMENT}
+        return status if done == walked else None
 
     await stack.wait_status(case_id, all_completed)
     await stack.intake.RequestClosure(

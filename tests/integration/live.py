@@ -1,5 +1,6 @@
 """The whole stack, in-process and real: a Temporal dev server (a real process),
-the four services on real ports with real databases and their activity
+the sector services (intake, shelter, legal, employment, health,
+psychosocial) on real ports with real databases and their activity
 workers, and the journey worker. Used by integration tests that need every
 part at once; each test gets its own dev server, so no task queue is shared
 with another test's leftovers."""
@@ -27,16 +28,22 @@ from masar.v1 import (
     common_pb2,
     employment_pb2,
     employment_pb2_grpc,
+    health_pb2,
+    health_pb2_grpc,
     intake_pb2,
     intake_pb2_grpc,
     legal_pb2,
     legal_pb2_grpc,
+    psychosocial_pb2,
+    psychosocial_pb2_grpc,
     shelter_pb2,
     shelter_pb2_grpc,
 )
 from services.employment import app as employment_app
+from services.health import app as health_app
 from services.intake import app as intake_app
 from services.legal import app as legal_app
+from services.psychosocial import app as psychosocial_app
 from services.shelter import app as shelter_app
 from tests.conftest import DevServer, free_port
 from tests.support_auth import rightful_channel
@@ -50,6 +57,8 @@ APPS: dict[c.ServiceName, Any] = {
     "shelter": shelter_app,
     "legal": legal_app,
     "employment": employment_app,
+    "health": health_app,
+    "psychosocial": psychosocial_app,
 }
 
 
@@ -75,6 +84,14 @@ class LiveStack:
     @property
     def employment(self) -> employment_pb2_grpc.EmploymentServiceStub:
         return employment_pb2_grpc.EmploymentServiceStub(self.channels["employment"])
+
+    @property
+    def health(self) -> health_pb2_grpc.HealthServiceStub:
+        return health_pb2_grpc.HealthServiceStub(self.channels["health"])
+
+    @property
+    def psychosocial(self) -> psychosocial_pb2_grpc.PsychosocialServiceStub:
+        return psychosocial_pb2_grpc.PsychosocialServiceStub(self.channels["psychosocial"])
 
     async def status(self, case_id: str) -> c.JourneyStatus:
         handle = self.client.get_workflow_handle(c.journey_workflow_id(case_id))
@@ -168,8 +185,15 @@ def region_organisation(region: str) -> str:
 
 async def seed_region(stack: LiveStack, region: str, *, shelters: int = 2) -> dict[str, list[str]]:
     """Reference data for one region: shelters, legal providers, a programme,
-    all run by `region_organisation(region)`."""
-    ids: dict[str, list[str]] = {"shelter": [], "legal": [], "employment": []}
+    a hospital care unit and a psychosocial provider, all run by
+    `region_organisation(region)`."""
+    ids: dict[str, list[str]] = {
+        "shelter": [],
+        "legal": [],
+        "employment": [],
+        "health": [],
+        "psychosocial": [],
+    }
     organisation = region_organisation(region)
     for i in range(shelters):
         reply = await stack.shelter.CreateShelter(
@@ -211,12 +235,38 @@ async def seed_region(stack: LiveStack, region: str, *, shelters: int = 2) -> di
     )
     programme.start_date.GetCurrentTime()
     ids["employment"].append(_id_of(await stack.employment.CreateProgramme(programme)))
+    unit = health_pb2.CreateCareUnitRequest(
+        name="Unité intégrée",
+        region=region,
+        services=[
+            health_pb2.CARE_SERVICE_PEP,
+            health_pb2.CARE_SERVICE_EMERGENCY_CONTRACEPTION,
+            health_pb2.CARE_SERVICE_FORENSIC_EXAM,
+            health_pb2.CARE_SERVICE_CERTIFICATE,
+        ],
+        languages=["ar", "ary", "fr"],
+        organisation_id=organisation,
+        idempotency_key=f"seed-care-unit-{region}",
+    )
+    ids["health"].append(_id_of(await stack.health.CreateCareUnit(unit)))
+    support = psychosocial_pb2.CreateSupportProviderRequest(
+        name="Écoute",
+        region=region,
+        kinds=[
+            psychosocial_pb2.SUPPORT_KIND_COUNSELLING,
+            psychosocial_pb2.SUPPORT_KIND_SOCIAL_SUPPORT,
+        ],
+        languages=["ar", "ary", "fr"],
+        organisation_id=organisation,
+        idempotency_key=f"seed-psychosocial-{region}",
+    )
+    ids["psychosocial"].append(_id_of(await stack.psychosocial.CreateSupportProvider(support)))
     return ids
 
 
 def _id_of(reply: Any) -> str:
     for _, inner in reply.ListFields():
-        for name in ("shelter_id", "provider_id", "programme_id"):
+        for name in ("shelter_id", "provider_id", "programme_id", "care_unit_id"):
             if hasattr(inner, name):
                 return str(getattr(inner, name))
     raise AssertionError(f"no id in {type(reply).__name__}")
@@ -242,6 +292,8 @@ def register_request(
         "shelter": intake_pb2.CONSENT_SCOPE_SHELTER,
         "legal": intake_pb2.CONSENT_SCOPE_LEGAL,
         "employment": intake_pb2.CONSENT_SCOPE_EMPLOYMENT,
+        "health": intake_pb2.CONSENT_SCOPE_HEALTH,
+        "psychosocial": intake_pb2.CONSENT_SCOPE_PSYCHOSOCIAL,
     }
     request = intake_pb2.RegisterCaseRequest(
         idempotency_key=key or f"reg-{time.monotonic_ns()}",

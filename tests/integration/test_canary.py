@@ -7,7 +7,9 @@ follow-up notes, a coordinator's emergency-grant note, a shelter's address
 and a lawyer's hearing note. Three journeys: one walked through every sector
 to its closure, one whose consent is withdrawn mid-referral (the sector
 purges), one that fails (no shelter can take her household: the Temporal SDK
-logs the activity's failure).
+logs the activity's failure); and a case referred to a hospital care unit
+and to psychosocial support, through those services' own APIs with intake's
+proof of consent (what the health and psychosocial databases receive).
 
 No marker may appear in plaintext in the Temporal server's database file or
 its log, in any exported span, in any log line of the process (Python logging
@@ -38,7 +40,7 @@ from masar.platform.db import make_engine
 from masar.platform.identity import Role
 from masar.platform.logs import JsonFormatter
 from masar.platform.telemetry import setup_telemetry
-from masar.v1 import intake_pb2, shelter_pb2
+from masar.v1 import common_pb2, health_pb2, intake_pb2, psychosocial_pb2, shelter_pb2
 from tests.conftest import free_port
 from tests.integration.confidentiality import (
     METADATA,
@@ -186,6 +188,53 @@ async def test_no_marker_reaches_temporal_spans_logs_or_metrics_in_plaintext(
             too_many.survivor.accompanying_children = 19
             failing = await stack.intake.RegisterCase(too_many)
             await stack.wait_status(failing.case.summary.case_id, lambda s: s.escalations)
+
+            # 4. Health care and psychosocial support, each asked with intake's
+            # proof of her consent: what those services receive never names her.
+            cared = await stack.intake.RegisterCase(
+                _registration(
+                    markers,
+                    FES,
+                    "care",
+                    needs=("shelter",),
+                    consents=("shelter", "health", "psychosocial"),
+                )
+            )
+            cared_id = cared.case.summary.case_id
+            health_proof = await stack.intake.IssueConsentProof(
+                intake_pb2.IssueConsentProofRequest(
+                    case_id=cared_id, sector=common_pb2.SECTOR_MEDICAL
+                )
+            )
+            medical = await stack.health.RequestMedicalCare(
+                health_pb2.RequestMedicalCareRequest(
+                    case_id=cared_id,
+                    risk=common_pb2.RISK_LEVEL_HIGH,
+                    region=FES,
+                    needs=health_pb2.HealthNeeds(
+                        care=[health_pb2.CARE_SERVICE_CERTIFICATE], languages=["ary"]
+                    ),
+                    idempotency_key="canary-health",
+                    consent_proof=health_proof.proof,
+                )
+            )
+            assert medical.referral.status == common_pb2.REFERRAL_STATUS_PENDING
+            support_proof = await stack.intake.IssueConsentProof(
+                intake_pb2.IssueConsentProofRequest(
+                    case_id=cared_id, sector=common_pb2.SECTOR_PSYCHOSOCIAL
+                )
+            )
+            support = await stack.psychosocial.RequestSupport(
+                psychosocial_pb2.RequestSupportRequest(
+                    case_id=cared_id,
+                    risk=common_pb2.RISK_LEVEL_HIGH,
+                    region=FES,
+                    needs=psychosocial_pb2.PsychosocialNeeds(languages=["ary"]),
+                    idempotency_key="canary-psychosocial",
+                    consent_proof=support_proof.proof,
+                )
+            )
+            assert support.referral.status == common_pb2.REFERRAL_STATUS_PENDING
 
             for processor in telemetry.processors:
                 processor.force_flush()

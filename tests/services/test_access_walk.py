@@ -1,4 +1,5 @@
-"""The whole gRPC surface of the four services, walked with every role and
+"""The whole gRPC surface of the services (intake and its journey API,
+shelter, legal, employment, health, psychosocial), walked with every role and
 scope, without a token, and with expired, forged, tampered and wrong-type
 tokens.
 
@@ -42,14 +43,18 @@ from masar.platform.identity import Role, TokenIssuer
 from masar.v1 import (
     common_pb2,
     employment_pb2,
+    health_pb2,
     intake_pb2,
     journey_pb2,
     legal_pb2,
+    psychosocial_pb2,
     shelter_pb2,
 )
 from services.employment import app as employment_app
+from services.health import app as health_app
 from services.intake import app as intake_app
 from services.legal import app as legal_app
+from services.psychosocial import app as psychosocial_app
 from services.shelter import app as shelter_app
 from tests.services.harness import RunningSector, error_field, running_sector, sector_settings
 from tests.services.intake.support import registration
@@ -72,6 +77,8 @@ DESCRIPTORS = {
     "legal": legal_pb2.DESCRIPTOR.services_by_name["LegalAidService"],
     "employment": employment_pb2.DESCRIPTOR.services_by_name["EmploymentService"],
     "journey": journey_pb2.DESCRIPTOR.services_by_name["JourneyService"],
+    "health": health_pb2.DESCRIPTOR.services_by_name["HealthService"],
+    "psychosocial": psychosocial_pb2.DESCRIPTOR.services_by_name["PsychosocialService"],
 }
 # The journey API is served by intake, beside IntakeService.
 SERVED_BY = {"journey": "intake"}
@@ -83,8 +90,16 @@ APPS: dict[ServiceName, Any] = {
     "shelter": shelter_app,
     "legal": legal_app,
     "employment": employment_app,
+    "health": health_app,
+    "psychosocial": psychosocial_app,
 }
-STAFF = {"shelter": "shelter_staff", "legal": "legal_aid", "employment": "employment_officer"}
+STAFF = {
+    "shelter": "shelter_staff",
+    "legal": "legal_aid",
+    "employment": "employment_officer",
+    "health": "health_staff",
+    "psychosocial": "psychosocial_staff",
+}
 # Organisations of the network (opaque ids): A runs two providers of each
 # sector, B one.
 ORG_A, ORG_B = "org-a10000000001", "org-b20000000002"
@@ -205,6 +220,7 @@ ALLOWED: dict[str, dict[str, set[str]]] = {
         "RecordHearing": staff("legal"),
         "CloseMatter": staff("legal"),
         "GetLegalFile": staff("legal"),
+        "NoteCertificate": service("legal"),
     },
     "employment": {
         **common("employment"),
@@ -216,6 +232,31 @@ ALLOWED: dict[str, dict[str, set[str]]] = {
         "CompleteTraining": staff("employment"),
         "RecordJobPlacement": staff("employment"),
         "GetEnrolment": staff("employment"),
+    },
+    "health": {
+        **common("health"),
+        "CreateCareUnit": COORD,
+        "ListCareUnits": readers("health"),
+        "RequestMedicalCare": service("health"),
+        "StartCare": staff("health"),
+        "RecordPep": staff("health"),
+        "RecordEmergencyContraception": staff("health"),
+        "RecordForensicExam": staff("health"),
+        "IssueCertificate": staff("health"),
+        "RecordFollowUpVisit": staff("health"),
+        "CompleteCare": staff("health"),
+        "GetCareRecord": staff("health"),
+    },
+    "psychosocial": {
+        **common("psychosocial"),
+        "CreateSupportProvider": COORD,
+        "ListSupportProviders": readers("psychosocial"),
+        "RequestSupport": service("psychosocial"),
+        "RecordSession": staff("psychosocial"),
+        "SetSupportPlan": staff("psychosocial"),
+        "ReviewSupportPlan": staff("psychosocial"),
+        "CompleteSupport": staff("psychosocial"),
+        "GetSupportFile": staff("psychosocial"),
     },
 }
 
@@ -401,6 +442,22 @@ CREATIONS: dict[str, Any] = {
         idempotency_key=f"e{i}",
         organisation_id=org,
     ),
+    "health": lambda i, org: health_pb2.CreateCareUnitRequest(
+        name=f"Unité {i}",
+        region=FES,
+        services=[health_pb2.CARE_SERVICE_PEP, health_pb2.CARE_SERVICE_CERTIFICATE],
+        languages=["ary"],
+        idempotency_key=f"h{i}",
+        organisation_id=org,
+    ),
+    "psychosocial": lambda i, org: psychosocial_pb2.CreateSupportProviderRequest(
+        name=f"Écoute {i}",
+        region=FES,
+        kinds=[psychosocial_pb2.SUPPORT_KIND_COUNSELLING],
+        languages=["ary"],
+        idempotency_key=f"p{i}",
+        organisation_id=org,
+    ),
 }
 
 
@@ -423,7 +480,7 @@ async def _create_provider(channel: grpc.aio.Channel, sector: str, i: int, org: 
     return str(
         next(
             getattr(inner, f)
-            for f in ("shelter_id", "provider_id", "programme_id")
+            for f in ("shelter_id", "provider_id", "programme_id", "care_unit_id")
             if hasattr(inner, f)
         )
     )
@@ -441,6 +498,8 @@ async def _request_referral(
             needs=legal_pb2.LegalNeeds(matters=[legal_pb2.LEGAL_MATTER_PROTECTION_ORDER])
         ),
         "employment": employment_pb2.RequestEnrolmentRequest(),
+        "health": health_pb2.RequestMedicalCareRequest(),
+        "psychosocial": psychosocial_pb2.RequestSupportRequest(),
     }
     request = requests[sector]
     request.case_id = case_id
