@@ -5,7 +5,7 @@
 # Run once by the postgres image on an empty data directory; the passwords
 # come from the container's environment (compose.yaml).
 set -eu
-for service in intake shelter legal employment network; do
+for service in intake shelter legal employment network health psychosocial; do
   password_var="$(echo "$service" | tr '[:lower:]' '[:upper:]')_DB_PASSWORD"
   password="$(printenv "$password_var")"
   psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
