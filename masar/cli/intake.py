@@ -89,7 +89,9 @@ def register(case_sub: Any, common: argparse.ArgumentParser) -> None:
         "withdraw-consent", help="the survivor withdraws consent for a sector", parents=[common]
     )
     withdraw.add_argument("case_id", metavar="CASE_ID")
-    withdraw.add_argument("sector", choices=["shelter", "legal", "employment"])
+    withdraw.add_argument(
+        "sector", choices=["shelter", "legal", "employment", "health", "psychosocial"]
+    )
     withdraw.set_defaults(handler=withdraw_consent)
 
     medical = case_sub.add_parser(
