@@ -447,3 +447,36 @@ async def test_psychosocial_support_runs_alongside_justice_and_recovery(
     assert [r.status for r in status.referrals if r.sector is PSYCHOSOCIAL] == [
         c.ReferralStatus.COMPLETED
     ]
+
+
+async def test_the_care_state_survives_continue_as_new(bed: JourneyTestbed) -> None:
+    journey, incident = await reported(
+        bed,
+        10 * HOUR,
+        violence=c.ViolenceType.PHYSICAL_ASSAULT,
+        needs=(c.Need.MEDICAL, c.Need.LEGAL),
+        consents=(HEALTH, LEGAL),
+        max_history_events=80,
+    )
+    health = await journey.pending_referral(HEALTH)
+    await journey.pending_referral(LEGAL)
+    await journey.decide(health)
+    await journey.care(health, c.CareEvent.CERTIFICATE_ISSUED, itt_days=8)
+    await journey.until_calls(c.LEGAL_NOTE_CERTIFICATE, 1)
+    for _ in range(15):
+        if await journey.run_id() != journey.first_run_id:
+            break
+        await bed.skip(HOUR)
+        await journey.update(
+            c.UPDATE_FOLLOW_UP, c.FollowUpContact(event_id=new_event_id(), at=await bed.now())
+        )
+    assert await journey.run_id() != journey.first_run_id, "expected a continue-as-new"
+    # The visits and the certificate came along: the visit falls due in the
+    # new run, and no legal aid referral is told of the same certificate twice
+    # (the unanswered one is rerouted meanwhile: the next one is told).
+    await bed.skip(incident + 14 * DAY + MINUTE - await bed.now())
+    status = await journey.until(lambda s: bool(events(s, "health_visit_due")))
+    assert events(status, "health_visit_due")[0].detail == "health_visit:two_weeks"
+    await journey.until_calls(c.HEALTH_REMIND_PROVIDER, 1)
+    told = [call.arg.referral_id for call in journey.calls(c.LEGAL_NOTE_CERTIFICATE)]
+    assert len(told) == len(set(told)) >= 1
