@@ -19,11 +19,13 @@ from masar.platform.channels import aio_channel
 from masar.platform.settings import ConsoleSettings
 from masar.v1 import (
     employment_pb2_grpc,
+    health_pb2_grpc,
     intake_pb2_grpc,
     journey_pb2_grpc,
     legal_pb2_grpc,
     network_pb2,
     network_pb2_grpc,
+    psychosocial_pb2_grpc,
     shelter_pb2_grpc,
 )
 
@@ -77,6 +79,8 @@ class Stubs:
     shelter: shelter_pb2_grpc.ShelterServiceStub
     legal: legal_pb2_grpc.LegalAidServiceStub
     employment: employment_pb2_grpc.EmploymentServiceStub
+    health: health_pb2_grpc.HealthServiceStub
+    psychosocial: psychosocial_pb2_grpc.PsychosocialServiceStub
     network: network_pb2_grpc.NetworkServiceStub
 
 
@@ -103,6 +107,8 @@ class Backend:
                 shelter=shelter_pb2_grpc.ShelterServiceStub(ch["shelter"]),
                 legal=legal_pb2_grpc.LegalAidServiceStub(ch["legal"]),
                 employment=employment_pb2_grpc.EmploymentServiceStub(ch["employment"]),
+                health=health_pb2_grpc.HealthServiceStub(ch["health"]),
+                psychosocial=psychosocial_pb2_grpc.PsychosocialServiceStub(ch["psychosocial"]),
                 network=network_pb2_grpc.NetworkServiceStub(ch["network"]),
             )
         return self._stubs

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from console.i18n import N_
-from masar.v1 import common_pb2, intake_pb2, journey_pb2, network_pb2
+from masar.v1 import common_pb2, health_pb2, intake_pb2, journey_pb2, network_pb2, psychosocial_pb2
 
 SECTORS = {
     common_pb2.SECTOR_SHELTER: N_("Shelter"),
@@ -87,6 +87,73 @@ DECLINE_REASONS = {
     common_pb2.DECLINE_REASON_ACCESSIBILITY: N_("Accessibility"),
     common_pb2.DECLINE_REASON_OTHER: N_("Other reason"),
 }
+# Health: what a hospital care unit offers and records (health.proto).
+CARE_SERVICES = {
+    health_pb2.CARE_SERVICE_PEP: N_("HIV post-exposure prophylaxis"),
+    health_pb2.CARE_SERVICE_EMERGENCY_CONTRACEPTION: N_("Emergency contraception"),
+    health_pb2.CARE_SERVICE_FORENSIC_EXAM: N_("Forensic examination"),
+    health_pb2.CARE_SERVICE_CERTIFICATE: N_("Medico-legal certificate"),
+}
+PEP_OUTCOMES = {
+    health_pb2.PEP_OUTCOME_STARTED: N_("Started"),
+    health_pb2.PEP_OUTCOME_DECLINED: N_("Declined by her"),
+}
+CONTRACEPTION_OUTCOMES = {
+    health_pb2.CONTRACEPTION_OUTCOME_GIVEN: N_("Given"),
+    health_pb2.CONTRACEPTION_OUTCOME_DECLINED: N_("Declined by her"),
+}
+FORENSIC_OUTCOMES = {
+    health_pb2.FORENSIC_OUTCOME_DONE: N_("Done"),
+    health_pb2.FORENSIC_OUTCOME_DECLINED: N_("Declined by her"),
+}
+FOLLOW_UP_VISITS = {
+    health_pb2.FOLLOW_UP_VISIT_TWO_WEEKS: N_("Visit at 2 weeks"),
+    health_pb2.FOLLOW_UP_VISIT_THREE_MONTHS: N_("Visit at 3 months"),
+    health_pb2.FOLLOW_UP_VISIT_SIX_MONTHS: N_("Visit at 6 months"),
+}
+CARE_OUTCOMES = {
+    health_pb2.CARE_OUTCOME_COMPLETED: N_("The care she needed was given"),
+    health_pb2.CARE_OUTCOME_STOPPED: N_("She stopped coming or chose to stop"),
+    health_pb2.CARE_OUTCOME_TRANSFERRED: N_("Her care continues elsewhere"),
+}
+# Psychosocial: what an association offers and records (psychosocial.proto).
+SUPPORT_KINDS = {
+    psychosocial_pb2.SUPPORT_KIND_COUNSELLING: N_("Individual counselling"),
+    psychosocial_pb2.SUPPORT_KIND_GROUP_SUPPORT: N_("Support group"),
+    psychosocial_pb2.SUPPORT_KIND_SOCIAL_SUPPORT: N_(
+        "Social support (papers, housing, family mediation)"
+    ),
+    psychosocial_pb2.SUPPORT_KIND_CHILD_SUPPORT: N_("Support for her children"),
+}
+ATTENDANCE = {
+    psychosocial_pb2.ATTENDANCE_ATTENDED: N_("She came"),
+    psychosocial_pb2.ATTENDANCE_MISSED: N_("She did not come"),
+    psychosocial_pb2.ATTENDANCE_CANCELLED: N_("Cancelled beforehand"),
+}
+SUPPORT_GOALS = {
+    psychosocial_pb2.SUPPORT_GOAL_SAFETY_PLANNING: N_("Safety planning"),
+    psychosocial_pb2.SUPPORT_GOAL_TRAUMA_RECOVERY: N_("Recovery from trauma"),
+    psychosocial_pb2.SUPPORT_GOAL_SELF_ESTEEM: N_("Self-esteem"),
+    psychosocial_pb2.SUPPORT_GOAL_PARENTING: N_("Parenting"),
+    psychosocial_pb2.SUPPORT_GOAL_SOCIAL_REINTEGRATION: N_("Social reintegration"),
+    psychosocial_pb2.SUPPORT_GOAL_ADMINISTRATIVE_PAPERS: N_("Administrative papers"),
+    psychosocial_pb2.SUPPORT_GOAL_HOUSING: N_("Housing"),
+    psychosocial_pb2.SUPPORT_GOAL_INCOME: N_("Income"),
+    psychosocial_pb2.SUPPORT_GOAL_FAMILY_RELATIONS: N_("Family relations"),
+    psychosocial_pb2.SUPPORT_GOAL_HEALTH_ACCESS: N_("Access to health care"),
+}
+GOAL_PROGRESS = {
+    psychosocial_pb2.GOAL_PROGRESS_NOT_STARTED: N_("Not started"),
+    psychosocial_pb2.GOAL_PROGRESS_IN_PROGRESS: N_("In progress"),
+    psychosocial_pb2.GOAL_PROGRESS_ACHIEVED: N_("Achieved"),
+    psychosocial_pb2.GOAL_PROGRESS_DROPPED: N_("Set aside by her"),
+}
+SUPPORT_OUTCOMES = {
+    psychosocial_pb2.SUPPORT_OUTCOME_GOALS_MET: N_("Goals met"),
+    psychosocial_pb2.SUPPORT_OUTCOME_ENDED_BY_HER: N_("She chose to end the support"),
+    psychosocial_pb2.SUPPORT_OUTCOME_NO_CONTACT: N_("No contact with her"),
+    psychosocial_pb2.SUPPORT_OUTCOME_TRANSFERRED: N_("Transferred"),
+}
 NOTIFICATION_KINDS = {
     network_pb2.NOTIFICATION_KIND_NEW_REFERRAL: N_("New referral"),
     network_pb2.NOTIFICATION_KIND_REMINDER: N_("Reminder"),
@@ -132,7 +199,13 @@ TIMELINE = {
     "clinical_window_opened": N_("Clinical window opened"),
     "clinical_window_met": N_("Clinical window met"),
     "clinical_window_missed": N_("Clinical window missed"),
+    "clinical_window_declined": N_("Clinical window closed: she declined the care"),
+    "clinical_care_recorded": N_("Care recorded by the care unit"),
     "medical_care_confirmed": N_("Medical care confirmed"),
+    "health_visits_scheduled": N_("Medical follow-up visits scheduled"),
+    "health_visit_due": N_("Medical follow-up visit due"),
+    "health_visit_missed": N_("Medical follow-up visit missed"),
+    "health_visits_cancelled": N_("Medical follow-up visits cancelled"),
     "risk_reassessed": N_("Risk reassessed"),
     "closure_requested": N_("Closure requested"),
     "closure_approved": N_("Closure approved"),

@@ -28,6 +28,8 @@ STAFF_SECTORS = {
     "shelter_staff": "shelter",
     "legal_aid": "legal",
     "employment_officer": "employment",
+    "health_staff": "health",
+    "psychosocial_staff": "psychosocial",
 }
 CASE_HOLDERS = frozenset({"intake_officer", "supervisor", "care_unit_officer"})
 COORDINATOR = "coordinator"

@@ -1,4 +1,5 @@
-"""Sector staff's pages: shelter staff, legal aid and employment officers.
+"""Sector staff's pages: shelter staff, legal aid, employment officers,
+health staff (hospital care units) and psychosocial staff (associations).
 
 - `/referrals`: the inbox of the referrals addressed to the person's
   organisation (the sector service scopes ListReferrals to the token's
@@ -8,6 +9,12 @@
   staff, with the actions its status allows: accept, decline (a structured
   reason), start (shelter check-in, legal first meeting, enrolment start) and
   complete (the outcome, always chosen by the person: never a default).
+  The care sectors add their records (console.pages.care), one small form
+  each: health staff record PEP, emergency contraception, the forensic
+  examination, the certificate with its ITT days and the follow-up visits
+  (`/referrals/{id}/pep`, `/emergency-contraception`, `/forensic-exam`,
+  `/certificate`, `/visit`); psychosocial staff record sessions and keep
+  the support plan (`/session`, `/plan`, `/review`).
 - `/capacity`: the beds of the organisation's shelters, the seats of its
   training programmes, each row with a small form (`POST /capacity`:
   `provider_id`, `capacity`, `key`) to keep the number up to date
@@ -31,8 +38,7 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,8 +50,24 @@ from starlette.routing import Route
 
 from console import i18n, labels
 from console.backend import Refused
+from console.pages import care
+from console.pages.forms import (
+    REFUSED_VALUE,
+    Choice,
+    Choices,
+    FormErrors,
+    Step,
+    choose,
+    from_labels,
+    key_of,
+    new_key,
+    past_time,
+    stamp,
+    when_of,
+)
 from console.web import (
     STAFF_SECTORS,
+    FormHandler,
     action,
     back,
     console_of,
@@ -53,13 +75,16 @@ from console.web import (
     render,
     session_of,
     text,
+    texts,
 )
 from masar.contract import REFERRAL_ID_PREFIX, Sector
 from masar.v1 import (
     common_pb2,
     employment_pb2,
+    health_pb2,
     legal_pb2,
     network_pb2,
+    psychosocial_pb2,
     shelter_pb2,
 )
 
@@ -68,8 +93,7 @@ N_ = i18n.N_
 
 STAFF_ROLES = frozenset(STAFF_SECTORS)
 CAPACITY_ROLES = frozenset({"shelter_staff", "employment_officer"})
-REFERRAL_ID = re.compile(r"^(shr|leg|emp)-[0-9a-f]{16}$")
-FORM_KEY = re.compile(r"^console-[0-9a-f]{24}$")
+REFERRAL_ID = re.compile(rf"^({'|'.join(REFERRAL_ID_PREFIX.values())})-[0-9a-f]{{16}}$")
 # At most this many referrals of each status in the inbox, and notifications read.
 MAX_ROWS = 500
 PAGE_SIZE = 200
@@ -81,61 +105,8 @@ CLOCK_SKEW = timedelta(minutes=5)
 # --- labels: every enum shown to people -----------------------------------------------
 
 
-@dataclass(frozen=True)
-class Choice:
-    """One value of an enum: its form code, its protobuf value, its label (a msgid)."""
-
-    code: str
-    value: int
-    label: str
-
-
-class Choices:
-    """An enum's values in the order they are offered, with their labels."""
-
-    def __init__(self, *items: Choice, unknown: str = labels.OTHER) -> None:
-        self.items = items
-        self.unknown = unknown
-        self._by_code = {c.code: c for c in items}
-        self._by_value = {c.value: c for c in items}
-
-    def __iter__(self) -> Iterator[Choice]:
-        return iter(self.items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def code(self, code: str) -> Choice | None:
-        return self._by_code.get(code)
-
-    def label(self, value: int) -> str:
-        found = self._by_value.get(value)
-        return found.label if found else self.unknown
-
-    def code_for(self, value: int) -> str:
-        found = self._by_value.get(value)
-        return found.code if found else "unknown"
-
-    def only(self, codes: Iterable[str]) -> Choices:
-        wanted = set(codes)
-        return Choices(*(c for c in self.items if c.code in wanted), unknown=self.unknown)
-
-
 def _c(code: str, value: int, label: str) -> Choice:
     return Choice(code, value, label)
-
-
-def from_labels(table: Mapping[Any, str], enum: Any, prefix: str) -> Choices:
-    """The console's shared labels (console.labels) of a protobuf enum, with
-    the enum's names as form codes: the same words on every page."""
-    return Choices(
-        *(
-            Choice(str(name).removeprefix(prefix).lower(), int(value), table[value])
-            for name, value in enum.items()
-            if value in table
-        ),
-        unknown=labels.OTHER,
-    )
 
 
 STATUSES = from_labels(labels.REFERRAL_STATUSES, common_pb2.ReferralStatus, "REFERRAL_STATUS_")
@@ -364,17 +335,12 @@ STARTED = {
     "shelter": N_("Check-in recorded."),
     "legal": N_("First meeting recorded."),
     "employment": N_("Start of the training recorded."),
+    "health": care.SEEN,
 }
 COMPLETED = N_("Outcome recorded. The referral is completed.")
 MATTER_CLOSED = N_("Matter closed. Other matters of this referral are still open.")
 TRAINING_DONE = N_("Training outcome recorded. The referral stays open for the job search.")
 QUEUED = N_("Recorded. The survivor's journey will be told as soon as it can be reached.")
-
-REQUIRED = N_("Choose one.")
-UNKNOWN_CHOICE = N_("Choose one of the values offered.")
-BAD_TIME = N_("Enter a date and a time.")
-FUTURE_TIME = N_("This cannot be in the future.")
-REFUSED_VALUE = N_("This value was refused.")
 
 
 # The fields of each form a service's refusal may name (the form again, the field named).
@@ -389,6 +355,7 @@ FORM_FIELDS = {
         "employer_type": "employer_type",
         "contract_type": "contract_type",
     },
+    **care.FORM_FIELDS,
 }
 # Each form field: its element id on the page and its label (msgid), for the error summary.
 FIELDS = {
@@ -399,8 +366,13 @@ FIELDS = {
     "closed_at": ("complete-closed-at", N_("When it was decided")),
     "employer_type": ("complete-employer-type", N_("Employer")),
     "contract_type": ("complete-contract-type", N_("Contract")),
+    **care.FIELDS,
 }
-KEPT_VALUES = tuple(FIELDS)
+# The fields kept as typed when a form comes back: one value each, or several.
+KEPT_VALUES = tuple(dict.fromkeys((*FIELDS, *care.KEPT_VALUES)))
+KEPT_LISTS = care.KEPT_LISTS
+# The forms of a referral's page, each with its own idempotency key.
+PAGE_FORMS = ("accept", "decline", "start", "complete", *care.FORMS)
 
 
 # --- reading the services -------------------------------------------------------------
@@ -412,8 +384,7 @@ def sector_of(request: Request) -> str:
 
 
 def sector_label(sector: str) -> str:
-    found = SECTORS.code(sector)
-    return found.label if found else SECTORS.unknown
+    return labels.label(labels.SECTOR_SLUGS, sector)
 
 
 def referral_id_of(request: Request, sector: str) -> str:
@@ -451,14 +422,6 @@ async def call_on_referral(request: Request, sector: str, method: str, message: 
         raise
 
 
-def when_of(message: Any, name: str) -> datetime | None:
-    """A Timestamp field as an aware UTC datetime, None when unset."""
-    if not message.HasField(name):
-        return None
-    moment: datetime = getattr(message, name).ToDatetime(tzinfo=UTC)
-    return moment
-
-
 async def list_referrals(request: Request, sector: str, status: int) -> list[Any]:
     found: list[Any] = []
     token = ""
@@ -481,7 +444,8 @@ async def list_referrals(request: Request, sector: str, status: int) -> list[Any
 
 
 async def providers(request: Request, sector: str) -> list[Any]:
-    """The sector's providers (shelters, legal providers, programmes)."""
+    """The sector's providers (shelters, legal providers, programmes, care
+    units, support providers)."""
     if sector == "shelter":
         reply = await call(request, sector, "ListShelters", shelter_pb2.ListSheltersRequest())
         return list(reply.shelters)
@@ -490,6 +454,17 @@ async def providers(request: Request, sector: str) -> list[Any]:
             request, sector, "ListProgrammes", employment_pb2.ListProgrammesRequest()
         )
         return list(reply.programmes)
+    if sector == "health":
+        reply = await call(request, sector, "ListCareUnits", health_pb2.ListCareUnitsRequest())
+        return list(reply.care_units)
+    if sector == "psychosocial":
+        reply = await call(
+            request,
+            sector,
+            "ListSupportProviders",
+            psychosocial_pb2.ListSupportProvidersRequest(),
+        )
+        return list(reply.providers)
     found: list[Any] = []
     token = ""
     while len(found) < MAX_ROWS:
@@ -507,7 +482,7 @@ async def providers(request: Request, sector: str) -> list[Any]:
 
 
 def provider_id_of(provider: Any) -> str:
-    for name in ("shelter_id", "programme_id", "provider_id"):
+    for name in ("shelter_id", "programme_id", "care_unit_id", "provider_id"):
         if name in provider.DESCRIPTOR.fields_by_name:
             return str(getattr(provider, name))
     return ""
@@ -738,7 +713,9 @@ class Detail:
 
     sector: str
     referral: Any  # common_pb2.Referral
-    file: Any  # shelter Placement, legal GetLegalFileResponse, employment Enrolment
+    # shelter Placement, legal GetLegalFileResponse, employment Enrolment,
+    # health CareRecord, psychosocial SupportFile
+    file: Any
     provider: str
     wait: Wait | None
     timeline: list[Event]
@@ -751,6 +728,8 @@ class Detail:
     def actions(self) -> frozenset[str]:
         if self.status == common_pb2.REFERRAL_STATUS_PENDING:
             return frozenset({"accept", "decline"})
+        if self.sector in care.SECTORS:
+            return care.actions(self.sector, self.status, self.file)
         if self.status == common_pb2.REFERRAL_STATUS_ACCEPTED:
             return frozenset({"start"})
         if self.status == common_pb2.REFERRAL_STATUS_IN_SERVICE and self.outcomes:
@@ -777,6 +756,8 @@ class Detail:
             return EXIT_REASONS
         if self.sector == "legal":
             return MATTER_OUTCOMES if len(self.open_matters) else Choices()
+        if self.sector in care.OUTCOMES:
+            return care.OUTCOMES[self.sector]
         if self.file.training_outcome == employment_pb2.TRAINING_OUTCOME_UNSPECIFIED:
             return EMPLOYMENT_OUTCOMES
         return EMPLOYMENT_OUTCOMES.only({"job_placed"})
@@ -809,6 +790,9 @@ def timeline_of(sector: str, referral: Any, file: Any) -> list[Event]:
         add(when_of(file, "first_meeting_at"), N_("First meeting"))
         for m in file.matters:
             add(when_of(m, "closed_at"), N_("Matter closed"), MATTERS.label(m.matter))
+    elif sector in care.SECTORS:
+        for at, what, detail in care.timeline(sector, file):
+            add(at, what, detail)
     else:
         add(when_of(file, "started_at"), N_("Training started"))
         add(
@@ -836,6 +820,22 @@ async def read_file(request: Request, sector: str, referral_id: str) -> tuple[An
             request, sector, "GetLegalFile", legal_pb2.GetLegalFileRequest(referral_id=referral_id)
         )
         return reply.referral, reply
+    if sector == "health":
+        reply = await call_on_referral(
+            request,
+            sector,
+            "GetCareRecord",
+            health_pb2.GetCareRecordRequest(referral_id=referral_id),
+        )
+        return reply.record.referral, reply.record
+    if sector == "psychosocial":
+        reply = await call_on_referral(
+            request,
+            sector,
+            "GetSupportFile",
+            psychosocial_pb2.GetSupportFileRequest(referral_id=referral_id),
+        )
+        return reply.file.referral, reply.file
     reply = await call_on_referral(
         request, sector, "GetEnrolment", employment_pb2.GetEnrolmentRequest(referral_id=referral_id)
     )
@@ -856,16 +856,6 @@ async def load_detail(request: Request, sector: str, referral_id: str) -> Detail
     )
 
 
-def new_key() -> str:
-    """A form's idempotency key: sending the same form twice does it once."""
-    return f"console-{secrets.token_hex(12)}"
-
-
-def key_of(form: FormData) -> str:
-    key = text(form, "key")
-    return key if FORM_KEY.match(key) else new_key()
-
-
 async def show_referral(
     request: Request,
     sector: str,
@@ -873,7 +863,7 @@ async def show_referral(
     *,
     errors: Mapping[str, str] | None = None,
     refused_detail: str = "",
-    values: Mapping[str, str] | None = None,
+    values: Mapping[str, Any] | None = None,
     status_code: int = 200,
 ) -> Response:
     detail = await load_detail(request, sector, referral_id)
@@ -894,8 +884,10 @@ async def show_referral(
         fields=FIELDS,
         refused_detail=refused_detail,
         values=dict(values or {}),
-        keys={name: new_key() for name in ("accept", "decline", "start", "complete")},
+        keys={name: new_key() for name in PAGE_FORMS},
         now=datetime.now(UTC),
+        care=care.view(sector, detail.file),
+        C=care,
     )
 
 
@@ -905,59 +897,6 @@ async def referral_page(request: Request) -> Response:
 
 
 # --- actions --------------------------------------------------------------------------
-
-
-class FormErrors(Exception):
-    """A form that cannot be sent as it is: field -> message (msgid)."""
-
-    def __init__(self, errors: Mapping[str, str]) -> None:
-        super().__init__(", ".join(errors))
-        self.errors = dict(errors)
-
-
-def choose(form: FormData, name: str, choices: Choices) -> Choice:
-    """The person's choice in `name`: required, one of `choices`."""
-    code = text(form, name)
-    if not code:
-        raise FormErrors({name: REQUIRED})
-    found = choices.code(code)
-    if found is None:
-        raise FormErrors({name: UNKNOWN_CHOICE})
-    return found
-
-
-def past_time(form: FormData, name: str, *, now: datetime | None = None) -> datetime:
-    """A `datetime-local` field in Morocco's time, as UTC; empty means now."""
-    moment = now or datetime.now(UTC)
-    value = text(form, name)
-    if not value:
-        return moment
-    parsed: datetime | None = None
-    for pattern in ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"):
-        try:
-            parsed = datetime.strptime(value, pattern)
-            break
-        except ValueError:
-            continue
-    if parsed is None:
-        raise FormErrors({name: BAD_TIME})
-    at = parsed.replace(tzinfo=i18n.MOROCCO).astimezone(UTC)
-    if at > moment + timedelta(minutes=1):
-        raise FormErrors({name: FUTURE_TIME})
-    return at
-
-
-def _stamp(message: Any, name: str, at: datetime) -> None:
-    getattr(message, name).FromDatetime(at.astimezone(UTC).replace(tzinfo=None))
-
-
-@dataclass(frozen=True)
-class Step:
-    """One RPC a form asks for, and what to say once it is done."""
-
-    method: str
-    message: Any
-    done: str  # the flash (msgid)
 
 
 def decline_step(referral_id: str, form: FormData, key: str) -> Step:
@@ -981,8 +920,12 @@ def start_step(sector: str, referral_id: str, form: FormData, key: str) -> Step:
     if sector == "legal":
         met_at = past_time(form, "met_at")
         message = legal_pb2.RecordFirstMeetingRequest(referral_id=referral_id, idempotency_key=key)
-        _stamp(message, "met_at", met_at)
+        stamp(message, "met_at", met_at)
         return Step("RecordFirstMeeting", message, STARTED[sector])
+    if sector == "health":
+        return care.start_step(referral_id, key)
+    if sector == "psychosocial":
+        raise Refused("conflict", care.NO_SUPPORT_START, service=sector)
     message = employment_pb2.StartEnrolmentRequest(referral_id=referral_id, idempotency_key=key)
     return Step("StartEnrolment", message, STARTED[sector])
 
@@ -1013,6 +956,10 @@ def complete_step(detail: Detail, form: FormData, key: str) -> Step:
             ),
             COMPLETED,
         )
+    if detail.sector in care.SECTORS:
+        if errors or outcome is None:
+            raise FormErrors(errors)
+        return care.complete_step(detail.sector, referral_id, outcome, key)
     if detail.sector == "legal":
         matter = pick("matter", detail.open_matters)
         closed_at: datetime | None = None
@@ -1028,7 +975,7 @@ def complete_step(detail: Detail, form: FormData, key: str) -> Step:
             outcome=legal_pb2.MatterOutcome.ValueType(outcome.value),
             idempotency_key=key,
         )
-        _stamp(message, "closed_at", closed_at)
+        stamp(message, "closed_at", closed_at)
         return Step("CloseMatter", message, MATTER_CLOSED)
     # employment
     if outcome is not None and outcome.code == "job_placed":
@@ -1083,11 +1030,12 @@ async def run_step(
 
 
 def done_message(step: Step, reply: Any) -> str:
-    """Closing a legal matter completes the referral only if it was the last."""
+    """Closing a legal matter completes the referral only if it was the last;
+    the first session she attends starts her support."""
     if step.method == "CloseMatter":
         last = reply.referral.status == common_pb2.REFERRAL_STATUS_COMPLETED
         return COMPLETED if last else MATTER_CLOSED
-    return step.done
+    return care.done_message(step, reply)
 
 
 async def form_again(
@@ -1098,7 +1046,8 @@ async def form_again(
     errors: Mapping[str, str],
     refused_detail: str = "",
 ) -> Response:
-    values = {name: text(form, name) for name in KEPT_VALUES}
+    values: dict[str, Any] = {name: text(form, name) for name in KEPT_VALUES}
+    values.update({name: texts(form, name) for name in KEPT_LISTS})
     return await show_referral(
         request,
         sector,
@@ -1148,9 +1097,9 @@ async def start(request: Request, form: FormData) -> Response:
 async def complete(request: Request, form: FormData) -> Response:
     sector = sector_of(request)
     referral_id = referral_id_of(request, sector)
-    if sector == "shelter":  # the exit reasons do not depend on the stay
+    if sector == "shelter" or sector in care.SECTORS:  # outcomes not depending on the file
         referral: Any = common_pb2.Referral(referral_id=referral_id)
-        file: Any = shelter_pb2.Placement()
+        file: Any = None
     else:
         # What may be chosen depends on the referral (its open matters, a
         # training outcome already recorded): read it first (audited, as
@@ -1162,6 +1111,29 @@ async def complete(request: Request, form: FormData) -> Response:
     except FormErrors as problem:
         return await form_again(request, sector, referral_id, form, problem.errors)
     return await run_step(request, sector, referral_id, form, "complete", step)
+
+
+def recorder(name: str) -> FormHandler:
+    """The handler of a care sector's record form `name` (console.pages.care):
+    what it may offer depends on the file, read first (audited, as opening
+    the page is)."""
+
+    async def record(request: Request, form: FormData) -> Response:
+        sector = sector_of(request)
+        referral_id = referral_id_of(request, sector)
+        _, file = await read_file(request, sector, referral_id)
+        try:
+            step = care.record_step(name, referral_id, file, form, key_of(form))
+        except FormErrors as problem:
+            return await form_again(request, sector, referral_id, form, problem.errors)
+        return await run_step(request, sector, referral_id, form, name, step)
+
+    return record
+
+
+def roles_of(sector: str) -> frozenset[str]:
+    """The staff roles of `sector`."""
+    return frozenset(role for role, found in STAFF_SECTORS.items() if found == sector)
 
 
 # --- capacity -------------------------------------------------------------------------
@@ -1336,6 +1308,10 @@ routes: list[Route] = [
     action("/referrals/{referral_id}/decline", decline, roles=STAFF_ROLES),
     action("/referrals/{referral_id}/start", start, roles=STAFF_ROLES),
     action("/referrals/{referral_id}/complete", complete, roles=STAFF_ROLES),
+    *(
+        action(f"/referrals/{{referral_id}}/{name}", recorder(name), roles=roles_of(sector))
+        for name, sector in care.FORMS.items()
+    ),
     page("/capacity", capacity, roles=CAPACITY_ROLES),
     action("/capacity", set_capacity, roles=CAPACITY_ROLES),
 ]

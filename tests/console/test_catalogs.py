@@ -77,6 +77,17 @@ def test_every_label_is_a_message(messages) -> None:
         labels.DECLINE_REASONS,
         labels.NOTIFICATION_KINDS,
         labels.TIMELINE,
+        labels.CARE_SERVICES,
+        labels.PEP_OUTCOMES,
+        labels.CONTRACEPTION_OUTCOMES,
+        labels.FORENSIC_OUTCOMES,
+        labels.FOLLOW_UP_VISITS,
+        labels.CARE_OUTCOMES,
+        labels.SUPPORT_KINDS,
+        labels.ATTENDANCE,
+        labels.SUPPORT_GOALS,
+        labels.GOAL_PROGRESS,
+        labels.SUPPORT_OUTCOMES,
     ]
     for table in tables:
         for label in table.values():

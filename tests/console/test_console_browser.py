@@ -5,6 +5,8 @@ signed-in person's token, journeys through intake's journey API.
 - shelter staff sign in, see a new referral, accept it — the journey (read
   with `masar case show`, the journey API) shows it accepted — and record
   the check-in;
+- health staff sign in, see a medical referral (a rape 60 hours ago), accept
+  it and record PEP started: the journey shows the PEP window met;
 - a coordinator signs in with her authenticator code, sees a high-risk
   journey escalate on her board within seconds (harness.FAST_POLICY),
   extends the deadline with a reason, and the case page shows the new one;
@@ -36,6 +38,7 @@ import pytest
 from babel.messages.pofile import read_po
 
 from console.i18n import catalog_path
+from masar.contract import REFERRAL_ID_PREFIX, Sector
 from tests.conftest import free_port
 from tests.console.harness import ConsoleStack, describe_violations, shot
 from tests.processes import ROOT
@@ -80,15 +83,23 @@ def journey(stack: ConsoleStack, case_id: str) -> dict[str, Any]:
     return status
 
 
-def shelter_referral(stack: ConsoleStack, case_id: str, status: str) -> dict[str, Any]:
+def sector_referral(stack: ConsoleStack, case_id: str, sector: str, status: str) -> dict[str, Any]:
+    # By the id's prefix: `masar case show` names no sector for a medical
+    # referral (SECTOR_MEDICAL is the health sector).
+    prefix = REFERRAL_ID_PREFIX[Sector(sector)] + "-"
+
     def found() -> dict[str, Any] | None:
         for ref in journey(stack, case_id)["referrals"]:
-            if str(ref["sector"]).lower() == "shelter" and str(ref["status"]).upper() == status:
+            if str(ref["referral_id"]).startswith(prefix) and str(ref["status"]).upper() == status:
                 return dict(ref)
         return None
 
-    ref: dict[str, Any] = wait_for(found, f"a {status} shelter referral of {case_id}")
+    ref: dict[str, Any] = wait_for(found, f"a {status} {sector} referral of {case_id}")
     return ref
+
+
+def shelter_referral(stack: ConsoleStack, case_id: str, status: str) -> dict[str, Any]:
+    return sector_referral(stack, case_id, "shelter", status)
 
 
 def sign_in(page: Page, stack: ConsoleStack, username: str) -> None:
@@ -162,6 +173,72 @@ def test_shelter_staff_accept_a_new_referral_and_record_the_check_in(
     for url, _ in visits:
         assert ALIAS not in url
     title_and_url_have_no_alias(page)
+
+
+# --- health staff -----------------------------------------------------------------------------
+
+
+def window_status(stack: ConsoleStack, case_id: str, item: str) -> str:
+    for window in journey(stack, case_id)["clinical_windows"]:
+        if str(window["item"]).lower() == item:
+            return str(window["status"]).upper()
+    return ""
+
+
+def test_health_staff_accept_a_medical_referral_and_record_pep_started(
+    console_stack: ConsoleStack,
+    page: Page,
+    visits: list[tuple[str, str]],
+    axe_check: Callable[[Page], list[dict[str, Any]]],
+) -> None:
+    # A rape 60 hours ago: the PEP window has 12 hours left.
+    incident = datetime.now(UTC) - timedelta(hours=60)
+    opened = console_stack.masar_json(
+        "case", "open", "--region", FES, "--risk", "high", "--needs", "medical",
+        "--consent", "health", "--violence", "rape",
+        "--incident-at", incident.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "--alias", ALIAS, "--contact", CONTACT,
+    )  # fmt: skip
+    case_id = str(opened["case_id"])
+    referral_id = sector_referral(console_stack, case_id, "health", "PENDING")["referral_id"]
+    assert window_status(console_stack, case_id, "pep") == "OPEN"
+
+    sign_in(page, console_stack, "health.fes")
+    assert page.url.endswith("/referrals")
+    row = page.locator(f"tr[data-referral='{referral_id}']")
+    wait_for(
+        lambda: (page.reload(), row.count())[1], "the medical referral in the inbox", within=30
+    )
+    with page.expect_navigation():
+        row.locator("a").first.click()
+    assert page.locator("section[data-status='pending']").count() == 1
+    pep = page.locator("tr[data-window='pep']")
+    assert pep.get_attribute("data-state") == "open"
+    assert "hours" in pep.inner_text()  # the time left, in hours
+    submit(page, "form[data-action='accept']")
+    sector_referral(console_stack, case_id, "health", "ACCEPTED")  # the journey knows
+
+    page.goto(f"{console_stack.url}/referrals/{referral_id}")
+    found = axe_check(page)
+    assert not found, describe_violations(found)
+    shot(page, "health-referral-accepted-en")
+    page.select_option("#pep-outcome", "started")
+    submit(page, "form[data-action='pep']")
+    assert page.locator("[data-refusal]").count() == 0, page.inner_text("main")
+    assert page.locator("tr[data-window='pep']").get_attribute("data-state") == "recorded"
+    assert page.locator("form[data-action='pep']").count() == 0
+    # The journey closes the PEP window as met.
+    wait_for(
+        lambda: window_status(console_stack, case_id, "pep") == "MET",
+        "the PEP window met in the journey",
+        within=30,
+    )
+    events = [e["event"] for e in journey(console_stack, case_id)["timeline"]]
+    assert "clinical_care_recorded" in events and "clinical_window_met" in events
+    for url, _ in visits:
+        assert ALIAS not in url
+    title_and_url_have_no_alias(page)
+    assert ALIAS not in console_stack.console_log()
 
 
 # --- coordinators -----------------------------------------------------------------------------

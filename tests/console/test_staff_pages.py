@@ -30,17 +30,21 @@ from starlette.datastructures import FormData
 
 from console import i18n
 from console.app import build_app
-from console.pages import staff
+from console.pages import care, forms, staff
 from masar.platform.identity import Role
 from masar.platform.settings import ConsoleSettings
 from masar.v1 import (
     common_pb2,
     employment_pb2,
     employment_pb2_grpc,
+    health_pb2,
+    health_pb2_grpc,
     legal_pb2,
     legal_pb2_grpc,
     network_pb2,
     network_pb2_grpc,
+    psychosocial_pb2,
+    psychosocial_pb2_grpc,
     shelter_pb2,
     shelter_pb2_grpc,
 )
@@ -82,7 +86,7 @@ class Console:
 
 @asynccontextmanager
 async def console_as(
-    tmp_path: Path, role: str, organisation: str, addrs: dict[str, str]
+    tmp_path: Path, role: str, organisation: str, addrs: dict[str, str], language: str = "en"
 ) -> AsyncIterator[Console]:
     env = {
         "MASAR_DATA_DIR": str(tmp_path),
@@ -92,7 +96,7 @@ async def console_as(
     }
     app = build_app(ConsoleSettings.from_env(env))
     console = app.state.console
-    session = console.sessions.new("en")
+    session = console.sessions.new(language)
     session.role = role
     session.organisation_id = organisation
     session.region = FES
@@ -226,7 +230,7 @@ async def test_shelter_staff_work_a_referral_from_inbox_to_check_out(
         assert await status_of(stub, referral) == PENDING
 
         # Accept: back to the referral (303), told so once.
-        accepted = await web.post(f"/referrals/{referral}/accept", key=staff.new_key())
+        accepted = await web.post(f"/referrals/{referral}/accept", key=forms.new_key())
         assert accepted.status_code == 303
         assert accepted.headers["location"] == f"/referrals/{referral}"
         assert await status_of(stub, referral) == ACCEPTED
@@ -366,7 +370,7 @@ async def test_shelter_staff_change_their_shelters_beds_never_below_those_in_use
 
         # More beds: back to the page (303), told so once, the new number shown.
         saved = await web.post(
-            "/capacity", provider_id=mine.shelter_id, capacity="8", key=staff.new_key()
+            "/capacity", provider_id=mine.shelter_id, capacity="8", key=forms.new_key()
         )
         assert saved.status_code == 303
         assert saved.headers["location"] == "/capacity"
@@ -409,7 +413,7 @@ async def test_shelter_staff_change_their_shelters_beds_never_below_those_in_use
 
         # The same form sent twice (its key) does it once; the key sent again
         # for another number (a page kept open) shows the numbers as they are.
-        form_key = staff.new_key()
+        form_key = forms.new_key()
         for _ in range(2):
             sent = await web.post(
                 "/capacity", provider_id=mine.shelter_id, capacity="6", key=form_key
@@ -706,6 +710,428 @@ async def test_employment_training_then_job_placement(
         assert "Cooperative" in page.text and "Fixed term (CDD)" in page.text
 
 
+# --- health -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def health(tmp_path: Path, sqlite_url: str) -> AsyncIterator[RunningSector]:
+    from services.health.app import MIGRATIONS_DIR, build_components
+
+    settings = sector_settings("health", tmp_path, sqlite_url)
+    async with running_sector(settings, build_components, MIGRATIONS_DIR) as running:
+        yield running
+
+
+async def make_care_unit(stub: Any, name: str, organisation: str) -> Any:
+    reply = await stub.CreateCareUnit(
+        health_pb2.CreateCareUnitRequest(
+            name=name,
+            region=FES,
+            services=[
+                health_pb2.CARE_SERVICE_PEP,
+                health_pb2.CARE_SERVICE_EMERGENCY_CONTRACEPTION,
+                health_pb2.CARE_SERVICE_FORENSIC_EXAM,
+                health_pb2.CARE_SERVICE_CERTIFICATE,
+            ],
+            languages=["ary", "fr"],
+            idempotency_key=key(),
+            organisation_id=organisation,
+        )
+    )
+    return reply.care_unit
+
+
+async def refer_for_care(stub: Any, unit_id: str, incident_at: datetime) -> str:
+    """A medical referral after a rape at `incident_at`."""
+    case = case_id()
+    needs = health_pb2.HealthNeeds(
+        care=[
+            health_pb2.CARE_SERVICE_PEP,
+            health_pb2.CARE_SERVICE_EMERGENCY_CONTRACEPTION,
+            health_pb2.CARE_SERVICE_FORENSIC_EXAM,
+            health_pb2.CARE_SERVICE_CERTIFICATE,
+        ],
+        incident_at=stamp(incident_at),
+    )
+    reply = await stub.RequestMedicalCare(
+        health_pb2.RequestMedicalCareRequest(
+            case_id=case,
+            risk=common_pb2.RISK_LEVEL_CRITICAL,
+            region=FES,
+            needs=needs,
+            provider_id=unit_id,
+            idempotency_key=key(),
+            consent_proof=consent_proof(case, "health"),
+        )
+    )
+    return str(reply.referral.referral_id)
+
+
+async def care_record(stub: Any, referral_id: str) -> Any:
+    reply = await stub.GetCareRecord(health_pb2.GetCareRecordRequest(referral_id=referral_id))
+    return reply.record
+
+
+def local(at: datetime) -> str:
+    """`at` as a datetime-local field says it: Morocco's time, to the minute."""
+    return at.astimezone(i18n.MOROCCO).strftime("%Y-%m-%dT%H:%M")
+
+
+def row_of(page: str, attribute: str, value: str) -> str:
+    return page.split(f'{attribute}="{value}"')[1].split("</tr>")[0]
+
+
+async def test_health_staff_record_the_care_she_received_each_with_its_time(
+    tmp_path: Path, health: RunningSector
+) -> None:
+    stub = health_pb2_grpc.HealthServiceStub(health.channel)
+    mine = await make_care_unit(stub, "Unité intégrée CHU Hassan II", ORG)
+    theirs = await make_care_unit(stub, "Unité intégrée Al Ghassani", OTHER_ORG)
+    incident = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=60)
+    referral = await refer_for_care(stub, mine.care_unit_id, incident)
+    elsewhere = await refer_for_care(stub, theirs.care_unit_id, incident)
+
+    async with console_as(tmp_path, "health_staff", ORG, {"health": health.address}) as web:
+        # The inbox: her unit's referral only, with the others' grouping, live.
+        inbox = await web.get("/referrals")
+        assert inbox.status_code == 200, inbox.text
+        assert group_of(inbox.text, referral) == "new"
+        assert elsewhere not in inbox.text
+        assert "Unité intégrée CHU Hassan II" in inbox.text and "Al Ghassani" not in inbox.text
+        assert "Health care" in inbox.text and 'data-live="/referrals/live"' in inbox.text
+        assert group_of((await web.get("/referrals/live")).text, referral) == "new"
+        assert "Capacity" not in inbox.text  # not in a health staff's navigation
+
+        # What she needs: the care asked for, the incident, the time left in
+        # each clinical window (60 h after the incident: PEP 12 h, EC 60 h).
+        page = await web.get(f"/referrals/{referral}")
+        assert page.status_code == 200, page.text
+        assert 'data-care="pep"' in page.text and "Medico-legal certificate" in page.text
+        assert 'data-field="incident"' in page.text
+        pep_row = row_of(page.text, "data-window", "pep")
+        assert 'data-window="pep" data-state="open"' in page.text
+        assert "in 12 hours" in pep_row
+        closes = re.search(r'data-deadline="([^"]+)"', pep_row)
+        assert closes and datetime.fromisoformat(closes.group(1)) == incident + timedelta(hours=72)
+        assert "in 2 days" in row_of(page.text, "data-window", "emergency_contraception")
+        assert "CARE_SERVICE" not in page.text and "PEP_OUTCOME" not in page.text
+        # Pending: only accept and decline.
+        assert 'data-action="accept"' in page.text and 'data-action="decline"' in page.text
+        assert 'data-action="pep"' not in page.text
+
+        assert (await web.post(f"/referrals/{referral}/accept")).status_code == 303
+        assert await status_of(stub, referral) == ACCEPTED
+        page = await web.get(f"/referrals/{referral}")
+        for form_name in ("start", "pep", "emergency-contraception", "forensic-exam"):
+            assert f'data-action="{form_name}"' in page.text, form_name
+        assert 'data-action="certificate"' in page.text and 'data-action="visit"' in page.text
+        assert 'data-action="complete"' not in page.text
+        assert '<label for="pep-outcome">' in page.text and '<label for="pep-at">' in page.text
+        assert page.text.count('name="csrf"') >= 7 and page.text.count('name="key"') >= 6
+
+        # A record needs what happened: refused naming the field, nothing sent.
+        refused = await web.post(f"/referrals/{referral}/pep")
+        assert refused.status_code == 400 and field_error(refused.text, "pep-outcome")
+        assert 'href="#pep-outcome"' in refused.text
+        assert (await care_record(stub, referral)).pep == health_pb2.PEP_OUTCOME_UNSPECIFIED
+        # Without its CSRF token: refused before anything runs.
+        forged = await web.client.post(
+            f"/referrals/{referral}/pep", data={"pep_outcome": "started"}
+        )
+        assert_refused(forged, "csrf", 403)
+
+        # PEP started now: the window is met on this side; the form is gone.
+        done = await web.post(
+            f"/referrals/{referral}/pep", pep_outcome="started", pep_at="", key=forms.new_key()
+        )
+        assert done.status_code == 303 and done.headers["location"] == f"/referrals/{referral}"
+        record = await care_record(stub, referral)
+        assert record.pep == health_pb2.PEP_OUTCOME_STARTED
+        assert abs(record.pep_at.ToDatetime(tzinfo=UTC) - datetime.now(UTC)) < timedelta(minutes=1)
+        page = await web.get(f"/referrals/{referral}")
+        assert "PEP recorded." in page.text
+        assert "journey will be told as soon as it can be reached" in page.text  # QUEUED
+        assert 'data-window="pep" data-state="recorded"' in page.text
+        assert 'data-action="pep"' not in page.text
+
+        # Emergency contraception declined an hour ago (Morocco's time, sent
+        # in UTC): afterwards only giving it is offered.
+        an_hour_ago = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
+        declined = await web.post(
+            f"/referrals/{referral}/emergency-contraception",
+            emergency_contraception_outcome="declined",
+            emergency_contraception_at=local(an_hour_ago),
+        )
+        assert declined.status_code == 303
+        record = await care_record(stub, referral)
+        assert record.emergency_contraception == health_pb2.CONTRACEPTION_OUTCOME_DECLINED
+        assert record.emergency_contraception_at.ToDatetime(tzinfo=UTC) == an_hour_ago
+        page = await web.get(f"/referrals/{referral}")
+        ec_select = page.text.split('id="emergency-contraception-outcome"')[1].split("</select>")[0]
+        assert 'value="given"' in ec_select and 'value="declined"' not in ec_select
+        assert "Declined by her" in row_of(page.text, "data-window", "emergency_contraception")
+
+        # The service's refusal is shown beside the field: not before the incident.
+        before = await web.post(
+            f"/referrals/{referral}/forensic-exam",
+            forensic_exam_outcome="done",
+            forensic_exam_at=local(incident - timedelta(hours=2)),
+        )
+        assert before.status_code == 400 and field_error(before.text, "forensic-exam-at")
+        assert "This value was refused." in before.text and "before the incident" in before.text
+        exam_select = before.text.split('id="forensic-exam-outcome"')[1].split("</select>")[0]
+        assert 'value="done" selected' in exam_select  # her choice is kept
+        future = await web.post(
+            f"/referrals/{referral}/forensic-exam",
+            forensic_exam_outcome="done",
+            forensic_exam_at=local(datetime.now(UTC) + timedelta(days=1)),
+        )
+        assert future.status_code == 400 and field_error(future.text, "forensic-exam-at")
+        assert "This cannot be in the future." in future.text
+        assert (await care_record(stub, referral)).forensic_exam == 0
+
+        # The certificate: ITT days 0..365, checked here first.
+        for bad in ("", "-1", "366", "twelve", "2.5"):
+            wrong = await web.post(f"/referrals/{referral}/certificate", itt_days=bad)
+            assert wrong.status_code == 400, bad
+            assert field_error(wrong.text, "certificate-itt-days")
+            assert "Enter a whole number of days between 0 and 365." in wrong.text
+        assert not (await care_record(stub, referral)).HasField("certificate_issued_at")
+        issued = await web.post(f"/referrals/{referral}/certificate", itt_days="25")
+        assert issued.status_code == 303
+        record = await care_record(stub, referral)
+        assert record.certificate_itt_days == 25 and record.HasField("certificate_issued_at")
+        page = await web.get(f"/referrals/{referral}")
+        assert "Certificate recorded." in page.text
+        assert 'data-itt="25"' in page.text and "ITT: 25 days" in page.text
+        assert "Penal Code art. 401" in page.text
+
+        # She was seen: in care; a follow-up visit; then how her care ended.
+        assert (await web.post(f"/referrals/{referral}/start")).status_code == 303
+        assert await status_of(stub, referral) == IN_SERVICE
+        assert (
+            "Recorded: she was seen at the unit." in (await web.get(f"/referrals/{referral}")).text
+        )
+        visit = await web.post(f"/referrals/{referral}/visit", visit="two_weeks")
+        assert visit.status_code == 303
+        record = await care_record(stub, referral)
+        assert [v.visit for v in record.follow_up_visits] == [health_pb2.FOLLOW_UP_VISIT_TWO_WEEKS]
+        page = await web.get(f"/referrals/{referral}")
+        assert 'data-visit="two_weeks" data-done="yes"' in page.text
+        visit_select = page.text.split('id="visit-visit"')[1].split("</select>")[0]
+        assert "two_weeks" not in visit_select and 'value="three_months"' in visit_select
+        again = await web.post(f"/referrals/{referral}/visit", visit="two_weeks")
+        assert again.status_code == 400 and field_error(again.text, "visit-visit")
+
+        refused = await web.post(f"/referrals/{referral}/complete")
+        assert refused.status_code == 400 and field_error(refused.text, "complete-outcome")
+        assert await status_of(stub, referral) == IN_SERVICE
+        ended = await web.post(f"/referrals/{referral}/complete", outcome="transferred")
+        assert ended.status_code == 303
+        assert await status_of(stub, referral) == COMPLETED
+        page = await web.get(f"/referrals/{referral}")
+        assert "Her care continues elsewhere" in page.text
+        assert "Seen at the unit" in page.text and "Certificate issued" in page.text  # timeline
+        assert 'data-empty="1"' in page.text  # nothing left to do
+
+        # Another unit's referral: "not allowed", as for every sector.
+        other = await web.get(f"/referrals/{elsewhere}")
+        assert_refused(other, "not_allowed", 403)
+        assert "Al Ghassani" not in other.text and "data-field" not in other.text
+        assert_refused(await web.get("/referrals/hlt-0123456789abcdef"), "not_allowed", 403)
+        assert_refused(await web.get("/referrals/psy-0123456789abcdef"), "not_allowed", 403)
+        for form_name, fields in (
+            ("accept", {}),
+            ("pep", {"pep_outcome": "declined"}),
+            ("certificate", {"itt_days": "3"}),
+        ):
+            refused = await web.post(f"/referrals/{elsewhere}/{form_name}", **fields)
+            assert_refused(refused, "not_allowed", 403)
+        assert await status_of(stub, elsewhere) == PENDING
+
+    # In Arabic: right to left, the care in the catalog's words.
+    async with console_as(
+        tmp_path, "health_staff", ORG, {"health": health.address}, language="ar"
+    ) as web:
+        page = await web.get(f"/referrals/{referral}")
+        assert page.status_code == 200 and 'dir="rtl"' in page.text
+        assert "الرعاية المسجلة" in page.text and "الشهادة الطبية الشرعية" in page.text
+        for english in ("Care recorded", "Medico-legal certificate", "Follow-up visits"):
+            assert english not in page.text
+
+    # Other staff may not send the health forms at all.
+    async with console_as(tmp_path, "shelter_staff", OTHER_ORG, {"health": health.address}) as web:
+        refused = await web.post(f"/referrals/{elsewhere}/pep", pep_outcome="declined")
+        assert_refused(refused, "not_allowed", 403)
+
+
+# --- psychosocial -----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def psychosocial(tmp_path: Path, sqlite_url: str) -> AsyncIterator[RunningSector]:
+    from services.psychosocial.app import MIGRATIONS_DIR, build_components
+
+    settings = sector_settings("psychosocial", tmp_path, sqlite_url)
+    async with running_sector(settings, build_components, MIGRATIONS_DIR) as running:
+        yield running
+
+
+async def make_support_provider(stub: Any, name: str, organisation: str) -> Any:
+    reply = await stub.CreateSupportProvider(
+        psychosocial_pb2.CreateSupportProviderRequest(
+            name=name,
+            region=FES,
+            kinds=[
+                psychosocial_pb2.SUPPORT_KIND_COUNSELLING,
+                psychosocial_pb2.SUPPORT_KIND_SOCIAL_SUPPORT,
+            ],
+            languages=["ary", "fr"],
+            idempotency_key=key(),
+            organisation_id=organisation,
+        )
+    )
+    return reply.provider
+
+
+async def refer_for_support(stub: Any, provider_id: str) -> str:
+    case = case_id()
+    reply = await stub.RequestSupport(
+        psychosocial_pb2.RequestSupportRequest(
+            case_id=case,
+            risk=common_pb2.RISK_LEVEL_MEDIUM,
+            region=FES,
+            needs=psychosocial_pb2.PsychosocialNeeds(
+                support=[psychosocial_pb2.SUPPORT_KIND_COUNSELLING]
+            ),
+            provider_id=provider_id,
+            idempotency_key=key(),
+            consent_proof=consent_proof(case, "psychosocial"),
+        )
+    )
+    return str(reply.referral.referral_id)
+
+
+async def support_file(stub: Any, referral_id: str) -> Any:
+    reply = await stub.GetSupportFile(
+        psychosocial_pb2.GetSupportFileRequest(referral_id=referral_id)
+    )
+    return reply.file
+
+
+async def test_psychosocial_staff_record_sessions_and_keep_the_support_plan(
+    tmp_path: Path, psychosocial: RunningSector
+) -> None:
+    stub = psychosocial_pb2_grpc.PsychosocialServiceStub(psychosocial.channel)
+    mine = await make_support_provider(stub, "Écoute et soutien", ORG)
+    theirs = await make_support_provider(stub, "Centre Annajda", OTHER_ORG)
+    referral = await refer_for_support(stub, mine.provider_id)
+    elsewhere = await refer_for_support(stub, theirs.provider_id)
+
+    async with console_as(
+        tmp_path, "psychosocial_staff", ORG, {"psychosocial": psychosocial.address}
+    ) as web:
+        inbox = await web.get("/referrals")
+        assert inbox.status_code == 200, inbox.text
+        assert group_of(inbox.text, referral) == "new" and elsewhere not in inbox.text
+        assert "Écoute et soutien" in inbox.text and "Annajda" not in inbox.text
+
+        page = await web.get(f"/referrals/{referral}")
+        assert page.status_code == 200, page.text
+        assert "Individual counselling" in page.text and "SUPPORT_KIND" not in page.text
+        assert (await web.post(f"/referrals/{referral}/accept")).status_code == 303
+        page = await web.get(f"/referrals/{referral}")
+        assert 'data-action="session"' in page.text and 'data-action="plan"' in page.text
+        # No review without a plan; the support starts with a session, not a button.
+        assert 'data-action="review"' not in page.text and 'data-action="start"' not in page.text
+        assert 'data-action="complete"' not in page.text
+        assert "<textarea" not in page.text  # no session notes, anywhere
+        assert_refused(await web.post(f"/referrals/{referral}/start"), "conflict", 409)
+
+        # A session needs whether she came: named, nothing sent.
+        refused = await web.post(f"/referrals/{referral}/session")
+        assert refused.status_code == 400 and field_error(refused.text, "session-attendance")
+        assert not (await support_file(stub, referral)).sessions
+
+        # She did not come: recorded, the support not started.
+        yesterday = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=1)
+        missed = await web.post(
+            f"/referrals/{referral}/session", attendance="missed", session_at=local(yesterday)
+        )
+        assert missed.status_code == 303
+        assert await status_of(stub, referral) == ACCEPTED
+        page = await web.get(f"/referrals/{referral}")
+        assert "Session recorded." in page.text and 'data-attendance="missed"' in page.text
+        # She came: her support has started (the journey is told).
+        came = await web.post(f"/referrals/{referral}/session", attendance="attended")
+        assert came.status_code == 303
+        assert await status_of(stub, referral) == IN_SERVICE
+        page = await web.get(f"/referrals/{referral}")
+        assert "Session recorded. Her support has started." in page.text
+        assert "journey will be told as soon as it can be reached" in page.text
+        file = await support_file(stub, referral)
+        assert [s.attendance for s in file.sessions] == [
+            psychosocial_pb2.ATTENDANCE_MISSED,
+            psychosocial_pb2.ATTENDANCE_ATTENDED,
+        ]
+        assert file.sessions[0].held_at.ToDatetime(tzinfo=UTC) == yesterday
+
+        # The plan: goals from the coded list, at least one.
+        refused = await web.post(f"/referrals/{referral}/plan")
+        assert refused.status_code == 400 and field_error(refused.text, "plan-goals")
+        assert "Choose at least one goal." in refused.text
+        bogus = await web.client.post(
+            f"/referrals/{referral}/plan", data={"csrf": web.csrf, "goals": ["housing", "luck"]}
+        )
+        assert bogus.status_code == 400 and field_error(bogus.text, "plan-goals")
+        assert not (await support_file(stub, referral)).plan
+        saved = await web.client.post(
+            f"/referrals/{referral}/plan",
+            data={"csrf": web.csrf, "goals": ["safety_planning", "housing"]},
+        )
+        assert saved.status_code == 303
+        page = await web.get(f"/referrals/{referral}")
+        assert "Support plan saved." in page.text
+        assert 'data-goal="safety_planning" data-progress="not_started"' in page.text
+        assert 'id="plan-goal-housing" name="goals" value="housing" checked' in page.text
+        assert 'id="plan-goal-income" name="goals" value="income">' in page.text
+        assert 'data-action="review"' in page.text
+
+        # A review at a follow-up: the progress of at least one goal.
+        refused = await web.post(f"/referrals/{referral}/review")
+        assert refused.status_code == 400 and field_error(refused.text, "review-goals")
+        assert "Choose the progress of at least one goal." in refused.text
+        reviewed = await web.post(
+            f"/referrals/{referral}/review", progress_safety_planning="achieved"
+        )
+        assert reviewed.status_code == 303
+        file = await support_file(stub, referral)
+        progress = {g.goal: g.progress for g in file.plan}
+        assert progress == {
+            psychosocial_pb2.SUPPORT_GOAL_SAFETY_PLANNING: psychosocial_pb2.GOAL_PROGRESS_ACHIEVED,
+            psychosocial_pb2.SUPPORT_GOAL_HOUSING: psychosocial_pb2.GOAL_PROGRESS_NOT_STARTED,
+        }
+        page = await web.get(f"/referrals/{referral}")
+        assert "Review of the plan recorded." in page.text
+        assert 'data-goal="safety_planning" data-progress="achieved"' in page.text
+
+        # How her support ended: chosen, never a default.
+        assert 'data-action="complete"' in page.text
+        refused = await web.post(f"/referrals/{referral}/complete")
+        assert refused.status_code == 400 and field_error(refused.text, "complete-outcome")
+        ended = await web.post(f"/referrals/{referral}/complete", outcome="goals_met")
+        assert ended.status_code == 303
+        assert await status_of(stub, referral) == COMPLETED
+        page = await web.get(f"/referrals/{referral}")
+        assert "Goals met" in page.text and 'data-empty="1"' in page.text
+
+        # Another association's referral: not allowed, nothing recorded.
+        assert_refused(await web.get(f"/referrals/{elsewhere}"), "not_allowed", 403)
+        refused = await web.post(f"/referrals/{elsewhere}/session", attendance="attended")
+        assert_refused(refused, "not_allowed", 403)
+        assert not (await support_file(stub, elsewhere)).sessions
+
+
 # --- unit: labels, deadlines, forms ----------------------------------------------------
 
 
@@ -730,6 +1156,17 @@ async def test_employment_training_then_job_placement(
         (staff.TRAINING_OUTCOMES, employment_pb2.TrainingOutcome, "TRAINING_OUTCOME_"),
         (staff.EMPLOYERS, employment_pb2.EmployerType, "EMPLOYER_TYPE_"),
         (staff.CONTRACTS, employment_pb2.ContractType, "CONTRACT_TYPE_"),
+        (care.CARE, health_pb2.CareService, "CARE_SERVICE_"),
+        (care.PEP_OUTCOMES, health_pb2.PepOutcome, "PEP_OUTCOME_"),
+        (care.CONTRACEPTION_OUTCOMES, health_pb2.ContraceptionOutcome, "CONTRACEPTION_OUTCOME_"),
+        (care.FORENSIC_OUTCOMES, health_pb2.ForensicOutcome, "FORENSIC_OUTCOME_"),
+        (care.VISITS, health_pb2.FollowUpVisit, "FOLLOW_UP_VISIT_"),
+        (care.CARE_OUTCOMES, health_pb2.CareOutcome, "CARE_OUTCOME_"),
+        (care.SUPPORT_KINDS, psychosocial_pb2.SupportKind, "SUPPORT_KIND_"),
+        (care.ATTENDANCE, psychosocial_pb2.Attendance, "ATTENDANCE_"),
+        (care.GOALS, psychosocial_pb2.SupportGoal, "SUPPORT_GOAL_"),
+        (care.PROGRESS, psychosocial_pb2.GoalProgress, "GOAL_PROGRESS_"),
+        (care.SUPPORT_OUTCOMES, psychosocial_pb2.SupportOutcome, "SUPPORT_OUTCOME_"),
     ],
 )
 def test_every_enum_value_has_a_label_and_its_own_code(choices: Any, enum: Any, prefix: str):
@@ -844,12 +1281,12 @@ def detail(sector: str, file: Any) -> staff.Detail:
 
 def test_completing_never_defaults_an_outcome() -> None:
     shelter_detail = detail("shelter", shelter_pb2.Placement())
-    with pytest.raises(staff.FormErrors) as problem:
+    with pytest.raises(forms.FormErrors) as problem:
         staff.complete_step(shelter_detail, form(), "k")
-    assert problem.value.errors == {"outcome": staff.REQUIRED}
-    with pytest.raises(staff.FormErrors) as problem:
+    assert problem.value.errors == {"outcome": forms.REQUIRED}
+    with pytest.raises(forms.FormErrors) as problem:
         staff.complete_step(shelter_detail, form(outcome="unspecified"), "k")
-    assert problem.value.errors == {"outcome": staff.UNKNOWN_CHOICE}
+    assert problem.value.errors == {"outcome": forms.UNKNOWN_CHOICE}
     step = staff.complete_step(shelter_detail, form(outcome="transferred"), "k")
     assert step.method == "CheckOut"
     assert step.message.exit_reason == shelter_pb2.EXIT_REASON_TRANSFERRED
@@ -865,21 +1302,21 @@ def test_completing_never_defaults_an_outcome() -> None:
         ]
     )
     legal_detail = detail("legal", legal_file)
-    with pytest.raises(staff.FormErrors) as problem:
+    with pytest.raises(forms.FormErrors) as problem:
         staff.complete_step(legal_detail, form(closed_at="soon"), "k")
     assert set(problem.value.errors) == {"outcome", "matter", "closed_at"}
-    with pytest.raises(staff.FormErrors) as problem:  # a closed matter is not offered
+    with pytest.raises(forms.FormErrors) as problem:  # a closed matter is not offered
         staff.complete_step(legal_detail, form(matter="residency", outcome="settled"), "k")
-    assert problem.value.errors == {"matter": staff.UNKNOWN_CHOICE}
+    assert problem.value.errors == {"matter": forms.UNKNOWN_CHOICE}
     step = staff.complete_step(legal_detail, form(matter="family_law", outcome="settled"), "k")
     assert step.method == "CloseMatter"
     assert step.message.outcome == legal_pb2.MATTER_OUTCOME_SETTLED
     assert step.message.HasField("closed_at")
 
     trained = employment_pb2.Enrolment(training_outcome=employment_pb2.TRAINING_OUTCOME_CERTIFIED)
-    with pytest.raises(staff.FormErrors) as problem:  # certified once: job placement only
+    with pytest.raises(forms.FormErrors) as problem:  # certified once: job placement only
         staff.complete_step(detail("employment", trained), form(outcome="dropped_out"), "k")
-    assert problem.value.errors == {"outcome": staff.UNKNOWN_CHOICE}
+    assert problem.value.errors == {"outcome": forms.UNKNOWN_CHOICE}
     step = staff.complete_step(
         detail("employment", employment_pb2.Enrolment()), form(outcome="dropped_out"), "k"
     )
@@ -889,12 +1326,91 @@ def test_completing_never_defaults_an_outcome() -> None:
 
 def test_times_are_morocco_time_and_not_in_the_future() -> None:
     now = datetime(2025, 7, 1, 12, tzinfo=UTC)  # Morocco is UTC+1 then
-    assert staff.past_time(form(), "met_at", now=now) == now
-    at = staff.past_time(form(met_at="2025-07-01T10:30"), "met_at", now=now)
+    assert forms.past_time(form(), "met_at", now=now) == now
+    at = forms.past_time(form(met_at="2025-07-01T10:30"), "met_at", now=now)
     assert at == datetime(2025, 7, 1, 9, 30, tzinfo=UTC)
-    with pytest.raises(staff.FormErrors) as problem:
-        staff.past_time(form(met_at="2025-07-01T14:00"), "met_at", now=now)
-    assert problem.value.errors == {"met_at": staff.FUTURE_TIME}
-    with pytest.raises(staff.FormErrors) as problem:
-        staff.past_time(form(met_at="yesterday"), "met_at", now=now)
-    assert problem.value.errors == {"met_at": staff.BAD_TIME}
+    with pytest.raises(forms.FormErrors) as problem:
+        forms.past_time(form(met_at="2025-07-01T14:00"), "met_at", now=now)
+    assert problem.value.errors == {"met_at": forms.FUTURE_TIME}
+    with pytest.raises(forms.FormErrors) as problem:
+        forms.past_time(form(met_at="yesterday"), "met_at", now=now)
+    assert problem.value.errors == {"met_at": forms.BAD_TIME}
+
+
+def test_the_clinical_windows_count_from_the_incident_and_close_once_recorded() -> None:
+    incident = datetime(2026, 3, 1, 13, tzinfo=UTC)
+    record = health_pb2.CareRecord(
+        care=[health_pb2.CARE_SERVICE_PEP, health_pb2.CARE_SERVICE_CERTIFICATE],
+        incident_at=stamp(incident),
+        emergency_contraception=health_pb2.CONTRACEPTION_OUTCOME_DECLINED,
+        emergency_contraception_at=stamp(incident + timedelta(hours=30)),
+        forensic_exam=health_pb2.FORENSIC_OUTCOME_DONE,
+        forensic_exam_at=stamp(incident + timedelta(hours=20)),
+        follow_up_visits=[
+            health_pb2.FollowUpVisitDone(
+                visit=health_pb2.FOLLOW_UP_VISIT_TWO_WEEKS, at=stamp(incident + timedelta(days=15))
+            )
+        ],
+    )
+    view = care.health_view(record)
+    # PEP asked for; EC and the examination recorded: each has its window.
+    windows = {w.step.item: w for w in view.windows}
+    assert set(windows) == {"pep", "emergency_contraception", "forensic_exam"}
+    assert windows["pep"].closes == incident + timedelta(hours=72)
+    assert windows["emergency_contraception"].closes == incident + timedelta(hours=120)
+    assert windows["pep"].state(incident + timedelta(hours=71)) == "open"
+    assert windows["pep"].state(incident + timedelta(hours=73)) == "closed"
+    assert windows["forensic_exam"].state(incident + timedelta(hours=1)) == "recorded"
+    # Forms: PEP any outcome, EC only given (she declined), the examination done: none.
+    offered = {step.item: [c.code for c in choices] for step, choices in view.step_forms}
+    assert offered == {"pep": ["started", "declined"], "emergency_contraception": ["given"]}
+    # The visits fall due from the incident; the one done is not offered again.
+    due = {v.choice.code: v.due for v in view.visits}
+    assert due["two_weeks"] == incident + timedelta(days=14)
+    assert due["six_months"] == incident + timedelta(days=182)
+    assert [c.code for c in view.visits_open] == ["three_months", "six_months"]
+    actions = care.actions("health", IN_SERVICE, record)
+    assert actions == {"pep", "emergency-contraception", "certificate", "visit", "complete"}
+    assert care.actions("health", PENDING, record) == frozenset()
+    # Without an incident time, no window can be timed.
+    unknown = care.health_view(health_pb2.CareRecord(care=[health_pb2.CARE_SERVICE_PEP]))
+    assert [w.state(incident) for w in unknown.windows] == ["unknown"]
+    assert all(v.due is None for v in unknown.visits)
+
+
+def test_the_care_forms_send_codes_and_utc_times_never_a_default() -> None:
+    record = health_pb2.CareRecord()
+    with pytest.raises(forms.FormErrors) as problem:
+        care.record_step("pep", "hlt-x", record, form(pep_at="soon"), "k")
+    assert problem.value.errors == {"pep_outcome": forms.REQUIRED, "pep_at": forms.BAD_TIME}
+    step = care.record_step(
+        "forensic-exam",
+        "hlt-x",
+        record,
+        form(forensic_exam_outcome="declined", forensic_exam_at="2025-07-01T10:30"),
+        "k",
+    )
+    assert step.method == "RecordForensicExam"
+    assert step.message.outcome == health_pb2.FORENSIC_OUTCOME_DECLINED
+    assert step.message.at.ToDatetime(tzinfo=UTC) == datetime(2025, 7, 1, 9, 30, tzinfo=UTC)
+    step = care.record_step("certificate", "hlt-x", record, form(itt_days="0"), "k")
+    assert step.method == "IssueCertificate" and step.message.itt_days == 0
+    assert step.message.HasField("issued_at")
+
+    plan = psychosocial_pb2.SupportFile(
+        plan=[psychosocial_pb2.PlanGoal(goal=psychosocial_pb2.SUPPORT_GOAL_HOUSING)]
+    )
+    with pytest.raises(forms.FormErrors) as problem:
+        care.record_step("review", "psy-x", plan, form(progress_housing="finished"), "k")
+    assert problem.value.errors == {"reviews": forms.UNKNOWN_CHOICE}
+    # A goal not in the plan is not read from the form.
+    with pytest.raises(forms.FormErrors) as problem:
+        care.record_step("review", "psy-x", plan, form(progress_income="achieved"), "k")
+    assert problem.value.errors == {"reviews": care.REVIEW_ONE}
+    step = care.record_step("review", "psy-x", plan, form(progress_housing="in_progress"), "k")
+    assert [(r.goal, r.progress) for r in step.message.reviews] == [
+        (psychosocial_pb2.SUPPORT_GOAL_HOUSING, psychosocial_pb2.GOAL_PROGRESS_IN_PROGRESS)
+    ]
+    with pytest.raises(forms.FormErrors) as problem:
+        care.record_step("session", "psy-x", plan, form(attendance="late"), "k")
+    assert problem.value.errors == {"attendance": forms.UNKNOWN_CHOICE}
