@@ -70,6 +70,8 @@ CLINICAL_STATUSES = {
     journey_pb2.CLINICAL_WINDOW_STATUS_OPEN: N_("Open"),
     journey_pb2.CLINICAL_WINDOW_STATUS_MET: N_("Met"),
     journey_pb2.CLINICAL_WINDOW_STATUS_MISSED: N_("Missed"),
+    journey_pb2.CLINICAL_WINDOW_STATUS_DECLINED: N_("Declined by her"),
+    journey_pb2.CLINICAL_WINDOW_STATUS_CANCELLED: N_("No longer followed"),
 }
 TRANSFER_STATUSES = {
     intake_pb2.TRANSFER_STATUS_PENDING: N_("Waiting for an answer"),

@@ -102,6 +102,8 @@ def _name(enum: Any, value: int, prefix: str) -> str | None:
 
 
 def sector_of(value: int) -> c.Sector | None:
+    if value == common_pb2.SECTOR_MEDICAL:  # the health sector (a medical referral)
+        return c.Sector.HEALTH
     name = _name(common_pb2.Sector, value, "SECTOR_")
     try:
         return c.Sector(name.lower()) if name else None

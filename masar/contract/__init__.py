@@ -837,7 +837,7 @@ class EscalationView:
 class ClinicalWindowView:
     item: ClinicalItem
     deadline: datetime
-    status: str  # "OPEN", "MET", "MISSED"
+    status: str  # "OPEN", "MET", "MISSED", "DECLINED", "CANCELLED"
     escalation_level: int
 
 

@@ -85,6 +85,10 @@ class _ClinicalWindowStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_
     CLINICAL_WINDOW_STATUS_OPEN: _ClinicalWindowStatus.ValueType  # 1
     CLINICAL_WINDOW_STATUS_MET: _ClinicalWindowStatus.ValueType  # 2
     CLINICAL_WINDOW_STATUS_MISSED: _ClinicalWindowStatus.ValueType  # 3
+    CLINICAL_WINDOW_STATUS_DECLINED: _ClinicalWindowStatus.ValueType  # 4
+    """She declined that care: her decision, never escalated."""
+    CLINICAL_WINDOW_STATUS_CANCELLED: _ClinicalWindowStatus.ValueType  # 5
+    """No longer followed: consent to health care withdrawn, or the case closed."""
 
 class ClinicalWindowStatus(_ClinicalWindowStatus, metaclass=_ClinicalWindowStatusEnumTypeWrapper): ...
 
@@ -92,6 +96,10 @@ CLINICAL_WINDOW_STATUS_UNSPECIFIED: ClinicalWindowStatus.ValueType  # 0
 CLINICAL_WINDOW_STATUS_OPEN: ClinicalWindowStatus.ValueType  # 1
 CLINICAL_WINDOW_STATUS_MET: ClinicalWindowStatus.ValueType  # 2
 CLINICAL_WINDOW_STATUS_MISSED: ClinicalWindowStatus.ValueType  # 3
+CLINICAL_WINDOW_STATUS_DECLINED: ClinicalWindowStatus.ValueType  # 4
+"""She declined that care: her decision, never escalated."""
+CLINICAL_WINDOW_STATUS_CANCELLED: ClinicalWindowStatus.ValueType  # 5
+"""No longer followed: consent to health care withdrawn, or the case closed."""
 Global___ClinicalWindowStatus: _TypeAlias = ClinicalWindowStatus  # noqa: Y015
 
 class _JourneyEventKind:
