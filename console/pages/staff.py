@@ -888,6 +888,7 @@ async def show_referral(
         now=datetime.now(UTC),
         care=care.view(sector, detail.file),
         C=care,
+        certificate=_certificate(sector, detail.file),
     )
 
 
@@ -1315,3 +1316,16 @@ routes: list[Route] = [
     page("/capacity", capacity, roles=CAPACITY_ROLES),
     action("/capacity", set_capacity, roles=CAPACITY_ROLES),
 ]
+
+
+def _certificate(sector: str, file: Any) -> dict[str, Any] | None:
+    """What legal aid may know of a medical certificate (the complaint needs
+    it): that it exists, when it was issued, its ITT days — nothing clinical."""
+    if sector != "legal" or file is None or not file.HasField("certificate"):
+        return None
+    cert = file.certificate
+    return {
+        "issued_at": when_of(cert, "issued_at"),
+        "itt_days": cert.itt_days,
+        "over_20": cert.itt_over_20_days,
+    }

@@ -556,7 +556,23 @@ async def test_legal_aid_meet_her_and_close_each_matter(
         assert "Darija" in page.text  # her languages, labelled
         assert "Protection order" in page.text and "Criminal complaint" in page.text
         assert "Capacity" not in page.text  # not in a legal aid's navigation
+        assert 'data-certificate="1"' not in page.text
         assert (await web.post(f"/referrals/{referral}/accept")).status_code == 303
+
+        # A hospital care unit issued a certificate: legal aid sees that it
+        # exists, its date and ITT days (the complaint needs them), nothing clinical.
+        await stub.NoteCertificate(
+            legal_pb2.NoteCertificateRequest(
+                referral_id=referral,
+                issued_at=Timestamp(seconds=int(datetime.now(UTC).timestamp()) - 3600),
+                itt_days=25,
+                idempotency_key=key(),
+            )
+        )
+        page = await web.get(f"/referrals/{referral}")
+        assert 'data-certificate="1"' in page.text
+        itt = page.text.split('data-field="itt-days">')[1].split("</dd>")[0]
+        assert itt.startswith("25") and "art. 401" in itt
 
         # The first meeting cannot be in the future: the field is named.
         future = (datetime.now(i18n.MOROCCO) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
