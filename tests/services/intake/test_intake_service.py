@@ -363,6 +363,9 @@ async def test_changes_reach_the_journey_in_order(intake: Intake) -> None:
         intake_pb2.CONSENT_SCOPE_LEGAL: intake_pb2.CONSENT_STATE_DECLINED,
         intake_pb2.CONSENT_SCOPE_EMPLOYMENT: intake_pb2.CONSENT_STATE_GRANTED,
         intake_pb2.CONSENT_SCOPE_DEIDENTIFIED_REPORTING: intake_pb2.CONSENT_STATE_WITHDRAWN,
+        # Health care and psychosocial support: never asked here.
+        intake_pb2.CONSENT_SCOPE_HEALTH: intake_pb2.CONSENT_STATE_NOT_GIVEN,
+        intake_pb2.CONSENT_SCOPE_PSYCHOSOCIAL: intake_pb2.CONSENT_STATE_NOT_GIVEN,
     }
     assert list(view.declined) == [common_pb2.SECTOR_LEGAL]
     assert view.risk_assessment.level == common_pb2.RISK_LEVEL_CRITICAL
