@@ -34,6 +34,7 @@ from masar.contract import (
     FollowUpContact,
     JourneyInput,
     MedicalCareConfirmed,
+    ProtectionOrderBreach,
     Reassignment,
     ReferralCreated,
     ReferralDecision,
@@ -77,6 +78,16 @@ from workflows.visits import FOLLOWING, HealthVisits
 
 # A due rung: (level, when it fell due, what climbs it).
 DueRung = tuple[int, datetime, Callable[[int], None]]
+
+
+def raise_risk(current: Risk, assessed: Risk | None) -> Risk:
+    """A breach's risk: one level up from `current` (critical stays
+    critical), or `assessed` when that is higher; never lower."""
+    levels = sorted(Risk, key=lambda risk: risk.rank)
+    raised = levels[min(current.rank + 1, len(levels) - 1)]
+    if assessed is not None and assessed.rank > raised.rank:
+        return assessed
+    return raised
 
 
 def utc(value: datetime) -> datetime:
@@ -529,6 +540,51 @@ class CaseFile:
         assert ref is not None
         self.care_desk.record(event, ref, now)
         self.tick(now)
+
+    def apply_breach(self, event: ProtectionOrderBreach, now: datetime) -> None:
+        """Legal aid recorded a breach of a protection order: the risk goes
+        up, never down (one level, or to the level legal aid assessed when
+        higher), every open wait takes the new level's deadline counted from
+        when it opened (as a risk reassessment does), the holding
+        organisation and the region's coordinators are told, and when she
+        consented to shelter and has no active placement a new shelter
+        referral is asked for at once."""
+        ref = self.referral(event.referral_id)
+        assert ref is not None
+        previous = self.state.risk
+        raised = raise_risk(previous, event.risk)
+        self.set_risk(raised)
+        self.timeline.note(
+            now,
+            "protection_order_breached",
+            sector=ref.sector,
+            referral_id=ref.referral_id,
+            detail=f"{previous.value}->{raised.value}",
+        )
+        self.notices.breach(ref, event.event_id, now)
+        if self.consented(Sector.SHELTER) and not self.placed():
+            self._shelter_again()
+        self.tick(now)
+
+    def placed(self) -> bool:
+        """She is in a shelter now (checked in, not yet out)."""
+        return any(
+            ref.sector is Sector.SHELTER and ref.status is ReferralStatus.IN_SERVICE
+            for ref in self.state.referrals
+        )
+
+    def _shelter_again(self) -> None:
+        """Shelter is needed (again): a referral under way goes on (its wait
+        re-timed); otherwise the plan asks for a new one at once, every
+        shelter eligible again."""
+        need = SECTOR_NEEDS[Sector.SHELTER]
+        if need not in self.state.needs:
+            self.state.needs.append(need)
+        track = self.tracks[Sector.SHELTER]
+        track.progress.done = False
+        track.progress.served = False
+        if track.progress.current is None:
+            track.start_afresh()
 
     def apply_closure_request(self, event: ClosureRequest, now: datetime) -> None:
         self.state.closure_requested = True

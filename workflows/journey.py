@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         SA_REGION,
         SA_RISK,
         SA_STAGE,
+        UPDATE_BREACH,
         UPDATE_CLINICAL_CARE,
         UPDATE_CLOSURE_DECISION,
         UPDATE_CLOSURE_REQUEST,
@@ -74,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
         JourneyInput,
         JourneyStatus,
         MedicalCareConfirmed,
+        ProtectionOrderBreach,
         Reassignment,
         ReferralDecision,
         ReferralMilestone,
@@ -393,8 +395,9 @@ class SurvivorJourney(LaneWork):
     def _check_medical_care(self, event: MedicalCareConfirmed) -> None:
         self._validate(UPDATE_MEDICAL_CARE, event, validation.validate_medical_care)
 
-    # Sent by the health service (workflows.care): an Update that no history
-    # recorded before it can hold, so it needs no patch marker.
+    # Sent by the health service (workflows.care) and by legal aid (a breach):
+    # Updates that no history recorded before them can hold, so they need no
+    # patch marker.
     @workflow.update(name=UPDATE_CLINICAL_CARE)
     async def clinical_care_recorded(self, event: ClinicalCareRecorded) -> UpdateResult:
         return await self._apply(
@@ -407,6 +410,20 @@ class SurvivorJourney(LaneWork):
     @clinical_care_recorded.validator
     def _check_clinical_care(self, event: ClinicalCareRecorded) -> None:
         self._validate(UPDATE_CLINICAL_CARE, event, validation.validate_clinical_care)
+
+    # Sent by the legal service: a protection order was breached.
+    @workflow.update(name=UPDATE_BREACH)
+    async def protection_order_breached(self, event: ProtectionOrderBreach) -> UpdateResult:
+        return await self._apply(
+            UPDATE_BREACH,
+            event,
+            validation.validate_breach,
+            lambda e, now: self._case.apply_breach(e, now),
+        )
+
+    @protection_order_breached.validator
+    def _check_breach(self, event: ProtectionOrderBreach) -> None:
+        self._validate(UPDATE_BREACH, event, validation.validate_breach)
 
     @workflow.update(name=UPDATE_CLOSURE_REQUEST)
     async def closure_requested(self, event: ClosureRequest) -> UpdateResult:

@@ -23,7 +23,9 @@ journey says what happened and to what:
 - a decision on a referral, a transfer request and its answer: the
   organisation holding the case (a decision while the journey does not know
   the holder is sent as RESOLVED: it only closes the open items);
-- a closure request: the coordinators.
+- a closure request: the coordinators;
+- a protection order breached: the region's coordinators
+  and the holding organisation.
 
 A notification that reached nobody (`NotifyResult.undelivered`) is flagged:
 timeline event "undelivered" and an escalation in the status until a
@@ -79,6 +81,7 @@ WATCHED_KINDS = frozenset(
         NotifyKind.REGIONAL,
         NotifyKind.EXPIRED,
         NotifyKind.CLINICAL_WINDOW,
+        NotifyKind.BREACH,
     }
 )
 # The rung a referral's (or the follow-up's) wait climbed -> what is told.
@@ -258,6 +261,11 @@ class Notices:
             span=_span(wait),
             transfer=transfer,
         )
+
+    def breach(self, ref: ReferralState, event_id: str, now: datetime) -> None:
+        """A protection order was breached: the region's coordinators and the
+        holding organisation."""
+        self._tell(NotifyKind.BREACH, (ref.referral_id, "breach", event_id), now, ref=ref)
 
     def closure_requested(self, event_id: str, now: datetime) -> None:
         self._tell(NotifyKind.CLOSURE_REQUESTED, ("closure", event_id), now)

@@ -41,11 +41,13 @@ from masar.contract import (
     FollowUpVisit,
     MedicalCareConfirmed,
     Milestone,
+    ProtectionOrderBreach,
     Reassignment,
     ReferralDecision,
     ReferralMilestone,
     ReferralStatus,
     ReopenRequest,
+    Risk,
     Sector,
     TransferDecision,
     TransferReason,
@@ -151,6 +153,20 @@ def validate_clinical_care(case: CaseFile, event: ClinicalCareRecorded) -> None:
         raise reject(ERR_INVALID, "visit: required for a follow-up visit (a FollowUpVisit)")
     if not visit and event.visit is not None:
         raise reject(ERR_INVALID, "visit: only for a follow-up visit")
+
+
+def validate_breach(case: CaseFile, event: ProtectionOrderBreach) -> None:
+    """A breach recorded by legal aid on one of its referrals (a completed
+    one too: the order outlives it), on an open journey."""
+    if case.is_answered(event.event_id):
+        return
+    if event.sector is not Sector.LEGAL:
+        raise reject(ERR_INVALID, "sector: a breach is recorded on a legal aid referral")
+    _known_referral(case, event.referral_id, event.sector)
+    if case.closed:
+        raise reject(ERR_JOURNEY_CLOSED, "journey: closed")
+    if event.risk is not None and event.risk not in set(Risk):
+        raise reject(ERR_INVALID, "risk: not a Risk")
 
 
 # --- intake -------------------------------------------------------------------------

@@ -583,6 +583,8 @@ UPDATE_FOLLOW_UP = "follow_up_recorded"  # FollowUpContact -> UpdateResult
 UPDATE_MEDICAL_CARE = "medical_care_confirmed"  # MedicalCareConfirmed -> UpdateResult
 # Sent by the health service when its staff record clinical care on a referral.
 UPDATE_CLINICAL_CARE = "clinical_care_recorded"  # ClinicalCareRecorded -> UpdateResult
+# Sent by the legal service when its staff record a breach of a protection order.
+UPDATE_BREACH = "protection_order_breached"  # ProtectionOrderBreach -> UpdateResult
 UPDATE_CLOSURE_REQUEST = "closure_requested"  # ClosureRequest -> UpdateResult
 UPDATE_REOPEN = "reopen"  # ReopenRequest -> UpdateResult
 UPDATE_REASSIGN = "reassign_referral"  # Reassignment -> UpdateResult
@@ -740,6 +742,19 @@ class ClinicalCareRecorded:
     itt_days: int | None = None  # CERTIFICATE_ISSUED only: 0..MAX_ITT_DAYS
     visit: FollowUpVisit | None = None  # FOLLOW_UP_VISIT_DONE only
     # Who sent it, signed by the sending service (masar.contract.assertion).
+    assertion: ActorAssertion | None = None
+
+
+@dataclass
+class ProtectionOrderBreach:
+    """Legal aid recorded a breach of a protection order."""
+
+    event_id: str
+    referral_id: str
+    sector: Sector
+    at: datetime
+    recorded_at: datetime
+    risk: Risk | None = None
     assertion: ActorAssertion | None = None
 
 

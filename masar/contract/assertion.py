@@ -197,6 +197,7 @@ UPDATE_AUTHORITY: dict[str, UpdateAuthority] = {
     "referral_decision": _SECTOR,
     "referral_milestone": _SECTOR,
     "clinical_care_recorded": _HEALTH,
+    "protection_order_breached": UpdateAuthority(frozenset({"legal"}), sector=True),
     "consent_changed": _CASE,
     "risk_reassessed": _CASE,
     "follow_up_recorded": _CASE,

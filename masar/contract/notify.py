@@ -65,6 +65,8 @@ class NotifyKind(StrEnum):
     TRANSFER_ANSWERED = "transfer_answered"
     # The region's coordinators.
     CLOSURE_REQUESTED = "closure_requested"
+    # The region's coordinators and the holding organisation.
+    BREACH = "protection_order_breach"
     # Nobody: the open items of (case, referral) — of the whole case when no
     # referral is named — are resolved (they leave the daily digest).
     RESOLVED = "resolved"

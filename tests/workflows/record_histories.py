@@ -550,6 +550,33 @@ async def medical_referral_ladder(bed: JourneyTestbed) -> Journey:
     return journey
 
 
+async def protection_order_breach(bed: JourneyTestbed) -> Journey:
+    """Breaches recorded by legal aid: medium -> high, the shelter's wait
+    re-timed from when it opened (its 2 h are over: coordinators and the next
+    shelter at once), the holder and the coordinators told; a second breach
+    assessed "low" -> critical (never lower). A medical referral alongside."""
+    opened = await bed.now()
+    journey = await bed.start(
+        needs=[c.Need.SHELTER, c.Need.LEGAL, c.Need.MEDICAL],
+        consents=[c.Sector.SHELTER, c.Sector.LEGAL, c.Sector.HEALTH],
+        risk=c.Risk.MEDIUM,
+        violence_type=c.ViolenceType.PHYSICAL_ASSAULT,
+        incident_at=opened - 5 * HOUR,
+        opened_at=opened,
+        holding_organisation_id="org-a0de00000001",
+    )
+    await journey.pending_referral(c.Sector.SHELTER)
+    await journey.pending_referral(c.Sector.HEALTH)
+    legal = await journey.pending_referral(c.Sector.LEGAL)
+    await journey.decide(legal)
+    await bed.skip(3 * HOUR)
+    await journey.breach(legal)
+    await journey.until(lambda s: s.risk is c.Risk.HIGH and bool(events(s, "rerouted")))
+    await journey.breach(legal, risk=c.Risk.LOW)
+    await journey.until(lambda s: s.risk is c.Risk.CRITICAL)
+    return journey
+
+
 SCENARIOS: dict[str, Scenario] = {
     "full_chain": full_chain,
     "ladder_to_expiry": ladder_to_expiry,
@@ -565,6 +592,7 @@ SCENARIOS: dict[str, Scenario] = {
     "notifications": notifications,
     "care_sectors": care_sectors,
     "medical_referral_ladder": medical_referral_ladder,
+    "protection_order_breach": protection_order_breach,
 }
 
 

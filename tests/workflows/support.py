@@ -556,6 +556,21 @@ class Journey:
             ),
         )
 
+    async def breach(self, ref: c.ReferralView, *, risk: c.Risk | None = None) -> c.UpdateResult:
+        """Legal aid records a breach of the protection order on its referral."""
+        now = await self.bed.now()
+        return await self.update(
+            c.UPDATE_BREACH,
+            c.ProtectionOrderBreach(
+                event_id=new_event_id(),
+                referral_id=ref.referral_id,
+                sector=c.Sector.LEGAL,
+                at=now,
+                recorded_at=now,
+                risk=risk,
+            ),
+        )
+
     async def terminate(self) -> None:
         with contextlib.suppress(Exception):
             await self.handle.terminate("test over")

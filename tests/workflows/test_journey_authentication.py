@@ -43,7 +43,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 def every_update(ref: c.ReferralView, now: datetime) -> dict[str, Any]:
     """One plausible event for each journey Update (unsigned): the shared
-    ones, and the care unit's (issue 15) while they lack it."""
+    ones, and the care unit's and legal aid's breach (issue 15) while they
+    lack them."""
     found = every_shared_update(ref, now)
     found.setdefault(
         c.UPDATE_CLINICAL_CARE,
@@ -52,6 +53,16 @@ def every_update(ref: c.ReferralView, now: datetime) -> dict[str, Any]:
             referral_id=ref.referral_id,
             sector=c.Sector.HEALTH,
             event=c.CareEvent.PEP_STARTED,
+            at=now,
+            recorded_at=now,
+        ),
+    )
+    found.setdefault(
+        c.UPDATE_BREACH,
+        c.ProtectionOrderBreach(
+            event_id=new_event_id(),
+            referral_id=ref.referral_id,
+            sector=c.Sector.LEGAL,
             at=now,
             recorded_at=now,
         ),

@@ -68,6 +68,7 @@ def test_the_fixtures_cover_the_scenarios() -> None:
         "notifications",
         "care_sectors",
         "medical_referral_ladder",
+        "protection_order_breach",
     } <= scenarios
     # Every scenario the recorder knows has its fixtures, and nothing else is there.
     assert scenarios == set(record_histories.SCENARIOS)
