@@ -559,6 +559,7 @@ class SurvivorProfile(_message.Message):
     REGION_FIELD_NUMBER: _builtins.int
     CONTACT_FIELD_NUMBER: _builtins.int
     ACCOMPANYING_CHILDREN_FIELD_NUMBER: _builtins.int
+    INTERPRETER_NEEDED_FIELD_NUMBER: _builtins.int
     alias: _builtins.str
     """What the staff call her; not necessarily her name. Optional."""
     birth_year: _builtins.int
@@ -570,6 +571,10 @@ class SurvivorProfile(_message.Message):
     """Region slug (2015 division), e.g. "fes-meknes". Required."""
     accompanying_children: _builtins.int
     """Children who come with her (0 to 20)."""
+    interpreter_needed: _builtins.bool
+    """Whether she needs an interpreter; unset = not asked. Recorded at intake
+    (Law 27-14: trafficking victims); not passed to the sectors.
+    """
     @_builtins.property
     def languages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Lowercase language tags, e.g. "ary" (Darija), "ar", "zgh" (Tamazight),
@@ -589,12 +594,15 @@ class SurvivorProfile(_message.Message):
         region: _builtins.str = ...,
         contact: Global___ContactDetails | None = ...,
         accompanying_children: _builtins.int = ...,
+        interpreter_needed: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_interpreter_needed", b"_interpreter_needed", "contact", b"contact", "interpreter_needed", b"interpreter_needed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accompanying_children", b"accompanying_children", "alias", b"alias", "birth_year", b"birth_year", "contact", b"contact", "languages", b"languages", "migrant_status", b"migrant_status", "nationality", b"nationality", "region", b"region"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_interpreter_needed", b"_interpreter_needed", "accompanying_children", b"accompanying_children", "alias", b"alias", "birth_year", b"birth_year", "contact", b"contact", "interpreter_needed", b"interpreter_needed", "languages", b"languages", "migrant_status", b"migrant_status", "nationality", b"nationality", "region", b"region"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__interpreter_needed: _TypeAlias = _typing.Literal["interpreter_needed"]  # noqa: Y015
+    _WhichOneofArgType__interpreter_needed: _TypeAlias = _typing.Literal["_interpreter_needed", b"_interpreter_needed"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__interpreter_needed) -> _WhichOneofReturnType__interpreter_needed | None: ...
 
 Global___SurvivorProfile: _TypeAlias = SurvivorProfile  # noqa: Y015
 
@@ -614,7 +622,12 @@ class Incident(_message.Message):
         """Not in the future; kept to the hour (floored: minutes, seconds and nanos dropped)."""
 
     @_builtins.property
-    def contexts(self) -> _containers.RepeatedScalarFieldContainer[Global___IncidentContext.ValueType]: ...
+    def contexts(self) -> _containers.RepeatedScalarFieldContainer[Global___IncidentContext.ValueType]:
+        """INCIDENT_CONTEXT_TRAFFICKING (Law 27-14) requires survivor.nationality,
+        survivor.migrant_status and survivor.languages, and adds
+        LEGAL_MATTER_TRAFFICKING to the case's legal matters.
+        """
+
     def __init__(
         self,
         *,
@@ -1066,6 +1079,7 @@ class RegisterCaseRequest(_message.Message):
     def legal_matters(self) -> _containers.RepeatedScalarFieldContainer[_legal_pb2.LegalMatter.ValueType]:
         """At least one is required when legal aid is needed. Matters and interests
         are recorded whatever the needs, but reach the journey only with their need.
+        A trafficking context adds LEGAL_MATTER_TRAFFICKING (so it satisfies the rule).
         """
 
     @_builtins.property

@@ -305,6 +305,9 @@ class SurvivorProfile:
     languages: list[str] = field(default_factory=list)
     contact: ContactDetails = field(default_factory=ContactDetails)
     accompanying_children: int = 0
+    # Whether she needs an interpreter (None: not asked). Recorded at intake
+    # only: the sectors' needs carry her languages, not this.
+    interpreter_needed: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -425,6 +428,21 @@ def validate_contact(contact: ContactDetails, field_path: str) -> ContactDetails
     )
 
 
+def _require_trafficking_profile(
+    nationality: str | None, migrant_status: MigrantStatus | None, languages: Sequence[str]
+) -> None:
+    """Law 27-14: a trafficking case needs who she is to reach her rights
+    (nationality, migrant status) and the language she speaks."""
+    if nationality is None:
+        raise InvalidArgument("survivor.nationality", "is required when the context is trafficking")
+    if migrant_status is None:
+        raise InvalidArgument(
+            "survivor.migrant_status", "is required when the context is trafficking"
+        )
+    if not languages:
+        raise InvalidArgument("survivor.languages", "is required when the context is trafficking")
+
+
 def validate_registration(reg: Registration, *, now: datetime) -> Registration:
     """Every rule of a registration; returns the normalised registration."""
     require_idempotency_key(reg.idempotency_key)
@@ -447,6 +465,9 @@ def validate_registration(reg: Registration, *, now: datetime) -> Registration:
     if s.birth_year is not None and occurred_at.year < s.birth_year:
         raise InvalidArgument("incident.occurred_at", "is before the survivor's birth year")
     _no_repeats(incident.contexts, "incident.contexts")
+    trafficking = IncidentContext.TRAFFICKING in incident.contexts
+    if trafficking:
+        _require_trafficking_profile(s.nationality, s.migrant_status, languages)
     narrative = _optional_text(incident.narrative, "incident.narrative", NARRATIVE_MAX)
 
     needs = validate_needs(reg.needs, "needs")
@@ -454,7 +475,10 @@ def validate_registration(reg: Registration, *, now: datetime) -> Registration:
         reg.accessibility_needs, "household.accessibility_needs", ACCESSIBILITY_FEATURES
     )
     _no_repeats(reg.legal_matters, "legal_matters")
-    if Need.LEGAL in needs and not reg.legal_matters:
+    legal_matters = list(reg.legal_matters)
+    if trafficking and LegalMatter.TRAFFICKING not in legal_matters:
+        legal_matters.append(LegalMatter.TRAFFICKING)
+    if Need.LEGAL in needs and not legal_matters:
         raise InvalidArgument("legal_matters", "at least one is required when legal aid is needed")
     interests = _codes(reg.employment_interests, "employment_interests", PROGRAMME_KINDS)
     _no_repeats(reg.consents, "consents")
@@ -470,6 +494,7 @@ def validate_registration(reg: Registration, *, now: datetime) -> Registration:
             languages=languages,
             contact=contact,
             accompanying_children=s.accompanying_children,
+            interpreter_needed=s.interpreter_needed,
         ),
         incident=Incident(
             occurred_at=occurred_at,
@@ -481,7 +506,7 @@ def validate_registration(reg: Registration, *, now: datetime) -> Registration:
         risk_override=reg.risk_override,
         needs=needs,
         accessibility_needs=accessibility,
-        legal_matters=list(reg.legal_matters),
+        legal_matters=legal_matters,
         employment_interests=interests,
         consents=list(reg.consents),
     )

@@ -1,6 +1,7 @@
 """Intake's tables, on the service's own metadata (its own database).
 
-Personal data (alias, birth year, nationality, contact details, narrative,
+Personal data (alias, birth year, nationality, interpreter need, contact
+details, narrative,
 the risk checklist's answers, free-text reasons and notes) is stored as
 `EncryptedText("intake.<column>")`. Everything a list shows — ids, region,
 levels, states, dates — is plain.
@@ -96,6 +97,10 @@ class CaseRow(Base):
     migrant_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
     languages: Mapped[list[str]] = mapped_column(JSON)
     accompanying_children: Mapped[int] = mapped_column(Integer)
+    # "true" / "false"; NULL = not asked (migration 0006).
+    interpreter_needed: Mapped[str | None] = mapped_column(
+        EncryptedText("intake.interpreter_needed"), nullable=True
+    )
     phone: Mapped[str | None] = mapped_column(EncryptedText("intake.phone"), nullable=True)
     email: Mapped[str | None] = mapped_column(EncryptedText("intake.email"), nullable=True)
     address: Mapped[str | None] = mapped_column(EncryptedText("intake.address"), nullable=True)

@@ -122,6 +122,15 @@ def record_audit(
     )
 
 
+def _flag_out(value: bool | None) -> str | None:
+    """An optional yes/no as stored (encrypted text); None = not asked."""
+    return None if value is None else ("true" if value else "false")
+
+
+def _flag_in(stored: str | None) -> bool | None:
+    return None if stored is None else stored == "true"
+
+
 def _journey_state(status: str | None) -> d.JourneyState:
     return d.JourneyState.STARTED if status == START_DONE else d.JourneyState.START_PENDING
 
@@ -175,6 +184,7 @@ class CaseRepository(Repository):
             migrant_status=s.migrant_status.value if s.migrant_status else None,
             languages=list(s.languages),
             accompanying_children=s.accompanying_children,
+            interpreter_needed=_flag_out(s.interpreter_needed),
             phone=s.contact.phone,
             email=s.contact.email,
             address=s.contact.address,
@@ -255,6 +265,7 @@ class CaseRepository(Repository):
                     safe_contact_instructions=case.safe_contact_instructions,
                 ),
                 accompanying_children=case.accompanying_children,
+                interpreter_needed=_flag_in(case.interpreter_needed),
             ),
             incident=d.Incident(
                 occurred_at=case.incident_at,

@@ -128,6 +128,7 @@ def _registration(request: intake_pb2.RegisterCaseRequest) -> d.Registration:
                 safe_contact_instructions=c.safe_contact_instructions or None,
             ),
             accompanying_children=s.accompanying_children,
+            interpreter_needed=(s.interpreter_needed if s.HasField("interpreter_needed") else None),
         ),
         incident=d.Incident(
             occurred_at=occurred_at,
@@ -206,6 +207,7 @@ def case_pb(v: d.CaseView) -> intake_pb2.Case:
                 safe_contact_instructions=s.contact.safe_contact_instructions or "",
             ),
             accompanying_children=s.accompanying_children,
+            interpreter_needed=s.interpreter_needed,
         ),
         incident=intake_pb2.Incident(
             occurred_at=ts(v.incident.occurred_at),

@@ -245,3 +245,88 @@ def test_the_journey_gets_facts_and_no_personal_data() -> None:
     assert journey.legal is not None and journey.legal.matters == ["protection_order"]
     assert journey.employment is None  # not needed
     assert facts.needs_without_consent() == [Sector.LEGAL]
+
+
+# --- trafficking (Law 27-14) --------------------------------------------------------
+
+
+def trafficking(**survivor_changes) -> d.Registration:
+    """A trafficking case with all that Law 27-14 asks for, then `survivor_changes`."""
+    base = registration()
+    survivor = replace(
+        base.survivor,
+        nationality="NG",
+        migrant_status=d.MigrantStatus.IN_TRANSIT,
+        languages=["en"],
+        interpreter_needed=True,
+    )
+    incident = replace(base.incident, contexts=[d.IncidentContext.TRAFFICKING])
+    return replace(
+        base,
+        survivor=replace(survivor, **survivor_changes),
+        incident=incident,
+        legal_matters=[],
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"nationality": None}, "survivor.nationality"),
+        ({"migrant_status": None}, "survivor.migrant_status"),
+        ({"languages": []}, "survivor.languages"),
+    ],
+)
+def test_a_trafficking_case_needs_nationality_migrant_status_and_language(changes, field) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        d.validate_registration(trafficking(**changes), now=NOW)
+    assert err.value.field == field
+
+
+def test_another_context_needs_none_of_them() -> None:
+    reg = d.validate_registration(
+        registration(survivor=d.SurvivorProfile(region="fes-meknes")), now=NOW
+    )
+    assert reg.survivor.nationality is None
+    assert reg.survivor.interpreter_needed is None
+    assert d.LegalMatter.TRAFFICKING not in reg.legal_matters
+
+
+def test_a_trafficking_case_opens_legal_aid_on_trafficking() -> None:
+    reg = d.validate_registration(trafficking(), now=NOW)
+    assert reg.survivor.interpreter_needed is True
+    # Added even when the officer named no matter (it satisfies the rule),
+    # once, beside those she named.
+    assert reg.legal_matters == [d.LegalMatter.TRAFFICKING]
+    named = replace(
+        trafficking(), legal_matters=[d.LegalMatter.RESIDENCY, d.LegalMatter.TRAFFICKING]
+    )
+    assert d.validate_registration(named, now=NOW).legal_matters == [
+        d.LegalMatter.RESIDENCY,
+        d.LegalMatter.TRAFFICKING,
+    ]
+    with_residency = replace(trafficking(), legal_matters=[d.LegalMatter.RESIDENCY])
+    assert d.validate_registration(with_residency, now=NOW).legal_matters == [
+        d.LegalMatter.RESIDENCY,
+        d.LegalMatter.TRAFFICKING,
+    ]
+
+    facts = d.CaseFacts(
+        case_id="0123456789abcdef",
+        region=reg.survivor.region,
+        risk=Risk.HIGH,
+        needs=list(reg.needs),
+        declined=[],
+        consents=d.initial_consents([d.ConsentScope.LEGAL]),
+        incident_at=reg.incident.occurred_at,
+        violence_type=reg.incident.violence_type,
+        accompanying_children=reg.survivor.accompanying_children,
+        accessibility_needs=list(reg.accessibility_needs),
+        legal_matters=[m.value for m in reg.legal_matters],
+        employment_interests=[],
+        languages=list(reg.survivor.languages),
+    )
+    journey = d.journey_input(facts, opened_at=NOW)
+    assert journey.legal is not None
+    assert journey.legal.matters == ["trafficking"]
+    assert journey.legal.languages == ["en"]

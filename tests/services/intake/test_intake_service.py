@@ -31,7 +31,7 @@ from masar.contract import (
     ViolenceType,
     journey_workflow_id,
 )
-from masar.v1 import common_pb2, intake_pb2
+from masar.v1 import common_pb2, intake_pb2, legal_pb2
 from tests.services.harness import error_field
 from tests.services.intake.support import (
     ALIAS,
@@ -166,6 +166,25 @@ def _with_checklist(**answers):
     return request
 
 
+def _trafficked(**survivor: object) -> intake_pb2.RegisterCaseRequest:
+    """A trafficking case (Law 27-14) with everything it needs, then `survivor`
+    fields set (None clears one)."""
+    request = registration(legal_matters=[])
+    request.incident.ClearField("contexts")
+    request.incident.contexts.append(intake_pb2.INCIDENT_CONTEXT_TRAFFICKING)
+    request.survivor.nationality = "NG"
+    request.survivor.migrant_status = intake_pb2.MIGRANT_STATUS_IN_TRANSIT
+    request.survivor.ClearField("languages")
+    request.survivor.languages.append("en")
+    request.survivor.interpreter_needed = True
+    for name, value in survivor.items():
+        if value is None:
+            request.survivor.ClearField(name)  # type: ignore[arg-type]
+        else:
+            setattr(request.survivor, name, value)
+    return request
+
+
 def _with_override(level, reason):
     request = registration()
     request.risk.override.level = level
@@ -222,6 +241,14 @@ BAD_REGISTRATIONS = [
     ("unknown consent scope", registration(consents=[9]), "consents[0]", None),
     ("no idempotency key", registration(idempotency_key=""), "idempotency_key", None),
     ("no risk", registration(risk=intake_pb2.RiskAssessmentInput()), "risk.checklist", None),
+    ("trafficking, no nationality", _trafficked(nationality=None), "survivor.nationality", None),
+    (
+        "trafficking, no migrant status",
+        _trafficked(migrant_status=None),
+        "survivor.migrant_status",
+        None,
+    ),
+    ("trafficking, no language", _trafficked(languages=None), "survivor.languages", None),
 ]
 
 
@@ -245,6 +272,33 @@ async def test_an_incident_time_with_minutes_is_kept_to_the_hour(intake: Intake)
         _with_incident_time(hour + timedelta(minutes=21, seconds=55))
     )
     assert reply.case.incident.occurred_at.ToDatetime(tzinfo=UTC) == hour
+
+
+async def test_a_trafficking_case_opens_legal_aid_on_trafficking(intake: Intake) -> None:
+    reply = await intake.stub.RegisterCase(_trafficked())
+    case = reply.case
+    # Intake adds the matter (the officer named none), recorded on the case.
+    assert list(case.legal_matters) == [legal_pb2.LEGAL_MATTER_TRAFFICKING]
+    assert case.survivor.HasField("interpreter_needed") and case.survivor.interpreter_needed
+    case_id = case.summary.case_id
+    journey, raw = await intake.journey_input(case_id)
+    assert journey.legal is not None
+    assert journey.legal.matters == ["trafficking"]
+    assert journey.legal.languages == ["en"]
+    assert b"interpreter" not in raw  # recorded at intake only
+
+    view = (await intake.stub.GetCase(intake_pb2.GetCaseRequest(case_id=case_id))).case
+    assert (view.survivor.nationality, view.survivor.migrant_status) == (
+        "NG",
+        intake_pb2.MIGRANT_STATUS_IN_TRANSIT,
+    )
+    assert view.survivor.interpreter_needed is True
+    stored = intake.running.scalar("SELECT interpreter_needed FROM cases")
+    assert stored.startswith("enc1:") and "true" not in stored
+
+    # Not asked stays not asked.
+    other = await intake.stub.RegisterCase(registration())
+    assert not other.case.survivor.HasField("interpreter_needed")
 
 
 async def test_a_need_without_consent_is_recorded_but_not_referred(intake: Intake) -> None:
