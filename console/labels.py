@@ -167,6 +167,7 @@ NOTIFICATION_KINDS = {
     network_pb2.NOTIFICATION_KIND_REFERRAL_DECIDED: N_("Referral answered"),
     network_pb2.NOTIFICATION_KIND_TRANSFER_REQUESTED: N_("Transfer requested"),
     network_pb2.NOTIFICATION_KIND_TRANSFER_ANSWERED: N_("Transfer answered"),
+    network_pb2.NOTIFICATION_KIND_BREACH: N_("Protection order breached"),
 }
 # The journey's timeline codes (workflows: Timeline.note).
 TIMELINE = {

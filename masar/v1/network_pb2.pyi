@@ -279,6 +279,10 @@ class _NotificationKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Noti
     """A notification that reached nobody, escalated to the region's coordinators."""
     NOTIFICATION_KIND_DIGEST: _NotificationKind.ValueType  # 14
     """An account's daily digest."""
+    NOTIFICATION_KIND_BREACH: _NotificationKind.ValueType  # 15
+    """A protection order was breached: to the region's coordinators and the
+    holding organisation's intake officers and supervisors.
+    """
 
 class NotificationKind(_NotificationKind, metaclass=_NotificationKindEnumTypeWrapper):
     """--- notifications ---------------------------------------------------------------"""
@@ -307,6 +311,10 @@ NOTIFICATION_KIND_UNDELIVERED: NotificationKind.ValueType  # 13
 """A notification that reached nobody, escalated to the region's coordinators."""
 NOTIFICATION_KIND_DIGEST: NotificationKind.ValueType  # 14
 """An account's daily digest."""
+NOTIFICATION_KIND_BREACH: NotificationKind.ValueType  # 15
+"""A protection order was breached: to the region's coordinators and the
+holding organisation's intake officers and supervisors.
+"""
 Global___NotificationKind: _TypeAlias = NotificationKind  # noqa: Y015
 
 class _NotificationState:

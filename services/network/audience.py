@@ -37,6 +37,8 @@ NETWORK_KINDS = frozenset({NotifyKind.UNDELIVERED, NotifyKind.DIGEST})
 # Tell nobody: they only change the open items.
 SILENT_KINDS = frozenset({NotifyKind.RESOLVED})
 # Open (or move the deadline of) the recipients' item for the event's subject.
+# A breach (BREACH) opens none: it has no deadline of its own, and its subject
+# is the legal aid referral, whose item it must not move.
 OPENING_KINDS = frozenset(
     {
         NotifyKind.NEW_REFERRAL,
@@ -119,6 +121,9 @@ def audience(event: NotifyEvent) -> list[Audience]:
         return [region, *_of(holder, AccountRole.SUPERVISOR)]
     if kind is NotifyKind.CLINICAL_WINDOW:
         return [region, *_of(holder, AccountRole.INTAKE_OFFICER)]
+    if kind is NotifyKind.BREACH:
+        # A protection order was breached: the risk went up (issue 15).
+        return [region, *_of(holder, *HOLDERS)]
     if kind is NotifyKind.REFERRAL_DECIDED:
         return _of(holder, *HOLDERS)
     if kind in (NotifyKind.TRANSFER_REQUESTED, NotifyKind.TRANSFER_ANSWERED):

@@ -45,6 +45,7 @@ SUBJECTS: dict[NotifyKind, str] = {
     NotifyKind.TRANSFER_REQUESTED: _("A case transfer was requested"),
     NotifyKind.TRANSFER_ANSWERED: _("A case transfer was answered"),
     NotifyKind.CLOSURE_REQUESTED: _("A case closure awaits a coordinator"),
+    NotifyKind.BREACH: _("A protection order was breached: the case's risk was raised"),
     NotifyKind.RESOLVED: _("An item was resolved"),
     NotifyKind.UNDELIVERED: _("Undelivered: a notification reached nobody"),
     NotifyKind.DIGEST: _("Your Masar digest for %(date)s"),

@@ -18,6 +18,7 @@ from babel.messages.pofile import read_po
 from masar.contract import SECTOR_TASK_QUEUES
 from masar.contract.notify import NETWORK_TASK_QUEUE, NotifyEvent, NotifyKind
 from masar.platform.errors import InvalidArgument
+from masar.v1 import network_pb2 as pb
 from services.network.audience import (
     DIGEST_ZONE,
     Audience,
@@ -75,6 +76,8 @@ def test_who_is_told_what():
     assert audience(make(NotifyKind.REGIONAL)) == [coordinators, supervisors]
     assert audience(make(NotifyKind.EXPIRED)) == [coordinators, supervisors]
     assert audience(make(NotifyKind.CLINICAL_WINDOW)) == [coordinators, officers]
+    assert audience(make(NotifyKind.BREACH, sector="legal")) == [coordinators, holders]
+    assert audience(make(NotifyKind.BREACH, holding_organisation_id="")) == [coordinators]
     assert audience(make(NotifyKind.REFERRAL_DECIDED)) == [holders]
     transfer = make(NotifyKind.TRANSFER_REQUESTED, receiving_organisation_id=RECEIVER)
     receivers = Audience(holders.roles, organisation_id=RECEIVER)
@@ -290,3 +293,10 @@ def test_notification_settings(tmp_path):
         ServiceSettings.from_env("shelter", {**base, "MASAR_SMTP_URL": "nope"}).notify.smtp_url
         is None
     )
+
+
+def test_every_kind_has_its_wire_name_and_a_text():
+    for kind in NotifyKind:
+        assert pb.NotificationKind.Value("NOTIFICATION_KIND_" + kind.name) > 0, kind
+        assert kind in SUBJECTS, kind
+    assert pb.NOTIFICATION_KIND_BREACH == 15
