@@ -68,6 +68,12 @@ def register(case_sub: Any, common: argparse.ArgumentParser) -> None:
     )
     open_.add_argument("--region", required=True, choices=list(c.REGIONS))
     open_.add_argument("--risk", required=True, choices=list(RISKS))
+    open_.add_argument(
+        "--holding-organisation",
+        default="",
+        metavar="ORG",
+        help="a care unit names the organisation that will hold the case (org-...)",
+    )
     open_.add_argument("--needs", required=True, help="comma list of " + ",".join(SECTORS))
     open_.add_argument("--consent", default="", help="comma list of " + ",".join(CONSENTS))
     open_.add_argument(
@@ -211,6 +217,7 @@ async def open_case(args: argparse.Namespace, out: Output) -> int:
         consents=[CONSENTS[n] for n in consents],
         # The quick path: the lawyer refines the matters at the first meeting.
         legal_matters=[legal_pb2.LEGAL_MATTER_PROTECTION_ORDER] if "legal" in needs else [],
+        holding_organisation_id=getattr(args, "holding_organisation", "") or "",
     )
     incident = incident_time(args.incident_at)
     request.incident.occurred_at.FromDatetime(incident.at)
