@@ -15,7 +15,13 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from masar.contract import Milestone, ReferralStatus
+from masar.contract import (
+    UPDATE_BREACH,
+    Milestone,
+    ProtectionOrderBreach,
+    ReferralStatus,
+    Sector,
+)
 from masar.platform.clock import utcnow
 from masar.platform.errors import FailedPrecondition, InvalidArgument, NotFound
 from masar.platform.idempotency import fingerprint, run_retrying_conflicts
@@ -125,7 +131,9 @@ class LegalAidService:
     ) -> d.ProtectionOrder:
         """A new order (requested or granted at once) while the referral is
         worked on, or the next status of an existing one (also once the
-        referral is completed: a ban outlives the matter)."""
+        referral is completed: a ban outlives the matter). A breach is told
+        to the journey (the contract's ProtectionOrderBreach, which raises the
+        risk); one the journey refuses is undone."""
 
         def apply(session: Session, row: LegalReferralRow) -> None:
             now = utcnow()
@@ -151,19 +159,59 @@ class LegalAidService:
                 )
             self.files.save_order(session, order)
 
-        await self.referrals.update_local(
-            referral_id,
-            step="protection_order",
-            idempotency_key=idempotency_key,
-            allowed=d.WORKING if new else d.ORDER_FOLLOW_UP,
-            apply=apply,
-            request_print=request_print,
-            wrong_state="the referral is not accepted or in service",
-        )
+        if not new and status is d.ProtectionOrderStatus.BREACHED:
+            # A breach is told to the journey (it raises the risk): the order
+            # and its outbox entry in one unit of work, once per key.
+            def breach(session: Session, row: LegalReferralRow, event_id: str) -> object:
+                apply(session, row)
+                return ProtectionOrderBreach(
+                    event_id=event_id,
+                    referral_id=referral_id,
+                    sector=Sector.LEGAL,
+                    at=at,
+                    recorded_at=utcnow(),
+                )
+
+            before = await self.database.run(
+                lambda s: self.files.find_order(s, referral_id, order_id)
+            )
+            try:
+                await self.referrals.record_event(
+                    referral_id,
+                    kind="protection_order_breached",
+                    idempotency_key=idempotency_key,
+                    update_name=UPDATE_BREACH,
+                    build=breach,
+                    allowed=d.ORDER_FOLLOW_UP,
+                    request_print=request_print,
+                    audit_reason="breached",
+                    wrong_state="the referral is not accepted, in service or completed",
+                )
+            except FailedPrecondition:
+                # The journey refused it: the kit restores the referral's
+                # columns; the order is restored here (unless it moved since).
+                if before is not None:
+                    await self.database.run(lambda s: self._undo_breach(s, before))
+                raise
+        else:
+            await self.referrals.update_local(
+                referral_id,
+                step="protection_order",
+                idempotency_key=idempotency_key,
+                allowed=d.WORKING if new else d.ORDER_FOLLOW_UP,
+                apply=apply,
+                request_print=request_print,
+                wrong_state="the referral is not accepted or in service",
+            )
         order = await self.database.run(lambda s: self.files.find_order(s, referral_id, order_id))
         if order is None:  # erased by a purge since
             raise NotFound("protection order not found")
         return order
+
+    def _undo_breach(self, session: Session, before: d.ProtectionOrder) -> None:
+        now = self.files.find_order(session, before.referral_id, before.order_id)
+        if now is not None and now.breaches == before.breaches + 1:
+            self.files.save_order(session, before)
 
     async def record_hearing(
         self,

@@ -24,6 +24,7 @@ from temporalio.exceptions import ApplicationError
 from masar import contract
 from masar.contract import (
     ClinicalCareRecorded,
+    ProtectionOrderBreach,
     ReferralDecision,
     ReferralMilestone,
     UpdateResult,
@@ -121,6 +122,22 @@ class StubJourney:
 
     @clinical_care.validator
     def check_clinical_care(self, event: ClinicalCareRecorded) -> None:
+        if event.referral_id in self.refuse:
+            raise ApplicationError("stale referral", type="StaleReferral")
+
+    @workflow.update(name=contract.UPDATE_BREACH)
+    def breach(self, event: ProtectionOrderBreach) -> UpdateResult:
+        self.events.append(
+            SeenEvent(
+                update=contract.UPDATE_BREACH,
+                event_id=event.event_id,
+                referral_id=event.referral_id,
+            )
+        )
+        return UpdateResult(event_id=event.event_id)
+
+    @breach.validator
+    def check_breach(self, event: ProtectionOrderBreach) -> None:
         if event.referral_id in self.refuse:
             raise ApplicationError("stale referral", type="StaleReferral")
 

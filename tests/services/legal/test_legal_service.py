@@ -556,8 +556,13 @@ async def test_legal_aid_is_requested_decided_and_lived(legal) -> None:
     assert last.matter.outcome == legal_pb2.MATTER_OUTCOME_CONVICTION
     replay = await close(COMPLAINT, legal_pb2.MATTER_OUTCOME_CONVICTION, last_key)
     assert replay.referral.status == common_pb2.REFERRAL_STATUS_COMPLETED
-    # Two staff actions and the completion wait in the outbox for the journey.
-    assert legal.count("outbox") == 3
+    # Two staff actions, the two breaches and the completion wait in the outbox
+    # for the journey.
+    assert legal.count("outbox") == 5
+    assert (
+        legal.scalar("SELECT count(*) FROM outbox WHERE update_name = 'protection_order_breached'")
+        == 2
+    )
     assert legal.scalar("SELECT count(*) FROM outbox WHERE payload LIKE '%CONVICTION%'") == 1
 
     # A ban survives the closed file: its breaches are still recorded (art. 321-1).

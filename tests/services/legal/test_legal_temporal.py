@@ -38,7 +38,9 @@ from tests.services.journey_stub import (
 from tests.services.legal.helpers import (
     COMPLAINT,
     FES,
+    PROTECTION,
     ago,
+    ahead,
     aid_request,
     case_id,
     create_provider,
@@ -151,6 +153,90 @@ async def test_decisions_reach_the_stub_journey_also_after_temporal_was_down(
                 await handle.terminate()
     finally:
         await gate.close()
+
+
+async def test_a_breach_reaches_the_stub_journey_and_a_refused_one_is_undone(
+    tmp_path, database_url, temporal_dev_server, client, journeys
+) -> None:
+    """A protection order recorded as BREACHED is the contract's
+    ProtectionOrderBreach (issue 15, item 6), delivered at once; a breach the
+    journey refuses leaves the order as it was."""
+    settings = sector_settings(
+        "legal", tmp_path, database_url, temporal_address=temporal_dev_server.address
+    )
+    order_ = legal_pb2.ProtectionOrderStatus
+
+    async def granted_order(stub: Any, rid: str) -> str:
+        order = await stub.RecordProtectionOrder(
+            legal_pb2.RecordProtectionOrderRequest(
+                referral_id=rid,
+                measure=legal_pb2.PROTECTION_MEASURE_NO_CONTACT_DURING_PROSECUTION,
+                status=order_.PROTECTION_ORDER_STATUS_GRANTED,
+                at=ago(hours=2),
+                effective_until=ahead(days=90),
+                idempotency_key=key(),
+            )
+        )
+        return str(order.order.order_id)
+
+    breached_at = ago(minutes=30)
+
+    def breach(stub: Any, rid: str, order_id: str, idem: str | None = None) -> Any:
+        return stub.RecordProtectionOrder(
+            legal_pb2.RecordProtectionOrderRequest(
+                referral_id=rid,
+                order_id=order_id,
+                status=order_.PROTECTION_ORDER_STATUS_BREACHED,
+                at=breached_at,
+                idempotency_key=idem or key(),
+            )
+        )
+
+    async with running_sector(settings, build_components, MIGRATIONS_DIR) as legal:
+        stub = stub_of(legal)
+        await create_provider(stub)
+        case = case_id()
+        journey = await start_stub_journey(client, case, journeys)
+        request = aid_request(case=case, matters=[PROTECTION, COMPLAINT])
+        rid = (await stub.RequestLegalAid(request)).referral.referral_id
+        assert (await decide(stub, rid)).delivery == DELIVERED
+        order_id = await granted_order(stub, rid)
+        breach_key = key()
+        breached = (await breach(stub, rid, order_id, breach_key)).order
+        assert breached.status == order_.PROTECTION_ORDER_STATUS_BREACHED
+        assert breached.breaches == 1
+        # Delivered once, also when staff send it again.
+        assert (await breach(stub, rid, order_id, breach_key)).order.breaches == 1
+        events = await events_until(journey, 2)
+        assert [(e.update, e.referral_id) for e in events] == [
+            (contract.UPDATE_REFERRAL_DECISION, rid),
+            (contract.UPDATE_BREACH, rid),
+        ]
+        assert (
+            legal.scalar(
+                "SELECT status FROM outbox WHERE update_name = 'protection_order_breached'"
+            )
+            == "DELIVERED"
+        )
+        await journey.terminate()
+
+        # The journey refuses it: staff hear "no", the order stays as it was.
+        other = case_id()
+        accepting = await start_stub_journey(client, other, journeys)
+        second = (await stub.RequestLegalAid(aid_request(case=other))).referral.referral_id
+        await decide(stub, second)
+        second_order = await granted_order(stub, second)
+        await accepting.terminate()
+        refusing = await start_stub_journey(client, other, journeys, refuse=[second])
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await breach(stub, second, second_order)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        file = await stub.GetLegalFile(legal_pb2.GetLegalFileRequest(referral_id=second))
+        (kept,) = file.protection_orders
+        assert (kept.status, kept.breaches) == (order_.PROTECTION_ORDER_STATUS_GRANTED, 0)
+        assert not kept.HasField("breached_at")
+        assert await seen_events(refusing) == []
+        await refusing.terminate()
 
 
 async def call_activity(client: Client, task_queue: str, name: str, arg: Any) -> Any:
