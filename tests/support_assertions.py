@@ -116,6 +116,22 @@ def every_update(ref: c.ReferralView, now: datetime) -> dict[str, Any]:
             accepted=True,
             decided_at=now,
         ),
+        c.UPDATE_CLINICAL_CARE: c.ClinicalCareRecorded(
+            event_id=_event_id(),
+            referral_id=ref.referral_id,
+            sector=c.Sector.HEALTH,
+            event=c.CareEvent.PEP_STARTED,
+            at=now,
+            recorded_at=now,
+        ),
+        c.UPDATE_BREACH: c.ProtectionOrderBreach(
+            event_id=_event_id(),
+            referral_id=ref.referral_id,
+            sector=c.Sector.LEGAL,
+            at=now,
+            recorded_at=now,
+            risk=c.Risk.CRITICAL,
+        ),
         c.UPDATE_TRANSFER_REDIRECT: c.TransferRedirect(
             event_id=_event_id(),
             transfer_id="trf-00000000000000aa",
