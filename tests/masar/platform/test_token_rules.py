@@ -152,7 +152,15 @@ def test_verification_names_what_is_wrong() -> None:
     with pytest.raises(PermissionDenied, match="not for the intake service"):
         verifier.verify(_signed(role="coordinator", region=FES), audience="intake")
     caller = verifier.verify(token_for(Role.INTAKE_OFFICER, org="org-a"), audience="shelter")
-    assert caller.audiences == {"intake", "shelter", "legal", "employment", "network"}
+    assert caller.audiences == {
+        "intake",
+        "shelter",
+        "legal",
+        "employment",
+        "health",
+        "psychosocial",
+        "network",
+    }
     assert caller.token_id
 
 
